@@ -1,0 +1,45 @@
+"""The call being watched, as plugins see it."""
+import enum
+import uuid
+from datetime import datetime, timezone
+from typing import Optional
+
+import attrs
+
+__all__ = ["Call", "EndReason"]
+
+
+class EndReason(str, enum.Enum):
+    """Why a watch stopped; passed to ``livecall_call_end``."""
+
+    ENDED = "ended"  #: the provider said the call is over (or closed with 1000)
+    CLOSED = "closed"  #: ``close()`` was called
+    AUTH_FAILED = "auth_failed"  #: credentials refused; never retried
+    GAVE_UP = "gave_up"  #: ``max_retries`` reconnects failed
+    ERROR = "error"  #: an unexpected close code or an internal failure
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def new_call_id() -> str:
+    """A watch id for providers whose only call identifier is a secret (Hiya)."""
+    return "call_" + uuid.uuid4().hex[:16]
+
+
+@attrs.define(eq=False)
+class Call:
+    """What is known about the call being watched.
+
+    ``id`` is never a credential: Phonic's conversation id, or for Hiya an id
+    made up per watch (its conversation token is a secret).  ``phone`` fills in
+    when the provider tells it.  One object lives for the whole watch, across
+    reconnects, so plugins may key their state on it.
+    """
+
+    provider: str
+    id: str
+    started_at: datetime = attrs.field(factory=lambda: datetime.now(timezone.utc))
+    phone: Optional[str] = None
+    ended_at: Optional[datetime] = None
+    end_reason: Optional[EndReason] = None
