@@ -1,2 +1,76 @@
-"""Watch live phone calls and AI voice conversations as they happen."""
+"""Watch live phone calls and AI voice conversations as they happen.
+
+``HiyaClient`` and ``PhonicClient`` connect to a provider's live stream, turn
+each message into an event (``livecall.events``) and hand it to plugins and
+callbacks.  Plugins implement the hooks in ``livecall.hookspecs``.
+"""
+from ._backoff import Backoff
+from ._client import LiveClient
+from ._connection import ProxySettings
+from .call import Call, EndReason
+from .errors import (
+    AckTimeoutError,
+    AuthenticationError,
+    ConfigurationError,
+    ConnectionLostError,
+    LivecallError,
+    PluginError,
+    ProtocolError,
+    RetriesExhaustedError,
+)
+from .events import (
+    Ack,
+    CallEnded,
+    CallStarted,
+    Conversation,
+    ConversationEnded,
+    ConversationItem,
+    ConversationUpdated,
+    DecodeError,
+    Event,
+    Reconnecting,
+    Role,
+    ScreeningEnded,
+    ServerError,
+    Transcript,
+    UnknownMessage,
+)
+from .hiya import HiyaClient
+from .hookspecs import hookimpl
+from .phonic import PhonicClient
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Ack",
+    "AckTimeoutError",
+    "AuthenticationError",
+    "Backoff",
+    "Call",
+    "CallEnded",
+    "CallStarted",
+    "ConfigurationError",
+    "ConnectionLostError",
+    "Conversation",
+    "ConversationEnded",
+    "ConversationItem",
+    "ConversationUpdated",
+    "DecodeError",
+    "EndReason",
+    "Event",
+    "HiyaClient",
+    "LiveClient",
+    "LivecallError",
+    "PhonicClient",
+    "PluginError",
+    "ProtocolError",
+    "ProxySettings",
+    "Reconnecting",
+    "RetriesExhaustedError",
+    "Role",
+    "ScreeningEnded",
+    "ServerError",
+    "Transcript",
+    "UnknownMessage",
+    "hookimpl",
+]

@@ -1,0 +1,405 @@
+"""The blocking client both providers share: threads, reconnects, lifecycle.
+
+Two threads per watch.  The *reader* owns the socket: it connects, reads
+frames and queues them untouched, so it is always free to answer pings; on a
+lost connection it backs off and reconnects.  The *dispatcher* decodes the
+queued frames and calls hooks and callbacks in order.  The queue between them
+is bounded: a stuck plugin slows the reader down (TCP pushes back on the
+server) instead of growing memory without end, and nothing is dropped.
+"""
+import logging
+import queue
+import ssl
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar
+
+import attrs
+import pluggy
+
+from ._backoff import Backoff
+from ._codec import new_decoder
+from ._connection import Connection, ConnectFailed, Outcome, ProxySettings
+from ._dispatch import Dispatcher
+from ._secrets import redact
+from .call import Call, EndReason
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectionLostError,
+    LivecallError,
+    ProtocolError,
+    RetriesExhaustedError,
+)
+from .events import Event, Reconnecting, ServerError
+
+__all__ = ["LiveClient"]
+
+log = logging.getLogger("livecall.client")
+
+#: Close codes after which the same call can be picked up again.
+RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
+AUTH_CLOSE_CODE = 1008
+NORMAL_CLOSE_CODE = 1000
+
+E = TypeVar("E", bound=Event)
+
+
+@attrs.frozen
+class _Connected:
+    first: bool
+
+
+@attrs.frozen
+class _Lost:
+    attempt: int
+    delay: float
+    reason: str
+
+
+@attrs.frozen
+class _Finished:
+    reason: EndReason
+    error: Optional[BaseException] = None
+
+
+@attrs.frozen
+class Request:
+    """What one connection attempt sends: built afresh so rotated credentials apply."""
+
+    url: str
+    headers: List[str] = attrs.field(repr=False)
+    safe_url: str
+
+
+class LiveClient:
+    """Watches one call.  Subclasses say how to connect and what ends the call.
+
+    Blocking API for synchronous code: ``start()``, ``wait()``, ``close()``,
+    ``run()`` and ``with client:``.
+    """
+
+    provider: ClassVar[str]
+    #: Events after which the provider has nothing more to say.
+    final_events: ClassVar[Tuple[Type[Event], ...]]
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        call_id: str,
+        ping_interval: Optional[float] = 20.0,
+        ping_timeout: float = 10.0,
+        max_retries: int = 5,
+        backoff: Backoff = Backoff(),
+        connect_timeout: float = 10.0,
+        close_timeout: float = 2.0,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        proxy: Optional[ProxySettings] = None,
+        plugin_manager: Optional[pluggy.PluginManager] = None,
+        queue_size: int = 10_000,
+    ):
+        if not url.startswith(("ws://", "wss://")):
+            raise ConfigurationError(f"url must start with ws:// or wss://, not {redact(url)!r}")
+        if max_retries < 0:
+            raise ConfigurationError("max_retries must be 0 or more")
+        if ping_interval is not None and ping_interval <= 0 or ping_timeout <= 0:
+            raise ConfigurationError("ping_interval and ping_timeout must be positive")
+        if plugin_manager is None:
+            from .plugins import get_plugin_manager
+
+            plugin_manager = get_plugin_manager()
+        self.base_url = url.rstrip("/")
+        self.call = Call(provider=self.provider, id=call_id)
+        self.max_retries = max_retries
+        self._options = dict(
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            connect_timeout=connect_timeout,
+            close_timeout=close_timeout,
+            sslopt={"context": ssl_context} if ssl_context is not None else None,
+            proxy=proxy,
+        )
+        self._backoff = backoff
+        self._close_timeout = close_timeout
+        self._decoder = new_decoder(self.provider)
+        self.dispatcher = Dispatcher(plugin_manager, self.call)
+        self._queue: "queue.Queue[Any]" = queue.Queue(queue_size)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()  # cuts a backoff short on close() or call end
+        self._ready = threading.Event()  # connected once, or finished
+        self._finished = threading.Event()
+        self._started = self._closing = self._ended = self._call_started = False
+        self._connection: Optional[Connection] = None
+        self._error: Optional[BaseException] = None
+        self._last_server_error: Optional[str] = None
+        name = f"{self.provider}-{call_id}"
+        self._reader = threading.Thread(target=self._read_loop, name=f"livecall-reader-{name}", daemon=True)
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name=f"livecall-dispatch-{name}", daemon=True
+        )
+
+    # --- what providers supply ------------------------------------------------
+
+    def _request(self) -> Request:
+        raise NotImplementedError
+
+    def _handle(self, event: Event) -> List[Event]:
+        """Provider bookkeeping for ``event``; returns events derived from it."""
+        return []
+
+    def _fail_pending(self, error: BaseException) -> None:
+        """The connection went away: anyone waiting on it must hear so."""
+
+    # --- public API -------------------------------------------------------------
+
+    def on(self, event_type: Type[E], fn: Optional[Callable[[Call, E], Any]] = None) -> Any:
+        """Call ``fn(call, event)`` for every event of ``event_type`` or a subclass.
+
+        Usable as a decorator.  Callbacks run on the dispatcher thread after the
+        plugins, isolated like them.
+        """
+        if fn is None:
+            return lambda fn: self.on(event_type, fn)
+        self.dispatcher.on(event_type, fn)
+        return fn
+
+    def start(self, timeout: Optional[float] = None) -> None:
+        """Connect and start watching; returns once connected (or the watch is over).
+
+        Raises the watch's fatal error, such as ``AuthenticationError``.
+        """
+        with self._lock:
+            if self._started:
+                raise LivecallError("start() was already called: a client watches one call")
+            self._started = True
+        self._dispatcher.start()
+        self._reader.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"not connected within {timeout} s")
+        if self._finished.is_set():
+            self._raise_error()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the watch is over; ``False`` if ``timeout`` ran out first.
+
+        Re-raises the watch's fatal error in the caller's thread.
+        """
+        if not self._finished.wait(timeout):
+            return False
+        self._raise_error()
+        return True
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Stop watching: idempotent, from any thread, also from inside a hook.
+
+        Sends a close frame and waits at most ``timeout`` seconds (default:
+        the close timeout plus one) for the threads to finish; it never waits
+        for the thread it is called from.
+        """
+        with self._lock:
+            self._closing = True
+            connection = self._connection
+        self._wake.set()
+        if connection is not None:
+            connection.close(NORMAL_CLOSE_CODE)
+        if not self._started:
+            return
+        limit = self._close_timeout + 1.0 if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        current = threading.current_thread()
+        for thread in (self._reader, self._dispatcher):
+            if thread is not current and thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def run(self) -> None:
+        """Watch the call to its end: ``start()``, ``wait()``, ``close()``."""
+        try:
+            self.start()
+            self.wait()
+        finally:
+            self.close()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} call={self.call.id} url={self.base_url}>"
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    # --- reader thread ----------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        finished = _Finished(EndReason.ERROR, LivecallError("reader stopped unexpectedly"))
+        try:
+            finished = self._connect_and_read()
+        except BaseException as error:  # a bug must still end the watch cleanly
+            log.exception("reader thread failed")
+            finished = _Finished(EndReason.ERROR, error)
+        finally:
+            self._queue.put(finished)
+
+    def _connect_and_read(self) -> _Finished:
+        attempt = 0
+        first = True
+        while True:
+            stopped = self._stopped()
+            if stopped is not None:
+                return _Finished(stopped)
+            try:
+                outcome = self._attempt(first)
+            except ConnectFailed as error:
+                cause = str(error)
+            except AuthenticationError as error:
+                return _Finished(EndReason.AUTH_FAILED, error)
+            except (ProtocolError, ConfigurationError) as error:
+                return _Finished(EndReason.ERROR, error)
+            else:
+                first = False
+                stopped = self._stopped()
+                if stopped is not None:
+                    return _Finished(stopped)
+                final = self._final_outcome(outcome)
+                if final is not None:
+                    return final
+                if outcome.heard_from_server:
+                    attempt = 0
+                cause = f"closed with code {outcome.code}" + (f" ({outcome.reason})" if outcome.reason else "")
+            attempt += 1
+            if attempt > self.max_retries:
+                return self._gave_up(cause)
+            self._back_off(attempt, cause)
+
+    def _attempt(self, first: bool) -> Outcome:
+        """One connection, from fresh credentials to its end."""
+        try:
+            request = self._request()
+        except ConfigurationError:
+            raise
+        except Exception as error:  # a token source that failed this time
+            raise ConnectFailed(f"could not get credentials: {type(error).__name__}") from None
+        connection = Connection(
+            request.url, request.headers, safe_url=request.safe_url, **self._options
+        )
+        with self._lock:
+            self._connection = connection
+        try:
+            connection.open()
+            if self._closing:
+                connection.close(NORMAL_CLOSE_CODE)
+            self._queue.put(_Connected(first))
+            self._ready.set()
+            return connection.read(self._deliver)
+        finally:
+            with self._lock:
+                self._connection = None
+
+    def _gave_up(self, cause: str) -> _Finished:
+        error = RetriesExhaustedError(
+            f"gave up after {self.max_retries} failed reconnect attempts; last: {cause}",
+            attempts=self.max_retries,
+        )
+        return _Finished(EndReason.GAVE_UP, error)
+
+    def _back_off(self, attempt: int, cause: str) -> None:
+        delay = self._backoff.delay(attempt)
+        log.info("connection lost (%s); reconnecting in %.2f s (attempt %d)", cause, delay, attempt)
+        self._queue.put(_Lost(attempt, delay, cause))
+        self._wake.wait(delay)
+
+    def _stopped(self) -> Optional[EndReason]:
+        if self._ended:
+            return EndReason.ENDED
+        if self._closing:
+            return EndReason.CLOSED
+        return None
+
+    def _final_outcome(self, outcome: Outcome) -> Optional[_Finished]:
+        code = outcome.code
+        if code == NORMAL_CLOSE_CODE:
+            return _Finished(EndReason.ENDED)
+        if code == AUTH_CLOSE_CODE:
+            error = AuthenticationError(
+                "the server closed the connection with 1008 (authentication or authorization refused)",
+                status=code,
+            )
+            return _Finished(EndReason.AUTH_FAILED, error)
+        if code in RETRYABLE_CLOSE_CODES:
+            return None
+        detail = f": {outcome.reason}" if outcome.reason else ""
+        return _Finished(EndReason.ERROR, ProtocolError(f"the server closed with code {code}{detail}", code=code))
+
+    def _deliver(self, data: bytes, binary: bool, received_at: float) -> None:
+        self._queue.put((data, binary, received_at))
+
+    # --- dispatcher thread --------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        get = self._queue.get
+        decode = self._decoder.decode
+        utc = timezone.utc
+        from_timestamp = datetime.fromtimestamp
+        while True:
+            item = get()
+            try:
+                if type(item) is tuple:
+                    data, binary, received_at = item
+                    self._dispatch(decode(data, from_timestamp(received_at, utc), binary))
+                elif type(item) is _Finished:
+                    self._finish(item)
+                    return
+                elif type(item) is _Connected:
+                    if item.first:
+                        self._call_started = True
+                        self.dispatcher.call_hook("livecall_call_start", call=self.call)
+                else:
+                    self._lost(item)
+            except Exception:  # hooks are isolated; this is livecall's own bug
+                log.exception("dispatcher failed on %r", type(item).__name__)
+
+    def _dispatch(self, event: Event) -> None:
+        if type(event) is ServerError:
+            self._last_server_error = event.message
+        derived = self._handle(event)
+        self.dispatcher.event(event)
+        for extra in derived:
+            self.dispatcher.event(extra)
+        if isinstance(event, self.final_events):
+            self._end_of_call()
+
+    def _end_of_call(self) -> None:
+        with self._lock:
+            self._ended = True
+            connection = self._connection
+        self._wake.set()
+        if connection is not None:
+            connection.close(NORMAL_CLOSE_CODE)
+
+    def _lost(self, lost: _Lost) -> None:
+        self._fail_pending(ConnectionLostError(f"connection lost: {lost.reason}"))
+        if self._stopped() is None:
+            self.dispatcher.event(Reconnecting(lost.attempt, lost.delay, lost.reason))
+
+    def _finish(self, finished: _Finished) -> None:
+        call, error = self.call, finished.error
+        said = self._last_server_error
+        if isinstance(error, AuthenticationError) and error.status == AUTH_CLOSE_CODE and said:
+            error = AuthenticationError(f"{error}: {said}", status=error.status, server_message=said)
+        self._fail_pending(ConnectionLostError(f"the watch ended ({finished.reason})"))
+        call.end_reason = finished.reason
+        call.ended_at = datetime.now(timezone.utc)
+        self._error = error
+        if error is not None:
+            self.dispatcher.call_hook("livecall_error", call=call, error=error)
+        if self._call_started:  # call_end only pairs with a call_start
+            self.dispatcher.call_hook("livecall_call_end", call=call, reason=finished.reason)
+        self._finished.set()
+        self._ready.set()

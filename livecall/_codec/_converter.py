@@ -1,0 +1,264 @@
+"""The one cattrs converter: wire dicts to events, events to JSON-lines records.
+
+Every hook is registered here, once.  Hooks that cattrs generates (compiles)
+are registered as factories, and each provider's tagged union (keyed on
+``type``) is configured when its first decoder is made: importing this module
+compiles nothing, which keeps the CLI's start-up fast.
+
+Wire and record names differ (``msg`` on the wire is ``text`` in the event and
+the record), so renames apply to structuring only.  ``received_at`` is never
+read from the wire: the decoder writes the frame's arrival time into the
+parsed dict under :data:`RECEIVED_AT`, over anything the server sent there.
+"""
+import threading
+from datetime import datetime
+from typing import Any, Callable, Dict, Mapping, Tuple, Union, get_args, get_origin
+
+import attrs
+import cattrs
+from cattrs.gen import (
+    make_dict_structure_fn,
+    make_dict_unstructure_fn,
+    make_iterable_unstructure_fn,
+    override,
+)
+from cattrs.strategies import configure_tagged_union
+
+from ..events import (
+    Ack,
+    CallEnded,
+    CallStarted,
+    Conversation,
+    ConversationEnded,
+    ConversationItem,
+    ConversationUpdated,
+    DecodeError,
+    Event,
+    ScreeningEnded,
+    ServerError,
+    Transcript,
+)
+from ._values import (
+    Invalid,
+    as_is,
+    exactly,
+    format_timestamp,
+    frame_to_json,
+    json_type,
+    parse_timestamp,
+    structure_role,
+)
+
+__all__ = [
+    "CONVERTER",
+    "RECEIVED_AT",
+    "WIRE_NAMES",
+    "HiyaMessage",
+    "PhonicMessage",
+    "structure_hook",
+    "union_hook",
+    "wire_types",
+]
+
+HiyaMessage = Union[CallStarted, Transcript, ScreeningEnded, CallEnded, Ack, ServerError]
+PhonicMessage = Union[ConversationUpdated, ConversationEnded, ServerError]
+
+#: The key under which the decoder hands the hooks each frame's arrival time.
+RECEIVED_AT = "received_at"
+
+_WIRE_TYPES = {
+    CallStarted: "event:start",
+    Transcript: "transcript",
+    ScreeningEnded: "event:end",
+    CallEnded: "event:callEnd",
+    Ack: "ack",
+    ServerError: "error",
+    ConversationUpdated: "conversation-updated",
+    ConversationEnded: "conversation-ended",
+}
+_FROM_WIRE = {
+    Transcript: {
+        "text": override(rename="msg"),
+        "role": override(struct_hook=structure_role),
+        "item_idx": override(omit=True),  # derived for Phonic, never sent by Hiya
+    },
+    ScreeningEnded: {"message": override(rename="msg")},
+    Ack: {"ack_id": override(rename="ackId")},
+}
+#: Per event class, the wire name of each attribute named differently on the wire.
+WIRE_NAMES = {
+    cls: {name: spec.rename for name, spec in overrides.items() if spec.rename}
+    for cls, overrides in _FROM_WIRE.items()
+}
+_TO_RECORD = {
+    Transcript: {"role": override(unstruct_hook=str)},  # Role.USER -> "user"
+    DecodeError: {"raw": override(unstruct_hook=frame_to_json)},
+}
+_ITEMS = Tuple[ConversationItem, ...]
+
+CONVERTER = cattrs.Converter()
+_UNION_HOOKS: Dict[Any, Callable[[Any, Any], Any]] = {}
+_UNIONS_LOCK = threading.Lock()
+
+
+def wire_types(union: Any) -> Dict[str, type]:
+    """The wire ``type`` of each member of a message union."""
+    return {_WIRE_TYPES[cls]: cls for cls in union.__args__}
+
+
+def union_hook(union: Any) -> Callable[[Any, Any], Any]:
+    """The structure hook of a provider's message union, configured on first use.
+
+    Locked: watches may start in several threads at once, and a hook fetched
+    while another thread configures the same union could be half-built.
+    """
+    with _UNIONS_LOCK:
+        if union not in _UNION_HOOKS:
+            configure_tagged_union(
+                union, CONVERTER, tag_generator=_WIRE_TYPES.__getitem__, tag_name="type"
+            )
+            _UNION_HOOKS[union] = structure_hook(union)
+        return _UNION_HOOKS[union]
+
+
+def structure_hook(type_: Any) -> Callable[[Any, Any], Any]:
+    """The converter's structure hook for ``type_`` (``get_structure_hook`` is cattrs >= 24.1)."""
+    getter = getattr(CONVERTER, "get_structure_hook", None)
+    return getter(type_) if getter else CONVERTER._structure_func.dispatch(type_)
+
+
+def _structure_server_error(message: Dict[str, Any], _: Any) -> ServerError:
+    """Providers put an error's text in different places: take the first string found.
+
+    Hiya sends ``description``; Phonic ``message`` or ``error.message``; some
+    servers make ``error`` itself the text.
+    """
+    nested = message.get("error")
+    candidates = (
+        message.get("description"),
+        message.get("message"),
+        nested.get("message") if nested.__class__ is dict else nested,
+    )
+    for text in candidates:
+        if text.__class__ is str:
+            return ServerError(message=text, received_at=message[RECEIVED_AT])
+    raise Invalid("expected the error's text in description, message, error.message or error")
+
+
+def _lenient_structure(cls: type) -> Callable[[Any, Any], Any]:
+    """Typed fields from the wire, every other key (even one named ``extra``) into ``extra``."""
+    typed = frozenset(field.name for field in attrs.fields(cls)) - {"extra"}
+    generated = make_dict_structure_fn(cls, CONVERTER, extra=override(struct_hook=as_is))
+
+    def structure(value: Any, _: Any) -> Any:
+        if value.__class__ is cls:  # already decoded: the Phonic decoder's cached items
+            return value
+        if value.__class__ is not dict:
+            raise Invalid(f"expected object, got {json_type(value)}")
+        extra = {key: item for key, item in value.items() if key not in typed}
+        return generated({**value, "extra": extra}, cls)
+
+    return structure
+
+
+def _wire_shape_unstructure(cls: type) -> Callable[[Any], Dict[str, Any]]:
+    """Back to the wire's shape: typed fields that are set, with ``extra`` merged back in.
+
+    A typed field the server sent as ``null`` cannot be told from one it left
+    out, so both are left out.
+    """
+    generated = make_dict_unstructure_fn(
+        cls, CONVERTER, _cattrs_omit_if_default=True, extra=override(omit=True)
+    )
+
+    def unstructure(value: Any) -> Dict[str, Any]:
+        return {**value.extra, **generated(value)}
+
+    return unstructure
+
+
+def _optional(type_: Any) -> Callable[[Any, Any], Any]:
+    """``Optional[X]`` with X's hook found once (cattrs' own looks it up on every call)."""
+    (inner_type,) = (arg for arg in get_args(type_) if arg is not type(None))
+    inner = structure_hook(inner_type)
+
+    def structure(value: Any, _: Any) -> Any:
+        return None if value is None else inner(value, inner_type)
+
+    return structure
+
+
+def _strict_items() -> Callable[[Any, Any], Any]:
+    """cattrs' tuple hook (it reports the failing index), for JSON arrays only."""
+    structure_tuple = structure_hook(_ITEMS)
+
+    def structure(value: Any, type_: Any) -> Any:
+        if value.__class__ is not list:
+            raise Invalid(f"expected array, got {json_type(value)}")
+        return structure_tuple(value, type_)
+
+    return structure
+
+
+def _is_event(type_: Any) -> bool:
+    return isinstance(type_, type) and issubclass(type_, Event)
+
+
+def _is_optional(type_: Any) -> bool:
+    args = get_args(type_)
+    return get_origin(type_) is Union and len(args) == 2 and type(None) in args
+
+
+def _is_phonic_model(type_: Any) -> bool:
+    return type_ in (Conversation, ConversationItem)
+
+
+def _is_items(type_: Any) -> bool:
+    return type_ == _ITEMS
+
+
+def _is_json_object(type_: Any) -> bool:
+    return type_ in (Dict[str, Any], Mapping[str, Any])
+
+
+def _register_values() -> None:
+    for cls, expected, accepted in (
+        (str, "string", (str,)),
+        (int, "integer", (int,)),
+        (float, "number", (int, float)),  # an int stays an int: records keep the server's 1800
+        (bool, "boolean", (bool,)),
+    ):
+        CONVERTER.register_structure_hook(cls, exactly(expected, *accepted))
+    CONVERTER.register_structure_hook(datetime, parse_timestamp)
+    CONVERTER.register_structure_hook_factory(_is_optional, _optional)
+    CONVERTER.register_unstructure_hook(datetime, format_timestamp)
+    # JSON objects the model keeps as they are (agent, call_info, raw): no copy, no check inside.
+    CONVERTER.register_structure_hook_func(_is_json_object, exactly("object", dict))
+    CONVERTER.register_unstructure_hook_func(_is_json_object, as_is)
+
+
+def _register_phonic_model() -> None:
+    CONVERTER.register_structure_hook_factory(_is_phonic_model, _lenient_structure)
+    CONVERTER.register_unstructure_hook_factory(_is_phonic_model, _wire_shape_unstructure)
+    CONVERTER.register_structure_hook_func(_is_items, _strict_items())
+    CONVERTER.register_unstructure_hook_factory(
+        _is_items, lambda items: make_iterable_unstructure_fn(items, CONVERTER, unstructure_to=list)
+    )
+
+
+def _register_events() -> None:
+    CONVERTER.register_structure_hook_factory(
+        _is_event,
+        lambda cls: make_dict_structure_fn(
+            cls, CONVERTER, received_at=override(struct_hook=as_is), **_FROM_WIRE.get(cls, {})
+        ),
+    )
+    CONVERTER.register_unstructure_hook_factory(
+        _is_event, lambda cls: make_dict_unstructure_fn(cls, CONVERTER, **_TO_RECORD.get(cls, {}))
+    )
+    CONVERTER.register_structure_hook(ServerError, _structure_server_error)
+
+
+_register_values()
+_register_phonic_model()
+_register_events()

@@ -1,0 +1,216 @@
+"""One WebSocket connection: open it, read frames with a heartbeat, close it.
+
+Reading happens on one thread only.  The socket has a short timeout (the
+*tick*) so the reading thread regains control while the peer is quiet: that
+is when it sends keepalive pings, notices a missed pong, and enforces the
+close deadline.  websocket-client keeps partial frames across timeouts, so a
+tick never splits a message.  Sending and closing are safe from any thread
+and never touch the receive lock.
+"""
+import socket
+import ssl
+import struct
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import attrs
+import websocket
+
+from ._secrets import redact
+from .errors import AuthenticationError, ProtocolError
+
+__all__ = ["Connection", "ConnectFailed", "Outcome", "ProxySettings"]
+
+_TEXT = websocket.ABNF.OPCODE_TEXT
+_BINARY = websocket.ABNF.OPCODE_BINARY
+_CLOSE = websocket.ABNF.OPCODE_CLOSE
+
+#: Close code when the peer vanished without a close frame (RFC 6455 7.1.5).
+ABNORMAL = 1006
+#: Handshake statuses worth another try: the service is busy or restarting.
+_RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+Deliver = Callable[[bytes, bool, float], None]
+
+
+@attrs.frozen
+class ProxySettings:
+    """An HTTP proxy to tunnel through; websocket-client otherwise reads ``https_proxy``."""
+
+    host: str
+    port: int
+    auth: Optional[tuple] = attrs.field(default=None, repr=False)
+    type: str = "http"
+
+
+@attrs.frozen
+class Outcome:
+    """How a connection ended: the close code (1006 when no close frame came) and why."""
+
+    code: int
+    reason: str
+    heard_from_server: bool
+
+
+class ConnectFailed(Exception):
+    """The connection could not be opened but a later attempt may succeed."""
+
+
+class Connection:
+    """A connected socket plus the state its heartbeat needs; one per attempt."""
+
+    def __init__(
+        self,
+        url: str,
+        headers: List[str],
+        *,
+        ping_interval: Optional[float],
+        ping_timeout: float,
+        connect_timeout: float,
+        close_timeout: float,
+        sslopt: Optional[Dict[str, Any]] = None,
+        proxy: Optional[ProxySettings] = None,
+        safe_url: str = "",
+    ):
+        self._url = url
+        self._headers = headers
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._connect_timeout = connect_timeout
+        self._close_timeout = close_timeout
+        self._sslopt = sslopt
+        self._proxy = proxy
+        self.safe_url = safe_url
+        bounds = [t for t in (ping_interval, ping_timeout, close_timeout) if t]
+        self.tick = max(0.01, min(bounds + [1.0]) / 2)
+        self._close_deadline: Optional[float] = None
+        self._ws = websocket.WebSocket(
+            sslopt=sslopt, skip_utf8_validation=True, enable_multithread=True
+        )
+
+    def open(self) -> None:
+        """Connect and handshake; raises ``AuthenticationError``, ``ProtocolError`` or ``ConnectFailed``."""
+        options: Dict[str, Any] = {"header": self._headers, "timeout": self._connect_timeout}
+        if self._proxy is not None:
+            options.update(
+                http_proxy_host=self._proxy.host,
+                http_proxy_port=self._proxy.port,
+                http_proxy_auth=self._proxy.auth,
+                proxy_type=self._proxy.type,
+            )
+        try:
+            self._ws.connect(self._url, **options)
+        except websocket.WebSocketBadStatusException as error:
+            self.abort()
+            raise self._refused(error.status_code) from None
+        except ssl.SSLCertVerificationError as error:
+            self.abort()
+            raise ProtocolError(
+                f"TLS certificate of {self.safe_url} could not be verified: {error.verify_message}"
+            ) from None
+        except (OSError, websocket.WebSocketException) as error:
+            self.abort()
+            raise ConnectFailed(
+                f"could not connect to {self.safe_url}: {_describe(error)}"
+            ) from None
+        self._ws.settimeout(self.tick)
+
+    def _refused(self, status: int) -> Exception:
+        if status in (401, 403):
+            return AuthenticationError(
+                f"{self.safe_url} refused the credentials (HTTP {status})", status=status
+            )
+        message = f"{self.safe_url} refused the WebSocket handshake (HTTP {status})"
+        if status in _RETRYABLE_STATUSES:
+            return ConnectFailed(message)
+        return ProtocolError(message, code=status)
+
+    def read(self, deliver: Deliver) -> Outcome:
+        """Hand every data frame to ``deliver`` until the connection ends; never raises."""
+        ws = self._ws
+        recv = ws.recv_data_frame
+        clock = time.monotonic
+        wall = time.time
+        heard = False
+        heard_from_server = False
+        last_heard = clock()
+        ping_sent: Optional[float] = None
+        while True:
+            try:
+                opcode, frame = recv(True)
+            except websocket.WebSocketTimeoutException:
+                now = clock()
+                if heard:
+                    heard, last_heard, ping_sent = False, now, None
+                if self._close_deadline is not None and now >= self._close_deadline:
+                    self.abort()
+                    return Outcome(ABNORMAL, "no close frame from the server in time", heard_from_server)
+                if ping_sent is not None and now - ping_sent >= self._ping_timeout:
+                    self.abort()
+                    return Outcome(
+                        ABNORMAL, f"no pong within {self._ping_timeout:g} s", heard_from_server
+                    )
+                if (
+                    ping_sent is None
+                    and self._ping_interval
+                    and now - last_heard >= self._ping_interval
+                ):
+                    ping_sent = now
+                    self._send_quietly(ws.ping)
+                continue
+            except (OSError, websocket.WebSocketException) as error:
+                self.abort()
+                return Outcome(ABNORMAL, _describe(error), heard_from_server)
+            heard = True
+            if opcode == _TEXT or opcode == _BINARY:
+                heard_from_server = True
+                deliver(frame.data, opcode == _BINARY, wall())
+                if self._close_deadline is not None and clock() >= self._close_deadline:
+                    self.abort()  # a peer that talks on past our close frame
+                    return Outcome(ABNORMAL, "server kept sending after close", True)
+            elif opcode == _CLOSE:
+                self.abort()
+                return Outcome(*_close_status(frame.data), heard_from_server)
+
+    def send(self, text: str) -> None:
+        """Send a text frame; safe from any thread (websocket-client locks sends)."""
+        self._ws.send(text)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; the reading thread finishes it or gives up in time."""
+        if self._close_deadline is None and self._send_quietly(
+            lambda: self._ws.send_close(code, reason.encode())
+        ):
+            self._close_deadline = time.monotonic() + self._close_timeout
+
+    def abort(self) -> None:
+        """Drop the socket at once; wakes a reader blocked in recv."""
+        sock = self._ws.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._ws.shutdown()
+
+    @staticmethod
+    def _send_quietly(send: Callable[[], Any]) -> bool:
+        # A send on a dying socket fails; the reader notices the death itself.
+        try:
+            send()
+        except (OSError, websocket.WebSocketException):
+            return False
+        return True
+
+
+def _close_status(payload: bytes) -> tuple:
+    if len(payload) < 2:
+        return 1005, ""
+    (code,) = struct.unpack("!H", payload[:2])
+    return code, payload[2:].decode("utf-8", "replace")
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return redact(f"{type(error).__name__}: {text}" if text else type(error).__name__)

@@ -1,0 +1,133 @@
+"""Hiya's Live Calls stream: ``/ws/v1/liveCalls``, bidirectional.
+
+The client may ask to join or end the call; the server acknowledges each
+request with an ``ack`` carrying the request's ``id``.  Hiya does not replay
+what was said while a client was disconnected, so a reconnect is reported
+(``livecall_reconnect``) and the gap is the caller's to judge.
+"""
+import json
+import threading
+import uuid
+from typing import Any, Callable, Dict, List, Optional, Union
+from urllib.parse import urlencode
+
+from ._client import LiveClient, Request
+from ._secrets import Credential
+from .call import new_call_id
+from .errors import AckTimeoutError, ConfigurationError, ConnectionLostError, LivecallError
+from .events import Ack, CallEnded, CallStarted, Event
+
+__all__ = ["HiyaClient"]
+
+#: The public docs do not name the WebSocket host; this is the REST API's host, a guess.
+DEFAULT_URL = "wss://voiceplatform.api.hiya.com"
+PATH = "/ws/v1/liveCalls"
+TOKEN_ENV = "HIYA_TOKEN"
+
+
+class _PendingAck:
+    __slots__ = ("done", "ack", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ack: Optional[Ack] = None
+        self.error: Optional[BaseException] = None
+
+
+class HiyaClient(LiveClient):
+    """Watch a Hiya live call.
+
+    ``token`` is the bearer JWT (a string, or a callable returning a fresh one,
+    read again on every connection attempt; falls back on ``HIYA_TOKEN``),
+    ``conversation_token`` the call log entry's ``liveConversationToken``.
+    Neither is ever printed.  Other keyword arguments are those of
+    :class:`LiveClient` (timeouts, retries, TLS, proxy, plugins).
+    """
+
+    provider = "hiya"
+    final_events = (CallEnded,)
+
+    def __init__(
+        self,
+        token: Union[str, Callable[[], str], None] = None,
+        conversation_token: Optional[str] = None,
+        user_id: Optional[str] = None,
+        *,
+        url: Optional[str] = None,
+        product_version: Optional[str] = None,
+        **options: Any,
+    ):
+        self._token = Credential(token, env=TOKEN_ENV)
+        if not self._token:
+            raise ConfigurationError(f"Hiya needs a bearer token: pass token= or set {TOKEN_ENV}")
+        if not conversation_token:
+            raise ConfigurationError("Hiya needs the call's conversation_token (liveConversationToken)")
+        if not user_id:
+            raise ConfigurationError("Hiya needs user_id (sent as x-hiya-account-user-id)")
+        self._conversation_token = Credential(conversation_token)
+        self._user_id = user_id
+        self._product_version = product_version
+        self._acks: Dict[str, _PendingAck] = {}
+        super().__init__(url=url or DEFAULT_URL, call_id=new_call_id(), **options)
+
+    def _request(self) -> Request:
+        token = self._token.get()
+        if not token:
+            raise ConfigurationError(f"the Hiya token source returned nothing (or {TOKEN_ENV} is empty)")
+        headers = [f"Authorization: Bearer {token}", f"x-hiya-account-user-id: {self._user_id}"]
+        if self._product_version:
+            headers.append(f"x-hiya-product-version: {self._product_version}")
+        query = urlencode({"conversationToken": self._conversation_token.get()})
+        return Request(
+            url=f"{self.base_url}{PATH}?{query}",
+            headers=headers,
+            safe_url=f"{self.base_url}{PATH}",
+        )
+
+    def _handle(self, event: Event) -> List[Event]:
+        if type(event) is Ack:
+            pending = self._acks.pop(event.ack_id, None)
+            if pending is not None:
+                pending.ack = event
+                pending.done.set()
+        elif type(event) is CallStarted:
+            self.call.phone = event.phone
+        return []
+
+    def _fail_pending(self, error: BaseException) -> None:
+        while self._acks:
+            _, pending = self._acks.popitem()
+            pending.error = error
+            pending.done.set()
+
+    def join_call(self, timeout: float = 10.0) -> Ack:
+        """Ask Hiya to transfer the call to the user; returns the server's ``Ack``."""
+        return self._request_ack("client:joinCall", timeout)
+
+    def end_call(self, timeout: float = 10.0) -> Ack:
+        """Ask Hiya to end the call; returns the server's ``Ack``."""
+        return self._request_ack("client:endCall", timeout)
+
+    def _request_ack(self, message_type: str, timeout: float) -> Ack:
+        if threading.current_thread() is self._dispatcher:
+            raise LivecallError(
+                f"{message_type} waits for its ack, which the dispatcher thread delivers: "
+                "call it from outside hooks and callbacks"
+            )
+        connection = self._connection
+        if connection is None:
+            raise ConnectionLostError(f"cannot send {message_type}: not connected")
+        message_id = uuid.uuid4().hex
+        pending = self._acks[message_id] = _PendingAck()
+        try:
+            connection.send(json.dumps({"type": message_type, "id": message_id}))
+        except Exception as error:
+            self._acks.pop(message_id, None)
+            raise ConnectionLostError(f"cannot send {message_type}: {type(error).__name__}") from None
+        if not pending.done.wait(timeout):
+            self._acks.pop(message_id, None)
+            raise AckTimeoutError(f"no ack for {message_type} within {timeout:g} s")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.ack is not None
+        return pending.ack

@@ -1,0 +1,24 @@
+"""An embedded simulator of both providers' live-call WebSockets, for tests and demos.
+
+``Simulator`` needs the optional ``websockets`` package (``livecall[testing]``);
+it is imported on first use so that the pytest plugin, loaded in every pytest
+run, and ``scenarios()`` work without it.
+"""
+from typing import TYPE_CHECKING, Any
+
+from ._options import ScenarioOptions
+from ._record import ConnectionRecord
+from ._scenarios import ScenarioInfo, scenarios
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._server import Simulator
+
+__all__ = ["ConnectionRecord", "ScenarioInfo", "ScenarioOptions", "Simulator", "scenarios"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Simulator":
+        from ._server import Simulator
+
+        return Simulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,175 @@
+"""Phonic's Live Conversation protocol, server side: handshake rules and snapshots.
+
+The scripted conversation mixes both shapes servers send: the spec's
+(``text``, ``from_phone_number``) and the SDK's (``call_info``, words in
+``live_transcript`` with ``text`` null, an item without ``id``).
+"""
+import functools
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+from urllib.parse import unquote
+
+from ._options import ScenarioOptions
+from ._provider import BaseScript, Provider, Rejection, iso, same_secret
+from ._steps import Close, Payload, Script, Send
+
+_PATH = re.compile(r"/v1/conversations/([^/]+)/live/ws")
+CALLER, CALLEE = "+15551234567", "+15559876543"
+_ENDED = Close(({"type": "conversation-ended"},), 1000, "conversation ended", ends_call=True)
+
+# (role, text, shape): "spec" puts the words in ``text``; "sdk" in ``live_transcript``
+# with ``text`` null; "no-id" is the spec shape without ``id``.
+_TURNS = [
+    ("assistant", "Hello! Thanks for calling Sunrise Dental, how can I help you today?", "spec"),
+    ("user", "Hi, I'd like to book a cleaning for next week.", "spec"),
+    ("assistant", "Of course! I have Tuesday at 10 am or Thursday at 2 pm.", "sdk"),
+    ("user", "Tuesday at 10 works.", "no-id"),
+    ("assistant", "Great, you're booked for Tuesday at 10 am. See you then!", "spec"),
+]
+_GROWING_TURN, _PARTIAL_TEXT = 1, "Hi, I'd like to book"
+
+
+class _Conversation:
+    """Builds ``conversation-updated`` snapshots of one conversation as it grows."""
+
+    def __init__(self, conversation_id: str):
+        self.id = conversation_id
+        self.started = datetime.now(timezone.utc)
+
+    def item(self, index: int, role: str, text: str, shape: str = "spec") -> Dict[str, Any]:
+        item: Dict[str, Any] = {
+            "id": f"{self.id}-{index}",
+            "item_idx": index,
+            "role": role,
+            "text": text,
+            "live_transcript": text,
+            "post_call_transcript": None,
+            "retranscribed_text": None,
+            "duration_ms": 1000 + 40 * len(text),
+            "voice": None,
+            "tool_call_ids": [],
+            "started_at": iso(self.started + timedelta(seconds=4 * index)),
+            "assistant_chose_not_to_respond": False,
+        }
+        if shape == "sdk":
+            item["text"] = None
+        if shape == "no-id":
+            del item["id"]
+        return item
+
+    def snapshot(self, items: Sequence[Dict[str, Any]], ended: bool = False) -> Dict[str, Any]:
+        words = "\n".join(item["text"] or item["live_transcript"] for item in items)
+        duration = sum(item["duration_ms"] for item in items)
+        conversation = {
+            "id": self.id,
+            "agent": {"id": "agent_sim", "name": "simulated-agent", "is_deleted": False},
+            "workspace": "simulator",
+            "project": {"id": "proj_sim", "name": "simulator"},
+            "org_id": "org_sim",
+            "project_id": "proj_sim",
+            "external_id": "sim-call-1",
+            "model": "simulated",
+            "origin": "inbound",
+            "welcome_message": _TURNS[0][1],
+            "text": words,
+            "live_transcript": words,
+            "post_call_transcript": None,
+            "duration_ms": duration,
+            "summary": None,
+            "analysis": None,
+            "started_at": iso(self.started),
+            "ended_at": iso(self.started + timedelta(milliseconds=duration)) if ended else None,
+            "end_reason": "user_hung_up" if ended else None,
+            "ended_by": "user" if ended else None,
+            "is_live": True,
+            "call_provider": "twilio_inbound_user",
+            "from_phone_number": CALLER,
+            "to_phone_number": CALLEE,
+            "twilio_call_sid": None,
+            "call_info": {"from_phone_number": CALLER, "to_phone_number": CALLEE, "twilio_call_sid": None},
+            "vad_info": {"events": []},
+            "annotations": {},
+            "items": list(items),
+        }
+        return {"type": "conversation-updated", "conversation": conversation}
+
+
+def conversation(options: ScenarioOptions, credentials: Mapping[str, str]) -> Script:
+    """Items appear one by one; one item's text grows across two snapshots."""
+    conv = _Conversation(credentials["conversation_id"])
+    items = [conv.item(index, *turn) for index, turn in enumerate(_TURNS)]
+    partial = conv.item(_GROWING_TURN, _TURNS[_GROWING_TURN][0], _PARTIAL_TEXT)
+    stages = [items[:n] for n in range(1, len(items) + 1)]
+    stages.insert(_GROWING_TURN, items[:_GROWING_TURN] + [partial])
+    snapshots = [Send(conv.snapshot(stage), snapshot=True) for stage in stages]
+    final = Send(conv.snapshot(items, ended=True), snapshot=True)
+    return Script((*snapshots, final, _ENDED), initial=conv.snapshot([]))
+
+
+def _flood_snapshot(conv: _Conversation, number: int) -> Dict[str, Any]:
+    item = conv.item(0, "assistant", f"flood message {number}")
+    item["sent_at"] = time.time()
+    return conv.snapshot([item])
+
+
+def flood(options: ScenarioOptions, credentials: Mapping[str, str]) -> Script:
+    """``flood_count`` snapshots flat out, each with one item whose text changes;
+    the item's extra ``sent_at`` field is its send time (epoch seconds)."""
+    conv = _Conversation(credentials["conversation_id"])
+    numbers = range(1, options.flood_count + 1)
+    messages = (Send(functools.partial(_flood_snapshot, conv, n), snapshot=True) for n in numbers)
+    return Script((*messages, _ENDED), initial=conv.snapshot([]), paced=False)
+
+
+class Phonic(Provider):
+    name = "phonic"
+    default_scenario = "conversation"
+    credentials = {
+        "conversation_id": "conv_simulated-0001",
+        "api_key": "sim-phonic-key",
+        "session_token": "ph_session_sim",
+    }
+    scripts = {
+        "conversation": BaseScript("a conversation growing snapshot by snapshot, then ended", conversation),
+        "flood": BaseScript("flood_count snapshots flat out, item sent_at = send time (epoch s)", flood),
+    }
+
+    def client_kwargs(self, url: str, credentials: Mapping[str, str]) -> Dict[str, str]:
+        return dict(url=url, conversation_id=credentials["conversation_id"], api_key=credentials["api_key"])
+
+    def check(self, request: Any, credentials: Mapping[str, str]) -> Optional[Rejection]:
+        match = _PATH.fullmatch(request.path)
+        if match is None:
+            return 404, "no such endpoint"
+        authorization = request.header("Authorization")
+        session_token = request.query.get("session_token")
+        if session_token is not None and authorization is not None:
+            return 401, "a session token cannot be combined with an Authorization header"
+        if session_token is not None:
+            valid = same_secret(session_token, credentials["session_token"])
+        else:
+            valid = same_secret(authorization, "Bearer " + credentials["api_key"])
+        if not valid:
+            return 401, "missing or invalid credentials"
+        if unquote(match.group(1)) != credentials["conversation_id"]:
+            return 403, "no access to this conversation"
+        return None
+
+    def error(self, message: str) -> Payload:
+        return {"type": "error", "error": {"message": message}}
+
+    def bad_messages(self, credentials: Mapping[str, str]) -> List[Payload]:
+        conversation_id = credentials["conversation_id"]
+        stray = {"item_idx": 0, "role": "system", "text": "a role Phonic never documented"}
+        return [
+            {"conversation": {"id": conversation_id, "items": []}},
+            {"type": "conversation-paused", "detail": "a type nobody documented"},
+            {"type": "conversation-updated"},
+            {"type": "conversation-updated", "conversation": {"id": conversation_id, "items": "not a list"}},
+            {"type": "conversation-updated", "conversation": {"id": conversation_id, "items": [stray]}},
+        ]
+
+
+PHONIC = Phonic()

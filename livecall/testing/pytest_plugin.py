@@ -1,0 +1,47 @@
+"""pytest fixtures serving a simulated provider, for livecall's tests and plugin authors'.
+
+Loaded in every pytest run through the ``pytest11`` entry point, so it imports
+nothing heavy: websockets is only imported when a fixture is used.
+
+    def test_my_plugin(hiya_simulator):
+        client = HiyaClient(**hiya_simulator.client_kwargs(), plugins=[MyPlugin()])
+        client.run()
+        assert hiya_simulator.call_ended
+"""
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional
+
+import pytest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from livecall.testing import Simulator
+
+
+@pytest.fixture
+def livecall_simulator() -> Iterator[Callable[..., "Simulator"]]:
+    """Factory: ``livecall_simulator(provider, scenario=None, **kwargs)`` starts a
+    :class:`~livecall.testing.Simulator` (kwargs: credentials, scenario options,
+    ``pace``) and stops it when the test ends."""
+    from livecall.testing import Simulator
+
+    started: List[Simulator] = []
+
+    def start(provider: str, scenario: Optional[str] = None, **kwargs: Any) -> Simulator:
+        simulator = Simulator(provider, scenario, **kwargs).start()
+        started.append(simulator)
+        return simulator
+
+    yield start
+    for simulator in reversed(started):
+        simulator.stop()
+
+
+@pytest.fixture
+def hiya_simulator(livecall_simulator: Callable[..., "Simulator"]) -> "Simulator":
+    """A running Hiya simulator playing the default ``screening`` call."""
+    return livecall_simulator("hiya")
+
+
+@pytest.fixture
+def phonic_simulator(livecall_simulator: Callable[..., "Simulator"]) -> "Simulator":
+    """A running Phonic simulator playing the default ``conversation``."""
+    return livecall_simulator("phonic")

@@ -1,0 +1,678 @@
+"""The codec: frames of both providers to events, and events to JSON-lines records."""
+import base64
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from livecall._codec import new_decoder, to_json, to_record
+from livecall.call import Call
+from livecall.errors import ConfigurationError
+from livecall.events import (
+    Ack,
+    CallEnded,
+    CallStarted,
+    ConversationEnded,
+    ConversationUpdated,
+    DecodeError,
+    Reconnecting,
+    Role,
+    ScreeningEnded,
+    ServerError,
+    Transcript,
+    UnknownMessage,
+)
+
+UTC = timezone.utc
+RECEIVED = datetime(2025, 7, 30, 23, 45, 1, 250000, tzinfo=UTC)
+
+# The spec's conversation-updated example, verbatim.
+SPEC_UPDATE = """{
+ "type": "conversation-updated",
+ "conversation": {
+ "id": "conv_12cf6e88-c254-4d3e-a149-ddf1bdd2254c",
+ "agent": {
+ "id": "agent_12cf6e88-c254-4d3e-a149-a7f1bdd22783",
+ "name": "support-agent",
+ "is_deleted": false
+ },
+ "org_id": "org_01K1WB8NT3EJJ4ZRKJ6BQZPZPS",
+ "project_id": "proj_ad0334f1-2487-4155-9df3-abd8129b29ad",
+ "external_id": "call-123",
+ "origin": "inbound",
+ "generate_welcome_message": false,
+ "welcome_message": "Hello! How can I help you today?",
+ "template_variables": {},
+ "input_format": "mulaw_8000",
+ "output_format": "mulaw_8000",
+ "background_noise_level": 0,
+ "background_noise": null,
+ "intelligence_level": "default",
+ "text": "Hello! How can I help you today?\\nHi, I need help with booking an appointment.\\nOf course! I'd be happy to help.",
+ "duration_ms": 12500,
+ "summary": null,
+ "boosted_keywords": [],
+ "min_words_to_interrupt": 1,
+ "default_language": "en",
+ "additional_languages": [],
+ "multilingual_mode": "request",
+ "push_to_talk": false,
+ "no_input_poke_sec": 30,
+ "generate_no_input_poke_text": false,
+ "no_input_poke_text": "Are you still there?",
+ "no_input_end_conversation_sec": 180,
+ "storage_key": null,
+ "started_at": "2025-07-30T23:45:00.000Z",
+ "ended_at": null,
+ "task_results": null,
+ "timezone": "America/Los_Angeles",
+ "system_prompt": "You are a helpful support assistant.",
+ "is_test": false,
+ "is_live": true,
+ "call_provider": "twilio_inbound_user",
+ "from_phone_number": "+15551234567",
+ "to_phone_number": "+15559876543",
+ "twilio_call_sid": null,
+ "created_by": null,
+ "vad_min_silence_duration_ms": null,
+ "assistant_end_conversation_signal_at": null,
+ "retranscribed_text": null,
+ "end_reason": null,
+ "vad_info": { "events": [] },
+ "annotations": {},
+ "items": [
+ {
+ "id": "conv_12cf6e88-c254-4d3e-a149-ddf1bdd2254c-0",
+ "item_idx": 0,
+ "role": "assistant",
+ "text": "Hello! How can I help you today?",
+ "retranscribed_text": null,
+ "duration_ms": 1800,
+ "audio_speed": 1,
+ "voice": null,
+ "tool_call_ids": [],
+ "transcript_corrections": [],
+ "naturalness_report": null,
+ "hallucination_report": null,
+ "started_at": "2025-07-30T23:45:00.500Z",
+ "assistant_chose_not_to_respond": false,
+ "timings": {
+ "phonic_api_output_to_modal_input": 120,
+ "model_generation_time": 450,
+ "phonic_api_output_to_first_audio_chunk": 570
+ }
+ },
+ {
+ "id": "conv_12cf6e88-c254-4d3e-a149-ddf1bdd2254c-1",
+ "item_idx": 1,
+ "role": "user",
+ "text": "Hi, I need help with booking an appointment.",
+ "retranscribed_text": null,
+ "duration_ms": 2500,
+ "audio_speed": null,
+ "voice": null,
+ "tool_call_ids": [],
+ "transcript_corrections": [],
+ "naturalness_report": null,
+ "hallucination_report": null,
+ "started_at": "2025-07-30T23:45:03.000Z",
+ "assistant_chose_not_to_respond": false
+ },
+ {
+ "id": "conv_12cf6e88-c254-4d3e-a149-ddf1bdd2254c-2",
+ "item_idx": 2,
+ "role": "assistant",
+ "text": "Of course! I'd be happy to help.",
+ "retranscribed_text": null,
+ "duration_ms": 2100,
+ "audio_speed": 1,
+ "voice": null,
+ "tool_call_ids": [],
+ "transcript_corrections": [],
+ "naturalness_report": null,
+ "hallucination_report": null,
+ "started_at": "2025-07-30T23:45:06.200Z",
+ "assistant_chose_not_to_respond": false,
+ "timings": {
+ "phonic_api_output_to_modal_input": 95,
+ "model_generation_time": 380,
+ "phonic_api_output_to_first_audio_chunk": 475
+ }
+ }
+ ]
+ }
+}"""
+
+# The SDK's Conversation shape (see FIELD-NOTES): call_info, live_transcript,
+# no org_id/text/is_live, and items without an id.
+SDK_CONVERSATION = {
+    "id": "conv_sdk",
+    "agent": {"id": "agent_1", "name": "support-agent"},
+    "workspace": "acme",
+    "project": {"id": "proj_1", "name": "main"},
+    "origin": "outbound",
+    "model": "merritt",
+    "live_transcript": "Hello!\nHi.",
+    "post_call_transcript": None,
+    "duration_ms": 4200.5,
+    "started_at": "2025-07-30T23:45:00Z",
+    "ended_at": None,
+    "ended_by": "assistant",
+    "task_results": {},
+    "analysis": {"latencies_ms": [120, 95], "interruptions_count": 0},
+    "call_info": {
+        "from_phone_number": "+15551230000",
+        "to_phone_number": "+15559870000",
+        "twilio_call_sid": "CA123",
+    },
+    "items": [
+        {
+            "item_idx": 0,
+            "role": "assistant",
+            "live_transcript": "Hello!",
+            "post_call_transcript": None,
+            "duration_ms": 900,
+            "started_at": "2025-07-30T23:45:00.100Z",
+            "voice_id": "sarah",
+            "audio_speed": 1.0,
+        },
+        {
+            "item_idx": 1,
+            "role": "user",
+            "live_transcript": None,
+            "post_call_transcript": "Hi.",
+            "duration_ms": 400,
+            "started_at": "2025-07-30T23:45:01.000Z",
+        },
+    ],
+}
+
+
+def frame(message):
+    return json.dumps(message).encode()
+
+
+def hiya(message):
+    return new_decoder("hiya").decode(frame(message), RECEIVED)
+
+
+def phonic(message):
+    return new_decoder("phonic").decode(frame(message), RECEIVED)
+
+
+def update(conversation):
+    return {"type": "conversation-updated", "conversation": conversation}
+
+
+def reason_of(event):
+    assert isinstance(event, DecodeError), event
+    return event.reason
+
+
+# --- Hiya ---------------------------------------------------------------------
+
+
+def test_call_start_has_phone_and_aware_timestamp():
+    event = hiya({"type": "event:start", "phone": "+15551234567", "timestamp": "2025-07-30T23:45:00.500Z"})
+    assert event == CallStarted(phone="+15551234567", timestamp=datetime(2025, 7, 30, 23, 45, 0, 500000, tzinfo=UTC))
+    assert event.timestamp.tzinfo is not None
+
+
+@pytest.mark.parametrize("role", ["assistant", "other", "user"])
+def test_transcript_maps_msg_and_role(role):
+    event = hiya({"type": "transcript", "msg": "Hello", "role": role, "offset": 1.5})
+    assert isinstance(event, Transcript)
+    assert (event.text, event.role, event.offset, event.item_idx) == ("Hello", Role(role), 1.5, None)
+    assert type(event.role) is Role
+
+
+def test_transcript_offset_is_optional_and_an_int_is_kept_as_sent():
+    assert hiya({"type": "transcript", "msg": "a", "role": "user"}).offset is None
+    assert hiya({"type": "transcript", "msg": "a", "role": "user", "offset": None}).offset is None
+    offset = hiya({"type": "transcript", "msg": "a", "role": "user", "offset": 3}).offset
+    assert offset == 3 and type(offset) is int
+
+
+def test_hiya_cannot_set_the_derived_item_idx():
+    assert hiya({"type": "transcript", "msg": "a", "role": "user", "item_idx": 4}).item_idx is None
+
+
+def test_screening_end_call_end_and_ack():
+    assert hiya({"type": "event:end", "msg": "Screening done"}) == ScreeningEnded(message="Screening done")
+    assert hiya({"type": "event:callEnd", "timestamp": "2025-07-30T23:50:00Z"}) == CallEnded(
+        timestamp=datetime(2025, 7, 30, 23, 50, tzinfo=UTC)
+    )
+    assert hiya({"type": "ack", "ackId": "msg-1"}) == Ack(ack_id="msg-1")
+
+
+@pytest.mark.parametrize(
+    "message, text",
+    [
+        ({"description": "Token expired"}, "Token expired"),
+        ({"message": "Unauthorized access to conversation"}, "Unauthorized access to conversation"),
+        ({"error": {"message": "Invalid token"}}, "Invalid token"),
+        ({"error": "Invalid token"}, "Invalid token"),
+        ({"description": None, "error": {"code": 4}, "message": "fallback"}, "fallback"),
+    ],
+)
+def test_error_text_is_found_in_any_provider_shape(message, text):
+    for decode in (hiya, phonic):
+        assert decode(dict(message, type="error")) == ServerError(message=text)
+
+
+def test_error_without_any_text_is_a_decode_error():
+    reason = reason_of(hiya({"type": "error", "error": {"code": 401}}))
+    assert "description, message, error.message or error" in reason
+
+
+# --- Phonic -------------------------------------------------------------------
+
+
+def test_spec_example_decodes_with_typed_fields_and_extras():
+    event = new_decoder("phonic").decode(SPEC_UPDATE.encode(), RECEIVED)
+    assert isinstance(event, ConversationUpdated)
+    conversation = event.conversation
+    assert conversation.id == "conv_12cf6e88-c254-4d3e-a149-ddf1bdd2254c"
+    assert conversation.is_live is True
+    assert conversation.duration_ms == 12500
+    assert conversation.started_at == datetime(2025, 7, 30, 23, 45, tzinfo=UTC)
+    assert conversation.ended_at is None
+    assert conversation.agent == {
+        "id": "agent_12cf6e88-c254-4d3e-a149-a7f1bdd22783",
+        "name": "support-agent",
+        "is_deleted": False,
+    }
+    assert conversation.caller_phone == "+15551234567"
+    assert conversation.extra["org_id"] == "org_01K1WB8NT3EJJ4ZRKJ6BQZPZPS"
+    assert conversation.extra["vad_info"] == {"events": []}
+    assert "items" not in conversation.extra and "id" not in conversation.extra
+    assert [item.role for item in conversation.items] == ["assistant", "user", "assistant"]
+    first = conversation.items[0]
+    assert (first.item_idx, first.transcript_text) == (0, "Hello! How can I help you today?")
+    assert first.started_at == datetime(2025, 7, 30, 23, 45, 0, 500000, tzinfo=UTC)
+    assert first.extra["timings"]["model_generation_time"] == 450
+    assert "timings" not in conversation.items[1].extra
+
+
+def test_sdk_shape_decodes():
+    conversation = phonic(update(SDK_CONVERSATION)).conversation
+    assert conversation.call_info["twilio_call_sid"] == "CA123"
+    assert conversation.caller_phone == "+15551230000"
+    assert conversation.ended_by == "assistant"
+    assert conversation.live_transcript == "Hello!\nHi."
+    assert conversation.extra["project"] == {"id": "proj_1", "name": "main"}
+    assert conversation.extra["workspace"] == "acme"
+    assert [item.id for item in conversation.items] == [None, None]
+    assert [item.transcript_text for item in conversation.items] == ["Hello!", "Hi."]
+    assert conversation.items[0].extra == {"voice_id": "sarah", "audio_speed": 1.0}
+
+
+def test_a_wire_field_named_extra_is_kept():
+    conversation = phonic(
+        update({"id": "c", "extra": {"a": 1}, "items": [{"id": "i", "extra": "x", "role": "oracle"}]})
+    ).conversation
+    assert conversation.extra == {"extra": {"a": 1}}
+    assert conversation.items[0].extra == {"extra": "x"}
+    assert conversation.items[0].role == "oracle"  # Phonic roles are free strings
+
+
+def test_conversation_ended():
+    assert phonic({"type": "conversation-ended"}) == ConversationEnded()
+
+
+def test_minimal_conversation_needs_only_an_id():
+    conversation = phonic(update({"id": "c"})).conversation
+    assert (conversation.items, conversation.extra, conversation.text) == ((), {}, None)
+
+
+# --- received_at ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "decoder, data",
+    [
+        ("hiya", b'{"type": "ack", "ackId": "1", "received_at": "1999-01-01T00:00:00Z"}'),
+        ("hiya", b'{"type": "error", "description": "x", "received_at": 5}'),
+        ("phonic", b'{"type": "conversation-ended", "received_at": "1999-01-01T00:00:00Z"}'),
+        ("hiya", b'{"type": "somethingNew", "received_at": "1999-01-01T00:00:00Z"}'),
+        ("hiya", b"not json"),
+    ],
+)
+def test_received_at_is_the_given_one_and_the_wire_cannot_set_it(decoder, data):
+    received_at = datetime(2031, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    event = new_decoder(decoder).decode(data, received_at)
+    assert event.received_at is received_at
+
+
+# --- timestamps -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2025-07-30T23:45:00Z", datetime(2025, 7, 30, 23, 45, tzinfo=UTC)),
+        ("2025-07-30T23:45:00.5Z", datetime(2025, 7, 30, 23, 45, 0, 500000, tzinfo=UTC)),
+        ("2025-07-30T23:45:00.123456789z", datetime(2025, 7, 30, 23, 45, 0, 123456, tzinfo=UTC)),
+        ("2025-07-31T01:45:00+02:00", datetime(2025, 7, 30, 23, 45, tzinfo=UTC)),
+        ("2025-07-30T23:45:00", datetime(2025, 7, 30, 23, 45, tzinfo=UTC)),  # naive: UTC
+    ],
+)
+def test_timestamps_are_read_as_aware_utc(text, expected):
+    timestamp = hiya({"type": "event:callEnd", "timestamp": text}).timestamp
+    assert timestamp == expected and timestamp.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2025-13-01T00:00:00Z", "", 1722383100, None])
+def test_bad_timestamps_are_decode_errors(bad):
+    assert "@ $.timestamp" in reason_of(hiya({"type": "event:callEnd", "timestamp": bad}))
+
+
+# --- strictness -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ({"type": "transcript", "msg": 5, "role": "user"}, "expected string, got number @ $.msg"),
+        ({"type": "transcript", "role": "user"}, "required field missing @ $.msg"),
+        ({"type": "transcript", "msg": "a", "role": "user", "offset": "x"}, "expected number, got string @ $.offset"),
+        ({"type": "transcript", "msg": "a", "role": "user", "offset": True}, "expected number, got boolean @ $.offset"),
+        ({"type": "transcript", "msg": "a", "role": "boss"}, "expected one of assistant|other|user, got 'boss' @ $.role"),
+        ({"type": "transcript", "msg": "a", "role": 1}, "got 1 @ $.role"),
+        ({"type": "transcript", "msg": "a", "role": "User"}, "@ $.role"),
+        ({"type": "event:start", "phone": None, "timestamp": "2025-07-30T23:45:00Z"}, "expected string, got null @ $.phone"),
+        ({"type": "ack", "ackId": 3}, "expected string, got number @ $.ackId"),
+        ({"type": "event:end"}, "required field missing @ $.msg"),
+    ],
+)
+def test_hiya_wrong_or_missing_fields_are_decode_errors(message, expected):
+    assert expected in reason_of(hiya(message))
+
+
+@pytest.mark.parametrize(
+    "conversation, expected",
+    [
+        ({"items": []}, "required field missing @ $.conversation.id"),
+        ({"id": 7}, "@ $.conversation.id"),
+        ({"id": "c", "is_live": "yes"}, "@ $.conversation.is_live"),
+        ({"id": "c", "duration_ms": "12"}, "@ $.conversation.duration_ms"),
+        ({"id": "c", "agent": "agent_1"}, "@ $.conversation.agent"),
+        ({"id": "c", "items": "abc"}, "@ $.conversation.items"),
+        ({"id": "c", "items": [5]}, "@ $.conversation.items[0]"),
+        ({"id": "c", "items": [{}, {"item_idx": 1.5}]}, "@ $.conversation.items[1].item_idx"),
+        ({"id": "c", "items": [{"item_idx": True}]}, "@ $.conversation.items[0].item_idx"),
+        ({"id": "c", "items": [{"role": 5}]}, "@ $.conversation.items[0].role"),
+        ({"id": "c", "items": [{"started_at": "soon"}]}, "@ $.conversation.items[0].started_at"),
+        (None, "@ $.conversation"),
+    ],
+)
+def test_phonic_wrongly_typed_fields_are_decode_errors(conversation, expected):
+    assert expected in reason_of(phonic(update(conversation)))
+
+
+def test_a_missing_conversation_is_a_decode_error():
+    assert "required field missing @ $.conversation" in reason_of(phonic({"type": "conversation-updated"}))
+
+
+# --- undecodable frames -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data, binary, expected_reason, expected_raw",
+    [
+        (b'{"type": "ack", "ackId": "1"}', True, "binary frame", b'{"type": "ack", "ackId": "1"}'),
+        (b"\xff\xfe{}", False, "invalid UTF-8", b"\xff\xfe{}"),
+        (b"{not json", False, "invalid JSON", "{not json"),
+        (b"", False, "invalid JSON", ""),
+        (b'{"type": "ack"} trailing', False, "invalid JSON", '{"type": "ack"} trailing'),
+        (b'{"type": "transcript", "offset": NaN}', False, "NaN is not JSON", '{"type": "transcript", "offset": NaN}'),
+        (b"[Infinity]", False, "Infinity is not JSON", "[Infinity]"),
+        (b'{"offset": 1e400}', False, "out of range", '{"offset": 1e400}'),
+        (b"[" * 100000, False, "invalid JSON", "[" * 100000),
+        (b"[1, 2]", False, "expected a JSON object, got array", "[1, 2]"),
+        (b'"ack"', False, "expected a JSON object, got string", '"ack"'),
+        (b"null", False, "expected a JSON object, got null", "null"),
+        (b'{"msg": "hi"}', False, "expected a string 'type', got null", '{"msg": "hi"}'),
+        (b'{"type": ["ack"]}', False, "expected a string 'type', got array", '{"type": ["ack"]}'),
+    ],
+)
+def test_undecodable_frames_are_decode_errors(data, binary, expected_reason, expected_raw):
+    for provider in ("hiya", "phonic"):
+        event = new_decoder(provider).decode(data, RECEIVED, binary)
+        assert expected_reason in reason_of(event)
+        assert event.raw == expected_raw and type(event.raw) is type(expected_raw)
+
+
+def test_text_frames_may_be_given_as_str():
+    assert new_decoder("hiya").decode('{"type": "ack", "ackId": "é"}', RECEIVED) == Ack(ack_id="é")
+    assert new_decoder("hiya").decode("{bad", RECEIVED).raw == "{bad"
+
+
+def test_unknown_types_are_kept_whole():
+    event = hiya({"type": "event:hold", "seconds": 30})
+    assert event == UnknownMessage(type="event:hold", raw={"type": "event:hold", "seconds": 30})
+    # each decoder knows only its own provider's types
+    assert isinstance(hiya({"type": "conversation-ended"}), UnknownMessage)
+    assert isinstance(phonic({"type": "ack", "ackId": "1"}), UnknownMessage)
+
+
+def test_unknown_provider_is_refused():
+    with pytest.raises(ConfigurationError, match="unknown provider"):
+        new_decoder("skype")
+
+
+# --- the Phonic item cache -----------------------------------------------------------
+
+
+def conversation_items(event):
+    assert isinstance(event, ConversationUpdated), event
+    return event.conversation.items
+
+
+def test_unchanged_items_are_the_same_objects_in_the_next_update():
+    decoder = new_decoder("phonic")
+    first = conversation_items(decoder.decode(SPEC_UPDATE, RECEIVED))
+    message = json.loads(SPEC_UPDATE)
+    message["conversation"]["items"][2]["text"] = "Of course! Which day?"
+    message["conversation"]["items"].append({"id": "new", "item_idx": 3, "role": "user", "text": "Monday"})
+    second = conversation_items(decoder.decode(frame(message), RECEIVED))
+    assert second[0] is first[0] and second[1] is first[1]
+    assert second[2] is not first[2] and second[2].text == "Of course! Which day?"
+    assert second[3].text == "Monday"
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [{"item_idx": 0, "text": "a"}, {"item_idx": 1, "text": "b"}],  # keyed by item_idx
+        [{"text": "a"}, {"text": "b"}],  # keyed by position
+    ],
+)
+def test_items_without_id_are_cached_too(items):
+    decoder = new_decoder("phonic")
+    first = conversation_items(decoder.decode(frame(update({"id": "c", "items": items})), RECEIVED))
+    second = conversation_items(decoder.decode(frame(update({"id": "c", "items": items})), RECEIVED))
+    assert all(a is b for a, b in zip(first, second))
+
+
+def test_a_failed_update_leaves_the_cache_alone():
+    decoder = new_decoder("phonic")
+    good = update({"id": "c", "items": [{"id": "i", "text": "a"}]})
+    first = conversation_items(decoder.decode(frame(good), RECEIVED))
+    bad = update({"id": "c", "items": [{"id": "i", "text": "a"}, {"id": "j", "role": 5}]})
+    assert isinstance(decoder.decode(frame(bad), RECEIVED), DecodeError)
+    assert conversation_items(decoder.decode(frame(good), RECEIVED))[0] is first[0]
+
+
+def test_an_equal_dict_under_another_key_is_decoded_afresh():
+    decoder = new_decoder("phonic")
+    first = conversation_items(decoder.decode(frame(update({"id": "c", "items": [{"id": "a", "text": "x"}]})), RECEIVED))
+    second = conversation_items(decoder.decode(frame(update({"id": "c", "items": [{"id": "b", "text": "x"}]})), RECEIVED))
+    assert second[0] is not first[0] and second[0].id == "b"
+
+
+# --- records -----------------------------------------------------------------------
+
+
+HIYA_CALL = Call(provider="hiya", id="call_0123456789abcdef")
+PHONIC_CALL = Call(provider="phonic", id="conv_12cf6e88-c254-4d3e-a149-ddf1bdd2254c")
+RECEIVED_ISO = "2025-07-30T23:45:01.250000+00:00"
+
+
+@pytest.mark.parametrize(
+    "event, fields",
+    [
+        (
+            CallStarted(phone="+15551234567", timestamp=datetime(2025, 7, 30, 23, 45, tzinfo=UTC), received_at=RECEIVED),
+            {"event": "call_started", "phone": "+15551234567", "timestamp": "2025-07-30T23:45:00.000000+00:00"},
+        ),
+        (
+            Transcript(text="Hi", role=Role.USER, offset=1.5, received_at=RECEIVED),
+            {"event": "transcript", "text": "Hi", "role": "user", "offset": 1.5, "item_idx": None},
+        ),
+        (
+            Transcript(text="Hi", role="narrator", item_idx=4, received_at=RECEIVED),
+            {"event": "transcript", "text": "Hi", "role": "narrator", "offset": None, "item_idx": 4},
+        ),
+        (ScreeningEnded(message="done", received_at=RECEIVED), {"event": "screening_ended", "message": "done"}),
+        (
+            CallEnded(timestamp=datetime(2025, 7, 30, 23, 50, 0, 1, tzinfo=UTC), received_at=RECEIVED),
+            {"event": "call_ended", "timestamp": "2025-07-30T23:50:00.000001+00:00"},
+        ),
+        (Ack(ack_id="m1", received_at=RECEIVED), {"event": "ack", "ack_id": "m1"}),
+        (ServerError(message="bad", received_at=RECEIVED), {"event": "error", "message": "bad"}),
+        (ConversationEnded(received_at=RECEIVED), {"event": "conversation_ended"}),
+        (
+            UnknownMessage(type="x", raw={"type": "x", "n": [1]}, received_at=RECEIVED),
+            {"event": "unknown", "type": "x", "raw": {"type": "x", "n": [1]}},
+        ),
+        (
+            DecodeError(reason="invalid JSON", raw="{", received_at=RECEIVED),
+            {"event": "decode_error", "reason": "invalid JSON", "raw": "{"},
+        ),
+        (
+            DecodeError(reason="binary frame", raw=b"\x00\xff", received_at=RECEIVED),
+            {"event": "decode_error", "reason": "binary frame", "raw": {"base64": "AP8="}},
+        ),
+        (
+            Reconnecting(attempt=2, delay=1.0, reason="closed 1006", received_at=RECEIVED),
+            {"event": "reconnecting", "attempt": 2, "delay": 1.0, "reason": "closed 1006"},
+        ),
+    ],
+)
+def test_record_of_each_event_kind(event, fields):
+    record = to_record(HIYA_CALL, event)
+    expected = {"event": fields["event"], "provider": "hiya", "call_id": "call_0123456789abcdef", "received_at": RECEIVED_ISO}
+    expected.update(fields)
+    assert record == expected
+    assert list(record)[:4] == ["event", "provider", "call_id", "received_at"]
+    assert json.loads(to_json(HIYA_CALL, event)) == expected
+
+
+def test_record_role_is_a_plain_string():
+    record = to_record(HIYA_CALL, Transcript(text="Hi", role=Role.OTHER, received_at=RECEIVED))
+    assert type(record["role"]) is str
+
+
+def test_binary_raw_round_trips_through_base64():
+    event = new_decoder("hiya").decode(b"\x81\x00", RECEIVED, binary=True)
+    assert base64.b64decode(to_record(HIYA_CALL, event)["raw"]["base64"]) == b"\x81\x00"
+
+
+def test_record_timestamps_are_utc_whatever_the_event_holds():
+    plus_two = timezone(timedelta(hours=2))
+    event = CallEnded(timestamp=datetime(2025, 7, 31, 1, 45, tzinfo=plus_two), received_at=datetime(2025, 7, 30, 23, 45))
+    record = to_record(HIYA_CALL, event)
+    assert record["timestamp"] == "2025-07-30T23:45:00.000000+00:00"
+    assert record["received_at"] == "2025-07-30T23:45:00.000000+00:00"  # naive: taken as UTC
+
+
+def test_conversation_record_has_the_wire_shape():
+    wire = json.loads(SPEC_UPDATE)["conversation"]
+    event = new_decoder("phonic").decode(SPEC_UPDATE, RECEIVED)
+    record = to_record(PHONIC_CALL, event)
+    assert record["event"] == "conversation_updated"
+    conversation = json.loads(to_json(PHONIC_CALL, event))["conversation"]
+    assert isinstance(record["conversation"]["items"], list)
+    # Typed fields sent as null are left out; timestamps come back in the record's format.
+    expected = {key: value for key, value in wire.items() if key not in ("ended_at", "end_reason")}
+    expected["started_at"] = "2025-07-30T23:45:00.000000+00:00"
+    for item, started_at in zip(expected["items"], ("00.500000", "03.000000", "06.200000")):
+        item["started_at"] = f"2025-07-30T23:45:{started_at}+00:00"
+    assert conversation == expected
+
+
+def test_sdk_conversation_record_keeps_every_field():
+    conversation = to_record(PHONIC_CALL, phonic(update(SDK_CONVERSATION)))["conversation"]
+    assert conversation["project"] == {"id": "proj_1", "name": "main"}
+    assert conversation["call_info"] == SDK_CONVERSATION["call_info"]
+    assert conversation["duration_ms"] == 4200.5
+    assert conversation["items"][0] == {
+        "item_idx": 0,
+        "role": "assistant",
+        "live_transcript": "Hello!",
+        "duration_ms": 900,
+        "started_at": "2025-07-30T23:45:00.100000+00:00",
+        "voice_id": "sarah",
+        "audio_speed": 1.0,
+    }
+
+
+def test_to_json_is_one_ascii_line():
+    line = to_json(HIYA_CALL, Transcript(text="Grüße\nund\u2028mehr \ud800", role=Role.USER, received_at=RECEIVED))
+    assert "\n" not in line and "\u2028" not in line and line.isascii()
+    assert json.loads(line)["text"] == "Grüße\nund\u2028mehr \ud800"
+
+
+# --- never raises -----------------------------------------------------------------------
+
+KNOWN_TYPES = [
+    "event:start", "transcript", "event:end", "event:callEnd", "ack", "error",
+    "conversation-updated", "conversation-ended", "other",
+]  # fmt: skip
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20,
+)
+FIELD_NAMES = ["msg", "role", "offset", "phone", "timestamp", "ackId", "description", "message", "error",
+               "conversation", "id", "items", "item_idx", "text", "started_at", "extra", "received_at"]  # fmt: skip
+messages = st.fixed_dictionaries(
+    {"type": st.sampled_from(KNOWN_TYPES)},
+    optional={name: json_values for name in FIELD_NAMES},
+)
+conversations = st.builds(
+    update,
+    st.fixed_dictionaries(
+        {"id": st.text(max_size=5), "items": st.lists(st.dictionaries(st.sampled_from(FIELD_NAMES), json_values), max_size=4)}
+    ),
+)
+
+
+def check_decodes(data, binary=False):
+    for provider in ("hiya", "phonic"):
+        event = new_decoder(provider).decode(data, RECEIVED, binary)
+        assert event.received_at is RECEIVED
+        assert json.loads(to_json(PHONIC_CALL, event))["event"] == event.kind
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.booleans())
+def test_arbitrary_bytes_never_raise(data, binary):
+    check_decodes(data, binary)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values | messages | conversations)
+def test_arbitrary_json_never_raises(message):
+    check_decodes(json.dumps(message).encode())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(conversations, min_size=2, max_size=4))
+def test_a_stream_of_snapshots_never_raises(updates):
+    decoder = new_decoder("phonic")
+    for message in updates:
+        assert decoder.decode(json.dumps(message), RECEIVED).received_at is RECEIVED

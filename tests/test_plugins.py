@@ -1,0 +1,165 @@
+"""Plugin loading (entry points, -p, disabling) and isolation of failing plugins."""
+import logging
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import livecall
+from livecall import Transcript
+from livecall.plugins import create_plugin_manager, get_plugins
+from livecall.testing import Simulator
+
+
+class Exploding:
+    @livecall.hookimpl
+    def livecall_event(self, call, event):
+        raise RuntimeError("boom")
+
+    @livecall.hookimpl
+    def livecall_transcript(self, call, transcript):
+        raise RuntimeError("bang")
+
+
+def test_a_raising_plugin_costs_the_others_nothing(plugin_manager, recorder, caplog):
+    plugin_manager.register(Exploding(), name="exploding")
+    seen = []
+    with Simulator("hiya", "screening", join_timeout=0.2) as sim:
+        client = livecall.HiyaClient(**sim.client_kwargs(), plugin_manager=plugin_manager)
+        client.on(livecall.Event, lambda call, event: seen.append(event))
+        with caplog.at_level(logging.ERROR, logger="livecall"):
+            client.run()
+    events = recorder.events()
+    assert events and seen == events, "the recorder and the callback saw every event"
+    assert recorder.of("transcript") == recorder.events(Transcript)
+    failures = recorder.of("error")
+    assert {f.plugin for f in failures} == {"exploding"}
+    assert len(failures) == len(events) + len(recorder.events(Transcript))
+    assert {f.hook for f in failures} == {"livecall_event", "livecall_transcript"}
+    assert isinstance(failures[0].__cause__, RuntimeError)
+    assert any("exploding" in r.getMessage() and "boom" in r.getMessage() for r in caplog.records)
+    assert client.call.end_reason is livecall.EndReason.ENDED
+
+
+def test_a_raising_callback_is_reported_by_name(plugin_manager, recorder):
+    def broken(call, event):
+        raise ValueError("nope")
+
+    with Simulator("phonic", "conversation") as sim:
+        client = livecall.PhonicClient(**sim.client_kwargs(), plugin_manager=plugin_manager)
+        client.on(Transcript, broken)
+        client.run()
+    failures = recorder.of("error")
+    assert failures and all(f.plugin.endswith("broken") and f.hook == "callback" for f in failures)
+    assert len(failures) == len(recorder.events(Transcript))
+
+
+def test_callbacks_match_subclasses_and_work_as_decorators(plugin_manager):
+    got = []
+    with Simulator("phonic", "conversation") as sim:
+        client = livecall.PhonicClient(**sim.client_kwargs(), plugin_manager=plugin_manager)
+
+        @client.on(livecall.Event)
+        def everything(call, event):
+            got.append(type(event))
+
+        client.run()
+    assert everything is not None
+    assert livecall.ConversationUpdated in got and Transcript in got
+
+
+def test_wrapper_implementations_are_refused_by_name(plugin_manager):
+    class Wrapping:
+        @livecall.hookimpl(hookwrapper=True)
+        def livecall_event(self, call, event):
+            yield
+
+    plugin_manager.register(Wrapping(), name="wrapping")
+    with Simulator("phonic", "conversation") as sim:
+        client = livecall.PhonicClient(**sim.client_kwargs(), plugin_manager=plugin_manager)
+        with pytest.raises(livecall.PluginError, match="wrapping"):
+            client.dispatcher.call_hook("livecall_event", call=client.call, event=None)
+
+
+def test_get_plugins_lists_names_and_hooks(recorder):
+    pm = create_plugin_manager(autoload=False)
+    pm.register(recorder, name="recorder")
+    listed = {info["name"]: info for info in get_plugins(pm)}
+    assert "livecall_event" in listed["recorder"]["hooks"]
+    assert "livecall_configure" not in listed["recorder"]["hooks"]
+
+
+@pytest.fixture
+def installed_plugin(tmp_path):
+    """A real distribution on sys.path whose entry point records that it was imported."""
+    (tmp_path / "fake_livecall_plugin.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            open(os.environ["MARKER"], "a").write("imported\\n")
+            import livecall
+
+            @livecall.hookimpl
+            def livecall_event(call, event):
+                pass
+            """
+        )
+    )
+    dist = tmp_path / "fake_livecall_plugin-1.2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-livecall-plugin\nVersion: 1.2.3\n")
+    (dist / "entry_points.txt").write_text("[livecall]\nfake = fake_livecall_plugin\n")
+    return tmp_path
+
+
+def _imports(path, code, **env):
+    marker = path / "marker"
+    if marker.exists():
+        marker.unlink()
+    environment = {"PYTHONPATH": str(path), "MARKER": str(marker), "PATH": "/usr/bin:/bin", **env}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return marker.exists(), result.stdout
+
+
+def test_importing_livecall_loads_no_plugin(installed_plugin):
+    imported, _ = _imports(installed_plugin, "import livecall")
+    assert not imported
+
+
+def test_entry_point_plugins_load_on_first_use_and_are_listed(installed_plugin):
+    code = (
+        "from livecall.plugins import get_plugins;"
+        "print([(p['name'], p.get('distribution'), p.get('version')) for p in get_plugins()])"
+    )
+    imported, out = _imports(installed_plugin, code)
+    assert imported
+    assert "('fake', 'fake-livecall-plugin', '1.2.3')" in out
+
+
+def test_autoload_can_be_disabled_by_environment(installed_plugin):
+    code = "from livecall.plugins import create_plugin_manager; create_plugin_manager()"
+    imported, _ = _imports(installed_plugin, code, LIVECALL_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert not imported
+
+
+def test_one_plugin_can_be_disabled_by_name(installed_plugin):
+    code = (
+        "from livecall.plugins import create_plugin_manager;"
+        "pm = create_plugin_manager(disabled=['fake']); print(pm.get_plugin('fake'))"
+    )
+    imported, out = _imports(installed_plugin, code)
+    assert not imported and out.strip() == "None"
+
+
+def test_a_module_can_be_loaded_by_import_name(installed_plugin):
+    code = (
+        "from livecall.plugins import create_plugin_manager;"
+        "pm = create_plugin_manager(modules=['fake_livecall_plugin'], autoload=False);"
+        "print(pm.get_plugin('fake_livecall_plugin') is not None)"
+    )
+    imported, out = _imports(installed_plugin, code)
+    assert imported and out.strip() == "True"
