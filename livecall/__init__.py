@@ -6,8 +6,10 @@ callbacks.  Plugins implement the hooks in ``livecall.hookspecs``.
 """
 from ._backoff import Backoff
 from ._client import LiveClient
+from ._codec import to_json, to_record
 from ._connection import ProxySettings
 from .call import Call, EndReason
+from .config import Config
 from .errors import (
     AckTimeoutError,
     AuthenticationError,
@@ -49,6 +51,7 @@ __all__ = [
     "Call",
     "CallEnded",
     "CallStarted",
+    "Config",
     "ConfigurationError",
     "ConnectionLostError",
     "Conversation",
@@ -73,4 +76,6 @@ __all__ = [
     "Transcript",
     "UnknownMessage",
     "hookimpl",
+    "to_json",
+    "to_record",
 ]

@@ -13,7 +13,7 @@ import ssl
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, List, Optional, Tuple, Type, TypeVar
 
 import attrs
 import pluggy
@@ -73,11 +73,33 @@ class Request:
     safe_url: str
 
 
+def _plugin_manager(
+    plugin_manager: Optional[pluggy.PluginManager], plugins: Iterable[object]
+) -> pluggy.PluginManager:
+    """The given manager; or one of ``plugins`` alone (tests, embedding); or the installed ones."""
+    from .plugins import create_plugin_manager, get_plugin_manager
+
+    plugins = list(plugins)
+    if plugins and plugin_manager is not None:
+        raise ConfigurationError("pass plugin_manager= or plugins=, not both")
+    if not plugins:
+        return plugin_manager or get_plugin_manager()
+    pm = create_plugin_manager(autoload=False)
+    for plugin in plugins:
+        pm.register(plugin)
+    return pm
+
+
 class LiveClient:
     """Watches one call.  Subclasses say how to connect and what ends the call.
 
     Blocking API for synchronous code: ``start()``, ``wait()``, ``close()``,
     ``run()`` and ``with client:``.
+
+    Hooks go to ``plugin_manager`` if given, else to the plugins in
+    ``plugins`` only, else to every installed plugin.  Liveness: a ping after
+    ``ping_interval`` seconds of silence, and the connection counts as dead
+    when nothing answers within ``ping_timeout``.
     """
 
     provider: ClassVar[str]
@@ -98,6 +120,7 @@ class LiveClient:
         ssl_context: Optional[ssl.SSLContext] = None,
         proxy: Optional[ProxySettings] = None,
         plugin_manager: Optional[pluggy.PluginManager] = None,
+        plugins: Iterable[object] = (),
         queue_size: int = 10_000,
     ):
         if not url.startswith(("ws://", "wss://")):
@@ -106,10 +129,7 @@ class LiveClient:
             raise ConfigurationError("max_retries must be 0 or more")
         if ping_interval is not None and ping_interval <= 0 or ping_timeout <= 0:
             raise ConfigurationError("ping_interval and ping_timeout must be positive")
-        if plugin_manager is None:
-            from .plugins import get_plugin_manager
-
-            plugin_manager = get_plugin_manager()
+        plugin_manager = _plugin_manager(plugin_manager, plugins)
         self.base_url = url.rstrip("/")
         self.call = Call(provider=self.provider, id=call_id)
         self.max_retries = max_retries

@@ -11,6 +11,11 @@ def livecall_addoption(parser):
 
 
 @hookspec
+def livecall_register_commands(subparsers):
+    """Add subcommands to ``livecall`` (argparse subparsers); each sets a ``func`` default."""
+
+
+@hookspec
 def livecall_configure(config):
     """Set up from the parsed options before any call is watched."""
 

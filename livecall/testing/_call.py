@@ -8,7 +8,7 @@ import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ._record import Journal
-from ._steps import AwaitJoin, Cut, Payload, Script, Send, Silence, Step, render
+from ._steps import Cut, Payload, Script, Send, Silence, Step, render
 
 
 class CallState:

@@ -69,14 +69,11 @@ class Hiya(Provider):
         "conversation_token": "sim-conversation-token",
         "user_id": "sim-user-1",
     }
+    client_credentials = ("token", "conversation_token", "user_id")
     scripts = {
         "screening": BaseScript("a screened call; waits for client:joinCall, then the user talks", screening),
         "flood": BaseScript("flood_count transcripts flat out, offset = send time (epoch s)", flood),
     }
-
-    def client_kwargs(self, url: str, credentials: Mapping[str, str]) -> Dict[str, str]:
-        names = ("token", "conversation_token", "user_id")
-        return dict(url=url, **{name: credentials[name] for name in names})
 
     def check(self, request: Any, credentials: Mapping[str, str]) -> Optional[Rejection]:
         if request.path != PATH:

@@ -131,13 +131,11 @@ class Phonic(Provider):
         "api_key": "sim-phonic-key",
         "session_token": "ph_session_sim",
     }
+    client_credentials = ("conversation_id", "api_key")  # the client may take session_token instead
     scripts = {
         "conversation": BaseScript("a conversation growing snapshot by snapshot, then ended", conversation),
         "flood": BaseScript("flood_count snapshots flat out, item sent_at = send time (epoch s)", flood),
     }
-
-    def client_kwargs(self, url: str, credentials: Mapping[str, str]) -> Dict[str, str]:
-        return dict(url=url, conversation_id=credentials["conversation_id"], api_key=credentials["api_key"])
 
     def check(self, request: Any, credentials: Mapping[str, str]) -> Optional[Rejection]:
         match = _PATH.fullmatch(request.path)

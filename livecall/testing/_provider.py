@@ -44,11 +44,13 @@ class Provider:
     default_scenario: str
     #: credential name -> default value; these names are keyword arguments of Simulator.
     credentials: Mapping[str, str]
+    #: the credentials passed on to the livecall client, under the same names
+    client_credentials: Tuple[str, ...]
     scripts: Mapping[str, BaseScript]
 
     def client_kwargs(self, url: str, credentials: Mapping[str, str]) -> Dict[str, str]:
         """The keyword arguments the livecall client for this provider takes."""
-        raise NotImplementedError
+        return dict(url=url, **{name: credentials[name] for name in self.client_credentials})
 
     def check(self, request: Any, credentials: Mapping[str, str]) -> Optional[Rejection]:
         """Why the handshake ``request`` (a :class:`ConnectionRecord`) is refused, or None."""
