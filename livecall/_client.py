@@ -150,7 +150,8 @@ class LiveClient:
         self._wake = threading.Event()  # cuts a backoff short on close() or call end
         self._ready = threading.Event()  # connected once, or finished
         self._finished = threading.Event()
-        self._started = self._closing = self._ended = self._call_started = False
+        self._started = self._closing = self._ended = False
+        self._connected_once = self._call_started = False
         self._connection: Optional[Connection] = None
         self._error: Optional[BaseException] = None
         self._last_server_error: Optional[str] = None
@@ -186,9 +187,10 @@ class LiveClient:
         return fn
 
     def start(self, timeout: Optional[float] = None) -> None:
-        """Connect and start watching; returns once connected (or the watch is over).
+        """Connect and start watching; returns once connected.
 
-        Raises the watch's fatal error, such as ``AuthenticationError``.
+        Raises the fatal error of a watch that never connected, such as
+        ``AuthenticationError``; once connected, ``wait()`` raises them.
         """
         with self._lock:
             if self._started:
@@ -198,8 +200,8 @@ class LiveClient:
         self._reader.start()
         if not self._ready.wait(timeout):
             raise TimeoutError(f"not connected within {timeout} s")
-        if self._finished.is_set():
-            self._raise_error()
+        if not self._connected_once:
+            self._raise_error()  # never connected: auth refused, gave up...
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until the watch is over; ``False`` if ``timeout`` ran out first.
@@ -316,6 +318,7 @@ class LiveClient:
             if self._closing:
                 connection.close(NORMAL_CLOSE_CODE)
             self._queue.put(_Connected(first))
+            self._connected_once = True
             self._ready.set()
             return connection.read(self._deliver)
         finally:
