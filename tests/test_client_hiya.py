@@ -124,3 +124,19 @@ def test_secrets_stay_out_of_reprs_and_errors(client_for):
     for text in (repr(client), str(caught.value), repr(caught.value), repr(client.call)):
         for secret in secrets:
             assert secret not in text
+
+
+@pytest.mark.parametrize("provider", ["hiya", "phonic"])
+def test_malformed_frames_become_events_and_the_stream_goes_on(client_for, recorder, provider):
+    with Simulator(provider, "malformed", join_timeout=0.2) as sim:
+        client = client_for(sim)
+        client.run()
+        sent = sum(len(record.sent) for record in sim.connections)
+    decode_errors = recorder.events(livecall.DecodeError)
+    unknown = recorder.events(livecall.UnknownMessage)
+    assert len(decode_errors) >= 5 and all(error.reason for error in decode_errors)
+    assert any(isinstance(error.raw, bytes) for error in decode_errors), "the binary frame"
+    assert len(unknown) >= 1
+    derived = recorder.events(Transcript) if provider == "phonic" else []
+    assert len(recorder.events()) - len(derived) == sent, "every frame became exactly one event"
+    assert client.call.end_reason is EndReason.ENDED
