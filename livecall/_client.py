@@ -7,13 +7,13 @@ queued frames and calls hooks and callbacks in order.  The queue between them
 is bounded: a stuck plugin slows the reader down (TCP pushes back on the
 server) instead of growing memory without end, and nothing is dropped.
 """
+import collections
 import logging
-import queue
 import ssl
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Iterable, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Deque, Iterable, List, Optional, Tuple, Type, TypeVar
 
 import attrs
 import pluggy
@@ -34,7 +34,7 @@ from .errors import (
 )
 from .events import Event, Reconnecting, ServerError
 
-__all__ = ["LiveClient"]
+__all__ = ["ClientStats", "LiveClient"]
 
 log = logging.getLogger("livecall.client")
 
@@ -62,6 +62,66 @@ class _Lost:
 class _Finished:
     reason: EndReason
     error: Optional[BaseException] = None
+
+
+@attrs.frozen
+class ClientStats:
+    """A look at the queue between a client's reader and its dispatcher.
+
+    ``queued`` frames wait now; ``queue_high_water`` is the most that ever
+    waited; at ``queue_size`` the reader stops reading until plugins catch up.
+    """
+
+    queued: int
+    queue_high_water: int
+    queue_size: int
+
+
+class _Backlog:
+    """The bounded queue from the reader to the dispatcher.
+
+    ``queue.Queue`` takes a condition's lock and signals it for every item:
+    at tens of thousands of frames a second that costs as much as decoding
+    them.  Here each side holds a plain lock briefly and wakes the other only
+    when it is asleep.  It also keeps its high-water mark.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.high_water = 0
+        self._items: Deque[Any] = collections.deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._getter_asleep = self._putter_asleep = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Any) -> None:
+        """Append ``item``; blocks while ``limit`` items wait."""
+        with self._lock:
+            while len(self._items) >= self.limit:
+                self._putter_asleep = True
+                self._not_full.wait()
+            self._items.append(item)
+            if len(self._items) > self.high_water:
+                self.high_water = len(self._items)
+            if self._getter_asleep:
+                self._getter_asleep = False
+                self._not_empty.notify()
+
+    def get(self) -> Any:
+        """The oldest item; blocks while there is none."""
+        with self._lock:
+            while not self._items:
+                self._getter_asleep = True
+                self._not_empty.wait()
+            item = self._items.popleft()
+            if self._putter_asleep:
+                self._putter_asleep = False
+                self._not_full.notify()
+            return item
 
 
 @attrs.frozen
@@ -127,6 +187,8 @@ class LiveClient:
             raise ConfigurationError(f"url must start with ws:// or wss://, not {redact(url)!r}")
         if max_retries < 0:
             raise ConfigurationError("max_retries must be 0 or more")
+        if queue_size < 1:
+            raise ConfigurationError("queue_size must be 1 or more")
         if ping_interval is not None and ping_interval <= 0 or ping_timeout <= 0:
             raise ConfigurationError("ping_interval and ping_timeout must be positive")
         plugin_manager = _plugin_manager(plugin_manager, plugins)
@@ -145,7 +207,7 @@ class LiveClient:
         self._close_timeout = close_timeout
         self._decoder = new_decoder(self.provider)
         self.dispatcher = Dispatcher(plugin_manager, self.call)
-        self._queue: "queue.Queue[Any]" = queue.Queue(queue_size)
+        self._queue = _Backlog(queue_size)
         self._lock = threading.Lock()
         self._wake = threading.Event()  # cuts a backoff short on close() or call end
         self._ready = threading.Event()  # connected once, or finished
@@ -217,8 +279,9 @@ class LiveClient:
         """Stop watching: idempotent, from any thread, also from inside a hook.
 
         Sends a close frame and waits at most ``timeout`` seconds (default:
-        the close timeout plus one) for the threads to finish; it never waits
-        for the thread it is called from.
+        the close timeout plus one) for the threads to finish.  From inside a
+        hook it returns at once: the reader may be waiting for that very
+        thread to take its frames, and the watch ends once the hook returns.
         """
         with self._lock:
             self._closing = True
@@ -231,6 +294,8 @@ class LiveClient:
         limit = self._close_timeout + 1.0 if timeout is None else timeout
         deadline = time.monotonic() + limit
         current = threading.current_thread()
+        if current is self._dispatcher:
+            return
         for thread in (self._reader, self._dispatcher):
             if thread is not current and thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
@@ -249,6 +314,12 @@ class LiveClient:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+    @property
+    def stats(self) -> ClientStats:
+        """How many frames wait for the plugins now, and the most that ever did."""
+        queue = self._queue
+        return ClientStats(queued=len(queue), queue_high_water=queue.high_water, queue_size=queue.limit)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} call={self.call.id} url={self.base_url}>"
@@ -370,12 +441,15 @@ class LiveClient:
         decode = self._decoder.decode
         utc = timezone.utc
         from_timestamp = datetime.fromtimestamp
+        read_at, received_at = 0.0, datetime.now(utc)  # frames of one read share their time
         while True:
             item = get()
             try:
                 if type(item) is tuple:
-                    data, binary, received_at = item
-                    self._dispatch(decode(data, from_timestamp(received_at, utc), binary))
+                    data, binary, frame_read_at = item
+                    if frame_read_at != read_at:
+                        read_at, received_at = frame_read_at, from_timestamp(frame_read_at, utc)
+                    self._dispatch(decode(data, received_at, binary))
                 elif type(item) is _Finished:
                     self._finish(item)
                     return

@@ -3,16 +3,17 @@
 Reading happens on one thread only.  The socket has a short timeout (the
 *tick*) so the reading thread regains control while the peer is quiet: that
 is when it sends keepalive pings, notices a missed pong, and enforces the
-close deadline.  websocket-client keeps partial frames across timeouts, so a
-tick never splits a message.  Sending and closing are safe from any thread
-and never touch the receive lock.
+close deadline.  websocket-client opens the connection and sends; frames are
+read by :class:`FrameReader`, which keeps partial frames across timeouts, so
+a tick never splits a message.  Sending and closing are safe from any thread.
 """
+import json
 import socket
 import ssl
 import struct
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import attrs
 import websocket
@@ -20,11 +21,17 @@ import websocket
 from ._secrets import redact
 from .errors import AuthenticationError, ProtocolError
 
-__all__ = ["Connection", "ConnectFailed", "Outcome", "ProxySettings"]
+__all__ = ["Connection", "ConnectFailed", "FrameReader", "Outcome", "ProxySettings"]
 
+_CONT = websocket.ABNF.OPCODE_CONT
 _TEXT = websocket.ABNF.OPCODE_TEXT
 _BINARY = websocket.ABNF.OPCODE_BINARY
 _CLOSE = websocket.ABNF.OPCODE_CLOSE
+_PING = websocket.ABNF.OPCODE_PING
+#: First header byte of a whole, unfragmented text or binary frame: the usual case.
+_WHOLE_TEXT, _WHOLE_BINARY = 0x80 | _TEXT, 0x80 | _BINARY
+#: Bytes asked of the socket per read: a few hundred typical frames.
+_READ_SIZE = 256 * 1024
 
 #: Close code when the peer vanished without a close frame (RFC 6455 7.1.5).
 ABNORMAL = 1006
@@ -85,6 +92,7 @@ class Connection:
         bounds = [t for t in (ping_interval, ping_timeout, close_timeout) if t]
         self.tick = max(0.01, min(bounds + [1.0]) / 2)
         self._close_deadline: Optional[float] = None
+        self._opened = False  # the handshake is over: a close frame can go out
         self._ws = websocket.WebSocket(
             sslopt=sslopt, skip_utf8_validation=True, enable_multithread=True
         )
@@ -103,7 +111,7 @@ class Connection:
             self._ws.connect(self._url, **options)
         except websocket.WebSocketBadStatusException as error:
             self.abort()
-            raise self._refused(error.status_code) from None
+            raise self._refused(error.status_code, _server_said(getattr(error, "resp_body", None))) from None
         except ssl.SSLCertVerificationError as error:
             self.abort()
             raise ProtocolError(
@@ -114,22 +122,26 @@ class Connection:
             raise ConnectFailed(
                 f"could not connect to {self.safe_url}: {_describe(error)}"
             ) from None
+        self._opened = True
         self._ws.settimeout(self.tick)
 
-    def _refused(self, status: int) -> Exception:
+    def _refused(self, status: int, said: Optional[str]) -> Exception:
+        detail = f": {said}" if said else ""
         if status in (401, 403):
             return AuthenticationError(
-                f"{self.safe_url} refused the credentials (HTTP {status})", status=status
+                f"{self.safe_url} refused the credentials (HTTP {status}){detail}",
+                status=status,
+                server_message=said,
             )
-        message = f"{self.safe_url} refused the WebSocket handshake (HTTP {status})"
+        message = f"{self.safe_url} refused the WebSocket handshake (HTTP {status}){detail}"
         if status in _RETRYABLE_STATUSES:
             return ConnectFailed(message)
         return ProtocolError(message, code=status)
 
     def read(self, deliver: Deliver) -> Outcome:
-        """Hand every data frame to ``deliver`` until the connection ends; never raises."""
+        """Hand every data message to ``deliver`` until the connection ends; never raises."""
         ws = self._ws
-        recv = ws.recv_data_frame
+        frames = FrameReader(ws.sock)
         clock = time.monotonic
         wall = time.time
         heard = False
@@ -138,8 +150,8 @@ class Connection:
         ping_sent: Optional[float] = None
         while True:
             try:
-                opcode, frame = recv(True)
-            except websocket.WebSocketTimeoutException:
+                received = frames.read()
+            except socket.timeout:
                 now = clock()
                 if heard:
                     heard, last_heard, ping_sent = False, now, None
@@ -162,37 +174,55 @@ class Connection:
             except (OSError, websocket.WebSocketException) as error:
                 self.abort()
                 return Outcome(ABNORMAL, _describe(error), heard_from_server)
+            if not received:
+                continue
             heard = True
-            if opcode == _TEXT or opcode == _BINARY:
-                heard_from_server = True
-                deliver(frame.data, opcode == _BINARY, wall())
-                if self._close_deadline is not None and clock() >= self._close_deadline:
-                    self.abort()  # a peer that talks on past our close frame
-                    return Outcome(ABNORMAL, "server kept sending after close", True)
-            elif opcode == _CLOSE:
-                self.abort()
-                return Outcome(*_close_status(frame.data), heard_from_server)
+            received_at = wall()
+            for opcode, payload in received:
+                if opcode == _TEXT or opcode == _BINARY:
+                    heard_from_server = True
+                    deliver(payload, opcode == _BINARY, received_at)
+                    if self._close_deadline is not None and clock() >= self._close_deadline:
+                        self.abort()  # a peer that talks on past our close frame
+                        return Outcome(ABNORMAL, "server kept sending after close", True)
+                elif opcode == _PING:
+                    self._send_quietly(lambda: ws.pong(payload))
+                elif opcode == _CLOSE:
+                    self._send_quietly(ws.send_close)  # the closing handshake's reply
+                    self.abort()
+                    return Outcome(*_close_status(payload), heard_from_server)
 
     def send(self, text: str) -> None:
         """Send a text frame; safe from any thread (websocket-client locks sends)."""
         self._ws.send(text)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake; the reading thread finishes it or gives up in time."""
-        if self._close_deadline is None and self._send_quietly(
+        """Start the closing handshake; the reading thread finishes it or gives up in time.
+
+        Before the handshake is over there is nothing to close politely: the
+        socket is shut down, so a handshake waiting on a mute server ends now,
+        not at the connect timeout.
+        """
+        if not self._opened:
+            self._shut_down()
+        elif self._close_deadline is None and self._send_quietly(
             lambda: self._ws.send_close(code, reason.encode())
         ):
             self._close_deadline = time.monotonic() + self._close_timeout
 
     def abort(self) -> None:
         """Drop the socket at once; wakes a reader blocked in recv."""
+        self._shut_down()
+        self._ws.shutdown()
+
+    def _shut_down(self) -> None:
+        """Wake whoever waits on the socket; it stays open for its owner to close."""
         sock = self._ws.sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        self._ws.shutdown()
 
     @staticmethod
     def _send_quietly(send: Callable[[], Any]) -> bool:
@@ -202,6 +232,102 @@ class Connection:
         except (OSError, websocket.WebSocketException):
             return False
         return True
+
+
+class FrameReader:
+    """Messages and control frames cut out of large reads (RFC 6455 section 5).
+
+    websocket-client reads each frame with two or three small ``recv`` calls
+    and wraps it in objects: on a busy stream that costs more than decoding
+    the JSON, and every ``recv`` hands the GIL over.  This reads whatever the
+    socket has, up to ``_READ_SIZE`` bytes, and returns every complete frame in
+    it; a frame cut across reads waits for its rest, so a read that times out
+    (``socket.timeout``) loses nothing.  Frames get websocket-client's own
+    checks, with its messages.
+    """
+
+    def __init__(self, sock: socket.socket):
+        self._recv = sock.recv
+        self._buffer = b""
+        self._fragments: Optional[List[bytes]] = None  # a message still arriving in pieces
+        self._fragmented_opcode = _TEXT
+
+    def read(self) -> List[Tuple[int, bytes]]:
+        """(opcode, payload) of each message (pieces joined) and control frame in one read."""
+        chunk = self._recv(_READ_SIZE)
+        if not chunk:
+            raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
+        buffer = self._buffer + chunk if self._buffer else chunk
+        end = len(buffer)
+        position = 0
+        received = []
+        while end - position >= 2:
+            first, second = buffer[position], buffer[position + 1]
+            size, start = second & 0x7F, position + 2
+            if size == 126:
+                size, start = int.from_bytes(buffer[start : start + 2], "big"), start + 2
+            elif size == 127:
+                size, start = int.from_bytes(buffer[start : start + 8], "big"), start + 8
+            if second & 0x80:
+                start += 4  # a masked frame; servers should not, but may
+            stop = start + size
+            if stop > end:
+                break
+            payload = buffer[start:stop]
+            position = stop
+            if second & 0x80:
+                payload = websocket.ABNF.mask(buffer[start - 4 : start], payload)
+            if (first == _WHOLE_TEXT or first == _WHOLE_BINARY) and self._fragments is None:
+                received.append((first & 0x0F, payload))
+            else:
+                frame = self._unusual(first, payload)
+                if frame is not None:
+                    received.append(frame)
+        self._buffer = buffer[position:]
+        return received
+
+    def _unusual(self, first: int, payload: bytes) -> Optional[Tuple[int, bytes]]:
+        """A control frame or a piece of a message, checked; None while a message is incomplete."""
+        fin, opcode = first >> 7, first & 0x0F
+        websocket.ABNF(fin, first >> 6 & 1, first >> 5 & 1, first >> 4 & 1, opcode, 0, payload).validate(
+            skip_utf8_validation=True
+        )
+        if opcode >= _CLOSE:
+            if opcode == _PING and len(payload) >= 126:
+                raise websocket.WebSocketProtocolException("Ping message is too long")
+            return opcode, payload
+        if (opcode == _CONT) == (self._fragments is None):
+            raise websocket.WebSocketProtocolException("Illegal frame")
+        if self._fragments is None:
+            self._fragments, self._fragmented_opcode = [], opcode
+        self._fragments.append(payload)
+        if not fin:
+            return None
+        message = b"".join(self._fragments)
+        self._fragments = None
+        return self._fragmented_opcode, message
+
+
+def _server_said(body: Optional[bytes]) -> Optional[str]:
+    """The server's words in a refused handshake's body: a JSON message, else the text."""
+    if not body:
+        return None
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        error = document.get("error")
+        for candidate in (
+            document.get("message"),
+            document.get("description"),
+            error.get("message") if isinstance(error, dict) else error,
+        ):
+            if isinstance(candidate, str) and candidate:
+                text = candidate
+                break
+    return redact(text[:200]) or None
 
 
 def _close_status(payload: bytes) -> tuple:

@@ -16,8 +16,12 @@ _known: Set[str] = set()
 _known_lock = threading.Lock()
 
 
+#: Shorter values are no real credential, and blanking them would mangle any text.
+_MIN_LENGTH = 4
+
+
 def _remember(value: str) -> None:
-    if value:
+    if len(value) >= _MIN_LENGTH:
         with _known_lock:
             _known.add(value)
 

@@ -26,7 +26,7 @@ ENTRY_POINT_GROUP = "livecall"
 DISABLE_AUTOLOAD_ENV = "LIVECALL_DISABLE_PLUGIN_AUTOLOAD"
 
 #: Built-ins, written as ordinary plugins; ``-p no:NAME`` disables them too.
-DEFAULT_PLUGINS: Dict[str, str] = {}
+DEFAULT_PLUGINS: Dict[str, str] = {"output": "livecall.default_plugins.output"}
 
 _lock = threading.Lock()
 _manager: Optional[pluggy.PluginManager] = None

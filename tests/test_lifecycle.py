@@ -151,3 +151,15 @@ def test_threads_are_named_daemons_and_gone_after_close(client_for):
     names = [t.name for t in threading.enumerate() if client.call.id in t.name]
     assert names == []
     assert client._reader.daemon and client._dispatcher.daemon
+
+
+def test_a_refused_handshake_carries_the_server_words(client_for):
+    with Simulator("phonic", "conversation") as sim:
+        client = client_for(sim, api_key="wrong-key-value")
+        with pytest.raises(livecall.AuthenticationError) as caught:
+            client.start()
+        body = sim.connections[0]
+    assert caught.value.status == 401
+    assert caught.value.server_message and caught.value.server_message in str(caught.value)
+    assert "wrong-key-value" not in str(caught.value)
+    assert body.status == 401

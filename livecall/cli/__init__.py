@@ -1,0 +1,93 @@
+"""The ``livecall`` command: watch a call from a shell or a cron job.
+
+Every command is an argparse subcommand whose ``func(config)`` returns the
+exit status (None for 0); plugins add their own through
+``livecall_register_commands``.  Exit statuses are listed in ``_exit``.
+"""
+import os
+import sys
+import traceback
+from typing import List, Optional, Sequence
+
+import pluggy
+
+from .._secrets import redact
+from ..config import Config
+from ..errors import ConfigurationError, LivecallError
+from ..plugins import create_plugin_manager
+from ._exit import OK, describe, status_for
+from ._logging import logging_to_stderr
+from ._parser import build_parser, global_options
+from ._signals import Interrupted, signals
+
+__all__ = ["main"]
+
+_DISABLE = "no:"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Run ``livecall`` with ``argv`` (default: the process's arguments) and exit."""
+    sys.exit(run(argv))
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``livecall`` and return its exit status (argparse still exits on bad usage)."""
+    global_parser = global_options()
+    early, _ = global_parser.parse_known_args(argv)
+    config: Optional[Config] = None
+    with logging_to_stderr(early.verbose), signals.handled():
+        try:
+            pm = _plugin_manager(early.plugins)
+            options = build_parser(pm, global_parser).parse_args(argv)
+            config = Config(options, pm, sys.stdout)
+            with signals.interruptible():
+                status = options.func(config) or OK
+        except Interrupted as interrupted:
+            status = interrupted.status
+        except Exception as error:
+            status = _report(error, early.verbose)
+        if config is not None:
+            status = _with_failures(config, status)
+    _flush_stdout()
+    return status
+
+
+def _plugin_manager(names: List[str]) -> pluggy.PluginManager:
+    modules = [name for name in names if not name.startswith(_DISABLE)]
+    disabled = [name[len(_DISABLE):] for name in names if name.startswith(_DISABLE)]
+    try:
+        return create_plugin_manager(modules=modules, disabled=disabled)
+    except ModuleNotFoundError as error:
+        if error.name not in modules:
+            raise
+        raise ConfigurationError(f"no plugin module named {error.name!r} (-p {error.name})") from None
+
+
+def _report(error: BaseException, verbose: int) -> int:
+    """One line on stderr, after the traceback with ``-v``; credentials blanked either way."""
+    if verbose:
+        sys.stderr.write(redact("".join(traceback.format_exception(type(error), error, error.__traceback__))))
+    hint = "" if verbose or isinstance(error, LivecallError) else " (-v shows the traceback)"
+    _error(describe(error) + hint)
+    return status_for(error)
+
+
+def _with_failures(config: Config, status: int) -> int:
+    """Work plugins could not finish: each said on stderr; the worst status if the call went well."""
+    for _, message in config.failures:
+        _error(message)
+    if status == OK and config.failures:
+        return max(failure_status for failure_status, _ in config.failures)
+    return status
+
+
+def _error(message: str) -> None:
+    print(f"livecall: error: {redact(message)}", file=sys.stderr, flush=True)
+
+
+def _flush_stdout() -> None:
+    """A reader that went away (``| head``) is no error; keep Python's exit from saying otherwise."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

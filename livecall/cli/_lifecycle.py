@@ -1,0 +1,64 @@
+"""Plugins set up before a run and flushed after it, one plugin at a time.
+
+pluggy stops at the first implementation that raises.  Here every plugin gets
+its turn: a plugin that fails to flush must not cost another its data, and
+every plugin that failed to configure is named, not just the first.
+"""
+import contextlib
+import logging
+from typing import Any, Iterable, Iterator, List
+
+import pluggy
+
+from .._dispatch import _plan
+from ..config import Config
+from ..errors import PluginError
+from ._exit import FAILURE
+from ._signals import signals
+
+__all__ = ["call_each", "configured"]
+
+log = logging.getLogger("livecall.cli")
+
+
+def call_each(
+    pm: pluggy.PluginManager, hook_name: str, skip: Iterable[str] = (), **kwargs: Any
+) -> List[PluginError]:
+    """Call every implementation of ``hook_name`` but those of the plugins in ``skip``."""
+    skip = frozenset(skip)
+    failures = []
+    for plugin_name, function, argnames in _plan(pm, hook_name):
+        if plugin_name in skip:
+            continue
+        try:
+            function(*[kwargs[name] for name in argnames])
+        except Exception as error:
+            failures.append(PluginError(plugin_name, hook_name, error))
+    return failures
+
+
+@contextlib.contextmanager
+def configured(config: Config) -> Iterator[Config]:
+    """``livecall_configure`` on entry, ``livecall_unconfigure`` on the way out, always,
+    neither of them cut short by a signal.
+
+    A plugin whose configure failed is not unconfigured, and the run does not
+    start: the first failure is raised, the others are logged.  A plugin that
+    fails to unconfigure is logged and makes the run incomplete (``Config.fail``).
+    """
+    pm = config.plugin_manager
+    refused: List[PluginError] = []
+    try:
+        with signals.deferred():
+            refused = call_each(pm, "livecall_configure", config=config)
+        for failure in refused[1:]:
+            log.error("%s", failure, exc_info=failure.__cause__)
+        if refused:
+            raise refused[0]
+        yield config
+    finally:
+        skip = [failure.plugin for failure in refused]
+        with signals.deferred():
+            for failure in call_each(pm, "livecall_unconfigure", skip=skip, config=config):
+                log.info("%s", failure, exc_info=failure.__cause__)  # the traceback, for -v
+                config.fail(FAILURE, str(failure))

@@ -1,0 +1,46 @@
+"""``livecall plugins``: what is loaded, where it comes from, which hooks it implements."""
+import json
+from typing import Any, Dict, List
+
+from ..config import Config
+from ..plugins import DEFAULT_PLUGINS, get_plugins
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "plugins",
+        help="list the plugins livecall loads",
+        description="List the plugins livecall loads: built-in, installed and given with -p.",
+    )
+    parser.add_argument("--json", action="store_true", help="print the list as JSON")
+    parser.set_defaults(func=plugins_command)
+
+
+def plugins_command(config: Config) -> None:
+    plugins = _plugins(config)
+    if config.options.json:
+        config.stdout.write(json.dumps(plugins, indent=2) + "\n")
+        return
+    for plugin in plugins:
+        config.stdout.write(f"{plugin['name']} ({_origin(plugin)})\n  hooks: {', '.join(plugin['hooks'])}\n")
+
+
+def _plugins(config: Config) -> List[Dict[str, Any]]:
+    """Every plugin with the same keys, ``null`` where a plugin has no distribution."""
+    return [
+        {
+            "name": info["name"],
+            "version": info.get("version"),
+            "distribution": info.get("distribution"),
+            "hooks": info["hooks"],
+        }
+        for info in get_plugins(config.plugin_manager)
+    ]
+
+
+def _origin(plugin: Dict[str, Any]) -> str:
+    if plugin["distribution"]:
+        return f"{plugin['distribution']} {plugin['version']}"
+    return "built-in" if plugin["name"] in DEFAULT_PLUGINS else "module"

@@ -1,0 +1,76 @@
+"""``livecall simulate``: a provider's live-call WebSocket, simulated on this machine."""
+import argparse
+import shlex
+from typing import Any, Dict
+
+from ..config import Config
+from ..errors import ConfigurationError
+
+__all__ = ["add_parser", "load_simulator"]
+
+PROVIDERS = ("hiya", "phonic")
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="serve a simulated provider on this machine, to watch without credentials",
+        description="Serve a simulated Hiya or Phonic live-call WebSocket on 127.0.0.1. "
+        "It plays one scripted call; Ctrl-C stops it.",
+    )
+    parser.add_argument("provider", nargs="?", choices=PROVIDERS, help="default: hiya")
+    parser.add_argument("--port", type=_port, default=0, help="default: a free port")
+    parser.add_argument("--scenario", metavar="NAME", help="default: the provider's normal call (see --list)")
+    parser.add_argument(
+        "--pace", metavar="S", type=float, default=1.0,
+        help="seconds between scripted messages (default: %(default)s)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.set_defaults(func=simulate_command)
+
+
+def load_simulator() -> Any:
+    """The ``Simulator`` class; its server library is an optional extra."""
+    try:
+        from ..testing import Simulator
+    except ImportError:
+        raise ConfigurationError(
+            "the simulator needs the websockets package: pip install 'livecall[testing]'"
+        ) from None
+    return Simulator
+
+
+def simulate_command(config: Config) -> None:
+    options, out = config.options, config.stdout
+    if options.list:
+        from ..testing import scenarios
+
+        for info in scenarios(options.provider):
+            out.write(f"{info.provider:<7} {info.name:<13} {info.summary}\n")
+        return
+    Simulator = load_simulator()
+    provider = options.provider or PROVIDERS[0]
+    try:
+        simulator = Simulator(provider, options.scenario, port=options.port, pace=options.pace)
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
+    with simulator:
+        out.write(
+            f"Simulating {provider} ({simulator.scenario}) at {simulator.url}: one call; Ctrl-C stops it.\n"
+            f"Watch it with:\n  livecall watch {provider} {_flags(simulator.client_kwargs())}\n"
+        )
+        out.flush()
+        simulator.serve_forever()
+
+
+def _port(text: str) -> int:
+    port = int(text) if text.isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, not {text!r}")
+    return port
+
+
+def _flags(client_kwargs: Dict[str, str]) -> str:
+    """The client's keyword arguments as ``livecall watch`` flags (fake, local credentials)."""
+    flags = [f"--{name.replace('_', '-')} {shlex.quote(value)}" for name, value in client_kwargs.items()]
+    return " ".join(flags)

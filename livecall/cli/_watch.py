@@ -1,0 +1,203 @@
+"""``livecall watch hiya|phonic``: one call, from the handshake to the exit status."""
+import argparse
+import inspect
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Optional, Type
+
+from .._client import LiveClient
+from .._secrets import Credential
+from ..config import Config
+from ..errors import ConfigurationError, ConnectionLostError, LivecallError
+from ..events import CallStarted, Event
+from ..hiya import TOKEN_ENV, HiyaClient
+from ..phonic import API_KEY_ENV, PhonicClient
+from ._exit import FAILURE
+from ._lifecycle import configured
+
+__all__ = ["add_parser", "client_options", "watch"]
+
+log = logging.getLogger("livecall.cli")
+
+#: How long ``--join`` waits for the call to be ready to join, and then for the server's ack.
+JOIN_WAIT = 30.0
+ACK_TIMEOUT = 10.0
+#: Seconds the server has to answer our close frame: with the threads' join, a
+#: signal ends the command within about two seconds.
+CLOSE_TIMEOUT = 1.0
+_POLL = 0.1
+
+_CLIENT_DEFAULTS = {
+    name: parameter.default for name, parameter in inspect.signature(LiveClient).parameters.items()
+}
+
+
+def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None:
+    watch = subparsers.add_parser(
+        "watch",
+        help="watch a live call and print it as it happens",
+        description="Watch a live call; every event goes to the plugins, and to stdout "
+        "as a readable transcript (--format text) or JSON lines (--format jsonl).",
+    )
+    providers = watch.add_subparsers(dest="provider", metavar="PROVIDER", required=True)
+    parents = [_connection_options(), plugin_options]
+    hiya = providers.add_parser(
+        "hiya", parents=parents, help="a Hiya live call", description="Watch a Hiya live call."
+    )
+    hiya.add_argument("--token", type=Credential, help=f"bearer token (default: ${TOKEN_ENV})")
+    hiya.add_argument(
+        "--conversation-token", metavar="CT", type=Credential, required=True,
+        help="the call's liveConversationToken",
+    )
+    hiya.add_argument("--user-id", metavar="ID", required=True, help="sent as x-hiya-account-user-id")
+    hiya.add_argument("--product-version", metavar="V", help="sent as x-hiya-product-version")
+    hiya.add_argument(
+        "--join", action="store_true",
+        help="join the call (client:joinCall) once it has started, and report the ack",
+    )
+    phonic = providers.add_parser(
+        "phonic", parents=parents, help="a Phonic conversation",
+        description="Watch a Phonic conversation.",
+    )
+    phonic.add_argument("--conversation-id", metavar="ID", required=True)
+    credentials = phonic.add_mutually_exclusive_group()
+    credentials.add_argument("--api-key", metavar="KEY", type=Credential, help=f"default: ${API_KEY_ENV}")
+    credentials.add_argument(
+        "--session-token", metavar="TOKEN", type=Credential, help="a short-lived session token"
+    )
+    for parser in (hiya, phonic):
+        parser.set_defaults(func=watch_command)
+
+
+def watch_command(config: Config) -> None:
+    options = config.options
+    client = _CLIENTS[options.provider](options, config)  # bad input fails before plugins act
+    with configured(config):
+        join_after = CallStarted if getattr(options, "join", False) else None
+        watch(client, config, join_after=join_after)
+
+
+def watch(client: LiveClient, config: Config, join_after: Optional[Type[Event]] = None) -> None:
+    """Watch the call to its end; a signal closes the client (a close frame) on the way out.
+
+    With ``join_after``, a Hiya call is joined once an event of that type came.
+    Raises what ended the watch badly: ``AuthenticationError``,
+    ``RetriesExhaustedError``, ``Interrupted``...
+    """
+    ready = threading.Event()
+    if join_after is not None:
+        client.on(join_after, lambda call, event: ready.set())
+    try:
+        client.start()
+        if join_after is not None:
+            _join(client, ready, config)
+        client.wait()
+    finally:
+        client.close()
+
+
+def _join(client: HiyaClient, ready: threading.Event, config: Config) -> None:
+    """Join when ``ready``, again on the next connection if this one was lost meanwhile.
+
+    Failing to join leaves the call watched, and the run failed.
+    """
+    deadline = time.monotonic() + JOIN_WAIT
+    problem = "it was not ready to join"
+    while True:
+        if ready.is_set():
+            try:
+                ack = client.join_call(ACK_TIMEOUT)
+            except ConnectionLostError as error:
+                problem = str(error)
+            except LivecallError as error:
+                problem = str(error)
+                break
+            else:
+                log.info("joined the call (ack %s)", ack.ack_id)
+                return
+        if client.wait(_POLL) or time.monotonic() >= deadline:
+            break
+    config.fail(FAILURE, f"could not join the call: {problem}")
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("connection")
+    group.add_argument("--url", metavar="BASE", help="the provider's WebSocket base URL (ws:// or wss://)")
+    group.add_argument(
+        "--max-retries", metavar="N", type=_count, default=_CLIENT_DEFAULTS["max_retries"],
+        help="reconnect attempts before giving up (default: %(default)s)",
+    )
+    group.add_argument(
+        "--ping-interval", metavar="S", type=_seconds, default=_CLIENT_DEFAULTS["ping_interval"],
+        help="ping after this many seconds of silence (default: %(default)s)",
+    )
+    group.add_argument(
+        "--ping-timeout", metavar="S", type=_seconds, default=_CLIENT_DEFAULTS["ping_timeout"],
+        help="the connection is dead when a ping is not answered within this (default: %(default)s)",
+    )
+    return parser
+
+
+def client_options(config: Config, **options: Any) -> Dict[str, Any]:
+    """What every client the command builds has: the run's plugins and a quick close."""
+    return dict(options, close_timeout=CLOSE_TIMEOUT, plugin_manager=config.plugin_manager)
+
+
+def _connection(options: argparse.Namespace) -> Dict[str, Any]:
+    return dict(
+        url=options.url,
+        max_retries=options.max_retries,
+        ping_interval=options.ping_interval,
+        ping_timeout=options.ping_timeout,
+    )
+
+
+def _hiya(options: argparse.Namespace, config: Config) -> HiyaClient:
+    token = (options.token or Credential(env=TOKEN_ENV)).get()
+    if not token:
+        raise ConfigurationError(f"Hiya needs a bearer token: --token or {TOKEN_ENV}")
+    return HiyaClient(
+        token,
+        options.conversation_token.get(),
+        options.user_id,
+        product_version=options.product_version,
+        **client_options(config, **_connection(options)),
+    )
+
+
+def _phonic(options: argparse.Namespace, config: Config) -> PhonicClient:
+    if options.session_token:
+        credentials = {"session_token": options.session_token.get()}
+    else:
+        credentials = {"api_key": (options.api_key or Credential(env=API_KEY_ENV)).get()}
+        if not credentials["api_key"]:
+            raise ConfigurationError(f"Phonic needs --api-key, --session-token or {API_KEY_ENV}")
+    return PhonicClient(options.conversation_id, **credentials, **client_options(config, **_connection(options)))
+
+
+_CLIENTS: Dict[str, Callable[[argparse.Namespace, Config], LiveClient]] = {
+    "hiya": _hiya,
+    "phonic": _phonic,
+}
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, not {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    return value

@@ -1,0 +1,150 @@
+"""What ``livecall watch`` prints on stdout: ``--format text`` or ``--format jsonl``.
+
+An ordinary plugin.  It adds ``--format``, and when the command configures
+it, registers a printer for the run and removes it afterwards.  A library
+user's client never configures plugins, so there this one prints nothing.
+"""
+import logging
+from datetime import datetime
+from typing import Any, Callable, Dict, Optional, Set
+
+from livecall import EndReason, Role, events, hookimpl, to_json
+from livecall._secrets import redact
+
+log = logging.getLogger("livecall.output")
+
+_PRINTER = "output.printer"
+_WIDTH = max(len(role.value) for role in Role)
+_ENDINGS = {
+    EndReason.ENDED: "the call ended",
+    EndReason.CLOSED: "stopped watching",
+    EndReason.AUTH_FAILED: "the credentials were refused",
+    EndReason.GAVE_UP: "gave up reconnecting",
+    EndReason.ERROR: "the watch failed",
+}
+
+
+class _Printer:
+    """Writes whole lines, flushed one by one so a pipe's reader sees them live."""
+
+    def __init__(self, config: Any):
+        self._out = config.stdout
+        self._closed = False
+
+    def write(self, line: str) -> None:
+        if self._closed:
+            return
+        try:
+            self._out.write(redact(line) + "\n")
+            self._out.flush()
+        except BrokenPipeError:  # `livecall watch ... | head`: the reader has all it wants
+            self._closed = True
+            log.info("stdout was closed; printing stops, the watch goes on")
+
+
+class JsonLines(_Printer):
+    """One JSON object per event: ``livecall.to_json``, the documented contract."""
+
+    @hookimpl
+    def livecall_event(self, call, event):
+        self.write(to_json(call, event))
+
+
+class TextTranscript(_Printer):
+    """A live transcript for a person: time, speaker, words; the call's milestones between."""
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        self._joining = bool(getattr(config.options, "join", False))
+        self._caller: Optional[str] = None
+        self._items: Set[int] = set()
+
+    @hookimpl
+    def livecall_call_start(self, call):
+        self._caller, self._items = None, set()
+        self.write(f"== {call.provider} call {call.id}")
+
+    @hookimpl
+    def livecall_event(self, call, event):
+        render = _RENDERERS.get(type(event))
+        text = render(self, call, event) if render is not None else None
+        if text:
+            self.write(f"{_clock(event.received_at)}  {text}")
+
+    @hookimpl
+    def livecall_call_end(self, call, reason):
+        self.write(f"== {call.provider} call {call.id}: {_ENDINGS.get(reason, reason)}")
+
+    def _call_started(self, call, event: events.CallStarted) -> str:
+        self._caller = event.phone
+        return _note(f"call started, caller {event.phone}")
+
+    def _snapshot(self, call, event: events.ConversationUpdated) -> Optional[str]:
+        if call.phone is None or call.phone == self._caller:
+            return None  # the transcript lines derived from it say the rest
+        self._caller = call.phone
+        return _note(f"caller {call.phone}")
+
+    def _transcript(self, call, event: events.Transcript) -> str:
+        revised = event.item_idx in self._items
+        if event.item_idx is not None:
+            self._items.add(event.item_idx)
+        return f"{str(event.role):<{_WIDTH}}  {event.text}" + ("  (revised)" if revised else "")
+
+    def _ack(self, call, event: events.Ack) -> str:
+        return _note("joined the call" if self._joining else f"the server acknowledged {event.ack_id}")
+
+
+def _note(text: str) -> str:
+    return f"{'--':<{_WIDTH}}  {text}"
+
+
+def _alert(text: str) -> str:
+    return f"{'!!':<{_WIDTH}}  {text}"
+
+
+def _clock(moment: datetime) -> str:
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
+_RENDERERS: Dict[type, Callable[[TextTranscript, Any, Any], Optional[str]]] = {
+    events.CallStarted: TextTranscript._call_started,
+    events.ConversationUpdated: TextTranscript._snapshot,
+    events.Transcript: TextTranscript._transcript,
+    events.Ack: TextTranscript._ack,
+    events.ScreeningEnded: lambda self, call, event: _note(f"screening ended: {event.message}"),
+    events.CallEnded: lambda self, call, event: _note("call ended"),
+    events.ConversationEnded: lambda self, call, event: _note("conversation ended"),
+    events.ServerError: lambda self, call, event: _alert(f"server error: {event.message}"),
+    events.Reconnecting: lambda self, call, event: _alert(
+        f"connection lost ({event.reason}); reconnecting in {event.delay:.1f} s (attempt {event.attempt})"
+    ),
+    events.DecodeError: lambda self, call, event: _alert(f"undecodable message skipped: {event.reason}"),
+    events.UnknownMessage: lambda self, call, event: _note(f"unknown message type {event.type!r}"),
+}
+
+FORMATS = {"text": TextTranscript, "jsonl": JsonLines}
+
+
+@hookimpl
+def livecall_addoption(parser):
+    parser.add_argument(
+        "--format",
+        choices=list(FORMATS),
+        default="text",
+        help="text: a live transcript to read; jsonl: one JSON object per event (default: text)",
+    )
+
+
+@hookimpl
+def livecall_configure(config):
+    name = getattr(config.options, "format", None)
+    if name is not None:
+        config.plugin_manager.register(FORMATS[name](config), name=_PRINTER)
+
+
+@hookimpl
+def livecall_unconfigure(config):
+    printer = config.plugin_manager.get_plugin(_PRINTER)
+    if printer is not None:
+        config.plugin_manager.unregister(printer)

@@ -1,0 +1,153 @@
+"""Transcript lines to CSV, one row each, written as they are spoken.
+
+``livecall watch ... --csv PATH`` appends to PATH; ``{call_id}`` in PATH
+gives one file per call.  Library users register a ``CsvWriter`` themselves:
+
+    client = PhonicClient(..., plugins=[CsvWriter("calls.csv")])
+"""
+import csv
+import os
+import re
+import threading
+from typing import Dict, List, Optional
+
+import livecall
+
+__all__ = ["COLUMNS", "CsvWriter"]
+
+#: The header; the values are those of the JSON-lines record of the transcript.
+COLUMNS = ("received_at", "provider", "call_id", "role", "text", "offset", "item_idx")
+PLACEHOLDER = "{call_id}"
+_REGISTERED_AS = "csv-writer"
+_NOT_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@livecall.hookimpl
+def livecall_addoption(parser):
+    group = parser.add_argument_group("CSV (livecall-csv)")
+    group.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="append one row per transcript line to PATH; {call_id} in PATH makes one file per call",
+    )
+
+
+@livecall.hookimpl
+def livecall_configure(config):
+    path = getattr(config.options, "csv", None)
+    if path:
+        config.plugin_manager.register(CsvWriter(path), name=_REGISTERED_AS)
+
+
+@livecall.hookimpl
+def livecall_unconfigure(config):
+    writer = config.plugin_manager.get_plugin(_REGISTERED_AS)
+    if writer is not None:
+        config.plugin_manager.unregister(writer)
+        writer.close()
+
+
+class CsvWriter:
+    """Appends a row per transcript to ``path`` and flushes it at once.
+
+    Flushing row by row means a killed process leaves whole rows only.  The
+    header is written only to an empty file, so appending never repeats it; a
+    file whose header differs is refused rather than mixed.  With
+    ``{call_id}`` in ``path`` each call's file is closed when its call ends;
+    otherwise the one file stays open until ``close()``.
+
+    Phonic transcripts are derived from snapshots: a turn gets a row again
+    each time its words change, with the same ``item_idx``.
+    """
+
+    def __init__(self, path: str):
+        self.path = os.fspath(path)
+        self._per_call = PLACEHOLDER in self.path
+        self._lock = threading.Lock()
+        self._files: Dict[str, _CsvFile] = {}
+        directory = os.path.dirname(self.path) or "."
+        if PLACEHOLDER not in directory and not os.path.isdir(directory):
+            raise livecall.ConfigurationError(
+                f"cannot write CSV to {self.path!r}: the directory {directory!r} does not exist"
+            )
+        if not self._per_call:
+            self._file(self.path)
+
+    def path_for(self, call: livecall.Call) -> str:
+        """The file ``call``'s rows go to."""
+        if not self._per_call:
+            return self.path
+        name = _NOT_IN_FILE_NAMES.sub("_", call.id).strip(".") or "call"
+        return self.path.replace(PLACEHOLDER, name)
+
+    @livecall.hookimpl
+    def livecall_call_start(self, call):
+        with self._lock:
+            self._file(self.path_for(call))
+
+    @livecall.hookimpl
+    def livecall_transcript(self, call, transcript):
+        record = livecall.to_record(call, transcript)
+        row = [record[column] for column in COLUMNS]
+        with self._lock:
+            self._file(self.path_for(call)).write(row)
+
+    @livecall.hookimpl
+    def livecall_call_end(self, call, reason):
+        if self._per_call:
+            with self._lock:
+                opened = self._files.pop(self.path_for(call), None)
+                if opened is not None:
+                    opened.close()
+
+    def close(self) -> None:
+        with self._lock:
+            files, self._files = list(self._files.values()), {}
+        for opened in files:
+            opened.close()
+
+    def __enter__(self) -> "CsvWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _file(self, path: str) -> "_CsvFile":
+        opened = self._files.get(path)
+        if opened is None:
+            opened = self._files[path] = _CsvFile(path)
+        return opened
+
+
+class _CsvFile:
+    """One open CSV file, header checked or written."""
+
+    def __init__(self, path: str):
+        header = _header_of(path)
+        if header is not None and tuple(header) != COLUMNS:
+            raise livecall.ConfigurationError(
+                f"{path!r} already holds a CSV with other columns ({', '.join(header)}); "
+                "choose another file"
+            )
+        self._file = open(path, "a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        if header is None:
+            self.write(COLUMNS)
+
+    def write(self, row) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _header_of(path: str) -> Optional[List[str]]:
+    """The first row of an existing non-empty file, else None."""
+    try:
+        with open(path, newline="", encoding="utf-8") as existing:
+            return next(csv.reader(existing), None)
+    except FileNotFoundError:
+        return None
+    except (UnicodeDecodeError, csv.Error):
+        raise livecall.ConfigurationError(f"{path!r} exists and is not a CSV file; choose another file") from None

@@ -1,0 +1,204 @@
+"""livecall-csv: rows read back with the csv module, from real watches of the simulator."""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import livecall
+import livecall_csv
+from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
+from livecall.testing import Simulator
+from livecall_csv import COLUMNS, CsvWriter
+
+
+def read_rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def expected_row(call, transcript):
+    record = livecall.to_record(call, transcript)
+    return ["" if record[column] is None else str(record[column]) for column in COLUMNS]
+
+
+def watch(sim, *plugins):
+    """Run a whole watch of ``sim`` with ``plugins``; returns the call and its transcripts."""
+    cls = livecall.HiyaClient if sim.provider == "hiya" else livecall.PhonicClient
+    client = cls(**sim.client_kwargs(), plugins=plugins)
+    transcripts = []
+    client.on(livecall.Transcript, lambda call, event: transcripts.append(event))
+    client.run()
+    return client.call, transcripts
+
+
+@pytest.mark.parametrize("provider", ["hiya", "phonic"])
+def test_every_transcript_becomes_a_row(tmp_path, provider):
+    path = tmp_path / "calls.csv"
+    with Simulator(provider, join_timeout=0.1) as sim:
+        with CsvWriter(str(path)) as writer:
+            call, transcripts = watch(sim, writer)
+    rows = read_rows(path)
+    assert rows[0] == list(COLUMNS)
+    assert transcripts and rows[1:] == [expected_row(call, t) for t in transcripts]
+
+
+def test_commas_quotes_and_newlines_survive(tmp_path):
+    path = tmp_path / "tricky.csv"
+    call = livecall.Call(provider="hiya", id="call_1")
+    texts = ['Yes, "ten" works', "line one\nline two", 'a "quoted", multi\r\nline, text', "naïve café ☎"]
+    with CsvWriter(str(path)) as writer:
+        for index, text in enumerate(texts):
+            writer.livecall_transcript(call=call, transcript=livecall.Transcript(text, "user", offset=float(index)))
+    rows = read_rows(path)
+    assert [row[COLUMNS.index("text")] for row in rows[1:]] == texts
+    assert [row[COLUMNS.index("offset")] for row in rows[1:]] == ["0.0", "1.0", "2.0", "3.0"]
+
+
+def test_rows_are_on_disk_before_close(tmp_path):
+    path = tmp_path / "live.csv"
+    call = livecall.Call(provider="phonic", id="conv_1")
+    writer = CsvWriter(str(path))
+    try:
+        for index in range(3):
+            writer.livecall_transcript(call=call, transcript=livecall.Transcript(f"turn {index}", "user", item_idx=index))
+            rows = read_rows(path)
+            assert len(rows) == index + 2, "each row is readable the moment it is written"
+            assert rows[-1][COLUMNS.index("item_idx")] == str(index)
+    finally:
+        writer.close()
+
+
+def test_appending_writes_no_second_header(tmp_path, phonic_simulator):
+    path = tmp_path / "calls.csv"
+    call = livecall.Call(provider="hiya", id="call_earlier")
+    with CsvWriter(str(path)) as writer:
+        writer.livecall_transcript(call=call, transcript=livecall.Transcript("earlier", "user"))
+    with CsvWriter(str(path)) as writer:
+        call, transcripts = watch(phonic_simulator, writer)
+    rows = read_rows(path)
+    assert rows.count(list(COLUMNS)) == 1 and rows[0] == list(COLUMNS)
+    assert rows[1][COLUMNS.index("text")] == "earlier"
+    assert rows[2:] == [expected_row(call, t) for t in transcripts]
+
+
+def test_call_id_placeholder_gives_one_file_per_call(tmp_path):
+    template = tmp_path / "call-{call_id}.csv"
+    with CsvWriter(str(template)) as writer:
+        with Simulator("hiya", join_timeout=0.1) as hiya:
+            hiya_call, hiya_transcripts = watch(hiya, writer)
+        with Simulator("phonic") as phonic:
+            phonic_call, phonic_transcripts = watch(phonic, writer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"call-{hiya_call.id}.csv", f"call-{phonic_call.id}.csv"]
+    )
+    for call, transcripts in [(hiya_call, hiya_transcripts), (phonic_call, phonic_transcripts)]:
+        rows = read_rows(writer.path_for(call))
+        assert rows == [list(COLUMNS)] + [expected_row(call, t) for t in transcripts]
+
+
+def test_call_ids_cannot_escape_the_directory(tmp_path):
+    writer = CsvWriter(str(tmp_path / "{call_id}.csv"))
+    call = livecall.Call(provider="phonic", id="../../etc/passwd")
+    assert writer.path_for(call) == str(tmp_path / "_.._etc_passwd.csv")
+
+
+def test_a_file_with_other_columns_is_refused_untouched(tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("name,amount\nalice,3\n")
+    with pytest.raises(livecall.ConfigurationError, match="other columns"):
+        CsvWriter(str(path))
+    assert path.read_text() == "name,amount\nalice,3\n"
+
+
+def test_a_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(livecall.ConfigurationError, match="does not exist"):
+        CsvWriter(str(tmp_path / "nowhere" / "calls.csv"))
+
+
+def configure(pm, *argv):
+    parser = argparse.ArgumentParser()
+    livecall_csv.livecall_addoption(parser)
+    pm.register(livecall_csv, name="csv")
+    config = livecall.Config(options=parser.parse_args(argv), plugin_manager=pm)
+    pm.hook.livecall_configure(config=config)
+    return config
+
+
+def test_the_command_line_option_sets_it_up_and_unconfigure_closes(tmp_path, phonic_simulator):
+    pm = create_plugin_manager(autoload=False)
+    path = tmp_path / "cli.csv"
+    config = configure(pm, "--csv", str(path))
+    client = livecall.PhonicClient(**phonic_simulator.client_kwargs(), plugin_manager=pm)
+    client.run()
+    pm.hook.livecall_unconfigure(config=config)
+    rows = read_rows(path)
+    assert rows[0] == list(COLUMNS) and len(rows) > 1
+    assert all(row[COLUMNS.index("call_id")] == client.call.id for row in rows[1:])
+    assert [p.name for p in tmp_path.iterdir()] == ["cli.csv"]
+    assert config.failures == []
+
+
+def test_without_the_option_it_does_nothing(tmp_path, monkeypatch, phonic_simulator):
+    monkeypatch.chdir(tmp_path)
+    pm = create_plugin_manager(autoload=False)
+    config = configure(pm)
+    assert pm.hook.livecall_transcript.get_hookimpls() == []
+    livecall.PhonicClient(**phonic_simulator.client_kwargs(), plugin_manager=pm).run()
+    pm.hook.livecall_unconfigure(config=config)
+    assert list(tmp_path.iterdir()) == []
+
+
+class Exploding:
+    @livecall.hookimpl
+    def livecall_transcript(self, call, transcript):
+        raise RuntimeError("boom")
+
+    @livecall.hookimpl
+    def livecall_event(self, call, event):
+        raise RuntimeError("bang")
+
+
+def test_a_raising_plugin_does_not_cost_the_writer_a_row(tmp_path):
+    path = tmp_path / "calls.csv"
+    errors = []
+
+    class ErrorLog:
+        @livecall.hookimpl
+        def livecall_error(self, call, error):
+            errors.append(error)
+
+    with Simulator("hiya", join_timeout=0.1) as sim, CsvWriter(str(path)) as writer:
+        call, transcripts = watch(sim, Exploding(), writer, ErrorLog())
+    assert errors and all(isinstance(e, livecall.PluginError) for e in errors)
+    assert read_rows(path)[1:] == [expected_row(call, t) for t in transcripts]
+
+
+def watch_phonic(sim, *options, cwd):
+    """``livecall watch phonic`` with ``options``, run as a user runs it."""
+    credentials = sim.client_kwargs()
+    command = [sys.executable, "-m", "livecall", "watch", "phonic", "--format", "jsonl"]
+    command += ["--url", credentials["url"], "--conversation-id", credentials["conversation_id"]]
+    command += ["--api-key", credentials["api_key"], *options]
+    env = {k: v for k, v in os.environ.items() if k != DISABLE_AUTOLOAD_ENV}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_livecall_watch_without_csv_writes_none(tmp_path, phonic_simulator):
+    done = watch_phonic(phonic_simulator, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_livecall_watch_writes_the_csv(tmp_path, phonic_simulator):
+    credentials = phonic_simulator.client_kwargs()
+    done = watch_phonic(phonic_simulator, "--csv", str(tmp_path / "{call_id}.csv"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    transcripts = [r for r in records if r["event"] == "transcript"]
+    rows = read_rows(tmp_path / f"{credentials['conversation_id']}.csv")
+    assert transcripts and rows[0] == list(COLUMNS)
+    assert rows[1:] == [["" if r[c] is None else str(r[c]) for c in COLUMNS] for r in transcripts]

@@ -1,0 +1,215 @@
+"""livecall-logging: records caught by a real handler and a real file, from simulated calls."""
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+import livecall
+import livecall_logging
+from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
+from livecall.testing import Simulator
+from livecall_logging import EventLogger
+
+SECRETS = dict(token="bearer-SECRET-1234", conversation_token="conv-token-SECRET-5678")
+
+
+class Collector(logging.Handler):
+    """What an application's own handler would receive."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def events(self):
+        return [r for r in self.records if r.name.startswith("livecall.events.")]
+
+    def of(self, event):
+        return [r for r in self.events() if r.event == event]
+
+
+@pytest.fixture
+def app_handler():
+    """A handler on the root logger, as a legacy application sets up its logging."""
+    handler = Collector()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def watch(sim, *plugins, **options):
+    cls = livecall.HiyaClient if sim.provider == "hiya" else livecall.PhonicClient
+    client = cls(**sim.client_kwargs(), plugins=plugins, backoff=livecall.Backoff(0.01, 0.05), **options)
+    events = []
+    client.on(livecall.Event, lambda call, event: events.append(event))
+    try:
+        client.run()
+    except livecall.LivecallError:
+        pass
+    return client.call, events
+
+
+def test_every_event_reaches_the_applications_handler(app_handler):
+    with Simulator("hiya", join_timeout=0.1) as sim:
+        call, events = watch(sim, EventLogger())
+    records = app_handler.events()
+    assert [r.event for r in records] == ["call_start"] + [e.kind for e in events] + ["call_end"]
+    assert all(r.call_id == call.id and r.provider == "hiya" for r in records)
+    assert all(r.name == f"livecall.events.{r.event}" for r in records)
+    transcripts = app_handler.of("transcript")
+    assert [r.getMessage() for r in transcripts] == [
+        f"{e.role}: {e.text}" for e in events if isinstance(e, livecall.Transcript)
+    ]
+    assert {r.levelno for r in transcripts} == {logging.INFO}
+
+
+def test_reconnects_and_undecodable_frames_are_warnings(app_handler):
+    with Simulator("phonic", "malformed+drop") as sim:
+        watch(sim, EventLogger())
+    reconnects = app_handler.of("reconnecting")
+    decode_errors = app_handler.of("decode_error")
+    assert reconnects and decode_errors
+    assert {r.levelno for r in reconnects + decode_errors} == {logging.WARNING}
+    assert "reconnecting in" in reconnects[0].getMessage()
+
+
+def test_server_errors_and_failed_watches_are_errors(app_handler):
+    with Simulator("hiya", "auth-close", **SECRETS) as sim:
+        watch(sim, EventLogger(), max_retries=0)
+    server_errors = app_handler.of("error")
+    failures = app_handler.of("failure")
+    assert server_errors and server_errors[0].levelno == logging.ERROR
+    assert "invalid or expired credentials" in server_errors[0].getMessage()
+    assert failures and failures[0].levelno == logging.ERROR
+    assert "AuthenticationError" in failures[0].getMessage()
+
+
+class Exploding:
+    @livecall.hookimpl
+    def livecall_event(self, call, event):
+        raise RuntimeError("boom")
+
+
+def test_a_raising_plugin_is_logged_as_an_error_and_costs_nothing(app_handler):
+    with Simulator("phonic") as sim:
+        call, events = watch(sim, Exploding(), EventLogger())
+    failures = app_handler.of("failure")
+    assert len(failures) == len(events)
+    assert {r.levelno for r in failures} == {logging.ERROR}
+    assert "boom" in failures[0].getMessage() and "livecall_event" in failures[0].getMessage()
+    logged = [r.event for r in app_handler.events() if r.event not in ("failure", "call_start", "call_end")]
+    assert logged == [e.kind for e in events]
+
+
+def test_no_secret_reaches_a_record(app_handler):
+    with Simulator("hiya", "malformed+drop", join_timeout=0.1, **SECRETS) as sim:
+        watch(sim, EventLogger())
+    formatter = logging.Formatter(livecall_logging.FORMAT)
+    assert app_handler.events()
+    for record in app_handler.records:
+        text = formatter.format(record) if hasattr(record, "call_id") else logging.Formatter().format(record)
+        text += repr(vars(record))
+        for secret in SECRETS.values():
+            assert secret not in text
+
+
+def configure(pm, *argv):
+    parser = argparse.ArgumentParser()
+    livecall_logging.livecall_addoption(parser)
+    pm.register(livecall_logging, name="logging")
+    config = livecall.Config(options=parser.parse_args(argv), plugin_manager=pm)
+    pm.hook.livecall_configure(config=config)
+    return config
+
+
+@pytest.fixture
+def events_logger_level():
+    """The ``livecall.events`` level an application had set, put back afterwards."""
+    logger = logging.getLogger(livecall_logging.LOGGER_NAME)
+    logger.setLevel(logging.WARNING)
+    yield logger
+    logger.setLevel(logging.NOTSET)
+
+
+def test_log_file_appends_and_keeps_the_records_off_stderr(tmp_path, app_handler, events_logger_level):
+    path = tmp_path / "events.log"
+    path.write_text("a line from yesterday\n")
+    pm = create_plugin_manager(autoload=False)
+    config = configure(pm, "--log-file", str(path), "--log-level", "info")
+    with Simulator("phonic") as sim:
+        call, events = watch(sim, plugin_manager=pm)
+    pm.hook.livecall_unconfigure(config=config)
+    assert events_logger_level.level == logging.WARNING, "the level is given back"
+    assert events_logger_level.propagate and not events_logger_level.handlers
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "a line from yesterday"
+    assert len(lines) == 1 + len(events) + 2
+    assert all(f" INFO phonic {call.id} " in line for line in lines[1:])
+    assert lines[-2].endswith("conversation_ended: conversation ended")
+    assert app_handler.events() == [], "the command's stderr handler on the root logger is spared"
+
+
+def test_rotation_keeps_what_the_file_held(tmp_path, events_logger_level):
+    path = tmp_path / "events.log"
+    path.write_text("kept\n" * 100)
+    pm = create_plugin_manager(autoload=False)
+    config = configure(pm, "--log-file", str(path), "--log-max-bytes", "600", "--log-backups", "50")
+    with Simulator("phonic") as sim:
+        call, events = watch(sim, plugin_manager=pm)
+    pm.hook.livecall_unconfigure(config=config)
+    files = sorted(tmp_path.iterdir())
+    assert len(files) > 2 and all(f.stat().st_size <= 600 for f in files)
+    text = "".join(f.read_text(encoding="utf-8") for f in files)
+    assert text.count("kept\n") == 100
+    assert text.count(f" {call.id} ") == len(events) + 2
+
+
+def test_without_options_it_does_nothing(app_handler):
+    pm = create_plugin_manager(autoload=False)
+    config = configure(pm)
+    with Simulator("phonic") as sim:
+        watch(sim, plugin_manager=pm)
+    pm.hook.livecall_unconfigure(config=config)
+    assert pm.hook.livecall_event.get_hookimpls() == []
+    assert app_handler.events() == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--log-file", "{tmp}/missing/events.log"], "cannot open log file"),
+        (["--log-max-bytes", "100"], "needs --log-file"),
+        (["--log-file", "{tmp}/events.log", "--log-max-bytes", "0"], "positive size"),
+    ],
+)
+def test_bad_options_are_clear_errors(tmp_path, argv, message):
+    pm = create_plugin_manager(autoload=False)
+    with pytest.raises(livecall.ConfigurationError, match=message):
+        configure(pm, *[arg.format(tmp=tmp_path) for arg in argv])
+
+
+def test_livecall_watch_logs_to_the_file_and_not_to_stderr(tmp_path, phonic_simulator):
+    path = tmp_path / "events.log"
+    credentials = phonic_simulator.client_kwargs()
+    command = [sys.executable, "-m", "livecall", "watch", "phonic", "--format", "jsonl"]
+    command += ["--url", credentials["url"], "--conversation-id", credentials["conversation_id"]]
+    command += ["--api-key", credentials["api_key"], "--log-file", str(path), "--log-level", "debug"]
+    env = {k: v for k, v in os.environ.items() if k != DISABLE_AUTOLOAD_ENV}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    kinds = [json.loads(line)["event"] for line in done.stdout.splitlines()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [line.split(": ", 1)[0].rsplit(" ", 1)[1] for line in lines] == ["call_start", *kinds, "call_end"]
+    assert credentials["api_key"] not in path.read_text(encoding="utf-8")
+    assert [p.name for p in tmp_path.iterdir()] == ["events.log"]

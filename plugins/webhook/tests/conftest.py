@@ -1,0 +1,146 @@
+"""A real HTTP receiver on loopback, scripted to fail, and helpers to reach it."""
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Dict, List, Optional, Tuple
+
+import attrs
+import pytest
+import requests
+
+Answer = Tuple[int, Dict[str, str]]
+
+
+@attrs.frozen
+class Request:
+    path: str
+    headers: Dict[str, str]
+    body: bytes
+    status: int
+    at: float  #: time.monotonic() on arrival
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        receiver: Receiver = self.server.receiver  # type: ignore[attr-defined]
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        status, headers = receiver.arrived(self.path, dict(self.headers), body)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Receiver:
+    """Answers POSTs from ``script`` (statuses, or ``(status, headers)``), then with ``answer``.
+
+    Every request is recorded with the status it got.  ``hold()`` makes
+    requests wait, once recorded, until ``release()``.
+    """
+
+    def __init__(self, port: int = 0, script=(), answer: Optional[Callable[[bytes], int]] = None):
+        self.requests: List[Request] = []
+        self._script = [item if isinstance(item, tuple) else (item, {}) for item in script]
+        self._answer = answer or (lambda body: 200)
+        self._changed = threading.Condition()
+        self._released = threading.Event()
+        self._released.set()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server.daemon_threads = True
+        self._server.receiver = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="test-receiver", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def arrived(self, path: str, headers: Dict[str, str], body: bytes) -> Answer:
+        with self._changed:
+            status, extra = self._script.pop(0) if self._script else (self._answer(body), {})
+            self.requests.append(Request(path, headers, body, status, time.monotonic()))
+            self._changed.notify_all()
+        self._released.wait(30)
+        return status, extra
+
+    def accepted(self) -> List[bytes]:
+        with self._changed:
+            return [r.body for r in self.requests if 200 <= r.status < 300]
+
+    def wait_for(self, predicate: Callable[[], object], timeout: float = 10.0):
+        with self._changed:
+            if not self._changed.wait_for(predicate, timeout):
+                raise TimeoutError(f"the receiver did not see it within {timeout} s")
+
+    def hold(self) -> None:
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def stop(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def receiver_at():
+    """Factory: ``receiver_at(port=0, script=(), answer=None)`` starts a Receiver, stopped at teardown."""
+    started: List[Receiver] = []
+
+    def start(port: int = 0, **kwargs) -> Receiver:
+        receiver = Receiver(port, **kwargs)
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.stop()
+
+
+@pytest.fixture
+def receiver(receiver_at):
+    return receiver_at()
+
+
+@pytest.fixture
+def closed_port():
+    """A loopback port with nothing listening: connections to it are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class CountingAdapter(requests.adapters.HTTPAdapter):
+    """requests' own adapter, counting the attempts it makes, refused ones included."""
+
+    def __init__(self):
+        super().__init__()
+        self.attempts = 0
+        self.changed = threading.Condition()
+
+    def send(self, *args, **kwargs):
+        with self.changed:
+            self.attempts += 1
+            self.changed.notify_all()
+        return super().send(*args, **kwargs)
+
+
+@pytest.fixture
+def counting_session():
+    session = requests.Session()
+    adapter = CountingAdapter()
+    session.mount("http://", adapter)
+    session.adapter = adapter
+    yield session
+    session.close()

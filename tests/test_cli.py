@@ -1,0 +1,691 @@
+"""The installed ``livecall`` command, run as a subprocess against the simulator on loopback."""
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import datetime
+from typing import Any, Dict, List, Optional, Sequence
+
+import pytest
+
+from livecall import PhonicClient
+from livecall.plugins import create_plugin_manager
+from livecall.testing import Simulator
+
+_SCRIPT = shutil.which("livecall", path=os.path.dirname(sys.executable))
+#: The console script installed next to this Python; ``-m livecall`` if there is none.
+LIVECALL: List[str] = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "livecall"]
+#: A bound, never a pause: commands normally finish in a fraction of it.
+TIMEOUT = 30
+KEYS = {"event", "provider", "call_id", "received_at"}
+HIYA_EVENTS = ["call_started"] + ["transcript"] * 5 + ["screening_ended"] + ["transcript"] * 3 + ["call_ended"]
+CALLER = "+15551234567"
+
+
+def base_env(**extra: str) -> Dict[str, str]:
+    """No stray credentials, no third-party plugins: the command sees only what a test gives it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HIYA_TOKEN", "PHONIC_API_KEY")}
+    env["LIVECALL_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    env.update(extra)
+    return env
+
+
+def watch_args(sim: Simulator, *extra: str) -> List[str]:
+    """``watch PROVIDER`` with the simulator's URL and credentials as flags."""
+    flags = []
+    for name, value in sim.client_kwargs().items():
+        flags += [f"--{name.replace('_', '-')}", value]
+    return ["watch", sim.provider, *flags, *extra]
+
+
+def livecall(*args: str, env: Optional[Dict[str, str]] = None, **kwargs: Any) -> subprocess.CompletedProcess:
+    kwargs.setdefault("timeout", TIMEOUT)
+    return subprocess.run([*LIVECALL, *args], capture_output=True, text=True, env=env or base_env(), **kwargs)
+
+
+def records(stdout: str) -> List[Dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+class Running:
+    """A ``livecall`` process whose stdout lines can be awaited as they come."""
+
+    def __init__(self, args: Sequence[str], env: Optional[Dict[str, str]] = None):
+        self.process = subprocess.Popen(
+            [*LIVECALL, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env or base_env(),
+        )
+        self.stdout: List[str] = []
+        self.stderr: List[str] = []
+        self._lines: "queue.Queue[str]" = queue.Queue()
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stdout, self.stdout, self._lines)),
+            threading.Thread(target=self._read, args=(self.process.stderr, self.stderr, queue.Queue())),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: Any, lines: List[str], announce: "queue.Queue[str]") -> None:
+        with stream:
+            for line in stream:
+                lines.append(line)
+                announce.put(line)
+
+    def line(self, containing: str = "") -> str:
+        """The next stdout line with ``containing`` in it (``queue.Empty`` if none comes in time)."""
+        while True:
+            line = self._lines.get(timeout=TIMEOUT)
+            if containing in line:
+                return line
+
+    def type_line(self) -> None:
+        """What a plugin waiting on stdin waits for."""
+        self.process.stdin.write("\n")
+        self.process.stdin.close()
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        """The exit status (``subprocess.TimeoutExpired`` if the process outlives ``timeout``)."""
+        status = self.process.wait(timeout)
+        self.process.stdin.close()
+        for reader in self._readers:
+            reader.join(TIMEOUT)
+        return status
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.wait()
+
+
+@pytest.fixture
+def running():
+    """Start ``livecall`` processes that are killed at teardown if a test left them running."""
+    started: List[Running] = []
+
+    def start(args: Sequence[str], env: Optional[Dict[str, str]] = None) -> Running:
+        started.append(Running(args, env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def plugin_env(tmp_path):
+    """Write a plugin module into ``tmp_path``; returns the env that lets ``-p`` import it."""
+
+    def write(name: str, source: str, **extra: str) -> Dict[str, str]:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+        return base_env(PYTHONPATH=path, **extra)
+
+    return write
+
+
+#: A plugin that logs its hooks to the file named by RECORDER_LOG.
+RECORDER = """
+    import os
+    import livecall
+
+    def log(*words):
+        with open(os.environ["RECORDER_LOG"], "a") as log_file:
+            log_file.write(" ".join(words) + "\\n")
+
+    @livecall.hookimpl
+    def livecall_addoption(parser):
+        parser.add_argument("--label", default="none")
+
+    @livecall.hookimpl
+    def livecall_configure(config):
+        log("configure", config.options.label)
+
+    @livecall.hookimpl
+    def livecall_event(call, event):
+        log("event", event.kind)
+
+    @livecall.hookimpl
+    def livecall_unconfigure(config):
+        log("unconfigure")
+"""
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- jsonl ---------------------------------------------------------------------
+
+
+def test_hiya_jsonl_follows_the_contract_and_reports_the_join_ack():
+    with Simulator("hiya", "screening") as sim:
+        result = livecall(*watch_args(sim, "--join", "--format", "jsonl"))
+        sent = [json.loads(frame) for frame in sim.connections[0].received]
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = records(result.stdout)
+    assert all(KEYS <= set(line) for line in lines)
+    assert {line["provider"] for line in lines} == {"hiya"}
+    assert len({line["call_id"] for line in lines}) == 1 and lines[0]["call_id"].startswith("call_")
+    assert all(datetime.fromisoformat(line["received_at"]).tzinfo for line in lines)
+    kinds = [line["event"] for line in lines]
+    assert [kind for kind in kinds if kind != "ack"] == HIYA_EVENTS
+    (ack,) = [line for line in lines if line["event"] == "ack"]
+    assert sent == [{"type": "client:joinCall", "id": ack["ack_id"]}]
+    assert 0 < kinds.index("ack") < kinds.index("call_ended")
+    started = lines[0]
+    assert started["phone"] == CALLER and datetime.fromisoformat(started["timestamp"]).tzinfo
+    first = lines[1]
+    assert first["role"] == "assistant" and first["text"].startswith("Hi, this is Alex")
+    assert isinstance(first["offset"], float) and first["item_idx"] is None
+    assert [line["role"] for line in lines if line["event"] == "transcript"][-3:] == ["user", "other", "user"]
+    assert lines[kinds.index("screening_ended")]["message"].startswith("Screening done")
+
+
+def test_phonic_jsonl_has_snapshots_derived_lines_and_the_end():
+    with Simulator("phonic", "conversation") as sim:
+        result = livecall(*watch_args(sim, "--format", "jsonl"))
+    assert result.returncode == 0, result.stderr
+    lines = records(result.stdout)
+    assert all(KEYS <= set(line) for line in lines)
+    assert {line["call_id"] for line in lines} == {"conv_simulated-0001"}
+    assert lines[0]["event"] == "conversation_updated" and lines[-1]["event"] == "conversation_ended"
+    assert {line["event"] for line in lines} == {"conversation_updated", "transcript", "conversation_ended"}
+    said = [(line["item_idx"], line["role"], line["text"]) for line in lines if line["event"] == "transcript"]
+    assert said[:3] == [
+        (0, "assistant", "Hello! Thanks for calling Sunrise Dental, how can I help you today?"),
+        (1, "user", "Hi, I'd like to book"),
+        (1, "user", "Hi, I'd like to book a cleaning for next week."),
+    ]
+    assert [idx for idx, _, _ in said] == [0, 1, 1, 2, 3, 4]
+    assert all(line["offset"] is None for line in lines if line["event"] == "transcript")
+    final = [line for line in lines if line["event"] == "conversation_updated"][-1]["conversation"]
+    assert final["id"] == "conv_simulated-0001" and len(final["items"]) == 5
+
+
+# --- text ------------------------------------------------------------------------
+
+
+def test_hiya_text_is_a_transcript_a_person_reads():
+    with Simulator("hiya", "screening") as sim:
+        result = livecall(*watch_args(sim, "--join"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(r"== hiya call call_\w+", lines[0])
+    body = [line.split("  ", 1)[1] for line in lines[1:-1]]
+    assert all(re.match(r"\d\d:\d\d:\d\d  ", line) for line in lines[1:-1])
+    assert body[0] == f"--         call started, caller {CALLER}"
+    assert "assistant  Hi, this is Alex's call assistant. May I ask who is calling?" in body
+    assert "other      Hi, it's Jordan from Dr. Lee's office." in body
+    assert "--         screening ended: Screening done: Jordan, Dr. Lee's office, appointment" in body
+    assert "--         joined the call" in body
+    assert body[-2:] == ["user       Thanks, bye!", "--         call ended"]
+    assert re.fullmatch(r"== hiya call call_\w+: the call ended", lines[-1])
+
+
+def test_phonic_text_marks_revised_lines_and_hides_snapshots():
+    with Simulator("phonic", "conversation") as sim:
+        result = livecall(*watch_args(sim, "--format", "text"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "== phonic call conv_simulated-0001"
+    assert lines[1].endswith(f"--         caller {CALLER}")
+    assert lines[3].endswith("user       Hi, I'd like to book")
+    assert lines[4].endswith("user       Hi, I'd like to book a cleaning for next week.  (revised)")
+    assert lines[-2].endswith("--         conversation ended")
+    assert lines[-1] == "== phonic call conv_simulated-0001: the call ended"
+    assert len(lines) == 1 + 1 + 6 + 1 + 1, "one line per transcript, none per snapshot"
+
+
+def test_reconnects_and_bad_frames_are_marked_in_the_text():
+    with Simulator("hiya", "malformed+drop", join_timeout=0, drop_mode=1012, lose=0) as sim:
+        result = livecall(*watch_args(sim, "--ping-interval", "5"))
+    assert result.returncode == 0, result.stderr
+    alerts = [line.split("!!", 1)[1].strip() for line in result.stdout.splitlines() if "  !!  " in line]
+    assert any(alert.startswith("connection lost (closed with code 1012") for alert in alerts)
+    assert any(alert.startswith("undecodable message skipped: invalid JSON") for alert in alerts)
+    assert "unknown message type 'event:mystery'" in result.stdout
+
+
+# --- exit statuses -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "required: COMMAND"),
+        (["listen"], "invalid choice: 'listen'"),
+        (["watch", "phonic", "--api-key", "k"], "required: --conversation-id"),
+        (["watch", "phonic", "--conversation-id", "c", "--api-key", "k", "--max-retries", "-1"], "--max-retries"),
+        (["watch", "phonic", "--conversation-id", "c", "--api-key", "k", "--format", "xml"], "--format"),
+        (["watch", "phonic", "--conversation-id", "c", "--api-key", "k", "--session-token", "t"], "not allowed"),
+        (["watch", "phonic", "--conversation-id", "c"], "livecall: error: Phonic needs --api-key"),
+        (["watch", "hiya", "--conversation-token", "t", "--user-id", "u"], "livecall: error: Hiya needs a bearer"),
+        (["watch", "phonic", "--conversation-id", "c", "--api-key", "k", "--url", "http://x"], "ws://"),
+        (["-p", "no_such_plugin_module", "plugins"], "no plugin module named 'no_such_plugin_module'"),
+        (["simulate", "hiya", "--scenario", "nope"], "unknown hiya scenario 'nope'"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_clear_message(args, message):
+    result = livecall(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("provider", ["hiya", "phonic"])
+def test_refused_handshake_exits_3(provider):
+    with Simulator(provider, "auth") as sim:
+        result = livecall(*watch_args(sim))
+        attempts = len(sim.connections)
+    assert result.returncode == 3
+    assert "refused the credentials (HTTP 401)" in result.stderr
+    assert attempts == 1, "refused credentials are never retried"
+
+
+@pytest.mark.parametrize("provider", ["hiya", "phonic"])
+def test_close_1008_exits_3_with_the_servers_message(provider):
+    with Simulator(provider, "auth-close") as sim:
+        result = livecall(*watch_args(sim))
+    assert result.returncode == 3
+    (error,) = result.stderr.splitlines()
+    assert error.startswith("livecall: error: ") and error.endswith(": invalid or expired credentials")
+    assert "server error: invalid or expired credentials" in result.stdout
+    assert result.stdout.splitlines()[-1].endswith(": the credentials were refused")
+
+
+def test_giving_up_exits_4():
+    url = f"ws://127.0.0.1:{closed_port()}"
+    result = livecall("watch", "phonic", "--url", url, "--conversation-id", "c", "--api-key", "k", "--max-retries", "1")
+    assert result.returncode == 4
+    assert "livecall: error: gave up after 1 failed reconnect attempts" in result.stderr
+    assert "reconnecting in" in result.stdout
+
+
+def test_a_refused_handshake_that_is_not_about_credentials_exits_1():
+    with Simulator("hiya", "screening") as sim:
+        args = watch_args(sim)
+        args[args.index(sim.url)] = sim.url + "/wrong-prefix"
+        result = livecall(*args)
+    assert result.returncode == 1
+    assert "refused the WebSocket handshake (HTTP 404)" in result.stderr
+
+
+# --- signals -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_closes_with_1000_flushes_plugins_and_exits(running, plugin_env, tmp_path, signum, status):
+    log_path = tmp_path / "hooks.log"
+    env = plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(log_path))
+    with Simulator("hiya", "screening", join_timeout=TIMEOUT) as sim:  # waits for a join that never comes
+        process = running(["-p", "recorder_plugin", *watch_args(sim)], env)
+        process.line("screening ended")
+        process.process.send_signal(signum)
+        assert process.wait(timeout=5) == status
+        sim.wait_for(lambda: sim.connections[0].closed, timeout=5)
+        close_code = sim.connections[0].client_close_code
+    assert close_code == 1000
+    assert process.stdout[-1].endswith(": stopped watching\n")
+    assert log_path.read_text().splitlines()[-1] == "unconfigure"
+    assert "Traceback" not in "".join(process.stderr)
+
+
+#: A plugin that stops in configure or unconfigure (PAUSE_IN) until a line comes on stdin.
+PAUSING = """
+    import os
+    import sys
+    import livecall
+
+    def pause(hook):
+        if os.environ["PAUSE_IN"] == hook:
+            print("paused in", hook, flush=True)
+            sys.stdin.readline()
+        with open(os.environ["RECORDER_LOG"], "a") as log_file:
+            log_file.write(hook + "\\n")
+
+    @livecall.hookimpl
+    def livecall_configure(config):
+        pause("configure")
+
+    @livecall.hookimpl
+    def livecall_unconfigure(config):
+        pause("unconfigure")
+"""
+
+
+@pytest.mark.parametrize("hook", ["configure", "unconfigure"])
+def test_a_signal_waits_for_plugins_to_finish_setting_up_or_flushing(running, plugin_env, tmp_path, hook):
+    log_path = tmp_path / "hooks.log"
+    env = plugin_env("pausing_plugin", PAUSING, RECORDER_LOG=str(log_path), PAUSE_IN=hook)
+    with Simulator("phonic", "conversation") as sim:
+        process = running(["-p", "pausing_plugin", *watch_args(sim)], env)
+        process.line(f"paused in {hook}")
+        process.process.send_signal(signal.SIGTERM)
+        process.type_line()
+        assert process.wait(timeout=5) == 143
+        watched = len(sim.connections)
+    assert log_path.read_text().splitlines() == ["configure", "unconfigure"]
+    assert watched == (0 if hook == "configure" else 1), "a signal while setting up stops the run before the watch"
+
+
+def test_ctrl_c_while_reconnecting_exits_at_once(running):
+    url = f"ws://127.0.0.1:{closed_port()}"
+    process = running(["watch", "phonic", "--url", url, "--conversation-id", "c", "--api-key", "k", "--max-retries", "50"])
+    process.line("reconnecting in")
+    process.process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=5) == 130
+    assert process.stderr == []
+
+
+# --- plugins -------------------------------------------------------------------------
+
+
+def test_dash_p_loads_a_plugin_with_its_options_and_hooks(plugin_env, tmp_path):
+    log_path = tmp_path / "hooks.log"
+    env = plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(log_path))
+    with Simulator("phonic", "conversation") as sim:
+        result = livecall("-p", "recorder_plugin", *watch_args(sim, "--label", "nightly"), env=env)
+    assert result.returncode == 0, result.stderr
+    logged = log_path.read_text().splitlines()
+    assert logged[0] == "configure nightly" and logged[-1] == "unconfigure"
+    assert logged[1:-1].count("event transcript") == 6
+    assert logged[-2] == "event conversation_ended"
+    assert "== phonic call" in result.stdout, "the built-in output still prints"
+
+
+def test_plugins_lists_built_in_and_loaded_plugins(plugin_env, tmp_path):
+    env = plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(tmp_path / "unused.log"))
+    result = livecall("-p", "recorder_plugin", "plugins", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    plugins = {plugin["name"]: plugin for plugin in json.loads(result.stdout)}
+    assert plugins["recorder_plugin"] == {
+        "name": "recorder_plugin",
+        "version": None,
+        "distribution": None,
+        "hooks": ["livecall_addoption", "livecall_configure", "livecall_event", "livecall_unconfigure"],
+    }
+    assert plugins["output"]["hooks"] == ["livecall_addoption", "livecall_configure", "livecall_unconfigure"]
+    text = livecall("-p", "recorder_plugin", "plugins", env=env).stdout
+    assert "output (built-in)\n  hooks: livecall_addoption," in text
+    assert "recorder_plugin (module)\n  hooks: livecall_addoption, livecall_configure, livecall_event" in text
+
+
+def test_no_output_disables_the_built_in_printer():
+    with Simulator("phonic", "conversation") as sim:
+        result = livecall("-p", "no:output", *watch_args(sim))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    listed = json.loads(livecall("-p", "no:output", "plugins", "--json").stdout)
+    assert "output" not in {plugin["name"] for plugin in listed}
+
+
+def test_the_output_plugin_prints_nothing_for_a_library_client(capsys):
+    pm = create_plugin_manager(autoload=False)
+    assert pm.get_plugin("output") is not None
+    with Simulator("phonic", "conversation") as sim:
+        PhonicClient(**sim.client_kwargs(), plugin_manager=pm).run()
+    assert capsys.readouterr() == ("", "")
+
+
+def test_plugin_failures_are_isolated_and_set_the_status(plugin_env, tmp_path):
+    log_path = tmp_path / "hooks.log"
+    env = plugin_env(
+        "failing_plugin",
+        """
+        import livecall
+
+        @livecall.hookimpl
+        def livecall_event(call, event):
+            raise RuntimeError("event hook broke")
+
+        @livecall.hookimpl
+        def livecall_unconfigure(config):
+            config.fail(5, "2 rows were not delivered")
+            raise RuntimeError("flush broke")
+        """,
+    )
+    env.update(plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(log_path)))
+    with Simulator("phonic", "conversation") as sim:
+        result = livecall("-p", "recorder_plugin", "-p", "failing_plugin", *watch_args(sim), env=env)
+    assert result.returncode == 5, "the highest status a plugin reported"
+    assert "livecall: error: plugin 'failing_plugin' failed in livecall_event: RuntimeError: event hook broke" in (
+        result.stderr
+    )
+    assert "livecall: error: 2 rows were not delivered" in result.stderr
+    assert "livecall: error: plugin 'failing_plugin' failed in livecall_unconfigure" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert log_path.read_text().splitlines()[-1] == "unconfigure", "the other plugin still flushed"
+    assert result.stdout.splitlines()[-1].endswith(": the call ended")
+
+
+def test_a_plugin_refusing_its_configuration_stops_the_run(plugin_env, tmp_path):
+    log_path = tmp_path / "hooks.log"
+    env = plugin_env(
+        "strict_plugin",
+        """
+        import livecall
+
+        @livecall.hookimpl
+        def livecall_configure(config):
+            raise livecall.ConfigurationError("--target is required")
+        """,
+    )
+    env.update(plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(log_path)))
+    with Simulator("phonic", "conversation") as sim:
+        result = livecall("-p", "recorder_plugin", "-p", "strict_plugin", *watch_args(sim), env=env)
+        connections = len(sim.connections)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "livecall: error: plugin 'strict_plugin' failed in livecall_configure: "
+        "ConfigurationError: --target is required\n"
+    )
+    assert connections == 0, "nothing is watched"
+    assert log_path.read_text().splitlines() == ["configure none", "unconfigure"]
+
+
+# --- secrets -------------------------------------------------------------------------
+
+
+SECRETS = {
+    "hiya": {"token": "tok-SECRET-7f3a", "conversation_token": "lct-SECRET-91bd"},
+    "phonic": {"api_key": "key-SECRET-c4e2"},
+}
+ENV_FLAGS = {"hiya": ("--token", "HIYA_TOKEN"), "phonic": ("--api-key", "PHONIC_API_KEY")}
+
+
+@pytest.mark.parametrize(
+    "provider, scenario, via_env",
+    [
+        ("hiya", "drop", False),
+        ("hiya", "drop", True),
+        ("hiya", "auth-close", True),
+        ("phonic", "drop", False),
+        ("phonic", "auth-close", True),
+    ],
+)
+@pytest.mark.parametrize("output_format", ["text", "jsonl"])
+def test_no_secret_reaches_stdout_or_stderr_at_vv(provider, scenario, via_env, output_format):
+    with Simulator(provider, scenario, **SECRETS[provider]) as sim:
+        args = watch_args(sim, "--join") if provider == "hiya" else watch_args(sim)
+        env = base_env()
+        if via_env:  # the bearer token or API key from the environment instead of a flag
+            flag, variable = ENV_FLAGS[provider]
+            env[variable] = args.pop(args.index(flag) + 1)
+            args.remove(flag)
+        result = livecall("-vv", *args, "--format", output_format, env=env)
+    assert result.returncode == (3 if scenario == "auth-close" else 0), result.stderr
+    assert result.stderr, "-vv logged something"
+    assert "SECRET" not in result.stdout + result.stderr
+
+
+def test_phonic_session_token_stays_secret_at_vv():
+    with Simulator("phonic", "auth-close", session_token="sess-SECRET-0a9f") as sim:
+        conversation_id = sim.credentials["conversation_id"]
+        result = livecall(
+            "-vv", "watch", "phonic", "--url", sim.url, "--conversation-id", conversation_id,
+            "--session-token", "sess-SECRET-0a9f",
+        )
+    assert result.returncode == 3
+    assert "Traceback" in result.stderr and "SECRET" not in result.stdout + result.stderr
+
+
+# --- simulate and demo ------------------------------------------------------------
+
+
+def test_simulate_prints_a_watch_command_that_works(running):
+    server = running(["simulate", "phonic", "--pace", "0"])
+    command = shlex.split(server.line("livecall watch phonic"))
+    assert command[:3] == ["livecall", "watch", "phonic"]
+    result = livecall(*command[1:], "--format", "jsonl")
+    assert result.returncode == 0, result.stderr
+    assert records(result.stdout)[-1]["event"] == "conversation_ended"
+    server.process.send_signal(signal.SIGINT)
+    assert server.wait(timeout=10) == 130
+
+
+def test_simulate_lists_the_scenarios():
+    result = livecall("simulate", "--list")
+    assert result.returncode == 0
+    rows = [line.split()[:2] for line in result.stdout.splitlines()]
+    assert ["hiya", "screening"] in rows and ["phonic", "conversation"] in rows and ["phonic", "auth-close"] in rows
+
+
+def test_demo_and_simulate_name_the_missing_extra():
+    block_websockets = "import sys; sys.modules['websockets'] = None; from livecall.cli import main; main()"
+    for command in ("demo", "simulate"):
+        result = subprocess.run(
+            [sys.executable, "-c", block_websockets, command],
+            capture_output=True, text=True, env=base_env(), timeout=TIMEOUT,
+        )
+        assert result.returncode == 2
+        assert "pip install 'livecall[testing]'" in result.stderr
+
+
+#: Stands in for the CSV plugin: the demo sets a default for its --csv option.
+FAKE_CSV = """
+    import livecall
+
+    rows = []
+
+    @livecall.hookimpl
+    def livecall_addoption(parser):
+        parser.add_argument("--csv", metavar="PATH")
+
+    @livecall.hookimpl
+    def livecall_transcript(call, transcript):
+        rows.append(f"{call.provider},{transcript.role}")
+
+    @livecall.hookimpl
+    def livecall_unconfigure(config):
+        if config.options.csv:
+            with open(config.options.csv, "w") as out:
+                out.write("\\n".join(rows))
+"""
+
+
+def test_demo_watches_both_calls_through_the_plugins_and_exits_0(plugin_env, tmp_path):
+    result = livecall("-p", "fake_csv", "demo", cwd=tmp_path, env=plugin_env("fake_csv", FAKE_CSV), timeout=15)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    headers = [line for line in lines if line.startswith("== ")]
+    assert [header.split()[1] for header in headers] == ["hiya", "hiya", "phonic", "phonic"]
+    assert headers[1].endswith(": the call ended") and headers[3].endswith(": the call ended")
+    joined = next(i for i, line in enumerate(lines) if line.endswith("--         joined the call"))
+    assert "screening ended" in lines[joined - 1] and lines[joined + 1].split()[1] == "user"
+    assert any(line.endswith("assistant  Great, you're booked for Tuesday at 10 am. See you then!") for line in lines)
+    rows = (tmp_path / "livecall-demo.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["hiya"] * 8 + ["phonic"] * 6
+    assert f"The CSV plugin wrote {tmp_path / 'livecall-demo.csv'}" in result.stderr
+
+
+def test_the_demo_csv_default_stays_out_of_watch(plugin_env, tmp_path):
+    with Simulator("phonic", "conversation") as sim:
+        result = livecall("-p", "fake_csv", *watch_args(sim), cwd=tmp_path, env=plugin_env("fake_csv", FAKE_CSV))
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == [tmp_path / "fake_csv.py"]
+
+
+def test_plugins_add_commands(plugin_env):
+    env = plugin_env(
+        "hello_plugin",
+        """
+        import livecall
+
+        def hello(config):
+            config.stdout.write(f"hello {config.options.name}\\n")
+            return 7
+
+        @livecall.hookimpl
+        def livecall_register_commands(subparsers):
+            parser = subparsers.add_parser("hello")
+            parser.add_argument("name")
+            parser.set_defaults(func=hello)
+        """,
+    )
+    result = livecall("-p", "hello_plugin", "hello", "world", env=env)
+    assert (result.returncode, result.stdout) == (7, "hello world\n")
+
+
+def test_ctrl_c_stops_a_plugins_command(running, plugin_env):
+    env = plugin_env(
+        "blocking_plugin",
+        """
+        import sys
+        import livecall
+
+        def block(config):
+            print("blocking", flush=True)
+            sys.stdin.readline()
+            return 0
+
+        @livecall.hookimpl
+        def livecall_register_commands(subparsers):
+            subparsers.add_parser("block").set_defaults(func=block)
+        """,
+    )
+    process = running(["-p", "blocking_plugin", "block"], env)
+    process.line("blocking")
+    process.process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=5) == 130
+
+
+def test_python_dash_m_is_the_same_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "livecall", "--version"], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert result.returncode == 0
+    assert re.fullmatch(r"livecall \d+\.\d+\.\d+\S*\n", result.stdout)
+
+
+def test_a_closed_pipe_ends_printing_quietly():
+    with Simulator("hiya", "flood", flood_count=3000) as sim:
+        process = subprocess.Popen(
+            [*LIVECALL, *watch_args(sim, "--format", "jsonl")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base_env(),
+        )
+        try:
+            assert json.loads(process.stdout.readline())["event"] == "call_started"
+            process.stdout.close()  # like `| head -1`
+            _, stderr = process.communicate(timeout=TIMEOUT)
+        finally:
+            process.kill()
+        call_ended = sim.call_ended
+    assert process.returncode == 0
+    assert stderr == ""
+    assert call_ended, "the watch went on to the end"
