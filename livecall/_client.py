@@ -459,7 +459,7 @@ class LiveClient:
                         self.dispatcher.call_hook("livecall_call_start", call=self.call)
                 else:
                     self._lost(item)
-            except Exception:  # hooks are isolated; this is livecall's own bug
+            except BaseException:  # hooks are isolated; this is a bug, or a plugin calling sys.exit()
                 log.exception("dispatcher failed on %r", type(item).__name__)
 
     def _dispatch(self, event: Event) -> None:

@@ -68,7 +68,7 @@ class Dispatcher:
         for plugin_name, function, argnames in plan:
             try:
                 function(*[kwargs[name] for name in argnames])
-            except Exception as error:
+            except (Exception, SystemExit) as error:  # sys.exit() in a hook ends nothing either
                 self._report(plugin_name, hook_name, error)
 
     def event(self, event: Event) -> None:
@@ -92,7 +92,7 @@ class Dispatcher:
             self._callbacks_by_type[event_type] = fns
         return fns
 
-    def _report(self, plugin_name: str, hook_name: str, error: Exception) -> None:
+    def _report(self, plugin_name: str, hook_name: str, error: BaseException) -> None:
         failure = PluginError(plugin_name, hook_name, error)
         log.error("%s", failure, exc_info=error, extra={"call_id": self.call.id})
         if hook_name == "livecall_error":

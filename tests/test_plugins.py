@@ -163,3 +163,18 @@ def test_a_module_can_be_loaded_by_import_name(installed_plugin):
     )
     imported, out = _imports(installed_plugin, code)
     assert imported and out.strip() == "True"
+
+
+def test_a_plugin_calling_sys_exit_in_a_hook_ends_nothing(plugin_manager, recorder):
+    class Quitter:
+        @livecall.hookimpl(tryfirst=True)
+        def livecall_event(self, call, event):
+            raise SystemExit(3)
+
+    plugin_manager.register(Quitter(), name="quitter")
+    with Simulator("phonic", "conversation") as sim:
+        client = livecall.PhonicClient(**sim.client_kwargs(), plugin_manager=plugin_manager)
+        client.run()
+    assert recorder.events() and isinstance(recorder.events()[-1], livecall.ConversationEnded)
+    assert {f.plugin for f in recorder.of("error")} == {"quitter"}
+    assert client.call.end_reason is livecall.EndReason.ENDED
