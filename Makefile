@@ -4,21 +4,41 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/setup.cfg)))
 STAMP := $(VENV)/.installed
+PLUGIN_INSTALLS := $(foreach d,$(PLUGIN_DIRS),-e '$(d)')
+TEST_PATHS := tests $(addsuffix tests,$(PLUGIN_DIRS))
+# test-oldest: the lowest dependency versions setup.cfg admits, on the oldest Python
+# supported when this machine has it (pyenv's too), else on $(PYTHON).
+OLDEST_VENV ?= .venv-oldest
+OLDEST_PYTHON ?= $(or $(shell for p in python3.9 "$$(pyenv prefix 3.9 2>/dev/null)/bin/python3.9"; do "$$p" -c '' 2>/dev/null && echo "$$p" && break; done),$(PYTHON))
 
-.PHONY: install test demo clean
+.PHONY: install test test-oldest docs bench demo clean
 
 $(STAMP): setup.cfg pyproject.toml $(wildcard plugins/*/setup.cfg plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]' $(foreach d,$(PLUGIN_DIRS),-e '$(d)')
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]' $(PLUGIN_INSTALLS)
 	touch $@
 
 install: $(STAMP)
 
-test: install
-	$(BIN)/python -m pytest tests $(addsuffix tests,$(PLUGIN_DIRS))
+test: install docs
+	$(BIN)/python -m pytest $(TEST_PATHS)
+
+$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml .ci/oldest_requirements.py $(wildcard plugins/*/setup.cfg plugins/*/pyproject.toml)
+	$(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -e '.[test]' $(PLUGIN_INSTALLS) $$($(OLDEST_VENV)/bin/python .ci/oldest_requirements.py)
+	touch $@
+
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/python -m pytest $(TEST_PATHS)
+
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+bench: install
+	$(BIN)/python -m benchmarks
 
 demo: install
 	$(BIN)/livecall demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(OLDEST_VENV) build *.egg-info docs/_build

@@ -1,8 +1,9 @@
 """The blocking client both providers share: threads, reconnects, lifecycle.
 
 Two threads per watch.  The *reader* owns the socket: it connects, reads
-frames and queues them untouched, so it is always free to answer pings; on a
-lost connection it backs off and reconnects.  The *dispatcher* decodes the
+frames and queues them untouched, so it answers pings however long plugins
+take (until the queue is full); on a lost connection it backs off and
+reconnects.  The *dispatcher* decodes the
 queued frames and calls hooks and callbacks in order.  The queue between them
 is bounded: a stuck plugin slows the reader down (TCP pushes back on the
 server) instead of growing memory without end, and nothing is dropped.
@@ -42,6 +43,8 @@ log = logging.getLogger("livecall.client")
 RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 AUTH_CLOSE_CODE = 1008
 NORMAL_CLOSE_CODE = 1000
+#: A close frame without a code: a deliberate close all the same.
+NO_STATUS_CLOSE_CODE = 1005
 
 E = TypeVar("E", bound=Event)
 
@@ -253,11 +256,13 @@ class LiveClient:
 
         Raises the fatal error of a watch that never connected, such as
         ``AuthenticationError``; once connected, ``wait()`` raises them.
+        Plugins must be registered by now: those registered later take no part.
         """
         with self._lock:
             if self._started:
                 raise LivecallError("start() was already called: a client watches one call")
             self._started = True
+        self.dispatcher.prepare()
         self._dispatcher.start()
         self._reader.start()
         if not self._ready.wait(timeout):
@@ -418,7 +423,7 @@ class LiveClient:
 
     def _final_outcome(self, outcome: Outcome) -> Optional[_Finished]:
         code = outcome.code
-        if code == NORMAL_CLOSE_CODE:
+        if code in (NORMAL_CLOSE_CODE, NO_STATUS_CLOSE_CODE):
             return _Finished(EndReason.ENDED)
         if code == AUTH_CLOSE_CODE:
             error = AuthenticationError(
@@ -494,9 +499,11 @@ class LiveClient:
         call.end_reason = finished.reason
         call.ended_at = datetime.now(timezone.utc)
         self._error = error
-        if error is not None:
-            self.dispatcher.call_hook("livecall_error", call=call, error=error)
-        if self._call_started:  # call_end only pairs with a call_start
-            self.dispatcher.call_hook("livecall_call_end", call=call, reason=finished.reason)
-        self._finished.set()
-        self._ready.set()
+        try:
+            if error is not None:
+                self.dispatcher.call_hook("livecall_error", call=call, error=error)
+            if self._call_started:  # call_end only pairs with a call_start
+                self.dispatcher.call_hook("livecall_call_end", call=call, reason=finished.reason)
+        finally:  # whatever happened, wait() must return
+            self._finished.set()
+            self._ready.set()

@@ -26,9 +26,18 @@ _SPECIFIC_HOOKS = {
     Transcript: ("livecall_transcript", "transcript"),
     Reconnecting: ("livecall_reconnect", "reconnecting"),
 }
+#: The hooks a watch calls (configure and the like belong to the command line).
+_HOOK_NAMES = (
+    "livecall_call_start",
+    "livecall_event",
+    "livecall_transcript",
+    "livecall_reconnect",
+    "livecall_error",
+    "livecall_call_end",
+)
 
 
-def _plan(pm: pluggy.PluginManager, hook_name: str) -> List[_Step]:
+def hook_plan(pm: pluggy.PluginManager, hook_name: str) -> List[_Step]:
     """The implementations of a hook in the order pluggy itself would call them."""
     steps = []
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
@@ -40,11 +49,23 @@ def _plan(pm: pluggy.PluginManager, hook_name: str) -> List[_Step]:
     return steps
 
 
+def call_each(steps: List[_Step], hook_name: str, kwargs: Dict[str, Any]) -> List[PluginError]:
+    """Call every step, whatever the others do; one ``PluginError`` per failure."""
+    failures = []
+    for plugin_name, function, argnames in steps:
+        try:
+            function(*[kwargs[name] for name in argnames])
+        except (Exception, SystemExit) as error:  # sys.exit() in a hook ends nothing either
+            failures.append(PluginError(plugin_name, hook_name, error))
+    return failures
+
+
 class Dispatcher:
     """Runs the hooks of one watch, and its callbacks, with failures isolated.
 
-    The call plan of each hook is worked out once; ``refresh()`` redoes it
-    after plugins were (un)registered.
+    The call plan of every hook is worked out by ``prepare()`` as the watch
+    starts, so a plugin the hooks cannot call (a wrapper) is refused there and
+    then; plugins registered later take no part in this watch.
     """
 
     def __init__(self, pm: pluggy.PluginManager, call: Call):
@@ -54,22 +75,18 @@ class Dispatcher:
         self._callbacks: List[Tuple[Type[Event], Callback]] = []
         self._callbacks_by_type: Dict[type, List[Callback]] = {}
 
-    def refresh(self) -> None:
-        self._plans.clear()
+    def prepare(self) -> None:
+        """Work out every hook's plan; raises ``PluginError`` for a plugin that cannot take part."""
+        self._plans = {name: hook_plan(self.pm, name) for name in _HOOK_NAMES}
 
     def on(self, event_type: Type[Event], fn: Callback) -> None:
-        self._callbacks.append((event_type, fn))
-        self._callbacks_by_type.clear()
+        # Copy on write: the dispatcher thread may be reading the old ones.
+        self._callbacks = self._callbacks + [(event_type, fn)]
+        self._callbacks_by_type = {}
 
     def call_hook(self, hook_name: str, **kwargs: Any) -> None:
-        plan = self._plans.get(hook_name)
-        if plan is None:
-            plan = self._plans[hook_name] = _plan(self.pm, hook_name)
-        for plugin_name, function, argnames in plan:
-            try:
-                function(*[kwargs[name] for name in argnames])
-            except (Exception, SystemExit) as error:  # sys.exit() in a hook ends nothing either
-                self._report(plugin_name, hook_name, error)
+        for failure in call_each(self._plans[hook_name], hook_name, kwargs):
+            self._report(failure)
 
     def event(self, event: Event) -> None:
         """Every hook and callback that wants this event, plugins first."""
@@ -82,20 +99,19 @@ class Dispatcher:
         for fn in self._callbacks_for(type(event)):
             try:
                 fn(call, event)
-            except Exception as error:
-                self._report(_callback_name(fn), "callback", error)
+            except (Exception, SystemExit) as error:
+                self._report(PluginError(_callback_name(fn), "callback", error))
 
     def _callbacks_for(self, event_type: type) -> List[Callback]:
-        fns = self._callbacks_by_type.get(event_type)
+        cache = self._callbacks_by_type  # a cache that on() replaced is only written to, never read
+        fns = cache.get(event_type)
         if fns is None:
-            fns = [fn for cls, fn in self._callbacks if issubclass(event_type, cls)]
-            self._callbacks_by_type[event_type] = fns
+            fns = cache[event_type] = [fn for cls, fn in self._callbacks if issubclass(event_type, cls)]
         return fns
 
-    def _report(self, plugin_name: str, hook_name: str, error: BaseException) -> None:
-        failure = PluginError(plugin_name, hook_name, error)
-        log.error("%s", failure, exc_info=error, extra={"call_id": self.call.id})
-        if hook_name == "livecall_error":
+    def _report(self, failure: PluginError) -> None:
+        log.error("%s", failure, exc_info=failure.__cause__, extra={"call_id": self.call.id})
+        if failure.hook == "livecall_error":
             return  # a failing error handler is logged, never reported to itself
         self.call_hook("livecall_error", call=self.call, error=failure)
 

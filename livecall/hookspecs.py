@@ -12,11 +12,7 @@ def livecall_addoption(parser):
 
 @hookspec
 def livecall_register_commands(subparsers):
-    """Add subcommands to ``livecall`` (argparse subparsers); each sets a ``func`` default.
-
-    ``func(config)`` gets the :class:`~livecall.Config` and returns the exit
-    status (None for 0).
-    """
+    """Add subcommands to ``livecall`` (argparse subparsers); each sets ``func(config)`` -> exit status."""
 
 
 @hookspec

@@ -76,10 +76,10 @@ def test_wrapper_implementations_are_refused_by_name(plugin_manager):
             yield
 
     plugin_manager.register(Wrapping(), name="wrapping")
-    with Simulator("phonic", "conversation") as sim:
-        client = livecall.PhonicClient(**sim.client_kwargs(), plugin_manager=plugin_manager)
-        with pytest.raises(livecall.PluginError, match="wrapping"):
-            client.dispatcher.call_hook("livecall_event", call=client.call, event=None)
+    client = livecall.PhonicClient("conv_1", api_key="key-1", plugin_manager=plugin_manager)
+    with pytest.raises(livecall.PluginError, match="wrapping.*cannot be wrappers"):
+        client.start()
+    assert not client._reader.is_alive() and not client._dispatcher.is_alive()
 
 
 def test_get_plugins_lists_names_and_hooks(recorder):

@@ -10,7 +10,8 @@ from typing import Any, Iterable, Iterator, List
 
 import pluggy
 
-from .._dispatch import _plan
+from .._dispatch import call_each as call_isolated
+from .._dispatch import hook_plan
 from ..config import Config
 from ..errors import PluginError
 from ._exit import FAILURE
@@ -26,15 +27,8 @@ def call_each(
 ) -> List[PluginError]:
     """Call every implementation of ``hook_name`` but those of the plugins in ``skip``."""
     skip = frozenset(skip)
-    failures = []
-    for plugin_name, function, argnames in _plan(pm, hook_name):
-        if plugin_name in skip:
-            continue
-        try:
-            function(*[kwargs[name] for name in argnames])
-        except Exception as error:
-            failures.append(PluginError(plugin_name, hook_name, error))
-    return failures
+    steps = [step for step in hook_plan(pm, hook_name) if step[0] not in skip]
+    return call_isolated(steps, hook_name, kwargs)
 
 
 @contextlib.contextmanager

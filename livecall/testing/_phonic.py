@@ -5,6 +5,7 @@ The scripted conversation mixes both shapes servers send: the spec's
 ``live_transcript`` with ``text`` null, an item without ``id``).
 """
 import functools
+import itertools
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -108,6 +109,19 @@ def conversation(options: ScenarioOptions, credentials: Mapping[str, str]) -> Sc
     return Script((*snapshots, final, _ENDED), initial=conv.snapshot([]))
 
 
+#: Turns of the ``long`` conversation: room for many faults in one call.
+LONG_TURNS = 200
+
+
+def long(options: ScenarioOptions, credentials: Mapping[str, str]) -> Script:
+    """``LONG_TURNS`` turns, the scripted five over and over, one new item per snapshot."""
+    conv = _Conversation(credentials["conversation_id"])
+    turns = itertools.islice(itertools.cycle(_TURNS), LONG_TURNS)
+    items = [conv.item(index, role, f"{text} ({index})", shape) for index, (role, text, shape) in enumerate(turns)]
+    snapshots = [Send(conv.snapshot(items[:n]), snapshot=True) for n in range(1, LONG_TURNS + 1)]
+    return Script((*snapshots, _ENDED), initial=conv.snapshot([]))
+
+
 def _flood_snapshot(conv: _Conversation, number: int) -> Dict[str, Any]:
     item = conv.item(0, "assistant", f"flood message {number}")
     item["sent_at"] = time.time()
@@ -135,6 +149,7 @@ class Phonic(Provider):
     scripts = {
         "conversation": BaseScript("a conversation growing snapshot by snapshot, then ended", conversation),
         "flood": BaseScript("flood_count snapshots flat out, item sent_at = send time (epoch s)", flood),
+        "long": BaseScript(f"a conversation of {LONG_TURNS} turns, one new item per snapshot", long),
     }
 
     def check(self, request: Any, credentials: Mapping[str, str]) -> Optional[Rejection]:
