@@ -32,7 +32,8 @@ CALLER = "+15551234567"
 
 def base_env(**extra: str) -> Dict[str, str]:
     """No stray credentials, no third-party plugins: the command sees only what a test gives it."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HIYA_TOKEN", "PHONIC_API_KEY")}
+    credentials = ("HIYA_TOKEN", "HIYA_CONVERSATION_TOKEN", "PHONIC_API_KEY", "PHONIC_SESSION_TOKEN")
+    env = {k: v for k, v in os.environ.items() if k not in credentials}
     env["LIVECALL_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     env.update(extra)
     return env
@@ -543,6 +544,36 @@ def test_phonic_session_token_stays_secret_at_vv():
         )
     assert result.returncode == 3
     assert "Traceback" in result.stderr and "SECRET" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "provider, flag, variable",
+    [
+        ("hiya", "--token", "HIYA_TOKEN"),
+        ("hiya", "--conversation-token", "HIYA_CONVERSATION_TOKEN"),
+        ("phonic", "--api-key", "PHONIC_API_KEY"),
+    ],
+)
+def test_every_credential_can_come_from_the_environment(provider, flag, variable):
+    with Simulator(provider) as sim:
+        args = watch_args(sim, "--format", "jsonl")
+        value = args.pop(args.index(flag) + 1)
+        args.remove(flag)
+        missing = livecall(*args)
+        result = livecall(*args, env=base_env(**{variable: value}))
+    assert missing.returncode == 2 and variable in missing.stderr
+    assert result.returncode == 0, result.stderr
+    assert value not in result.stdout + result.stderr
+
+
+def test_phonic_session_token_can_come_from_the_environment():
+    with Simulator("phonic") as sim:
+        token = sim.credentials["session_token"]
+        args = ["watch", "phonic", "--url", sim.url, "--conversation-id", sim.credentials["conversation_id"]]
+        result = livecall(*args, "--format", "jsonl", env=base_env(PHONIC_SESSION_TOKEN=token))
+        record = sim.connections[0]
+    assert result.returncode == 0, result.stderr
+    assert record.query["session_token"] == token and record.header("Authorization") is None
 
 
 # --- simulate and demo ------------------------------------------------------------

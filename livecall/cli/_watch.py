@@ -20,6 +20,9 @@ __all__ = ["add_parser", "client_options", "watch"]
 
 log = logging.getLogger("livecall.cli")
 
+#: Command line only: secrets in the environment stay out of ``ps``.
+CONVERSATION_TOKEN_ENV = "HIYA_CONVERSATION_TOKEN"
+SESSION_TOKEN_ENV = "PHONIC_SESSION_TOKEN"
 #: How long ``--join`` waits for the call to be ready to join, and then for the server's ack.
 JOIN_WAIT = 30.0
 ACK_TIMEOUT = 10.0
@@ -47,8 +50,8 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
     )
     hiya.add_argument("--token", type=Credential, help=f"bearer token (default: ${TOKEN_ENV})")
     hiya.add_argument(
-        "--conversation-token", metavar="CT", type=Credential, required=True,
-        help="the call's liveConversationToken",
+        "--conversation-token", metavar="CT", type=Credential,
+        help=f"the call's liveConversationToken (default: ${CONVERSATION_TOKEN_ENV})",
     )
     hiya.add_argument("--user-id", metavar="ID", required=True, help="sent as x-hiya-account-user-id")
     hiya.add_argument("--product-version", metavar="V", help="sent as x-hiya-product-version")
@@ -64,7 +67,8 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
     credentials = phonic.add_mutually_exclusive_group()
     credentials.add_argument("--api-key", metavar="KEY", type=Credential, help=f"default: ${API_KEY_ENV}")
     credentials.add_argument(
-        "--session-token", metavar="TOKEN", type=Credential, help="a short-lived session token"
+        "--session-token", metavar="TOKEN", type=Credential,
+        help=f"a short-lived session token (default: ${SESSION_TOKEN_ENV}, if no API key is set)",
     )
     for parser in (hiya, phonic):
         parser.set_defaults(func=watch_command)
@@ -154,13 +158,20 @@ def _connection(options: argparse.Namespace) -> Dict[str, Any]:
     )
 
 
+def _secret(option: Optional[Credential], env: str) -> Optional[str]:
+    """A credential from its option, else from the environment (kept out of ``ps``)."""
+    return (option or Credential(env=env)).get()
+
+
 def _hiya(options: argparse.Namespace, config: Config) -> HiyaClient:
-    token = (options.token or Credential(env=TOKEN_ENV)).get()
-    if not token:
-        raise ConfigurationError(f"Hiya needs a bearer token: --token or {TOKEN_ENV}")
+    if not _secret(options.token, TOKEN_ENV):
+        raise ConfigurationError(f"Hiya needs a bearer token: --token or ${TOKEN_ENV}")
+    conversation_token = _secret(options.conversation_token, CONVERSATION_TOKEN_ENV)
+    if not conversation_token:
+        raise ConfigurationError(f"Hiya needs --conversation-token or ${CONVERSATION_TOKEN_ENV}")
     return HiyaClient(
-        token,
-        options.conversation_token.get(),
+        options.token.get() if options.token else None,  # None: $HIYA_TOKEN, read on every attempt
+        conversation_token,
         options.user_id,
         product_version=options.product_version,
         **client_options(config, **_connection(options)),
@@ -168,12 +179,16 @@ def _hiya(options: argparse.Namespace, config: Config) -> HiyaClient:
 
 
 def _phonic(options: argparse.Namespace, config: Config) -> PhonicClient:
-    if options.session_token:
-        credentials = {"session_token": options.session_token.get()}
+    if options.api_key:
+        credentials = {"api_key": options.api_key.get()}
+    elif options.session_token or not _secret(None, API_KEY_ENV):
+        credentials = {"session_token": _secret(options.session_token, SESSION_TOKEN_ENV)}
+        if not credentials["session_token"]:
+            raise ConfigurationError(
+                f"Phonic needs --api-key, --session-token, ${API_KEY_ENV} or ${SESSION_TOKEN_ENV}"
+            )
     else:
-        credentials = {"api_key": (options.api_key or Credential(env=API_KEY_ENV)).get()}
-        if not credentials["api_key"]:
-            raise ConfigurationError(f"Phonic needs --api-key, --session-token or {API_KEY_ENV}")
+        credentials = {}  # $PHONIC_API_KEY, read on every attempt
     return PhonicClient(options.conversation_id, **credentials, **client_options(config, **_connection(options)))
 
 
