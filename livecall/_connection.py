@@ -11,7 +11,6 @@ import json
 import socket
 import ssl
 import struct
-import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -31,7 +30,7 @@ _PING = websocket.ABNF.OPCODE_PING
 #: First header byte of a whole, unfragmented text or binary frame: the usual case.
 _WHOLE_TEXT, _WHOLE_BINARY = 0x80 | _TEXT, 0x80 | _BINARY
 #: Bytes asked of the socket per read: a few hundred typical frames.
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 64 * 1024
 
 #: Close code when the peer vanished without a close frame (RFC 6455 7.1.5).
 ABNORMAL = 1006
