@@ -51,6 +51,7 @@ __all__ = [
     "Call",
     "CallEnded",
     "CallStarted",
+    "ClientStats",
     "Config",
     "ConfigurationError",
     "ConnectionLostError",
