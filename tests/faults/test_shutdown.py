@@ -1,0 +1,149 @@
+"""``close()`` at awkward moments returns in bounded time, and the watch is then over.
+
+Each moment (connecting, backing off, while a hook runs, from two threads at
+once) is repeated fifty times, at points drawn from a seeded generator, so a
+failure names its repetition and replays exactly.
+"""
+import random
+import socket
+import threading
+import time
+
+import pytest
+
+import livecall
+from livecall import EndReason, Reconnecting, Transcript
+from livecall.plugins import create_plugin_manager
+from livecall.testing import Simulator
+
+SEED = 20250730
+REPETITIONS = 50
+CLOSE_TIMEOUT = 2.0
+#: close() may wait up to CLOSE_TIMEOUT + 1 s by contract; it should need far less.
+BOUND = 1.5
+
+
+def _client(cls, **kwargs):
+    options = dict(
+        close_timeout=CLOSE_TIMEOUT, ping_interval=0.5, ping_timeout=0.5,
+        plugin_manager=create_plugin_manager(autoload=False),
+    )  # fmt: skip
+    options.update(kwargs)
+    return cls(**options)
+
+
+def _timed_close(client, **kwargs):
+    started = time.monotonic()
+    client.close(**kwargs)
+    return time.monotonic() - started
+
+
+def close_while_connecting(rng, clients):
+    """The server took the TCP connection and reads the upgrade request, but never answers it."""
+    with socket.create_server(("127.0.0.1", 0)) as mute:
+        url = f"ws://127.0.0.1:{mute.getsockname()[1]}"
+        client = _client(livecall.PhonicClient, conversation_id="conv_mute", api_key="mute-key-3a9e", url=url,
+                         connect_timeout=30)  # fmt: skip
+        clients.append(client)
+        threading.Thread(target=client.start, daemon=True).start()
+        connection, _ = mute.accept()
+        with connection:
+            connection.recv(4096)  # the request is in: the client waits for the answer
+            threading.Event().wait(rng.uniform(0, 0.02))
+            return _timed_close(client)
+
+
+def close_while_backing_off(rng, clients):
+    backing_off = threading.Event()
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        url = f"ws://127.0.0.1:{refusing.getsockname()[1]}"
+        client = _client(livecall.PhonicClient, conversation_id="conv_refused", api_key="refused-key-3a9e", url=url,
+                         backoff=livecall.Backoff(30, 30))  # fmt: skip
+        clients.append(client)
+        client.on(Reconnecting, lambda call, event: backing_off.set())
+        threading.Thread(target=client.start, daemon=True).start()  # start() waits to be connected
+        assert backing_off.wait(5)
+        threading.Event().wait(rng.uniform(0, 0.02))
+        return _timed_close(client)
+
+
+def close_while_a_hook_runs(rng, clients):
+    """A hook is stuck when close() comes; it returns at a random moment, maybe after close() gave up."""
+    entered, release = threading.Event(), threading.Event()
+    at = rng.randint(1, 20)
+    with Simulator("hiya", "flood", flood_count=5000) as sim:
+        client = _client(livecall.HiyaClient, **sim.client_kwargs())
+        clients.append(client)
+
+        @client.on(Transcript)
+        def stuck(call, line):
+            if line.text == f"flood message {at}":
+                entered.set()
+                release.wait(10)
+
+        client.start()
+        assert entered.wait(5)
+        outlasts = rng.random() < 0.3
+        timeout = 0.1 if outlasts else None
+        threading.Timer(0.2 if outlasts else rng.uniform(0, 0.05), release.set).start()
+        took = _timed_close(client, timeout=timeout)
+        if outlasts:
+            assert took < timeout + BOUND and client.wait(5), "the watch ends once the hook returns"
+        return took
+
+
+def close_from_two_threads(rng, clients):
+    reading = threading.Event()
+    at = rng.randint(1, 50)
+    with Simulator("hiya", "flood", flood_count=5000) as sim:
+        client = _client(livecall.HiyaClient, **sim.client_kwargs())
+        clients.append(client)
+        client.on(Transcript, lambda call, line: line.text == f"flood message {at}" and reading.set())
+        client.start()
+        assert reading.wait(5)
+        both = threading.Barrier(2)
+        durations = []
+
+        def close():
+            both.wait()
+            durations.append(_timed_close(client))
+
+        other = threading.Thread(target=close)
+        other.start()
+        close()
+        other.join(CLOSE_TIMEOUT + 2)
+        assert len(durations) == 2
+        record = sim.wait_for(lambda: sim.connections[0].closed and sim.connections[0])
+        assert record.client_close_code == 1000
+        return max(durations)
+
+
+MOMENTS = [close_while_connecting, close_while_backing_off, close_while_a_hook_runs, close_from_two_threads]
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=lambda moment: moment.__name__)
+def test_close_returns_in_bounded_time_every_time(moment, figures):
+    rng = random.Random(f"{SEED}-{moment.__name__}")
+    clients = []
+    try:
+        for repetition in range(REPETITIONS):
+            context = f"repetition {repetition}, seed {SEED}"
+            took = moment(rng, clients)
+            assert took < BOUND, f"{context}: close() took {took:.2f} s"
+            assert clients[-1].wait(0), f"{context}: still watching"
+            assert clients[-1].call.end_reason is EndReason.CLOSED, context
+    finally:
+        for client in clients:
+            client.close(timeout=1)
+    figures(faults_injected=REPETITIONS)
+    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("livecall-reader")]
+
+
+@pytest.mark.parametrize("moment", ["before start", "after the end"])
+def test_close_outside_a_watch_returns_at_once(livecall_simulator, moment):
+    sim = livecall_simulator("hiya", join_timeout=0)
+    client = _client(livecall.HiyaClient, **sim.client_kwargs())
+    if moment == "after the end":
+        client.run()
+    assert _timed_close(client) < BOUND
