@@ -288,12 +288,7 @@ class LiveClient:
         hook it returns at once: the reader may be waiting for that very
         thread to take its frames, and the watch ends once the hook returns.
         """
-        with self._lock:
-            self._closing = True
-            connection = self._connection
-        self._wake.set()
-        if connection is not None:
-            connection.close(NORMAL_CLOSE_CODE)
+        self._stop(ended=False)
         if not self._started:
             return
         limit = self._close_timeout + 1.0 if timeout is None else timeout
@@ -475,11 +470,15 @@ class LiveClient:
         for extra in derived:
             self.dispatcher.event(extra)
         if isinstance(event, self.final_events):
-            self._end_of_call()
+            self._stop(ended=True)
 
-    def _end_of_call(self) -> None:
+    def _stop(self, ended: bool) -> None:
+        """No more connections: the call ended, or ``close()``; closes the current one with 1000."""
         with self._lock:
-            self._ended = True
+            if ended:
+                self._ended = True
+            else:
+                self._closing = True
             connection = self._connection
         self._wake.set()
         if connection is not None:
