@@ -1,6 +1,7 @@
 """The scenario registry: names users pick, and how a name becomes a script.
 
-A scenario name is a base call (``screening``, ``conversation``, ``flood``),
+A scenario name is a base call (``screening``, ``conversation``, ``flood``,
+and Phonic's ``long``),
 a fault (``drop``, ``silence``, ``malformed``) applied to the provider's
 default call, or several joined with ``+`` (``flood+drop``,
 ``malformed+silence``).  ``auth`` and ``auth-close`` stand alone.
@@ -16,7 +17,6 @@ from ._provider import Provider
 from ._steps import Close, Cut, Script, Send, Silence
 
 PROVIDERS: Dict[str, Provider] = {provider.name: provider for provider in (HIYA, PHONIC)}
-
 
 
 @attrs.frozen
