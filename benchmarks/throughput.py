@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 import websocket
 
 import livecall
-from livecall._connection import FrameReader
+from livecall._frames import FrameReader
 
 from ._report import Row, spread_text, verdict
 from ._server import Script, ServerProcess

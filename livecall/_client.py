@@ -8,17 +8,17 @@ queued frames and calls hooks and callbacks in order.  The queue between them
 is bounded: a stuck plugin slows the reader down (TCP pushes back on the
 server) instead of growing memory without end, and nothing is dropped.
 """
-import collections
 import logging
 import ssl
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Deque, Iterable, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, List, Optional, Tuple, Type, TypeVar
 
 import attrs
 import pluggy
 
+from ._backlog import Backlog, ClientStats
 from ._backoff import Backoff
 from ._codec import new_decoder
 from ._connection import Connection, ConnectFailed, Outcome, ProxySettings
@@ -35,7 +35,7 @@ from .errors import (
 )
 from .events import Event, Reconnecting, ServerError
 
-__all__ = ["ClientStats", "LiveClient"]
+__all__ = ["LiveClient"]
 
 log = logging.getLogger("livecall.client")
 
@@ -65,66 +65,6 @@ class _Lost:
 class _Finished:
     reason: EndReason
     error: Optional[BaseException] = None
-
-
-@attrs.frozen
-class ClientStats:
-    """A look at the queue between a client's reader and its dispatcher.
-
-    ``queued`` frames wait now; ``queue_high_water`` is the most that ever
-    waited; at ``queue_size`` the reader stops reading until plugins catch up.
-    """
-
-    queued: int
-    queue_high_water: int
-    queue_size: int
-
-
-class _Backlog:
-    """The bounded queue from the reader to the dispatcher.
-
-    ``queue.Queue`` takes a condition's lock and signals it for every item:
-    at tens of thousands of frames a second that costs as much as decoding
-    them.  Here each side holds a plain lock briefly and wakes the other only
-    when it is asleep.  It also keeps its high-water mark.
-    """
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.high_water = 0
-        self._items: Deque[Any] = collections.deque()
-        self._lock = threading.Lock()
-        self._not_empty = threading.Condition(self._lock)
-        self._not_full = threading.Condition(self._lock)
-        self._getter_asleep = self._putter_asleep = False
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, item: Any) -> None:
-        """Append ``item``; blocks while ``limit`` items wait."""
-        with self._lock:
-            while len(self._items) >= self.limit:
-                self._putter_asleep = True
-                self._not_full.wait()
-            self._items.append(item)
-            if len(self._items) > self.high_water:
-                self.high_water = len(self._items)
-            if self._getter_asleep:
-                self._getter_asleep = False
-                self._not_empty.notify()
-
-    def get(self) -> Any:
-        """The oldest item; blocks while there is none."""
-        with self._lock:
-            while not self._items:
-                self._getter_asleep = True
-                self._not_empty.wait()
-            item = self._items.popleft()
-            if self._putter_asleep:
-                self._putter_asleep = False
-                self._not_full.notify()
-            return item
 
 
 @attrs.frozen
@@ -210,7 +150,7 @@ class LiveClient:
         self._close_timeout = close_timeout
         self._decoder = new_decoder(self.provider)
         self.dispatcher = Dispatcher(plugin_manager, self.call)
-        self._queue = _Backlog(queue_size)
+        self._queue = Backlog(queue_size)
         self._lock = threading.Lock()
         self._wake = threading.Event()  # cuts a backoff short on close() or call end
         self._ready = threading.Event()  # connected once, or finished

@@ -11,7 +11,7 @@ import threading
 import pytest
 import websocket
 
-from livecall._connection import FrameReader
+from livecall._frames import FrameReader
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 

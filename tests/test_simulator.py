@@ -14,7 +14,6 @@ import websocket
 
 import livecall
 from livecall.testing import ConnectionRecord, ScenarioOptions, Simulator, scenarios
-from livecall.testing.pytest_plugin import hiya_simulator, livecall_simulator, phonic_simulator  # noqa: F401
 
 pytest_plugins = ["pytester"]
 

@@ -99,7 +99,15 @@ def close_from_two_threads(rng, clients):
     with Simulator("hiya", "flood", flood_count=5000) as sim:
         client = _client(livecall.HiyaClient, **sim.client_kwargs())
         clients.append(client)
-        client.on(Transcript, lambda call, line: line.text == f"flood message {at}" and reading.set())
+
+        @client.on(Transcript)
+        def hold(call, line):
+            # Hold the rest of the flood (and its callEnd) until the closes are through:
+            # on a busy machine the call would otherwise end by itself first.
+            if line.text == f"flood message {at}":
+                reading.set()
+                sim.wait_for(lambda: sim.connections[0].closed, timeout=5)
+
         client.start()
         assert reading.wait(5)
         both = threading.Barrier(2)
