@@ -37,15 +37,21 @@ def test_handshake_sends_documented_headers_and_query(client_for):
     assert record.header("x-hiya-product-version") == "2.1.3"
 
 
+def _ask_once(client_for, sim, after, ask):
+    """Start watching, wait for an ``after`` event, then ``ask`` (join_call or end_call)."""
+    client = client_for(sim)
+    arrived = threading.Event()
+    client.on(after, lambda call, event: arrived.set())
+    client.start()
+    assert arrived.wait(5)
+    ack = getattr(client, ask)(timeout=5)
+    assert client.wait(10)
+    return client, ack
+
+
 def test_join_call_returns_the_matching_ack(client_for, recorder):
     with Simulator("hiya", "screening") as sim:
-        client = client_for(sim)
-        started = threading.Event()
-        client.on(ScreeningEnded, lambda call, event: started.set())
-        client.start()
-        assert started.wait(5)
-        ack = client.join_call(timeout=5)
-        assert client.wait(10)
+        _, ack = _ask_once(client_for, sim, ScreeningEnded, "join_call")
         sent = [frame for frame in sim.connections[0].received if "joinCall" in str(frame)]
     assert isinstance(ack, Ack)
     assert len(sent) == 1 and ack.ack_id in str(sent[0])
@@ -56,13 +62,7 @@ def test_join_call_returns_the_matching_ack(client_for, recorder):
 
 def test_end_call_is_acked_and_ends_the_call(client_for, recorder):
     with Simulator("hiya", "screening") as sim:
-        client = client_for(sim)
-        started = threading.Event()
-        client.on(CallStarted, lambda call, event: started.set())
-        client.start()
-        assert started.wait(5)
-        ack = client.end_call(timeout=5)
-        assert client.wait(10)
+        client, ack = _ask_once(client_for, sim, CallStarted, "end_call")
     assert isinstance(ack, Ack)
     assert recorder.events()[-1].__class__ is CallEnded
     assert client.call.end_reason is EndReason.ENDED

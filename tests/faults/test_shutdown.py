@@ -68,25 +68,34 @@ def close_while_backing_off(rng, clients):
         return _timed_close(client)
 
 
+def _held_flood_watch(sim, clients, at, hold):
+    """A watch of a flood whose dispatcher runs ``hold()`` at message ``at``."""
+    client = _client(livecall.HiyaClient, **sim.client_kwargs())
+    clients.append(client)
+    client.on(Transcript, lambda call, line: line.text == f"flood message {at}" and hold())
+    client.start()
+    return client
+
+
 def close_while_a_hook_runs(rng, clients):
     """A hook is stuck when close() comes; it returns at a random moment, maybe after close() gave up."""
     entered, release = threading.Event(), threading.Event()
     at = rng.randint(1, 20)
     with Simulator("hiya", "flood", flood_count=5000) as sim:
-        client = _client(livecall.HiyaClient, **sim.client_kwargs())
-        clients.append(client)
 
-        @client.on(Transcript)
-        def stuck(call, line):
-            if line.text == f"flood message {at}":
-                entered.set()
-                release.wait(10)
+        def stuck():
+            entered.set()
+            release.wait(10)
 
-        client.start()
+        client = _held_flood_watch(sim, clients, at, stuck)
         assert entered.wait(5)
         outlasts = rng.random() < 0.3
         timeout = 0.1 if outlasts else None
-        threading.Timer(0.2 if outlasts else rng.uniform(0, 0.05), release.set).start()
+        # The hook returns a random moment after close() has begun, never before: a hook
+        # released first would let the flood's callEnd end the call on a busy machine.
+        closed = lambda: sim.connections[0].closed  # noqa: E731
+        later = 0.2 if outlasts else rng.uniform(0, 0.05)
+        threading.Timer(later, lambda: sim.wait_for(closed, timeout=5) and release.set()).start()
         took = _timed_close(client, timeout=timeout)
         if outlasts:
             assert took < timeout + BOUND and client.wait(5), "the watch ends once the hook returns"
@@ -97,18 +106,14 @@ def close_from_two_threads(rng, clients):
     reading = threading.Event()
     at = rng.randint(1, 50)
     with Simulator("hiya", "flood", flood_count=5000) as sim:
-        client = _client(livecall.HiyaClient, **sim.client_kwargs())
-        clients.append(client)
 
-        @client.on(Transcript)
-        def hold(call, line):
+        def hold():
             # Hold the rest of the flood (and its callEnd) until the closes are through:
             # on a busy machine the call would otherwise end by itself first.
-            if line.text == f"flood message {at}":
-                reading.set()
-                sim.wait_for(lambda: sim.connections[0].closed, timeout=5)
+            reading.set()
+            sim.wait_for(lambda: sim.connections[0].closed, timeout=5)
 
-        client.start()
+        client = _held_flood_watch(sim, clients, at, hold)
         assert reading.wait(5)
         both = threading.Barrier(2)
         durations = []
