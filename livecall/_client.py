@@ -33,7 +33,7 @@ from .errors import (
     ProtocolError,
     RetriesExhaustedError,
 )
-from .events import Event, Reconnecting, ServerError
+from .events import Event, Reconnecting, ServerError, utcnow
 
 __all__ = ["LiveClient"]
 
@@ -436,7 +436,7 @@ class LiveClient:
             error = AuthenticationError(f"{error}: {said}", status=error.status, server_message=said)
         self._fail_pending(ConnectionLostError(f"the watch ended ({finished.reason})"))
         call.end_reason = finished.reason
-        call.ended_at = datetime.now(timezone.utc)
+        call.ended_at = utcnow()
         self._error = error
         try:
             if error is not None:

@@ -12,8 +12,6 @@ from .events import Conversation, Role, Transcript
 
 __all__ = ["UNKNOWN_ROLE", "TranscriptTracker", "item_key"]
 
-_ROLES = {role.value: role for role in Role}
-
 #: The role of a turn that names none: the server did not say who spoke.
 UNKNOWN_ROLE = "unknown"
 
@@ -39,8 +37,8 @@ class TranscriptTracker:
     then emits nothing that was already emitted.  Each line's ``role`` is a
     :class:`Role` when the server's value is a known one, the server's string
     otherwise, and ``"unknown"`` for a turn without a role; ``item_idx`` is the
-    turn's own, or its position when it has none.  Not thread-safe: one reader
-    thread feeds it.
+    turn's own, or its position when it has none.  Not thread-safe: the watch's
+    dispatcher thread alone feeds it.
     """
 
     def __init__(self) -> None:
@@ -72,4 +70,4 @@ class TranscriptTracker:
 def _role(role: Optional[str]) -> str:
     if role is None:
         return UNKNOWN_ROLE
-    return _ROLES.get(role, role)
+    return Role.known(role) or role

@@ -1,10 +1,12 @@
 """The call being watched, as plugins see it."""
 import enum
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Optional
 
 import attrs
+
+from .events import utcnow
 
 __all__ = ["Call", "EndReason"]
 
@@ -39,7 +41,7 @@ class Call:
 
     provider: str
     id: str
-    started_at: datetime = attrs.field(factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = attrs.field(factory=utcnow)
     phone: Optional[str] = None
     ended_at: Optional[datetime] = None
     end_reason: Optional[EndReason] = None

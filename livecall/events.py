@@ -29,7 +29,8 @@ __all__ = [
 ]
 
 
-def _utcnow() -> datetime:
+def utcnow() -> datetime:
+    """Now, in UTC: the default of every timestamp livecall makes itself."""
     return datetime.now(timezone.utc)
 
 
@@ -43,6 +44,14 @@ class Role(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    @classmethod
+    def known(cls, value: object) -> "Optional[Role]":
+        """The member whose value is ``value``, or None: lenient and strict decoders both ask."""
+        return _ROLES.get(value) if value.__class__ is str else None
+
+
+_ROLES = {role.value: role for role in Role}
+
 
 @attrs.frozen
 class Event:
@@ -55,7 +64,7 @@ class Event:
 
     kind: ClassVar[str] = "event"
     received_at: datetime = attrs.field(
-        factory=_utcnow, kw_only=True, eq=False, repr=False
+        factory=utcnow, kw_only=True, eq=False, repr=False
     )
 
 

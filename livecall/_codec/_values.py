@@ -32,7 +32,6 @@ _JSON_TYPES = {
     list: "array",
     dict: "object",
 }
-_ROLES = {role.value: role for role in Role}
 _FRACTION = re.compile(r"\.(\d+)")
 
 
@@ -66,7 +65,7 @@ def as_is(value: Any, _: Any = None) -> Any:
 
 def structure_role(value: Any, _: Any) -> Role:
     """Hiya's ``role``: only the three documented speakers."""
-    role = _ROLES.get(value) if value.__class__ is str else None
+    role = Role.known(value)
     if role is None:
         raise Invalid(f"expected one of assistant|other|user, got {_preview(value)}")
     return role
