@@ -11,14 +11,25 @@ TEST_PATHS := tests $(addsuffix tests,$(PLUGIN_DIRS))
 OLDEST_VENV ?= .venv-oldest
 OLDEST_PYTHON ?= $(or $(shell for p in python3.9 "$$(pyenv prefix 3.9 2>/dev/null)/bin/python3.9"; do "$$p" -c '' 2>/dev/null && echo "$$p" && break; done),$(PYTHON))
 
-.PHONY: install test test-oldest docs bench demo clean
+.PHONY: install lint format test test-oldest docs bench demo clean
 
 $(STAMP): setup.cfg pyproject.toml $(wildcard plugins/*/setup.cfg plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test,docs]' $(PLUGIN_INSTALLS)
+	$(BIN)/python -m pip install --quiet -e '.[test,docs,lint]' $(PLUGIN_INSTALLS)
 	touch $@
 
 install: $(STAMP)
+
+LINT_PATHS := livecall plugins tests benchmarks docs
+
+lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
 
 test: install docs
 	$(BIN)/python -m pytest $(TEST_PATHS)

@@ -3,6 +3,7 @@
 ``--quick`` runs each with tiny sizes (seconds in all: a check that they
 work, not a measurement); ``--only NAME`` runs the named ones.
 """
+
 import argparse
 import datetime
 import json
@@ -11,7 +12,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 import websocket
 
@@ -24,7 +25,7 @@ BENCHMARKS = {module.NAME: module for module in (throughput, latency, concurrenc
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
-def machine() -> Dict[str, Any]:
+def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     return dict(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -37,7 +38,7 @@ def machine() -> Dict[str, Any]:
     )
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check the benchmarks run")
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these")
@@ -45,9 +46,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    results: Dict[str, Any] = {}
-    sections: Dict[str, List[Row]] = {}
-    extra_lines: List[str] = []
+    results: dict[str, Any] = {}
+    sections: dict[str, list[Row]] = {}
+    extra_lines: list[str] = []
     for name in args.only or BENCHMARKS:
         module = BENCHMARKS[name]
         print(f"running {name} ...", file=sys.stderr, flush=True)

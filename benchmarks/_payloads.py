@@ -1,7 +1,8 @@
 """The messages the benchmark server sends, shared by the server and the in-process timings."""
+
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List
+from typing import Any
 
 _LINES = [
     ("assistant", "Hi, this is Alex's call assistant. May I ask who is calling?"),
@@ -26,11 +27,11 @@ def transcript(number: int, offset: float) -> str:
     return json.dumps({"type": "transcript", "msg": text, "role": role, "offset": offset})
 
 
-def transcripts(count: int) -> List[str]:
+def transcripts(count: int) -> list[str]:
     return [transcript(number, 0.5 * number) for number in range(count)]
 
 
-def _item(index: int) -> Dict[str, Any]:
+def _item(index: int) -> dict[str, Any]:
     """One turn, in the shape of the spec's example."""
     role, text = _LINES[index % len(_LINES)]
     return {
@@ -56,7 +57,7 @@ def _item(index: int) -> Dict[str, Any]:
     }
 
 
-def snapshot(items: List[Dict[str, Any]]) -> str:
+def snapshot(items: list[dict[str, Any]]) -> str:
     """A ``conversation-updated`` frame with these turns, every field of the spec's example."""
     conversation = {
         "id": CONVERSATION_ID,
@@ -110,7 +111,7 @@ def snapshot(items: List[Dict[str, Any]]) -> str:
     return json.dumps({"type": "conversation-updated", "conversation": conversation})
 
 
-def snapshots(count: int) -> List[str]:
+def snapshots(count: int) -> list[str]:
     """A conversation growing one turn per update, to ``count`` turns."""
     items = [_item(index) for index in range(count)]
     return [snapshot(items[:item_count]) for item_count in range(1, count + 1)]

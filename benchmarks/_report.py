@@ -1,5 +1,7 @@
 """The printed table: one row per figure, with its target and whether it was met."""
-from typing import Dict, List, NamedTuple, Sequence
+
+from collections.abc import Sequence
+from typing import NamedTuple
 
 
 class Row(NamedTuple):
@@ -20,7 +22,7 @@ def number(value: float) -> str:
     return f"{value:.3g}" if value >= 0.001 else f"{value:.2g}"
 
 
-def spread_text(spread: Dict[str, float], unit: str) -> str:
+def spread_text(spread: dict[str, float], unit: str) -> str:
     """Median, interquartile range and number of runs."""
     return (
         f"{number(spread['median'])} {unit} "
@@ -32,7 +34,7 @@ def slashed(values: Sequence[float]) -> str:
     return " / ".join(number(value) for value in values)
 
 
-def render(title: str, sections: Dict[str, List[Row]]) -> str:
+def render(title: str, sections: dict[str, list[Row]]) -> str:
     """A plain-text table, grouped by benchmark."""
     header = Row("figure", "value", "target", "met")
     rows = [header] + [row for section in sections.values() for row in section]
@@ -47,5 +49,10 @@ def render(title: str, sections: Dict[str, List[Row]]) -> str:
     return "\n".join(lines)
 
 
-def missed(sections: Dict[str, List[Row]]) -> List[str]:
-    return [f"{name}: {row.figure}" for name, section in sections.items() for row in section if row.verdict == "MISSED"]
+def missed(sections: dict[str, list[Row]]) -> list[str]:
+    return [
+        f"{name}: {row.figure}"
+        for name, section in sections.items()
+        for row in section
+        if row.verdict == "MISSED"
+    ]

@@ -9,6 +9,7 @@ full server library would be the bottleneck before the client under test is.
 when its stdin closes prints its counters as one JSON line and exits.
 :class:`ServerProcess` does all of that from the measuring process.
 """
+
 import base64
 import hashlib
 import heapq
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 import attrs
 
@@ -125,7 +126,7 @@ class _Peer:
         self.inbox = bytearray()
         self.sent = 0
         self.ended = False
-        self.pings: Dict[bytes, float] = {}
+        self.pings: dict[bytes, float] = {}
 
 
 class Server:
@@ -137,15 +138,15 @@ class Server:
         self.ending = _ending(script.provider)
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
         self.selector = selectors.DefaultSelector()
-        self.schedule: List[Any] = []  # heap of (due, tie-breaker, peer)
+        self.schedule: list[Any] = []  # heap of (due, tie-breaker, peer)
         self.order = itertools.count()
-        self.peers: List[_Peer] = []
-        self.arrived: List[_Peer] = []  # not paced yet: the group is not complete
+        self.peers: list[_Peer] = []
+        self.arrived: list[_Peer] = []  # not paced yet: the group is not complete
         self.next_ping: Optional[float] = None
         self.counts = dict(connections=0, frames_sent=0, pings=0, pongs=0, closes_received=0)
-        self.pong_delays: List[float] = []
+        self.pong_delays: list[float] = []
 
-    def serve(self) -> Dict[str, Any]:
+    def serve(self) -> dict[str, Any]:
         self.listener.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "stdin")
@@ -160,7 +161,7 @@ class Server:
                     self._read(key.data)
             self._send_due()
 
-    def report(self) -> Dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         unanswered = sum(len(peer.pings) for peer in self.peers)
         return dict(
             self.counts,
@@ -270,7 +271,7 @@ class ServerProcess:
 
     def __init__(self, script: Script):
         self.script = script
-        self.stats: Dict[str, Any] = {}
+        self.stats: dict[str, Any] = {}
         self.url = ""
         self._process: Optional[subprocess.Popen] = None
 

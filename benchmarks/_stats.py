@@ -3,14 +3,15 @@
 Machines running benchmarks are noisy, so a figure is a median with its
 spread, never one lone run.
 """
+
 import resource
 import statistics
 import threading
 import time
-from typing import Dict, Iterable, List, Sequence
+from collections.abc import Iterable, Sequence
 
 
-def spread(values: Iterable[float]) -> Dict[str, float]:
+def spread(values: Iterable[float]) -> dict[str, float]:
     """Median, quartiles and extremes of repeated runs."""
     values = sorted(values)
     if len(values) > 1:
@@ -22,7 +23,7 @@ def spread(values: Iterable[float]) -> Dict[str, float]:
     )
 
 
-def percentiles(values: Sequence[float], points: Sequence[float] = (50, 90, 99, 99.9)) -> Dict[str, float]:
+def percentiles(values: Sequence[float], points: Sequence[float] = (50, 90, 99, 99.9)) -> dict[str, float]:
     """Nearest-rank percentiles plus the maximum, keyed ``p50``, ``p99.9``, ``max``."""
     ordered = sorted(values)
     last = len(ordered) - 1
@@ -31,7 +32,9 @@ def percentiles(values: Sequence[float], points: Sequence[float] = (50, 90, 99, 
     return result
 
 
-def histogram(values: Sequence[float], edges: Sequence[float], unit: str = "ms", width: int = 40) -> List[str]:
+def histogram(
+    values: Sequence[float], edges: Sequence[float], unit: str = "ms", width: int = 40
+) -> list[str]:
     """A text histogram: one line per bucket below each edge, and one for the rest."""
     counts = [0] * (len(edges) + 1)
     for value in values:
@@ -78,13 +81,11 @@ class Usage:
         self._thread.start()
         return self
 
-    def stop(self) -> Dict[str, float]:
+    def stop(self) -> dict[str, float]:
         wall, cpu = time.perf_counter() - self._wall, time.process_time() - self._cpu
         self._stop.set()
         self._thread.join()
-        return dict(
-            wall_s=wall, cpu_s=cpu, cpu_per_s=cpu / wall, peak_rss_mb=max(self.peak_rss_mb, rss_mb())
-        )
+        return dict(wall_s=wall, cpu_s=cpu, cpu_per_s=cpu / wall, peak_rss_mb=max(self.peak_rss_mb, rss_mb()))
 
     def _sample(self) -> None:
         while True:

@@ -6,13 +6,15 @@ application watching many calls would; the plugin notes each transcript's
 delay from the server's send.  Pacing starts once all N are connected, spread
 evenly over the second, so the figures describe the steady state.
 """
+
 import json
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any
 
 from livecall.plugins import create_plugin_manager
 
@@ -29,7 +31,7 @@ QUICK = dict(calls=(3,), seconds=1)
 TARGET_CALLS, TARGET_RSS_MB = 1000, 400
 
 
-def watch(calls: int, seconds: int) -> Dict[str, Any]:
+def watch(calls: int, seconds: int) -> dict[str, Any]:
     """Watch ``calls`` calls in this process until each has had ``seconds`` transcripts."""
     raise_open_files_limit()
     baseline_mb = rss_mb()
@@ -61,9 +63,9 @@ def watch(calls: int, seconds: int) -> Dict[str, Any]:
     )
 
 
-def run(calls: Sequence[int], seconds: int) -> Dict[str, Any]:
+def run(calls: Sequence[int], seconds: int) -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
-    rows: List[Dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     for count in calls:
         output = subprocess.run(
             [sys.executable, "-m", "benchmarks.concurrency", str(count), str(seconds)],
@@ -75,17 +77,21 @@ def run(calls: Sequence[int], seconds: int) -> Dict[str, Any]:
     return dict(seconds=seconds, runs=rows)
 
 
-def table(result: Dict[str, Any]) -> List[Row]:
+def table(result: dict[str, Any]) -> list[Row]:
     rows = []
     for watched in result["runs"]:
         lossless = watched["received"] == watched["sent"] == watched["calls"] * result["seconds"]
         value = (
-            f"{watched['threads']} threads, {watched['peak_rss_mb']:.0f} MB, {watched['cpu_per_s']:.3f} CPU s/s, "
+            f"{watched['threads']} threads, {watched['peak_rss_mb']:.0f} MB, "
+            f"{watched['cpu_per_s']:.3f} CPU s/s, "
             f"p99 {number(watched['latency_ms']['p99'])} ms, {watched['received']}/{watched['sent']} events"
         )
         target, met = "no loss", lossless
         if watched["calls"] == TARGET_CALLS:
-            target, met = f"< {TARGET_RSS_MB} MB, no loss", lossless and watched["peak_rss_mb"] < TARGET_RSS_MB
+            target, met = (
+                f"< {TARGET_RSS_MB} MB, no loss",
+                lossless and watched["peak_rss_mb"] < TARGET_RSS_MB,
+            )
         rows.append(Row(f"{watched['calls']} calls", value, target, verdict(met)))
     return rows
 

@@ -5,9 +5,10 @@ before writing it; the hook subtracts that from its own ``time.time()`` (both
 processes read the same wall clock).  The raw loop (recv + json.loads) is
 measured the same way, as the floor.
 """
+
 import json
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 import websocket
 
@@ -29,20 +30,20 @@ class Delays:
     """A plugin noting how long each transcript took from the server's send to here."""
 
     def __init__(self) -> None:
-        self.ms: List[float] = []
+        self.ms: list[float] = []
 
     @livecall.hookimpl
     def livecall_transcript(self, call: livecall.Call, transcript: livecall.Transcript) -> None:
         self.ms.append(1000 * (time.time() - transcript.offset))
 
 
-def livecall_delays(url: str) -> List[float]:
+def livecall_delays(url: str) -> list[float]:
     delays = Delays()
     hiya_client(url, plugins=[delays]).run()
     return delays.ms
 
 
-def raw_delays(url: str) -> List[float]:
+def raw_delays(url: str) -> list[float]:
     ws = websocket.WebSocket(skip_utf8_validation=True)
     ws.connect(url)
     delays = []
@@ -55,7 +56,7 @@ def raw_delays(url: str) -> List[float]:
     return delays
 
 
-def _summary(delays: List[float]) -> Dict[str, Any]:
+def _summary(delays: list[float]) -> dict[str, Any]:
     return dict(
         samples=len(delays),
         ms=percentiles(delays, (50, 90, 99, 99.9)),
@@ -63,7 +64,7 @@ def _summary(delays: List[float]) -> Dict[str, Any]:
     )
 
 
-def run(rate: int, seconds: float) -> Dict[str, Any]:
+def run(rate: int, seconds: float) -> dict[str, Any]:
     count = int(rate * seconds)
     with ServerProcess(Script(count=count, burst=False, rate=rate)) as server:
         results = {"livecall": livecall_delays(server.url), "raw": raw_delays(server.url)}
@@ -76,7 +77,7 @@ def run(rate: int, seconds: float) -> Dict[str, Any]:
     )
 
 
-def table(result: Dict[str, Any]) -> List[Row]:
+def table(result: dict[str, Any]) -> list[Row]:
     ms = result["livecall"]["ms"]
     met = ms["p50"] < 0.5 and ms["p99"] < 2
     lost = sum(result["lost"].values())
@@ -87,7 +88,7 @@ def table(result: Dict[str, Any]) -> List[Row]:
     ]
 
 
-def histograms(result: Dict[str, Any]) -> List[str]:
+def histograms(result: dict[str, Any]) -> list[str]:
     return [
         "latency, livecall: server send to hook",
         *result["livecall"]["histogram"],

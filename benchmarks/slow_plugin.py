@@ -10,8 +10,9 @@ A second run with a queue smaller than the backlog shows what happens when
 the queue is full: the reader waits for room, so pongs wait too (TCP then
 pushes back on the server); nothing is lost.
 """
+
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 import livecall
 
@@ -48,7 +49,7 @@ class Sleeper:
         self.reconnects += 1
 
 
-def watch(rate: int, seconds: float, sleep: float, queue_size: int) -> Dict[str, Any]:
+def watch(rate: int, seconds: float, sleep: float, queue_size: int) -> dict[str, Any]:
     """One call with a plugin ``sleep`` seconds slow per event: what the server and the client saw."""
     count = int(rate * seconds)
     backlog_s = count * sleep - seconds  # how long the plugin lags behind the stream at its end
@@ -63,7 +64,7 @@ def watch(rate: int, seconds: float, sleep: float, queue_size: int) -> Dict[str,
         started = time.perf_counter()
         client.run()
         elapsed = time.perf_counter() - started
-    pongs: List[float] = server.stats["pong_ms"]
+    pongs: list[float] = server.stats["pong_ms"]
     return dict(
         queue_size=queue_size,
         sent=count,
@@ -80,7 +81,7 @@ def watch(rate: int, seconds: float, sleep: float, queue_size: int) -> Dict[str,
     )
 
 
-def run(rate: int, seconds: float, sleep: float, small_queue: int) -> Dict[str, Any]:
+def run(rate: int, seconds: float, sleep: float, small_queue: int) -> dict[str, Any]:
     return dict(
         rate=rate,
         seconds=seconds,
@@ -91,7 +92,7 @@ def run(rate: int, seconds: float, sleep: float, small_queue: int) -> Dict[str, 
     )
 
 
-def _row(watched: Dict[str, Any], with_target: bool) -> Row:
+def _row(watched: dict[str, Any], with_target: bool) -> Row:
     lossless = watched["received"] == watched["sent"]
     value = (
         f"high water {watched['queue_high_water']}, pong max {number(watched['pong_max_ms'])} ms "
@@ -106,5 +107,5 @@ def _row(watched: Dict[str, Any], with_target: bool) -> Row:
     return Row(figure, value, "no late pong, loss, reconnect", verdict(met))
 
 
-def table(result: Dict[str, Any]) -> List[Row]:
+def table(result: dict[str, Any]) -> list[Row]:
     return [_row(result["default_queue"], True), _row(result["small_queue"], False)]

@@ -9,11 +9,12 @@ A cold decode of the last frame (a new decoder, nothing cached) shows what
 reusing unchanged items saves.  Then one end-to-end run through
 ``PhonicClient`` checks that each turn becomes exactly one transcript line.
 """
+
 import json
 import statistics
 import time
 from datetime import datetime, timezone
-from typing import Any, Dict, List
+from typing import Any
 
 import livecall
 from livecall._codec import new_decoder
@@ -33,7 +34,7 @@ MARKS = (10, 100, 250, 500)
 WINDOW = 10
 
 
-def _one_round(frames: List[bytes]) -> List[tuple]:
+def _one_round(frames: list[bytes]) -> list[tuple]:
     """(json.loads seconds, decode-and-diff seconds) per update, with fresh state."""
     clock = time.perf_counter
     received_at = datetime.now(timezone.utc)
@@ -57,7 +58,7 @@ def _cold_decode(frame: bytes) -> float:
     return time.perf_counter() - started
 
 
-def _reused_items(frames: List[bytes]) -> int:
+def _reused_items(frames: list[bytes]) -> int:
     """How many items of the last update are the very objects the one before decoded."""
     received_at = datetime.now(timezone.utc)
     decoder = new_decoder("phonic")
@@ -83,7 +84,7 @@ class Lines:
         self.lines += 1
 
 
-def end_to_end(items: int) -> Dict[str, Any]:
+def end_to_end(items: int) -> dict[str, Any]:
     """The whole stream through ``PhonicClient``, and through the raw loop for scale."""
     lines = Lines()
     with ServerProcess(Script(count=items, provider="phonic")) as server:
@@ -99,13 +100,11 @@ def end_to_end(items: int) -> Dict[str, Any]:
     )
 
 
-def run(items: int, rounds: int) -> Dict[str, Any]:
+def run(items: int, rounds: int) -> dict[str, Any]:
     frames = [frame.encode() for frame in _payloads.snapshots(items)]
     _one_round(frames[:2])  # the converter builds its hooks on first use: not an update's cost
     rounds_timings = [_one_round(frames) for _ in range(rounds)]
-    per_update = [
-        tuple(statistics.median(values) for values in zip(*runs)) for runs in zip(*rounds_timings)
-    ]
+    per_update = [tuple(statistics.median(values) for values in zip(*runs)) for runs in zip(*rounds_timings)]
     marks = {}
     for size in (mark for mark in MARKS if mark <= items):
         first = max(1, size - WINDOW + 1)
@@ -134,7 +133,7 @@ def run(items: int, rounds: int) -> Dict[str, Any]:
     )
 
 
-def table(result: Dict[str, Any]) -> List[Row]:
+def table(result: dict[str, Any]) -> list[Row]:
     rows = [
         Row(
             f"updates of {span} items ({mark['frame_kb']:.0f} KB)",

@@ -12,10 +12,11 @@ so that noise from the machine falls on all of them alike:
     livecall reads them, so (c) / (d) is what decoding, dispatch and the
     thread hand-off cost.
 """
+
 import importlib.util
 import json
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 import websocket
 
@@ -32,7 +33,7 @@ QUICK = dict(messages=2_000, rounds=1)
 VARIANTS = ("raw", "raw_utf8", "livecall", "raw_frames")
 
 
-def raw_loop(url: str, skip_utf8_validation: bool, final: str = "event:callEnd") -> Dict[str, float]:
+def raw_loop(url: str, skip_utf8_validation: bool, final: str = "event:callEnd") -> dict[str, float]:
     """Receive and parse until the ``final`` message; what a hand-written loop does."""
     ws = websocket.WebSocket(skip_utf8_validation=skip_utf8_validation)
     started = time.perf_counter()
@@ -48,7 +49,7 @@ def raw_loop(url: str, skip_utf8_validation: bool, final: str = "event:callEnd")
     return dict(messages=count, seconds=seconds)
 
 
-def frames_loop(url: str) -> Dict[str, float]:
+def frames_loop(url: str) -> dict[str, float]:
     """The raw loop with websocket-client's frame reading swapped for livecall's."""
     ws = websocket.WebSocket(skip_utf8_validation=True)
     started = time.perf_counter()
@@ -86,7 +87,7 @@ def hiya_client(url: str, **options: Any) -> livecall.HiyaClient:
     )
 
 
-def livecall_run(url: str) -> Dict[str, float]:
+def livecall_run(url: str) -> dict[str, float]:
     counter = Counter()
     client = hiya_client(url, plugins=[counter])
     started = time.perf_counter()
@@ -96,7 +97,7 @@ def livecall_run(url: str) -> Dict[str, float]:
     return dict(messages=counter.count, seconds=counter.finished_at - started)
 
 
-def _one(variant: str, url: str) -> Dict[str, float]:
+def _one(variant: str, url: str) -> dict[str, float]:
     if variant == "livecall":
         return livecall_run(url)
     if variant == "raw_frames":
@@ -104,8 +105,8 @@ def _one(variant: str, url: str) -> Dict[str, float]:
     return raw_loop(url, skip_utf8_validation=variant == "raw")
 
 
-def run(messages: int, rounds: int) -> Dict[str, Any]:
-    runs: Dict[str, list] = {variant: [] for variant in VARIANTS}
+def run(messages: int, rounds: int) -> dict[str, Any]:
+    runs: dict[str, list] = {variant: [] for variant in VARIANTS}
     with ServerProcess(Script(count=messages)) as server:
         for _ in range(rounds):
             for variant in VARIANTS:
@@ -136,7 +137,7 @@ LABELS = {
 }
 
 
-def table(result: Dict[str, Any]) -> List[Row]:
+def table(result: dict[str, Any]) -> list[Row]:
     rates = result["messages_per_s"]
     rows = [Row(LABELS[variant], spread_text(rates[variant], "msg/s")) for variant in VARIANTS]
     to_raw, to_utf8 = result["livecall_vs_raw"], result["livecall_vs_raw_utf8"]

@@ -1,10 +1,11 @@
 """Sphinx configuration for the livecall documentation."""
+
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "_ext"))
 
-import livecall  # noqa: E402  (after the path change, like every Sphinx conf)
+import livecall
 
 project = "livecall"
 author = "livecall contributors"

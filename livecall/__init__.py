@@ -4,8 +4,9 @@
 each message into an event (``livecall.events``) and hand it to plugins and
 callbacks.  Plugins implement the hooks in ``livecall.hookspecs``.
 """
-from ._backoff import Backoff
+
 from ._backlog import ClientStats
+from ._backoff import Backoff
 from ._client import LiveClient
 from ._codec import to_json, to_record
 from ._connection import ProxySettings

@@ -1,7 +1,8 @@
 """The bounded queue between a client's reader and its dispatcher."""
+
 import collections
 import threading
-from typing import Any, Deque
+from typing import Any
 
 import attrs
 
@@ -33,7 +34,7 @@ class Backlog:
     def __init__(self, limit: int):
         self.limit = limit
         self.high_water = 0
-        self._items: Deque[Any] = collections.deque()
+        self._items: collections.deque[Any] = collections.deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)

@@ -1,4 +1,5 @@
 """How long to wait before reconnect attempt N."""
+
 import random
 from typing import Callable
 

@@ -8,12 +8,14 @@ queued frames and calls hooks and callbacks in order.  The queue between them
 is bounded: a stuck plugin slows the reader down (TCP pushes back on the
 server) instead of growing memory without end, and nothing is dropped.
 """
+
 import logging
 import ssl
 import threading
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Iterable, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Optional, TypeVar
 
 import attrs
 import pluggy
@@ -21,7 +23,7 @@ import pluggy
 from ._backlog import Backlog, ClientStats
 from ._backoff import Backoff
 from ._codec import new_decoder
-from ._connection import Connection, ConnectFailed, Outcome, ProxySettings
+from ._connection import ConnectFailed, Connection, Outcome, ProxySettings
 from ._dispatch import Dispatcher
 from ._secrets import redact
 from .call import Call, EndReason
@@ -72,7 +74,7 @@ class Request:
     """What one connection attempt sends: built afresh so rotated credentials apply."""
 
     url: str
-    headers: List[str] = attrs.field(repr=False)
+    headers: list[str] = attrs.field(repr=False)
     safe_url: str
 
 
@@ -107,7 +109,7 @@ class LiveClient:
 
     provider: ClassVar[str]
     #: Events after which the provider has nothing more to say.
-    final_events: ClassVar[Tuple[Type[Event], ...]]
+    final_events: ClassVar[tuple[type[Event], ...]]
 
     def __init__(
         self,
@@ -171,7 +173,7 @@ class LiveClient:
     def _request(self) -> Request:
         raise NotImplementedError
 
-    def _handle(self, event: Event) -> List[Event]:
+    def _handle(self, event: Event) -> list[Event]:
         """Provider bookkeeping for ``event``; returns events derived from it."""
         return []
 
@@ -180,7 +182,7 @@ class LiveClient:
 
     # --- public API -------------------------------------------------------------
 
-    def on(self, event_type: Type[E], fn: Optional[Callable[[Call, E], Any]] = None) -> Any:
+    def on(self, event_type: type[E], fn: Optional[Callable[[Call, E], Any]] = None) -> Any:
         """Call ``fn(call, event)`` for every event of ``event_type`` or a subclass.
 
         Usable as a decorator.  Callbacks run on the dispatcher thread after the
@@ -305,7 +307,9 @@ class LiveClient:
                     return final
                 if outcome.heard_from_server:
                     attempt = 0
-                cause = f"closed with code {outcome.code}" + (f" ({outcome.reason})" if outcome.reason else "")
+                cause = f"closed with code {outcome.code}" + (
+                    f" ({outcome.reason})" if outcome.reason else ""
+                )
             attempt += 1
             if attempt > self.max_retries:
                 return self._gave_up(cause)
@@ -319,9 +323,7 @@ class LiveClient:
             raise
         except Exception as error:  # a token source that failed this time
             raise ConnectFailed(f"could not get credentials: {type(error).__name__}") from None
-        connection = Connection(
-            request.url, request.headers, safe_url=request.safe_url, **self._options
-        )
+        connection = Connection(request.url, request.headers, safe_url=request.safe_url, **self._options)
         with self._lock:
             self._connection = connection
         try:
@@ -369,7 +371,9 @@ class LiveClient:
         if code in RETRYABLE_CLOSE_CODES:
             return None
         detail = f": {outcome.reason}" if outcome.reason else ""
-        return _Finished(EndReason.ERROR, ProtocolError(f"the server closed with code {code}{detail}", code=code))
+        return _Finished(
+            EndReason.ERROR, ProtocolError(f"the server closed with code {code}{detail}", code=code)
+        )
 
     def _deliver(self, data: bytes, binary: bool, received_at: float) -> None:
         self._queue.put((data, binary, received_at))

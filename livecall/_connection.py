@@ -7,12 +7,13 @@ close deadline.  websocket-client opens the connection and sends; frames are
 read by :class:`FrameReader`, which keeps partial frames across timeouts, so
 a tick never splits a message.  Sending and closing are safe from any thread.
 """
+
 import json
 import socket
 import ssl
 import struct
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 import websocket
@@ -60,13 +61,13 @@ class Connection:
     def __init__(
         self,
         url: str,
-        headers: List[str],
+        headers: list[str],
         *,
         ping_interval: Optional[float],
         ping_timeout: float,
         connect_timeout: float,
         close_timeout: float,
-        sslopt: Optional[Dict[str, Any]] = None,
+        sslopt: Optional[dict[str, Any]] = None,
         proxy: Optional[ProxySettings] = None,
         safe_url: str = "",
     ):
@@ -83,13 +84,11 @@ class Connection:
         self.tick = max(0.01, min(bounds + [1.0]) / 2)
         self._close_deadline: Optional[float] = None
         self._opened = False  # the handshake is over: a close frame can go out
-        self._ws = websocket.WebSocket(
-            sslopt=sslopt, skip_utf8_validation=True, enable_multithread=True
-        )
+        self._ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=True)
 
     def open(self) -> None:
         """Connect and handshake; raises ``AuthenticationError``, ``ProtocolError`` or ``ConnectFailed``."""
-        options: Dict[str, Any] = {"header": self._headers, "timeout": self._connect_timeout}
+        options: dict[str, Any] = {"header": self._headers, "timeout": self._connect_timeout}
         if self._proxy is not None:
             options.update(
                 http_proxy_host=self._proxy.host,
@@ -109,9 +108,7 @@ class Connection:
             ) from None
         except (OSError, websocket.WebSocketException) as error:
             self.abort()
-            raise ConnectFailed(
-                f"could not connect to {self.safe_url}: {_describe(error)}"
-            ) from None
+            raise ConnectFailed(f"could not connect to {self.safe_url}: {_describe(error)}") from None
         self._opened = True
         self._ws.settimeout(self.tick)
 
@@ -150,14 +147,8 @@ class Connection:
                     return Outcome(ABNORMAL, "no close frame from the server in time", heard_from_server)
                 if ping_sent is not None and now - ping_sent >= self._ping_timeout:
                     self.abort()
-                    return Outcome(
-                        ABNORMAL, f"no pong within {self._ping_timeout:g} s", heard_from_server
-                    )
-                if (
-                    ping_sent is None
-                    and self._ping_interval
-                    and now - last_heard >= self._ping_interval
-                ):
+                    return Outcome(ABNORMAL, f"no pong within {self._ping_timeout:g} s", heard_from_server)
+                if ping_sent is None and self._ping_interval and now - last_heard >= self._ping_interval:
                     ping_sent = now
                     self._send_quietly(ws.ping)
                 continue
@@ -176,7 +167,7 @@ class Connection:
                         self.abort()  # a peer that talks on past our close frame
                         return Outcome(ABNORMAL, "server kept sending after close", True)
                 elif opcode == PING:
-                    self._send_quietly(lambda: ws.pong(payload))
+                    self._send_quietly(lambda payload=payload: ws.pong(payload))
                 elif opcode == CLOSE:
                     self._send_quietly(ws.send_close)  # the closing handshake's reply
                     self.abort()

@@ -5,8 +5,9 @@ broken plugin may not cost the others, the callbacks or the stream an event.
 So each implementation is called on its own, and a failure is logged with the
 plugin's name and reported through ``livecall_error``.
 """
+
 import logging
-from typing import Any, Callable, Dict, List, Tuple, Type
+from typing import Any, Callable
 
 import pluggy
 
@@ -19,7 +20,7 @@ __all__ = ["Dispatcher"]
 log = logging.getLogger("livecall.dispatch")
 
 Callback = Callable[[Call, Event], Any]
-_Step = Tuple[str, Callable[..., Any], Tuple[str, ...]]
+_Step = tuple[str, Callable[..., Any], tuple[str, ...]]
 
 #: Events that also have a hook of their own, and that hook's argument name.
 _SPECIFIC_HOOKS = {
@@ -37,19 +38,17 @@ _HOOK_NAMES = (
 )
 
 
-def hook_plan(pm: pluggy.PluginManager, hook_name: str) -> List[_Step]:
+def hook_plan(pm: pluggy.PluginManager, hook_name: str) -> list[_Step]:
     """The implementations of a hook in the order pluggy itself would call them."""
     steps = []
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
         if getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False):
-            raise PluginError(
-                impl.plugin_name, hook_name, TypeError("livecall hooks cannot be wrappers")
-            )
+            raise PluginError(impl.plugin_name, hook_name, TypeError("livecall hooks cannot be wrappers"))
         steps.append((impl.plugin_name, impl.function, tuple(impl.argnames)))
     return steps
 
 
-def call_each(steps: List[_Step], hook_name: str, kwargs: Dict[str, Any]) -> List[PluginError]:
+def call_each(steps: list[_Step], hook_name: str, kwargs: dict[str, Any]) -> list[PluginError]:
     """Call every step, whatever the others do; one ``PluginError`` per failure."""
     failures = []
     for plugin_name, function, argnames in steps:
@@ -71,15 +70,15 @@ class Dispatcher:
     def __init__(self, pm: pluggy.PluginManager, call: Call):
         self.pm = pm
         self.call = call
-        self._plans: Dict[str, List[_Step]] = {}
-        self._callbacks: List[Tuple[Type[Event], Callback]] = []
-        self._callbacks_by_type: Dict[type, List[Callback]] = {}
+        self._plans: dict[str, list[_Step]] = {}
+        self._callbacks: list[tuple[type[Event], Callback]] = []
+        self._callbacks_by_type: dict[type, list[Callback]] = {}
 
     def prepare(self) -> None:
         """Work out every hook's plan; raises ``PluginError`` for a plugin that cannot take part."""
         self._plans = {name: hook_plan(self.pm, name) for name in _HOOK_NAMES}
 
-    def on(self, event_type: Type[Event], fn: Callback) -> None:
+    def on(self, event_type: type[Event], fn: Callback) -> None:
         # Copy on write: the dispatcher thread may be reading the old ones.
         self._callbacks = self._callbacks + [(event_type, fn)]
         self._callbacks_by_type = {}
@@ -102,7 +101,7 @@ class Dispatcher:
             except (Exception, SystemExit) as error:
                 self._report(PluginError(_callback_name(fn), "callback", error))
 
-    def _callbacks_for(self, event_type: type) -> List[Callback]:
+    def _callbacks_for(self, event_type: type) -> list[Callback]:
         cache = self._callbacks_by_type  # a cache that on() replaced is only written to, never read
         fns = cache.get(event_type)
         if fns is None:

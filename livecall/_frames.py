@@ -1,6 +1,7 @@
 """Cutting WebSocket frames (RFC 6455 section 5) out of large socket reads."""
+
 import socket
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import websocket
 
@@ -32,10 +33,10 @@ class FrameReader:
     def __init__(self, sock: socket.socket):
         self._recv = sock.recv
         self._buffer = b""
-        self._fragments: Optional[List[bytes]] = None  # a message still arriving in pieces
+        self._fragments: Optional[list[bytes]] = None  # a message still arriving in pieces
         self._fragmented_opcode = TEXT
 
-    def read(self) -> List[Tuple[int, bytes]]:
+    def read(self) -> list[tuple[int, bytes]]:
         """(opcode, payload) of each message (pieces joined) and control frame in one read."""
         chunk = self._recv(_READ_SIZE)
         if not chunk:
@@ -69,7 +70,7 @@ class FrameReader:
         self._buffer = buffer[position:]
         return received
 
-    def _unusual(self, first: int, payload: bytes) -> Optional[Tuple[int, bytes]]:
+    def _unusual(self, first: int, payload: bytes) -> Optional[tuple[int, bytes]]:
         """A control frame or a piece of a message, checked; None while a message is incomplete."""
         fin, opcode = first >> 7, first & 0x0F
         websocket.ABNF(fin, first >> 6 & 1, first >> 5 & 1, first >> 4 & 1, opcode, 0, payload).validate(

@@ -3,16 +3,18 @@
 Every value a ``Credential`` hands out is remembered so that log filters and
 error messages can blank it, whatever path it took into a string.
 """
+
 import logging
 import os
 import threading
-from typing import Callable, Iterable, Optional, Set, Union
+from collections.abc import Iterable
+from typing import Callable, Optional, Union
 
 __all__ = ["Credential", "RedactingFilter", "redact"]
 
 Source = Union[str, Callable[[], str], None]
 _MASK = "***"
-_known: Set[str] = set()
+_known: set[str] = set()
 _known_lock = threading.Lock()
 
 

@@ -5,8 +5,10 @@ carries the whole conversation again.  The tracker remembers what it already
 emitted, so each turn becomes a :class:`~livecall.events.Transcript` when it
 first has words and again only when those words change.
 """
+
+from collections.abc import Hashable
 from datetime import datetime
-from typing import Dict, Hashable, List, Optional
+from typing import Optional
 
 from .events import Conversation, Role, Transcript
 
@@ -42,9 +44,9 @@ class TranscriptTracker:
     """
 
     def __init__(self) -> None:
-        self._said: Dict[Hashable, str] = {}
+        self._said: dict[Hashable, str] = {}
 
-    def new_lines(self, conversation: Conversation, received_at: datetime) -> List[Transcript]:
+    def new_lines(self, conversation: Conversation, received_at: datetime) -> list[Transcript]:
         """The transcript lines this snapshot adds, in conversation order."""
         said = self._said
         lines = []

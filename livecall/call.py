@@ -1,4 +1,5 @@
 """The call being watched, as plugins see it."""
+
 import enum
 import uuid
 from datetime import datetime

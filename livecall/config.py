@@ -1,7 +1,8 @@
 """What ``livecall_configure`` and ``livecall_unconfigure`` receive."""
+
 import argparse
 import sys
-from typing import List, TextIO, Tuple
+from typing import TextIO
 
 import attrs
 import pluggy
@@ -23,7 +24,7 @@ class Config:
     options: argparse.Namespace
     plugin_manager: pluggy.PluginManager = attrs.field(repr=False)
     stdout: TextIO = attrs.field(factory=lambda: sys.stdout, repr=False)
-    failures: List[Tuple[int, str]] = attrs.field(factory=list)
+    failures: list[tuple[int, str]] = attrs.field(factory=list)
 
     def fail(self, status: int, message: str) -> None:
         """Report that the run is incomplete: exit with ``status``, print ``message``."""

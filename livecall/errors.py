@@ -3,6 +3,7 @@
 Messages name the cause and never a credential: they end up in logs, CLI
 output and bug reports.
 """
+
 from typing import Optional
 
 __all__ = [

@@ -4,9 +4,11 @@ Events are what plugins and callbacks receive.  They are built by the codec
 from the wire format; the wire names stay on the wire (``msg`` becomes
 ``text`` or ``message``, ``ackId`` becomes ``ack_id``).
 """
+
 import enum
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, ClassVar, Optional, Union
 
 import attrs
 
@@ -63,9 +65,7 @@ class Event:
     """
 
     kind: ClassVar[str] = "event"
-    received_at: datetime = attrs.field(
-        factory=utcnow, kw_only=True, eq=False, repr=False
-    )
+    received_at: datetime = attrs.field(factory=utcnow, kw_only=True, eq=False, repr=False)
 
 
 # --- Hiya -------------------------------------------------------------------
@@ -166,8 +166,8 @@ class Conversation:
     """
 
     id: str
-    items: Tuple[ConversationItem, ...] = ()
-    agent: Optional[Dict[str, Any]] = None
+    items: tuple[ConversationItem, ...] = ()
+    agent: Optional[dict[str, Any]] = None
     project_id: Optional[str] = None
     external_id: Optional[str] = None
     origin: Optional[str] = None
@@ -178,7 +178,7 @@ class Conversation:
     duration_ms: Optional[float] = None
     from_phone_number: Optional[str] = None
     to_phone_number: Optional[str] = None
-    call_info: Optional[Dict[str, Any]] = None
+    call_info: Optional[dict[str, Any]] = None
     end_reason: Optional[str] = None
     ended_by: Optional[str] = None
     live_transcript: Optional[str] = None

@@ -5,10 +5,11 @@ request with an ``ack`` carrying the request's ``id``.  Hiya does not replay
 what was said while a client was disconnected, so a reconnect is reported
 (``livecall_reconnect``) and the gap is the caller's to judge.
 """
+
 import json
 import threading
 import uuid
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Optional, Union
 from urllib.parse import urlencode
 
 from ._client import LiveClient, Request
@@ -67,7 +68,7 @@ class HiyaClient(LiveClient):
         self._conversation_token = Credential(conversation_token)
         self._user_id = user_id
         self._product_version = product_version
-        self._acks: Dict[str, _PendingAck] = {}
+        self._acks: dict[str, _PendingAck] = {}
         super().__init__(url=url or DEFAULT_URL, call_id=new_call_id(), **options)
 
     def _request(self) -> Request:
@@ -84,7 +85,7 @@ class HiyaClient(LiveClient):
             safe_url=f"{self.base_url}{PATH}",
         )
 
-    def _handle(self, event: Event) -> List[Event]:
+    def _handle(self, event: Event) -> list[Event]:
         if type(event) is Ack:
             pending = self._acks.pop(event.ack_id, None)
             if pending is not None:

@@ -1,4 +1,5 @@
 """The hooks livecall calls; plugins implement them with ``@livecall.hookimpl``."""
+
 from pluggy import HookimplMarker, HookspecMarker
 
 hookspec = HookspecMarker("livecall")

@@ -5,7 +5,8 @@ derives transcript lines by comparing snapshots, and a reconnect loses
 nothing: the first snapshot after it brings back whatever was missed, and
 lines already emitted are not emitted again.
 """
-from typing import Any, List, Optional
+
+from typing import Any, Optional
 from urllib.parse import quote, urlencode
 
 from ._client import LiveClient, Request
@@ -63,7 +64,7 @@ class PhonicClient(LiveClient):
             raise ConfigurationError(f"{API_KEY_ENV} is empty")
         return Request(url=safe_url, headers=[f"Authorization: Bearer {api_key}"], safe_url=safe_url)
 
-    def _handle(self, event: Event) -> List[Event]:
+    def _handle(self, event: Event) -> list[Event]:
         if type(event) is not ConversationUpdated:
             return []
         conversation = event.conversation

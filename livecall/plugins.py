@@ -4,10 +4,12 @@ Nothing here runs at ``import livecall``: the process-wide manager is built the
 first time something asks for it, so importing the library never imports a
 third-party plugin.
 """
+
 import importlib
 import os
 import threading
-from typing import Any, Dict, Iterable, List, Optional
+from collections.abc import Iterable
+from typing import Any, Optional
 
 import pluggy
 
@@ -26,7 +28,7 @@ ENTRY_POINT_GROUP = "livecall"
 DISABLE_AUTOLOAD_ENV = "LIVECALL_DISABLE_PLUGIN_AUTOLOAD"
 
 #: Built-ins, written as ordinary plugins; ``-p no:NAME`` disables them too.
-DEFAULT_PLUGINS: Dict[str, str] = {"output": "livecall.default_plugins.output"}
+DEFAULT_PLUGINS: dict[str, str] = {"output": "livecall.default_plugins.output"}
 
 _lock = threading.Lock()
 _manager: Optional[pluggy.PluginManager] = None
@@ -69,14 +71,14 @@ def get_plugin_manager() -> pluggy.PluginManager:
         return _manager
 
 
-def get_plugins(pm: Optional[pluggy.PluginManager] = None) -> List[Dict[str, Any]]:
+def get_plugins(pm: Optional[pluggy.PluginManager] = None) -> list[dict[str, Any]]:
     """Each registered plugin: name, hooks it implements, and its distribution if installed."""
     pm = pm or get_plugin_manager()
     distributions = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     plugins = []
     for plugin in pm.get_plugins():
         name = pm.get_name(plugin)
-        info: Dict[str, Any] = {
+        info: dict[str, Any] = {
             "name": name,
             "hooks": sorted(caller.name for caller in pm.get_hookcallers(plugin) or ()),
         }

@@ -1,6 +1,7 @@
 """Shared test helpers: a plugin that records every hook call, and client factories."""
+
 import threading
-from typing import Any, List, Tuple
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ class Recorder:
     """A plugin that keeps every hook call, so tests can assert on order and content."""
 
     def __init__(self) -> None:
-        self.calls: List[Tuple[str, Any]] = []
+        self.calls: list[tuple[str, Any]] = []
         self.ended = threading.Event()
         self._lock = threading.Lock()
 
@@ -45,11 +46,11 @@ class Recorder:
         self._add("call_end", reason)
         self.ended.set()
 
-    def of(self, name: str) -> List[Any]:
+    def of(self, name: str) -> list[Any]:
         with self._lock:
             return [value for kind, value in self.calls if kind == name]
 
-    def events(self, event_type: type = livecall.Event) -> List[Any]:
+    def events(self, event_type: type = livecall.Event) -> list[Any]:
         return [event for event in self.of("event") if isinstance(event, event_type)]
 
 

@@ -3,6 +3,7 @@
 No timing is asserted (benchmarks measure, tests check); what is checked is
 that each produces its figures, and that nothing was lost on the way.
 """
+
 import json
 import subprocess
 import sys

@@ -1,4 +1,5 @@
 """The installed ``livecall`` command, run as a subprocess against the simulator on loopback."""
+
 import json
 import os
 import queue
@@ -11,8 +12,9 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Optional
 
 import pytest
 
@@ -22,15 +24,17 @@ from livecall.testing import Simulator
 
 _SCRIPT = shutil.which("livecall", path=os.path.dirname(sys.executable))
 #: The console script installed next to this Python; ``-m livecall`` if there is none.
-LIVECALL: List[str] = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "livecall"]
+LIVECALL: list[str] = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "livecall"]
 #: A bound, never a pause: commands normally finish in a fraction of it.
 TIMEOUT = 30
 KEYS = {"event", "provider", "call_id", "received_at"}
-HIYA_EVENTS = ["call_started"] + ["transcript"] * 5 + ["screening_ended"] + ["transcript"] * 3 + ["call_ended"]
+HIYA_EVENTS = (
+    ["call_started"] + ["transcript"] * 5 + ["screening_ended"] + ["transcript"] * 3 + ["call_ended"]
+)
 CALLER = "+15551234567"
 
 
-def base_env(**extra: str) -> Dict[str, str]:
+def base_env(**extra: str) -> dict[str, str]:
     """No stray credentials, no third-party plugins: the command sees only what a test gives it."""
     credentials = ("HIYA_TOKEN", "HIYA_CONVERSATION_TOKEN", "PHONIC_API_KEY", "PHONIC_SESSION_TOKEN")
     env = {k: v for k, v in os.environ.items() if k not in credentials}
@@ -39,7 +43,7 @@ def base_env(**extra: str) -> Dict[str, str]:
     return env
 
 
-def watch_args(sim: Simulator, *extra: str) -> List[str]:
+def watch_args(sim: Simulator, *extra: str) -> list[str]:
     """``watch PROVIDER`` with the simulator's URL and credentials as flags."""
     flags = []
     for name, value in sim.client_kwargs().items():
@@ -47,19 +51,19 @@ def watch_args(sim: Simulator, *extra: str) -> List[str]:
     return ["watch", sim.provider, *flags, *extra]
 
 
-def livecall(*args: str, env: Optional[Dict[str, str]] = None, **kwargs: Any) -> subprocess.CompletedProcess:
+def livecall(*args: str, env: Optional[dict[str, str]] = None, **kwargs: Any) -> subprocess.CompletedProcess:
     kwargs.setdefault("timeout", TIMEOUT)
     return subprocess.run([*LIVECALL, *args], capture_output=True, text=True, env=env or base_env(), **kwargs)
 
 
-def records(stdout: str) -> List[Dict[str, Any]]:
+def records(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines()]
 
 
 class Running:
     """A ``livecall`` process whose stdout lines can be awaited as they come."""
 
-    def __init__(self, args: Sequence[str], env: Optional[Dict[str, str]] = None):
+    def __init__(self, args: Sequence[str], env: Optional[dict[str, str]] = None):
         self.process = subprocess.Popen(
             [*LIVECALL, *args],
             stdin=subprocess.PIPE,
@@ -68,9 +72,9 @@ class Running:
             text=True,
             env=env or base_env(),
         )
-        self.stdout: List[str] = []
-        self.stderr: List[str] = []
-        self._lines: "queue.Queue[str]" = queue.Queue()
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._lines: queue.Queue[str] = queue.Queue()
         self._readers = [
             threading.Thread(target=self._read, args=(self.process.stdout, self.stdout, self._lines)),
             threading.Thread(target=self._read, args=(self.process.stderr, self.stderr, queue.Queue())),
@@ -79,7 +83,7 @@ class Running:
             reader.start()
 
     @staticmethod
-    def _read(stream: Any, lines: List[str], announce: "queue.Queue[str]") -> None:
+    def _read(stream: Any, lines: list[str], announce: "queue.Queue[str]") -> None:
         with stream:
             for line in stream:
                 lines.append(line)
@@ -114,9 +118,9 @@ class Running:
 @pytest.fixture
 def running():
     """Start ``livecall`` processes that are killed at teardown if a test left them running."""
-    started: List[Running] = []
+    started: list[Running] = []
 
-    def start(args: Sequence[str], env: Optional[Dict[str, str]] = None) -> Running:
+    def start(args: Sequence[str], env: Optional[dict[str, str]] = None) -> Running:
         started.append(Running(args, env))
         return started[-1]
 
@@ -129,7 +133,7 @@ def running():
 def plugin_env(tmp_path):
     """Write a plugin module into ``tmp_path``; returns the env that lets ``-p`` import it."""
 
-    def write(name: str, source: str, **extra: str) -> Dict[str, str]:
+    def write(name: str, source: str, **extra: str) -> dict[str, str]:
         (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
         path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
         return base_env(PYTHONPATH=path, **extra)
@@ -272,11 +276,20 @@ def test_reconnects_and_bad_frames_are_marked_in_the_text():
         ([], "required: COMMAND"),
         (["listen"], "invalid choice: 'listen'"),
         (["watch", "phonic", "--api-key", "k"], "required: --conversation-id"),
-        (["watch", "phonic", "--conversation-id", "c", "--api-key", "k", "--max-retries", "-1"], "--max-retries"),
+        (
+            ["watch", "phonic", "--conversation-id", "c", "--api-key", "k", "--max-retries", "-1"],
+            "--max-retries",
+        ),
         (["watch", "phonic", "--conversation-id", "c", "--api-key", "k", "--format", "xml"], "--format"),
-        (["watch", "phonic", "--conversation-id", "c", "--api-key", "k", "--session-token", "t"], "not allowed"),
+        (
+            ["watch", "phonic", "--conversation-id", "c", "--api-key", "k", "--session-token", "t"],
+            "not allowed",
+        ),
         (["watch", "phonic", "--conversation-id", "c"], "livecall: error: Phonic needs --api-key"),
-        (["watch", "hiya", "--conversation-token", "t", "--user-id", "u"], "livecall: error: Hiya needs a bearer"),
+        (
+            ["watch", "hiya", "--conversation-token", "t", "--user-id", "u"],
+            "livecall: error: Hiya needs a bearer",
+        ),
         (["watch", "phonic", "--conversation-id", "c", "--api-key", "k", "--url", "http://x"], "ws://"),
         (["-p", "no_such_plugin_module", "plugins"], "no plugin module named 'no_such_plugin_module'"),
         (["simulate", "hiya", "--scenario", "nope"], "unknown hiya scenario 'nope'"),
@@ -312,7 +325,9 @@ def test_close_1008_exits_3_with_the_servers_message(provider):
 
 def test_giving_up_exits_4():
     url = f"ws://127.0.0.1:{closed_port()}"
-    result = livecall("watch", "phonic", "--url", url, "--conversation-id", "c", "--api-key", "k", "--max-retries", "1")
+    result = livecall(
+        "watch", "phonic", "--url", url, "--conversation-id", "c", "--api-key", "k", "--max-retries", "1"
+    )
     assert result.returncode == 4
     assert "livecall: error: gave up after 1 failed reconnect attempts" in result.stderr
     assert "reconnecting in" in result.stdout
@@ -382,12 +397,16 @@ def test_a_signal_waits_for_plugins_to_finish_setting_up_or_flushing(running, pl
         assert process.wait(timeout=5) == 143
         watched = len(sim.connections)
     assert log_path.read_text().splitlines() == ["configure", "unconfigure"]
-    assert watched == (0 if hook == "configure" else 1), "a signal while setting up stops the run before the watch"
+    assert watched == (0 if hook == "configure" else 1), (
+        "a signal while setting up stops the run before the watch"
+    )
 
 
 def test_ctrl_c_while_reconnecting_exits_at_once(running):
     url = f"ws://127.0.0.1:{closed_port()}"
-    process = running(["watch", "phonic", "--url", url, "--conversation-id", "c", "--api-key", "k", "--max-retries", "50"])
+    process = running(
+        ["watch", "phonic", "--url", url, "--conversation-id", "c", "--api-key", "k", "--max-retries", "50"]
+    )
     process.line("reconnecting in")
     process.process.send_signal(signal.SIGINT)
     assert process.wait(timeout=5) == 130
@@ -465,8 +484,9 @@ def test_plugin_failures_are_isolated_and_set_the_status(plugin_env, tmp_path):
     with Simulator("phonic", "conversation") as sim:
         result = livecall("-p", "recorder_plugin", "-p", "failing_plugin", *watch_args(sim), env=env)
     assert result.returncode == 5, "the highest status a plugin reported"
-    assert "livecall: error: plugin 'failing_plugin' failed in livecall_event: RuntimeError: event hook broke" in (
-        result.stderr
+    assert (
+        "livecall: error: plugin 'failing_plugin' failed in livecall_event: RuntimeError: event hook broke"
+        in (result.stderr)
     )
     assert "livecall: error: 2 rows were not delivered" in result.stderr
     assert "livecall: error: plugin 'failing_plugin' failed in livecall_unconfigure" in result.stderr
@@ -539,8 +559,15 @@ def test_phonic_session_token_stays_secret_at_vv():
     with Simulator("phonic", "auth-close", session_token="sess-SECRET-0a9f") as sim:
         conversation_id = sim.credentials["conversation_id"]
         result = livecall(
-            "-vv", "watch", "phonic", "--url", sim.url, "--conversation-id", conversation_id,
-            "--session-token", "sess-SECRET-0a9f",
+            "-vv",
+            "watch",
+            "phonic",
+            "--url",
+            sim.url,
+            "--conversation-id",
+            conversation_id,
+            "--session-token",
+            "sess-SECRET-0a9f",
         )
     assert result.returncode == 3
     assert "Traceback" in result.stderr and "SECRET" not in result.stdout + result.stderr
@@ -594,7 +621,11 @@ def test_simulate_lists_the_scenarios():
     result = livecall("simulate", "--list")
     assert result.returncode == 0
     rows = [line.split()[:2] for line in result.stdout.splitlines()]
-    assert ["hiya", "screening"] in rows and ["phonic", "conversation"] in rows and ["phonic", "auth-close"] in rows
+    assert (
+        ["hiya", "screening"] in rows
+        and ["phonic", "conversation"] in rows
+        and ["phonic", "auth-close"] in rows
+    )
 
 
 def test_demo_and_simulate_name_the_missing_extra():
@@ -602,7 +633,10 @@ def test_demo_and_simulate_name_the_missing_extra():
     for command in ("demo", "simulate"):
         result = subprocess.run(
             [sys.executable, "-c", block_websockets, command],
-            capture_output=True, text=True, env=base_env(), timeout=TIMEOUT,
+            capture_output=True,
+            text=True,
+            env=base_env(),
+            timeout=TIMEOUT,
         )
         assert result.returncode == 2
         assert "pip install 'livecall[testing]'" in result.stderr
@@ -631,7 +665,9 @@ FAKE_CSV = """
 
 
 def test_demo_watches_both_calls_through_the_plugins_and_exits_0(plugin_env, tmp_path):
-    result = livecall("-p", "fake_csv", "demo", cwd=tmp_path, env=plugin_env("fake_csv", FAKE_CSV), timeout=15)
+    result = livecall(
+        "-p", "fake_csv", "demo", cwd=tmp_path, env=plugin_env("fake_csv", FAKE_CSV), timeout=15
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     headers = [line for line in lines if line.startswith("== ")]
@@ -639,7 +675,9 @@ def test_demo_watches_both_calls_through_the_plugins_and_exits_0(plugin_env, tmp
     assert headers[1].endswith(": the call ended") and headers[3].endswith(": the call ended")
     joined = next(i for i, line in enumerate(lines) if line.endswith("--         joined the call"))
     assert "screening ended" in lines[joined - 1] and lines[joined + 1].split()[1] == "user"
-    assert any(line.endswith("assistant  Great, you're booked for Tuesday at 10 am. See you then!") for line in lines)
+    assert any(
+        line.endswith("assistant  Great, you're booked for Tuesday at 10 am. See you then!") for line in lines
+    )
     rows = (tmp_path / "livecall-demo.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows] == ["hiya"] * 8 + ["phonic"] * 6
     assert f"The CSV plugin wrote {tmp_path / 'livecall-demo.csv'}" in result.stderr
@@ -647,7 +685,9 @@ def test_demo_watches_both_calls_through_the_plugins_and_exits_0(plugin_env, tmp
 
 def test_the_demo_csv_default_stays_out_of_watch(plugin_env, tmp_path):
     with Simulator("phonic", "conversation") as sim:
-        result = livecall("-p", "fake_csv", *watch_args(sim), cwd=tmp_path, env=plugin_env("fake_csv", FAKE_CSV))
+        result = livecall(
+            "-p", "fake_csv", *watch_args(sim), cwd=tmp_path, env=plugin_env("fake_csv", FAKE_CSV)
+        )
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.iterdir()) == [tmp_path / "fake_csv.py"]
 
@@ -708,7 +748,10 @@ def test_a_closed_pipe_ends_printing_quietly():
     with Simulator("hiya", "flood", flood_count=3000) as sim:
         process = subprocess.Popen(
             [*LIVECALL, *watch_args(sim, "--format", "jsonl")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=base_env(),
         )
         try:
             assert json.loads(process.stdout.readline())["event"] == "call_started"

@@ -1,4 +1,5 @@
 """HiyaClient against the simulator: handshake, every message type, join and end with acks."""
+
 import threading
 
 import pytest

@@ -1,4 +1,5 @@
 """PhonicClient against the simulator: snapshots, derived transcripts, auth modes."""
+
 import pytest
 
 import livecall

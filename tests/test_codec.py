@@ -1,4 +1,5 @@
 """The codec: frames of both providers to events, and events to JSON-lines records."""
+
 import base64
 import json
 from datetime import datetime, timedelta, timezone
@@ -216,7 +217,9 @@ def reason_of(event):
 
 def test_call_start_has_phone_and_aware_timestamp():
     event = hiya({"type": "event:start", "phone": "+15551234567", "timestamp": "2025-07-30T23:45:00.500Z"})
-    assert event == CallStarted(phone="+15551234567", timestamp=datetime(2025, 7, 30, 23, 45, 0, 500000, tzinfo=UTC))
+    assert event == CallStarted(
+        phone="+15551234567", timestamp=datetime(2025, 7, 30, 23, 45, 0, 500000, tzinfo=UTC)
+    )
     assert event.timestamp.tzinfo is not None
 
 
@@ -377,12 +380,24 @@ def test_bad_timestamps_are_decode_errors(bad):
     [
         ({"type": "transcript", "msg": 5, "role": "user"}, "expected string, got number @ $.msg"),
         ({"type": "transcript", "role": "user"}, "required field missing @ $.msg"),
-        ({"type": "transcript", "msg": "a", "role": "user", "offset": "x"}, "expected number, got string @ $.offset"),
-        ({"type": "transcript", "msg": "a", "role": "user", "offset": True}, "expected number, got boolean @ $.offset"),
-        ({"type": "transcript", "msg": "a", "role": "boss"}, "expected one of assistant|other|user, got 'boss' @ $.role"),
+        (
+            {"type": "transcript", "msg": "a", "role": "user", "offset": "x"},
+            "expected number, got string @ $.offset",
+        ),
+        (
+            {"type": "transcript", "msg": "a", "role": "user", "offset": True},
+            "expected number, got boolean @ $.offset",
+        ),
+        (
+            {"type": "transcript", "msg": "a", "role": "boss"},
+            "expected one of assistant|other|user, got 'boss' @ $.role",
+        ),
         ({"type": "transcript", "msg": "a", "role": 1}, "got 1 @ $.role"),
         ({"type": "transcript", "msg": "a", "role": "User"}, "@ $.role"),
-        ({"type": "event:start", "phone": None, "timestamp": "2025-07-30T23:45:00Z"}, "expected string, got null @ $.phone"),
+        (
+            {"type": "event:start", "phone": None, "timestamp": "2025-07-30T23:45:00Z"},
+            "expected string, got null @ $.phone",
+        ),
         ({"type": "ack", "ackId": 3}, "expected string, got number @ $.ackId"),
         ({"type": "event:end"}, "required field missing @ $.msg"),
     ],
@@ -427,7 +442,12 @@ def test_a_missing_conversation_is_a_decode_error():
         (b"{not json", False, "invalid JSON", "{not json"),
         (b"", False, "invalid JSON", ""),
         (b'{"type": "ack"} trailing', False, "invalid JSON", '{"type": "ack"} trailing'),
-        (b'{"type": "transcript", "offset": NaN}', False, "NaN is not JSON", '{"type": "transcript", "offset": NaN}'),
+        (
+            b'{"type": "transcript", "offset": NaN}',
+            False,
+            "NaN is not JSON",
+            '{"type": "transcript", "offset": NaN}',
+        ),
         (b"[Infinity]", False, "Infinity is not JSON", "[Infinity]"),
         (b'{"offset": 1e400}', False, "out of range", '{"offset": 1e400}'),
         (b"[" * 100000, False, "invalid JSON", "[" * 100000),
@@ -508,8 +528,12 @@ def test_a_failed_update_leaves_the_cache_alone():
 
 def test_an_equal_dict_under_another_key_is_decoded_afresh():
     decoder = new_decoder("phonic")
-    first = conversation_items(decoder.decode(frame(update({"id": "c", "items": [{"id": "a", "text": "x"}]})), RECEIVED))
-    second = conversation_items(decoder.decode(frame(update({"id": "c", "items": [{"id": "b", "text": "x"}]})), RECEIVED))
+    first = conversation_items(
+        decoder.decode(frame(update({"id": "c", "items": [{"id": "a", "text": "x"}]})), RECEIVED)
+    )
+    second = conversation_items(
+        decoder.decode(frame(update({"id": "c", "items": [{"id": "b", "text": "x"}]})), RECEIVED)
+    )
     assert second[0] is not first[0] and second[0].id == "b"
 
 
@@ -525,8 +549,16 @@ RECEIVED_ISO = "2025-07-30T23:45:01.250000+00:00"
     "event, fields",
     [
         (
-            CallStarted(phone="+15551234567", timestamp=datetime(2025, 7, 30, 23, 45, tzinfo=UTC), received_at=RECEIVED),
-            {"event": "call_started", "phone": "+15551234567", "timestamp": "2025-07-30T23:45:00.000000+00:00"},
+            CallStarted(
+                phone="+15551234567",
+                timestamp=datetime(2025, 7, 30, 23, 45, tzinfo=UTC),
+                received_at=RECEIVED,
+            ),
+            {
+                "event": "call_started",
+                "phone": "+15551234567",
+                "timestamp": "2025-07-30T23:45:00.000000+00:00",
+            },
         ),
         (
             Transcript(text="Hi", role=Role.USER, offset=1.5, received_at=RECEIVED),
@@ -536,7 +568,10 @@ RECEIVED_ISO = "2025-07-30T23:45:01.250000+00:00"
             Transcript(text="Hi", role="narrator", item_idx=4, received_at=RECEIVED),
             {"event": "transcript", "text": "Hi", "role": "narrator", "offset": None, "item_idx": 4},
         ),
-        (ScreeningEnded(message="done", received_at=RECEIVED), {"event": "screening_ended", "message": "done"}),
+        (
+            ScreeningEnded(message="done", received_at=RECEIVED),
+            {"event": "screening_ended", "message": "done"},
+        ),
         (
             CallEnded(timestamp=datetime(2025, 7, 30, 23, 50, 0, 1, tzinfo=UTC), received_at=RECEIVED),
             {"event": "call_ended", "timestamp": "2025-07-30T23:50:00.000001+00:00"},
@@ -564,7 +599,12 @@ RECEIVED_ISO = "2025-07-30T23:45:01.250000+00:00"
 )
 def test_record_of_each_event_kind(event, fields):
     record = to_record(HIYA_CALL, event)
-    expected = {"event": fields["event"], "provider": "hiya", "call_id": "call_0123456789abcdef", "received_at": RECEIVED_ISO}
+    expected = {
+        "event": fields["event"],
+        "provider": "hiya",
+        "call_id": "call_0123456789abcdef",
+        "received_at": RECEIVED_ISO,
+    }
     expected.update(fields)
     assert record == expected
     assert list(record)[:4] == ["event", "provider", "call_id", "received_at"]
@@ -583,7 +623,9 @@ def test_binary_raw_round_trips_through_base64():
 
 def test_record_timestamps_are_utc_whatever_the_event_holds():
     plus_two = timezone(timedelta(hours=2))
-    event = CallEnded(timestamp=datetime(2025, 7, 31, 1, 45, tzinfo=plus_two), received_at=datetime(2025, 7, 30, 23, 45))
+    event = CallEnded(
+        timestamp=datetime(2025, 7, 31, 1, 45, tzinfo=plus_two), received_at=datetime(2025, 7, 30, 23, 45)
+    )
     record = to_record(HIYA_CALL, event)
     assert record["timestamp"] == "2025-07-30T23:45:00.000000+00:00"
     assert record["received_at"] == "2025-07-30T23:45:00.000000+00:00"  # naive: taken as UTC
@@ -621,7 +663,9 @@ def test_sdk_conversation_record_keeps_every_field():
 
 
 def test_to_json_is_one_ascii_line():
-    line = to_json(HIYA_CALL, Transcript(text="Grüße\nund\u2028mehr \ud800", role=Role.USER, received_at=RECEIVED))
+    line = to_json(
+        HIYA_CALL, Transcript(text="Grüße\nund\u2028mehr \ud800", role=Role.USER, received_at=RECEIVED)
+    )
     assert "\n" not in line and "\u2028" not in line and line.isascii()
     assert json.loads(line)["text"] == "Grüße\nund\u2028mehr \ud800"
 
@@ -629,16 +673,42 @@ def test_to_json_is_one_ascii_line():
 # --- never raises -----------------------------------------------------------------------
 
 KNOWN_TYPES = [
-    "event:start", "transcript", "event:end", "event:callEnd", "ack", "error",
-    "conversation-updated", "conversation-ended", "other",
-]  # fmt: skip
+    "event:start",
+    "transcript",
+    "event:end",
+    "event:callEnd",
+    "ack",
+    "error",
+    "conversation-updated",
+    "conversation-ended",
+    "other",
+]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=20,
 )
-FIELD_NAMES = ["msg", "role", "offset", "phone", "timestamp", "ackId", "description", "message", "error",
-               "conversation", "id", "items", "item_idx", "text", "started_at", "extra", "received_at"]  # fmt: skip
+FIELD_NAMES = [
+    "msg",
+    "role",
+    "offset",
+    "phone",
+    "timestamp",
+    "ackId",
+    "description",
+    "message",
+    "error",
+    "conversation",
+    "id",
+    "items",
+    "item_idx",
+    "text",
+    "started_at",
+    "extra",
+    "received_at",
+]
 messages = st.fixed_dictionaries(
     {"type": st.sampled_from(KNOWN_TYPES)},
     optional={name: json_values for name in FIELD_NAMES},
@@ -646,7 +716,10 @@ messages = st.fixed_dictionaries(
 conversations = st.builds(
     update,
     st.fixed_dictionaries(
-        {"id": st.text(max_size=5), "items": st.lists(st.dictionaries(st.sampled_from(FIELD_NAMES), json_values), max_size=4)}
+        {
+            "id": st.text(max_size=5),
+            "items": st.lists(st.dictionaries(st.sampled_from(FIELD_NAMES), json_values), max_size=4),
+        }
     ),
 )
 

@@ -21,6 +21,7 @@ Clients built without ``url=`` reach loopback simulators, started afresh for
 each block, that expect the credentials in ``ENVIRONMENT``; the simulated
 Hiya call waits for a join only in examples that mention joining.
 """
+
 import argparse
 import contextlib
 import doctest
@@ -34,9 +35,10 @@ import sys
 import textwrap
 import threading
 import types
+from collections.abc import Iterator
 from configparser import ConfigParser
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Optional
 
 import attrs
 import pytest
@@ -78,7 +80,7 @@ _DIRECTIVE = re.compile(r"( *)\.\. code-block:: *(\S+) *")
 _OPTION = re.compile(r" +:([\w-]+): *(.*)")
 
 
-def headings(page: Path) -> List[str]:
+def headings(page: Path) -> list[str]:
     """Every section title of a page."""
     lines = page.read_text(encoding="utf-8").splitlines()
     return [
@@ -93,7 +95,7 @@ class Block:
     page: str
     line: int  # of the first line of code
     language: str
-    options: Dict[str, str]
+    options: dict[str, str]
     code: str
 
     @property
@@ -106,7 +108,7 @@ class Block:
         return caption if re.fullmatch(r"[\w./-]+\.\w+", caption) else None
 
 
-def code_blocks(page: Path) -> List[Block]:
+def code_blocks(page: Path) -> list[Block]:
     lines = page.read_text(encoding="utf-8").splitlines()
     blocks = []
     i = 0
@@ -134,11 +136,11 @@ def code_blocks(page: Path) -> List[Block]:
 # --- everything public is documented ---------------------------------------------
 
 
-def hook_names() -> List[str]:
+def hook_names() -> list[str]:
     return sorted(name for name, value in vars(hookspecs).items() if hasattr(value, "livecall_spec"))
 
 
-def event_classes() -> List[str]:
+def event_classes() -> list[str]:
     return sorted(
         name
         for name in livecall.__all__
@@ -153,7 +155,9 @@ def test_every_hook_has_a_section_titled_with_its_signature(hook):
 
 
 def test_no_section_documents_a_hook_that_does_not_exist():
-    documented = {title.split("(")[0] for title in headings(DOCS / "hooks.rst") if title.startswith("livecall_")}
+    documented = {
+        title.split("(")[0] for title in headings(DOCS / "hooks.rst") if title.startswith("livecall_")
+    }
     assert documented - set(hook_names()) == set()
 
 
@@ -171,7 +175,7 @@ def test_every_public_name_is_documented():
     assert set(livecall.__all__) - documented == set()
 
 
-def command_paths(parser: argparse.ArgumentParser, path: Tuple[str, ...] = ()) -> Iterator[Tuple[str, ...]]:
+def command_paths(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     """Every command of a parser, as the words after ``livecall``, the parser itself first."""
     yield path
     for action in parser._actions:
@@ -191,7 +195,7 @@ def test_every_command_has_a_section_with_its_help(command):
     assert f".. livecall-help::{''.join(' ' + word for word in command)}\n" in (DOCS / "cli.rst").read_text()
 
 
-def bundled_plugins() -> List[str]:
+def bundled_plugins() -> list[str]:
     """The module of each plugin in ``plugins/``, from its entry point."""
     modules = []
     for setup_cfg in sorted(ROOT.glob("plugins/*/setup.cfg")):
@@ -230,7 +234,7 @@ def test_every_example_is_in_a_language_the_tests_run():
 # --- every example runs ---------------------------------------------------------
 
 
-def pages_with_examples() -> List[Path]:
+def pages_with_examples() -> list[Path]:
     return [page for page in PAGES if code_blocks(page)]
 
 
@@ -259,7 +263,7 @@ class ExampleRunner:
         self.project = project
         self.stack = stack
         self.monkeypatch = monkeypatch
-        self.namespace: Dict[str, Any] = {"__name__": f"docs_{page.stem}"}
+        self.namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}"}
 
     def run_all(self) -> None:
         blocks = code_blocks(self.page)
@@ -338,7 +342,7 @@ class ExampleRunner:
                     self.run_command(words, block)
         check_output(block, output.getvalue(), shown)
 
-    def run_command(self, argv: List[str], block: Block) -> None:
+    def run_command(self, argv: list[str], block: Block) -> None:
         if argv[:3] == ["pip", "install", "-e"]:
             install_project(self.project)
             self.monkeypatch.syspath_prepend(str(self.project))
@@ -392,7 +396,7 @@ class Failures:
 
     def __init__(self, plugin_name: str) -> None:
         self.plugin_name = plugin_name
-        self.errors: List[BaseException] = []
+        self.errors: list[BaseException] = []
 
     @livecall.hookimpl
     def livecall_error(self, call, error):
@@ -400,7 +404,7 @@ class Failures:
             self.errors.append(error.__cause__)
 
 
-def exercise_plugin(impls: Dict[str, Any], block: Block) -> None:
+def exercise_plugin(impls: dict[str, Any], block: Block) -> None:
     """Every hook the example implements must be called, and none may raise.
 
     The call hooks run in watches of ``PLUGIN_WATCHES``; the command line hooks
@@ -437,7 +441,7 @@ def run_commands_of(plugin: types.ModuleType, block: Block) -> None:
         del sys.modules[name]
 
 
-def watch(provider: str, scenario: str, plugins: List[Any]) -> None:
+def watch(provider: str, scenario: str, plugins: list[Any]) -> None:
     options = dict(join_timeout=0) if provider == "hiya" and scenario != "auth-close" else {}
     with Simulator(provider, scenario, **options) as sim:
         client_class = livecall.HiyaClient if provider == "hiya" else livecall.PhonicClient
@@ -449,9 +453,9 @@ def watch(provider: str, scenario: str, plugins: List[Any]) -> None:
 
 
 @contextlib.contextmanager
-def called_functions(codes: Dict[Any, str]) -> Iterator[Set[str]]:
+def called_functions(codes: dict[Any, str]) -> Iterator[set[str]]:
     """The names in ``codes`` whose code ran, in this thread or in threads started meanwhile."""
-    called: Set[str] = set()
+    called: set[str] = set()
 
     def profile(frame: Any, event: str, arg: Any) -> None:
         if event == "call" and frame.f_code in codes:
@@ -469,10 +473,10 @@ def called_functions(codes: Dict[Any, str]) -> Iterator[Set[str]]:
 # --- files of a tutorial project ---------------------------------------------------
 
 
-def entry_points(pyproject: str) -> Dict[str, Dict[str, str]]:
+def entry_points(pyproject: str) -> dict[str, dict[str, str]]:
     """``[project.entry-points.GROUP]`` tables of a pyproject.toml (only ``name = "value"`` lines)."""
-    groups: Dict[str, Dict[str, str]] = {}
-    current: Optional[Dict[str, str]] = None
+    groups: dict[str, dict[str, str]] = {}
+    current: Optional[dict[str, str]] = None
     for line in pyproject.splitlines():
         table = re.fullmatch(r"\[project\.entry-points\.\"?([\w.-]+)\"?\]", line.strip())
         if table:
@@ -523,7 +527,7 @@ def run_project_tests(project: Path) -> None:
 PARSED_ONLY = {"simulate", "webhook-replay"}
 
 
-def run_livecall(args: List[str], block: Block) -> None:
+def run_livecall(args: list[str], block: Block) -> None:
     """The command, in this process, unless it is one of ``PARSED_ONLY``."""
     if args[0] in PARSED_ONLY:
         build_parser(create_plugin_manager(), global_options()).parse_args(args)
@@ -533,7 +537,7 @@ def run_livecall(args: List[str], block: Block) -> None:
     assert exit.value.code == 0, f"{block.where}: livecall {shlex.join(args)} exited with {exit.value.code}"
 
 
-def check_requirements(requirements: List[str], block: Block) -> None:
+def check_requirements(requirements: list[str], block: Block) -> None:
     """``pip install`` of livecall, with extras it has."""
     config = ConfigParser()
     config.read(ROOT / "setup.cfg")

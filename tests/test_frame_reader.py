@@ -5,6 +5,7 @@ do what that did: join fragments, pass control frames through (also between
 fragments), unmask, keep a partial frame across reads, and refuse what
 websocket-client refuses, with the same messages.
 """
+
 import socket
 import threading
 
@@ -144,5 +145,7 @@ def test_a_closed_peer_is_a_lost_connection(pair):
     theirs.sendall(frame(TEXT, b"last words"))
     theirs.close()
     assert reader.read() == [(TEXT, b"last words")]
-    with pytest.raises(websocket.WebSocketConnectionClosedException, match="Connection to remote host was lost"):
+    with pytest.raises(
+        websocket.WebSocketConnectionClosedException, match="Connection to remote host was lost"
+    ):
         reader.read()

@@ -11,6 +11,7 @@ decodes each frame as a fresh one would, whatever came before.
 Derandomized, so CI runs the same cases every time; each test records how
 many it ran (the ``fuzz_cases`` figure).
 """
+
 import copy
 import json
 from datetime import datetime, timedelta, timezone
@@ -34,9 +35,12 @@ from livecall.events import (
 )
 
 FUZZ = settings(
-    derandomize=True, database=None, deadline=None, max_examples=400,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=400,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)  # fmt: skip
+)
 RECEIVED = datetime(2025, 7, 30, 23, 45, 1, tzinfo=timezone.utc)
 CALLS = {"hiya": Call("hiya", "call_fuzz"), "phonic": Call("phonic", "conv_fuzz")}
 
@@ -44,13 +48,19 @@ CALLS = {"hiya": Call("hiya", "call_fuzz"), "phonic": Call("phonic", "conv_fuzz"
 #: rather than read from the codec, so the test checks the codec against the spec.
 CLASSES = {
     "hiya": {
-        "event:start": CallStarted, "transcript": Transcript, "event:end": ScreeningEnded,
-        "event:callEnd": CallEnded, "ack": Ack, "error": ServerError,
+        "event:start": CallStarted,
+        "transcript": Transcript,
+        "event:end": ScreeningEnded,
+        "event:callEnd": CallEnded,
+        "ack": Ack,
+        "error": ServerError,
     },
     "phonic": {
-        "conversation-updated": ConversationUpdated, "conversation-ended": ConversationEnded, "error": ServerError,
+        "conversation-updated": ConversationUpdated,
+        "conversation-ended": ConversationEnded,
+        "error": ServerError,
     },
-}  # fmt: skip
+}
 WIRE_TYPES = {cls.kind: wire for classes in CLASSES.values() for wire, cls in classes.items()}
 #: Record keys that the wire spells differently, per event kind.
 WIRE_KEYS = {"transcript": {"text": "msg"}, "screening_ended": {"message": "msg"}, "ack": {"ack_id": "ackId"}}
@@ -78,18 +88,23 @@ unknown_fields = {"x_future_field": json_values}
 
 
 def message(wire_type, required, **optional):
-    return st.fixed_dictionaries({"type": st.just(wire_type), **required}, optional={**optional, **unknown_fields})
+    return st.fixed_dictionaries(
+        {"type": st.just(wire_type), **required}, optional={**optional, **unknown_fields}
+    )
 
 
 hiya_messages = st.one_of(
     message("event:start", {"phone": texts, "timestamp": timestamps}),
-    message("transcript", {"msg": texts, "role": st.sampled_from(["assistant", "other", "user"])},
-            offset=st.none() | numbers),
+    message(
+        "transcript",
+        {"msg": texts, "role": st.sampled_from(["assistant", "other", "user"])},
+        offset=st.none() | numbers,
+    ),
     message("event:end", {"msg": texts}),
     message("event:callEnd", {"timestamp": timestamps}),
     message("ack", {"ackId": texts}),
     message("error", {"description": texts}),
-)  # fmt: skip
+)
 
 
 def items(ids):
@@ -97,11 +112,17 @@ def items(ids):
     return st.fixed_dictionaries(
         {},
         optional={
-            "id": ids, "item_idx": st.integers(0, 10**6), "role": texts, "text": optional_text,
-            "live_transcript": optional_text, "post_call_transcript": optional_text, "started_at": timestamps,
-            "duration_ms": st.none() | numbers, "voice": json_values,
+            "id": ids,
+            "item_idx": st.integers(0, 10**6),
+            "role": texts,
+            "text": optional_text,
+            "live_transcript": optional_text,
+            "post_call_transcript": optional_text,
+            "started_at": timestamps,
+            "duration_ms": st.none() | numbers,
+            "voice": json_values,
         },
-    )  # fmt: skip
+    )
 
 
 def conversations(ids=texts):
@@ -109,13 +130,18 @@ def conversations(ids=texts):
     return st.fixed_dictionaries(
         {"id": texts, "items": st.lists(items(ids), max_size=4)},
         optional={
-            "agent": st.none() | st.dictionaries(texts, json_values, max_size=2), "origin": optional_text,
-            "text": optional_text, "is_live": st.none() | st.booleans(), "started_at": timestamps,
-            "ended_at": st.none() | timestamps, "duration_ms": st.none() | numbers,
-            "from_phone_number": optional_text, "summary": json_values,
+            "agent": st.none() | st.dictionaries(texts, json_values, max_size=2),
+            "origin": optional_text,
+            "text": optional_text,
+            "is_live": st.none() | st.booleans(),
+            "started_at": timestamps,
+            "ended_at": st.none() | timestamps,
+            "duration_ms": st.none() | numbers,
+            "from_phone_number": optional_text,
+            "summary": json_values,
             "call_info": st.none() | st.dictionaries(texts, json_values, max_size=2),
         },
-    )  # fmt: skip
+    )
 
 
 def phonic_messages(ids=texts):
@@ -135,7 +161,9 @@ VALID = {"hiya": hiya_messages, "phonic": phonic_messages()}
 def _places(value, path=()):
     """Every (path, value) in a parsed message, the message itself included."""
     yield path, value
-    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    children = (
+        value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    )
     for key, child in children:
         yield from _places(child, path + (key,))
 
@@ -232,7 +260,9 @@ def test_a_phonic_decoder_decodes_a_stream_as_fresh_decoders_would(record_proper
         frames.extend(datas)
         decoder = new_decoder("phonic")
         for data in datas:
-            assert _decodes_to_an_event("phonic", data, decoder) == new_decoder("phonic").decode(data, RECEIVED)
+            assert _decodes_to_an_event("phonic", data, decoder) == new_decoder("phonic").decode(
+                data, RECEIVED
+            )
 
     check()
     record_property("fuzz_cases", len(frames))

@@ -1,4 +1,5 @@
 """Reconnects, dead peers, auth failures and closing, against the simulator on loopback."""
+
 import inspect
 import socket
 import threading
@@ -91,8 +92,12 @@ def _unused_port():
 
 def test_gives_up_after_max_retries(plugin_manager, recorder):
     client = livecall.PhonicClient(
-        "conv_1", api_key="k", url=f"ws://127.0.0.1:{_unused_port()}",
-        plugin_manager=plugin_manager, max_retries=3, backoff=livecall.Backoff(0.001, 0.01),
+        "conv_1",
+        api_key="k",
+        url=f"ws://127.0.0.1:{_unused_port()}",
+        plugin_manager=plugin_manager,
+        max_retries=3,
+        backoff=livecall.Backoff(0.001, 0.01),
     )
     with pytest.raises(livecall.RetriesExhaustedError) as caught:
         client.run()

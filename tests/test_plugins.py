@@ -1,4 +1,5 @@
 """Plugin loading (entry points, -p, disabling) and isolation of failing plugins."""
+
 import logging
 import subprocess
 import sys

@@ -1,4 +1,5 @@
 """The embedded simulator, driven by a plain websocket-client over real loopback sockets."""
+
 import json
 import socket
 import struct
@@ -6,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Optional, Union
 from urllib.parse import urlencode
 
 import pytest
@@ -18,7 +19,7 @@ from livecall.testing import ConnectionRecord, ScenarioOptions, Simulator, scena
 pytest_plugins = ["pytester"]
 
 Frame = Union[str, bytes]
-Ending = Tuple[str, Any]  # ("close", code), ("lost", None) or ("open", None)
+Ending = tuple[str, Any]  # ("close", code), ("lost", None) or ("open", None)
 REPO = Path(livecall.__file__).resolve().parents[1]
 HIYA_PATH = "/ws/v1/liveCalls"
 
@@ -26,7 +27,7 @@ HIYA_PATH = "/ws/v1/liveCalls"
 # --- helpers -------------------------------------------------------------------
 
 
-def hiya_request(sim: Simulator, **overrides: Optional[str]) -> Tuple[str, List[str]]:
+def hiya_request(sim: Simulator, **overrides: Optional[str]) -> tuple[str, list[str]]:
     """URL and headers a correct Hiya client sends; an override of None leaves a part out."""
     parts = {
         "path": HIYA_PATH,
@@ -42,7 +43,9 @@ def hiya_request(sim: Simulator, **overrides: Optional[str]) -> Tuple[str, List[
     return f"{sim.url}{parts['path']}?{urlencode(query)}", headers
 
 
-def phonic_request(sim: Simulator, session: bool = False, **overrides: Optional[str]) -> Tuple[str, List[str]]:
+def phonic_request(
+    sim: Simulator, session: bool = False, **overrides: Optional[str]
+) -> tuple[str, list[str]]:
     """URL and headers of a Phonic client (API key, or session token when ``session``)."""
     expected = sim.credentials
     conversation_id = overrides.get("conversation_id", expected["conversation_id"])
@@ -65,7 +68,7 @@ def handshake_status(sim: Simulator, **overrides: Any) -> int:
     return refused.value.status_code
 
 
-def next_frame(ws: websocket.WebSocket) -> Tuple[str, Any]:
+def next_frame(ws: websocket.WebSocket) -> tuple[str, Any]:
     """``("text", str)``, ``("binary", bytes)``, ``("close", code)`` or ``("lost", None)``."""
     try:
         opcode, data = ws.recv_data(control_frame=True)
@@ -78,14 +81,14 @@ def next_frame(ws: websocket.WebSocket) -> Tuple[str, Any]:
     return "binary", data
 
 
-def read_until(ws: websocket.WebSocket, stop_type: Optional[str] = None) -> Tuple[List[Frame], Ending]:
+def read_until(ws: websocket.WebSocket, stop_type: Optional[str] = None) -> tuple[list[Frame], Ending]:
     """Frames up to and including a JSON message of ``stop_type``, or until the connection ends
     (then the last item is how it ended: close and its code, or lost).
 
     After the closing handshake the client drops TCP, as a real client does:
     the server waits for that before it calls the connection closed.
     """
-    frames: List[Frame] = []
+    frames: list[Frame] = []
     while True:
         kind, value = next_frame(ws)
         if kind in ("close", "lost"):
@@ -104,12 +107,13 @@ def message_type(frame: Frame) -> Optional[str]:
     return message.get("type") if isinstance(message, dict) else None
 
 
-def messages(frames: List[Frame]) -> List[Dict[str, Any]]:
+def messages(frames: list[Frame]) -> list[dict[str, Any]]:
     return [json.loads(frame) for frame in frames]
 
 
 def closed_record(sim: Simulator, index: int) -> ConnectionRecord:
     """The ``index``-th connection record, once that connection is over."""
+
     def closed() -> Optional[ConnectionRecord]:
         records = sim.connections
         return records[index] if len(records) > index and records[index].closed else None
@@ -117,9 +121,9 @@ def closed_record(sim: Simulator, index: int) -> ConnectionRecord:
     return sim.wait_for(closed)
 
 
-def finish_call(sim: Simulator, limit: int = 10) -> Tuple[List[Frame], int]:
+def finish_call(sim: Simulator, limit: int = 10) -> tuple[list[Frame], int]:
     """Reconnect until the call ends; all frames seen and the number of connections used."""
-    seen: List[Frame] = []
+    seen: list[Frame] = []
     for attempt in range(1, limit + 1):
         ws = connect(sim)
         frames, ending = read_until(ws, "event:end")
@@ -284,8 +288,14 @@ def test_hiya_end_call_is_acked_then_ends_the_call(hiya_simulator):
 
 @pytest.mark.parametrize(
     "frame",
-    ["{oops", json.dumps({"type": "client:joinCall"}), json.dumps({"id": "1"}),
-     json.dumps({"type": "client:dance", "id": "2"}), json.dumps([1]), b"\x01\x02"],
+    [
+        "{oops",
+        json.dumps({"type": "client:joinCall"}),
+        json.dumps({"id": "1"}),
+        json.dumps({"type": "client:dance", "id": "2"}),
+        json.dumps([1]),
+        b"\x01\x02",
+    ],
 )
 def test_hiya_answers_bad_client_messages_with_an_error(hiya_simulator, frame):
     ws = connect(hiya_simulator)
@@ -318,10 +328,13 @@ def test_a_client_that_leaves_and_comes_back_resumes_the_call(hiya_simulator):
     assert types[:2] == ["ack", "transcript"] and "event:start" not in types and ending == ("close", 1000)
 
 
-@pytest.mark.parametrize("provider, replay", [
-    ("hiya", ["event:callEnd"]),
-    ("phonic", ["conversation-updated", "conversation-ended"]),
-])
+@pytest.mark.parametrize(
+    "provider, replay",
+    [
+        ("hiya", ["event:callEnd"]),
+        ("phonic", ["conversation-updated", "conversation-ended"]),
+    ],
+)
 def test_an_ended_call_stays_ended(livecall_simulator, provider, replay):
     sim = livecall_simulator(provider, join_timeout=0)
     finish_call(sim)
@@ -348,7 +361,8 @@ def test_phonic_conversation_grows_then_ends(phonic_simulator):
     texts = [{item["item_idx"]: item["text"] for item in update["items"]} for update in updates]
     assert any(
         len(texts[i][idx] or "") < len(texts[i + 1][idx] or "")
-        for i in range(len(texts) - 1) for idx in texts[i]
+        for i in range(len(texts) - 1)
+        for idx in texts[i]
     ), "no item's text grew from one snapshot to the next"
     last = updates[-1]
     assert last["from_phone_number"] == last["call_info"]["from_phone_number"]
@@ -460,10 +474,13 @@ def test_auth_refuses_every_handshake(provider):
         assert (sim.accepted, sim.rejected) == (0, 2)
 
 
-@pytest.mark.parametrize("provider, describe", [
-    ("hiya", lambda m: m["description"]),
-    ("phonic", lambda m: m["error"]["message"]),
-])
+@pytest.mark.parametrize(
+    "provider, describe",
+    [
+        ("hiya", lambda m: m["description"]),
+        ("phonic", lambda m: m["error"]["message"]),
+    ],
+)
 def test_auth_close_sends_an_error_then_1008(provider, describe):
     with Simulator(provider, "auth-close") as sim:
         frames, ending = read_until(connect(sim))
@@ -488,12 +505,21 @@ def test_malformed_frames_are_mixed_into_a_call_that_still_ends(provider):
         objects = [m for m in decoded if isinstance(m, dict)]
         assert len(binary) == 1 and None in decoded and [1, 2, 3] in decoded
         assert any("type" not in m for m in objects)
-        known = {"event:start", "transcript", "event:end", "event:callEnd", "conversation-updated",
-                 "conversation-ended"}
+        known = {
+            "event:start",
+            "transcript",
+            "event:end",
+            "event:callEnd",
+            "conversation-updated",
+            "conversation-ended",
+        }
         assert any(m.get("type") not in known for m in objects if "type" in m)
         roles = {m.get("role") for m in objects} | {
-            item["role"] for m in objects if isinstance(m.get("conversation", {}).get("items"), list)
-            for item in m["conversation"]["items"]}
+            item["role"]
+            for m in objects
+            if isinstance(m.get("conversation", {}).get("items"), list)
+            for item in m["conversation"]["items"]
+        }
         assert roles - {None, "assistant", "user", "other"}
         assert [m.get("type") for m in objects][-1] in {"event:callEnd", "conversation-ended"}
 

@@ -1,4 +1,5 @@
 """TranscriptTracker: transcript lines from Phonic's whole-conversation snapshots."""
+
 import json
 from datetime import datetime, timezone
 
@@ -36,7 +37,9 @@ def test_each_item_with_text_is_emitted_once_in_order():
 def test_only_new_and_changed_items_are_emitted():
     tracker = TranscriptTracker()
     hello = ConversationItem(id="a", item_idx=0, role="assistant", text="Hello!")
-    tracker.new_lines(snapshot(hello, ConversationItem(id="b", item_idx=1, role="user", text="I need")), FIRST)
+    tracker.new_lines(
+        snapshot(hello, ConversationItem(id="b", item_idx=1, role="user", text="I need")), FIRST
+    )
     lines = tracker.new_lines(
         snapshot(
             hello,
@@ -53,7 +56,11 @@ def test_growing_live_transcript_is_emitted_at_each_step():
     tracker = TranscriptTracker()
     steps = ["I", "I need", "I need help"]
     emitted = [
-        said(tracker.new_lines(snapshot(ConversationItem(item_idx=0, role="user", live_transcript=text)), FIRST))
+        said(
+            tracker.new_lines(
+                snapshot(ConversationItem(item_idx=0, role="user", live_transcript=text)), FIRST
+            )
+        )
         for text in steps + ["I need help"]
     ]
     assert emitted == [[(text, Role.USER, 0)] for text in steps] + [[]]
@@ -63,7 +70,9 @@ def test_items_without_text_wait_until_they_have_some():
     tracker = TranscriptTracker()
     assert tracker.new_lines(snapshot(ConversationItem(id="a", role="user")), FIRST) == []
     assert tracker.new_lines(snapshot(ConversationItem(id="a", role="user", live_transcript="")), FIRST) == []
-    lines = tracker.new_lines(snapshot(ConversationItem(id="a", role="user", post_call_transcript="Hi.")), FIRST)
+    lines = tracker.new_lines(
+        snapshot(ConversationItem(id="a", role="user", post_call_transcript="Hi.")), FIRST
+    )
     assert said(lines) == [("Hi.", Role.USER, 0)]
 
 
@@ -86,7 +95,9 @@ def test_items_without_id_are_told_apart_by_index_then_position():
     ]
     assert tracker.new_lines(snapshot(*by_index, *by_position), LATER) == []
     # an index equal to a position is still another item
-    assert said(tracker.new_lines(snapshot(ConversationItem(item_idx=2, text="first")), LATER)) == [("first", UNKNOWN_ROLE, 2)]
+    assert said(tracker.new_lines(snapshot(ConversationItem(item_idx=2, text="first")), LATER)) == [
+        ("first", UNKNOWN_ROLE, 2)
+    ]
 
 
 def test_roles_known_free_and_missing():
@@ -116,6 +127,8 @@ def test_reconnect_snapshot_emits_nothing_already_emitted():
     tracker = TranscriptTracker()
     before = new_decoder("phonic").decode(json.dumps(message), FIRST)
     assert len(tracker.new_lines(before.conversation, FIRST)) == 2
-    message["conversation"]["items"].append({"id": "c", "item_idx": 2, "role": "assistant", "text": "Welcome."})
+    message["conversation"]["items"].append(
+        {"id": "c", "item_idx": 2, "role": "assistant", "text": "Welcome."}
+    )
     after = new_decoder("phonic").decode(json.dumps(message), LATER)
     assert said(tracker.new_lines(after.conversation, LATER)) == [("Welcome.", Role.ASSISTANT, 2)]

@@ -21,13 +21,15 @@
 
 A problem is a warning, which the build (``-W``) turns into an error.
 """
+
 import argparse
 import enum
 import functools
 import importlib
 import inspect
 import re
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, Optional
 
 import attrs
 from docutils import nodes
@@ -62,7 +64,7 @@ def type_name(annotation: Any) -> str:
     return _MODULE_PREFIX.sub("", str(annotation))
 
 
-def list_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
+def list_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     lines = [".. list-table::", "   :header-rows: 1", ""]
     for row in [header, *rows]:
         lines.append(f"   * - {row[0]}")
@@ -73,14 +75,14 @@ def list_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str
 class ReferenceDirective(SphinxDirective):
     """A directive whose body is reST generated from the code."""
 
-    def run(self) -> List[nodes.Node]:
+    def run(self) -> list[nodes.Node]:
         source, _ = self.get_source_info()
         container = nodes.Element()
         generated = StringList(self.generate(), source=f"{source}:<generated>")
         self.state.nested_parse(generated, self.content_offset, container)
         return container.children
 
-    def generate(self) -> List[str]:
+    def generate(self) -> list[str]:
         raise NotImplementedError
 
     def public_class(self) -> Optional[type]:
@@ -90,7 +92,7 @@ class ReferenceDirective(SphinxDirective):
             return None
         return cls
 
-    def fail(self, message: str) -> List[str]:
+    def fail(self, message: str) -> list[str]:
         log.warning(message, location=(self.env.docname, self.lineno))
         return []
 
@@ -98,7 +100,7 @@ class ReferenceDirective(SphinxDirective):
 class HookDirective(ReferenceDirective):
     required_arguments = 1
 
-    def generate(self) -> List[str]:
+    def generate(self) -> list[str]:
         name = self.arguments[0]
         spec = getattr(hookspecs, name, None)
         if not hasattr(spec, "livecall_spec"):
@@ -113,7 +115,7 @@ class HookDirective(ReferenceDirective):
 class ClassDirective(ReferenceDirective):
     required_arguments = 1
 
-    def generate(self) -> List[str]:
+    def generate(self) -> list[str]:
         cls = self.public_class()
         if cls is None:
             return []
@@ -133,7 +135,7 @@ class OptionsDirective(ReferenceDirective):
     required_arguments = 1
     has_content = True
 
-    def generate(self) -> List[str]:
+    def generate(self) -> list[str]:
         cls = self.public_class()
         if cls is None:
             return []
@@ -158,7 +160,7 @@ class OptionsDirective(ReferenceDirective):
 class MessagesDirective(ReferenceDirective):
     required_arguments = 1
 
-    def generate(self) -> List[str]:
+    def generate(self) -> list[str]:
         provider = self.arguments[0]
         union = MESSAGES.get(provider)
         if union is None:
@@ -171,7 +173,7 @@ class MessagesDirective(ReferenceDirective):
 
 
 class ScenariosDirective(ReferenceDirective):
-    def generate(self) -> List[str]:
+    def generate(self) -> list[str]:
         rows = [(info.provider, f"``{info.name}``", info.summary) for info in scenarios()]
         return list_table(("Provider", "Scenario", "What it plays"), rows)
 
@@ -180,7 +182,7 @@ class HelpDirective(ReferenceDirective):
     optional_arguments = 5
     option_spec = {"plugin": str}
 
-    def generate(self) -> List[str]:
+    def generate(self) -> list[str]:
         modules = [self.options["plugin"]] if "plugin" in self.options else []
         pm = create_plugin_manager(modules=modules, autoload=False)
         parser = build_parser(pm, global_options())
@@ -200,7 +202,7 @@ class HelpDirective(ReferenceDirective):
 class PluginOptionsDirective(ReferenceDirective):
     required_arguments = 1
 
-    def generate(self) -> List[str]:
+    def generate(self) -> list[str]:
         module = importlib.import_module(self.arguments[0])
         parser = argparse.ArgumentParser(prog="livecall watch PROVIDER", add_help=False)
         module.livecall_addoption(parser=parser)
@@ -217,11 +219,11 @@ class PluginOptionsDirective(ReferenceDirective):
 class DocstringDirective(ReferenceDirective):
     required_arguments = 1
 
-    def generate(self) -> List[str]:
+    def generate(self) -> list[str]:
         return inspect.getdoc(importlib.import_module(self.arguments[0])).splitlines() + [""]
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> Dict[str, argparse.ArgumentParser]:
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
@@ -235,13 +237,13 @@ def _fixed_width(parser: argparse.ArgumentParser) -> None:
         parser.color = False
 
 
-def _literal(text: str) -> List[str]:
+def _literal(text: str) -> list[str]:
     return [".. code-block:: text", ""] + [f"   {line}" if line else "" for line in text.splitlines()] + [""]
 
 
-def _field_list(lines: Iterable[str]) -> Dict[str, str]:
+def _field_list(lines: Iterable[str]) -> dict[str, str]:
     """``:name: text`` lines, continued by indented lines, as ``{name: text}``."""
-    fields: Dict[str, str] = {}
+    fields: dict[str, str] = {}
     name = None
     for line in lines:
         match = re.match(r":(\w+):\s*(.*)", line)
@@ -253,7 +255,7 @@ def _field_list(lines: Iterable[str]) -> Dict[str, str]:
     return fields
 
 
-def _fields(cls: type) -> List[str]:
+def _fields(cls: type) -> list[str]:
     inherited = {field.name for field in attrs.fields(livecall.Event)} if cls is not livecall.Event else set()
     rows = [
         (f"``{field.name}``", f"``{type_name(field.type)}``", _default(field.default, attrs.NOTHING))
@@ -273,8 +275,8 @@ def _default(default: Any, missing: Any) -> str:
     return f"``{default!r}``"
 
 
-def _members(cls: type) -> List[str]:
-    comments: Dict[Any, List[str]] = ModuleAnalyzer.for_module(cls.__module__).find_attr_docs()
+def _members(cls: type) -> list[str]:
+    comments: dict[Any, list[str]] = ModuleAnalyzer.for_module(cls.__module__).find_attr_docs()
     rows = []
     for member in cls:
         meaning = " ".join(comments.get((cls.__name__, member.name), [])).strip()
@@ -282,7 +284,7 @@ def _members(cls: type) -> List[str]:
     return list_table(("Member", "Value", "Meaning"), rows)
 
 
-def _properties(cls: type) -> List[str]:
+def _properties(cls: type) -> list[str]:
     lines = []
     for name, value in vars(cls).items():
         if isinstance(value, property):
@@ -290,7 +292,7 @@ def _properties(cls: type) -> List[str]:
     return ["Properties:", ""] + lines if lines else []
 
 
-def setup(app: Any) -> Dict[str, Any]:
+def setup(app: Any) -> dict[str, Any]:
     app.add_directive("livecall-hook", HookDirective)
     app.add_directive("livecall-class", ClassDirective)
     app.add_directive("livecall-options", OptionsDirective)

@@ -10,9 +10,11 @@ the record), so renames apply to structuring only.  ``received_at`` is never
 read from the wire: the decoder writes the frame's arrival time into the
 parsed dict under :data:`RECEIVED_AT`, over anything the server sent there.
 """
+
 import threading
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Callable, Dict, Mapping, Tuple, Union, get_args, get_origin
+from typing import Any, Callable, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -94,14 +96,14 @@ _TO_RECORD = {
     Transcript: {"role": override(unstruct_hook=str)},  # Role.USER -> "user"
     DecodeError: {"raw": override(unstruct_hook=frame_to_json)},
 }
-_ITEMS = Tuple[ConversationItem, ...]
+_ITEMS = tuple[ConversationItem, ...]
 
 CONVERTER = cattrs.Converter()
-_UNION_HOOKS: Dict[Any, Callable[[Any, Any], Any]] = {}
+_UNION_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {}
 _UNIONS_LOCK = threading.Lock()
 
 
-def wire_types(union: Any) -> Dict[str, type]:
+def wire_types(union: Any) -> dict[str, type]:
     """The wire ``type`` of each member of a message union."""
     return {_WIRE_TYPES[cls]: cls for cls in union.__args__}
 
@@ -114,9 +116,7 @@ def union_hook(union: Any) -> Callable[[Any, Any], Any]:
     """
     with _UNIONS_LOCK:
         if union not in _UNION_HOOKS:
-            configure_tagged_union(
-                union, CONVERTER, tag_generator=_WIRE_TYPES.__getitem__, tag_name="type"
-            )
+            configure_tagged_union(union, CONVERTER, tag_generator=_WIRE_TYPES.__getitem__, tag_name="type")
             _UNION_HOOKS[union] = structure_hook(union)
         return _UNION_HOOKS[union]
 
@@ -127,7 +127,7 @@ def structure_hook(type_: Any) -> Callable[[Any, Any], Any]:
     return getter(type_) if getter else CONVERTER._structure_func.dispatch(type_)
 
 
-def _structure_server_error(message: Dict[str, Any], _: Any) -> ServerError:
+def _structure_server_error(message: dict[str, Any], _: Any) -> ServerError:
     """Providers put an error's text in different places: take the first string found.
 
     Hiya sends ``description``; Phonic ``message`` or ``error.message``; some
@@ -161,7 +161,7 @@ def _lenient_structure(cls: type) -> Callable[[Any, Any], Any]:
     return structure
 
 
-def _wire_shape_unstructure(cls: type) -> Callable[[Any], Dict[str, Any]]:
+def _wire_shape_unstructure(cls: type) -> Callable[[Any], dict[str, Any]]:
     """Back to the wire's shape: typed fields that are set, with ``extra`` merged back in.
 
     A typed field the server sent as ``null`` cannot be told from one it left
@@ -171,7 +171,7 @@ def _wire_shape_unstructure(cls: type) -> Callable[[Any], Dict[str, Any]]:
         cls, CONVERTER, _cattrs_omit_if_default=True, extra=override(omit=True)
     )
 
-    def unstructure(value: Any) -> Dict[str, Any]:
+    def unstructure(value: Any) -> dict[str, Any]:
         return {**value.extra, **generated(value)}
 
     return unstructure
@@ -218,7 +218,7 @@ def _is_items(type_: Any) -> bool:
 
 
 def _is_json_object(type_: Any) -> bool:
-    return type_ in (Dict[str, Any], Mapping[str, Any])
+    return type_ in (dict[str, Any], Mapping[str, Any])
 
 
 def _register_values() -> None:

@@ -5,10 +5,11 @@ message with a field missing or of the wrong type) comes back as a
 :class:`~livecall.events.DecodeError` event carrying the frame, so one bad
 frame neither kills the reader thread nor goes unseen.
 """
+
 import json
 import math
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Optional, Union
 
 from cattrs import transform_error
 from cattrs.errors import AttributeValidationNote, BaseValidationError
@@ -91,7 +92,7 @@ class PhonicDecoder(Decoder):
 
     def __init__(self) -> None:
         super().__init__(PhonicMessage)
-        self._items: Dict[Any, tuple] = {}  # item key -> (wire dict, ConversationItem)
+        self._items: dict[Any, tuple] = {}  # item key -> (wire dict, ConversationItem)
 
     def _event(self, message: Any, received_at: datetime) -> Event:
         raw_items = _snapshot_items(message)
@@ -100,8 +101,7 @@ class PhonicDecoder(Decoder):
         keys = [_key(raw, position) for position, raw in enumerate(raw_items)]
         cached = map(self._items.get, keys)
         message["conversation"]["items"] = [
-            hit[1] if hit is not None and hit[0] == raw else raw
-            for hit, raw in zip(cached, raw_items)
+            hit[1] if hit is not None and hit[0] == raw else raw for hit, raw in zip(cached, raw_items)
         ]
         event = super()._event(message, received_at)
         self._items = dict(zip(keys, zip(raw_items, event.conversation.items)))
@@ -130,7 +130,7 @@ def _parse(data: Frame, binary: bool) -> Any:
         raise Invalid(f"invalid JSON: {exc}") from None
 
 
-def _snapshot_items(message: Any) -> Optional[List[Any]]:
+def _snapshot_items(message: Any) -> Optional[list[Any]]:
     """The wire items of a well-formed ``conversation-updated``, else None."""
     if message.__class__ is not dict or message.get("type") != "conversation-updated":
         return None

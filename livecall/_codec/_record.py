@@ -1,6 +1,7 @@
 """Events to the JSON-lines record: the contract scripts and plugins rely on."""
+
 import json
-from typing import Any, Dict
+from typing import Any
 
 from ..call import Call
 from ..events import Event
@@ -9,7 +10,7 @@ from ._converter import CONVERTER
 __all__ = ["to_json", "to_record"]
 
 
-def to_record(call: Call, event: Event) -> Dict[str, Any]:
+def to_record(call: Call, event: Event) -> dict[str, Any]:
     """The event as a JSON-ready dict, built by the codec's converter.
 
     Keys: ``event`` (the event's ``kind``), ``provider``, ``call_id``,

@@ -5,10 +5,11 @@ cattrs' default hooks call ``str(x)`` or ``int(x)``, which would turn
 the spec must become a DecodeError instead, so these hooks only pass values
 of the right JSON type through, and raise :class:`Invalid` otherwise.
 """
+
 import base64
 import re
 from datetime import datetime, timezone
-from typing import Any, Dict, Union
+from typing import Any, Union
 
 from ..events import Role
 
@@ -95,7 +96,7 @@ def format_timestamp(value: datetime) -> str:
     return _utc(value).isoformat(timespec="microseconds")
 
 
-def frame_to_json(raw: Union[str, bytes]) -> Union[str, Dict[str, str]]:
+def frame_to_json(raw: Union[str, bytes]) -> Union[str, dict[str, str]]:
     """A DecodeError's frame for JSON: text as is, bytes as ``{"base64": "..."}``."""
     if isinstance(raw, bytes):
         return {"base64": base64.b64encode(raw).decode("ascii")}

@@ -4,10 +4,12 @@ Every command is an argparse subcommand whose ``func(config)`` returns the
 exit status (None for 0); plugins add their own through
 ``livecall_register_commands``.  Exit statuses are listed in ``_exit``.
 """
+
 import os
 import sys
 import traceback
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import pluggy
 
@@ -52,9 +54,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     return status
 
 
-def _plugin_manager(names: List[str]) -> pluggy.PluginManager:
+def _plugin_manager(names: list[str]) -> pluggy.PluginManager:
     modules = [name for name in names if not name.startswith(_DISABLE)]
-    disabled = [name[len(_DISABLE):] for name in names if name.startswith(_DISABLE)]
+    disabled = [name[len(_DISABLE) :] for name in names if name.startswith(_DISABLE)]
     try:
         return create_plugin_manager(modules=modules, disabled=disabled)
     except ModuleNotFoundError as error:

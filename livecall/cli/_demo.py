@@ -4,6 +4,7 @@ Everything a real watch does happens: the real clients connect over
 WebSockets, join the Hiya call, and hand every event to the installed
 plugins, configured once for both calls.
 """
+
 import argparse
 import os
 import sys

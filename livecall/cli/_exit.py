@@ -15,6 +15,7 @@
 When a plugin reports a failure with a status of its own, the command exits
 with the highest status reported.
 """
+
 import signal
 
 from ..errors import (

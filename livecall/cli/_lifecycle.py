@@ -4,9 +4,11 @@ pluggy stops at the first implementation that raises.  Here every plugin gets
 its turn: a plugin that fails to flush must not cost another its data, and
 every plugin that failed to configure is named, not just the first.
 """
+
 import contextlib
 import logging
-from typing import Any, Iterable, Iterator, List
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pluggy
 
@@ -24,7 +26,7 @@ log = logging.getLogger("livecall.cli")
 
 def call_each(
     pm: pluggy.PluginManager, hook_name: str, skip: Iterable[str] = (), **kwargs: Any
-) -> List[PluginError]:
+) -> list[PluginError]:
     """Call every implementation of ``hook_name`` but those of the plugins in ``skip``."""
     skip = frozenset(skip)
     steps = [step for step in hook_plan(pm, hook_name) if step[0] not in skip]
@@ -41,7 +43,7 @@ def configured(config: Config) -> Iterator[Config]:
     fails to unconfigure is logged and makes the run incomplete (``Config.fail``).
     """
     pm = config.plugin_manager
-    refused: List[PluginError] = []
+    refused: list[PluginError] = []
     try:
         with signals.deferred():
             refused = call_each(pm, "livecall_configure", config=config)

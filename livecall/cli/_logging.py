@@ -3,10 +3,11 @@
 The redacting filter sits on the handler, not on a logger, so it also sees
 what propagates from other libraries (websocket-client at ``-vv``).
 """
+
 import contextlib
 import logging
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from .._secrets import RedactingFilter
 

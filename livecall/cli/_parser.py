@@ -4,6 +4,7 @@ Plugins given with ``-p`` add options and commands, so the command line is
 read twice: once for the global options alone, to load the plugins, then in
 full by a parser that knows what the plugins added.
 """
+
 import argparse
 
 import pluggy
@@ -19,11 +20,18 @@ def global_options() -> argparse.ArgumentParser:
     """``-v``, ``-p`` and ``--version``, which come before the subcommand."""
     parser = argparse.ArgumentParser(prog="livecall", add_help=False, allow_abbrev=False)
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0,
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
         help="log progress to stderr; -vv to debug (credentials are never shown)",
     )
     parser.add_argument(
-        "-p", dest="plugins", metavar="MODULE", action="append", default=[],
+        "-p",
+        dest="plugins",
+        metavar="MODULE",
+        action="append",
+        default=[],
         help="load a plugin module by import name; -p no:NAME disables a plugin (repeatable)",
     )
     parser.add_argument("--version", action="version", version=f"livecall {__version__}")

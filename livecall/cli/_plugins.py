@@ -1,6 +1,7 @@
 """``livecall plugins``: what is loaded, where it comes from, which hooks it implements."""
+
 import json
-from typing import Any, Dict, List
+from typing import Any
 
 from ..config import Config
 from ..plugins import DEFAULT_PLUGINS, get_plugins
@@ -27,7 +28,7 @@ def plugins_command(config: Config) -> None:
         config.stdout.write(f"{plugin['name']} ({_origin(plugin)})\n  hooks: {', '.join(plugin['hooks'])}\n")
 
 
-def _plugins(config: Config) -> List[Dict[str, Any]]:
+def _plugins(config: Config) -> list[dict[str, Any]]:
     """Every plugin with the same keys, ``null`` where a plugin has no distribution."""
     return [
         {
@@ -40,7 +41,7 @@ def _plugins(config: Config) -> List[Dict[str, Any]]:
     ]
 
 
-def _origin(plugin: Dict[str, Any]) -> str:
+def _origin(plugin: dict[str, Any]) -> str:
     if plugin["distribution"]:
         return f"{plugin['distribution']} {plugin['version']}"
     return "built-in" if plugin["name"] in DEFAULT_PLUGINS else "module"

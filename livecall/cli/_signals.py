@@ -9,9 +9,11 @@ cleanup it sets off must run undisturbed.  The handler itself takes no lock:
 a handler interrupting the main thread while it holds one would wait on
 itself forever.
 """
+
 import contextlib
 import signal
-from typing import Any, Dict, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, Optional
 
 from ._exit import signal_status
 
@@ -32,7 +34,7 @@ class _Signals:
     def __init__(self) -> None:
         self.received: Optional[int] = None
         self._armed = False
-        self._previous: Dict[int, Any] = {}
+        self._previous: dict[int, Any] = {}
 
     @contextlib.contextmanager
     def handled(self) -> Iterator["_Signals"]:

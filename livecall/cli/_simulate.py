@@ -1,7 +1,8 @@
 """``livecall simulate``: a provider's live-call WebSocket, simulated on this machine."""
+
 import argparse
 import shlex
-from typing import Any, Dict
+from typing import Any
 
 from ..config import Config
 from ..errors import ConfigurationError
@@ -22,7 +23,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--port", type=_port, default=0, help="default: a free port")
     parser.add_argument("--scenario", metavar="NAME", help="default: the provider's normal call (see --list)")
     parser.add_argument(
-        "--pace", metavar="S", type=float, default=1.0,
+        "--pace",
+        metavar="S",
+        type=float,
+        default=1.0,
         help="seconds between scripted messages (default: %(default)s)",
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
@@ -70,7 +74,7 @@ def _port(text: str) -> int:
     return port
 
 
-def _flags(client_kwargs: Dict[str, str]) -> str:
+def _flags(client_kwargs: dict[str, str]) -> str:
     """The client's keyword arguments as ``livecall watch`` flags (fake, local credentials)."""
     flags = [f"--{name.replace('_', '-')} {shlex.quote(value)}" for name, value in client_kwargs.items()]
     return " ".join(flags)

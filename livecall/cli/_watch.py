@@ -1,10 +1,11 @@
 """``livecall watch hiya|phonic``: one call, from the handshake to the exit status."""
+
 import argparse
 import inspect
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Type
+from typing import Any, Callable, Optional
 
 from .._client import LiveClient
 from .._secrets import Credential
@@ -50,24 +51,31 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
     )
     hiya.add_argument("--token", type=Credential, help=f"bearer token (default: ${TOKEN_ENV})")
     hiya.add_argument(
-        "--conversation-token", metavar="CT", type=Credential,
+        "--conversation-token",
+        metavar="CT",
+        type=Credential,
         help=f"the call's liveConversationToken (default: ${CONVERSATION_TOKEN_ENV})",
     )
     hiya.add_argument("--user-id", metavar="ID", required=True, help="sent as x-hiya-account-user-id")
     hiya.add_argument("--product-version", metavar="V", help="sent as x-hiya-product-version")
     hiya.add_argument(
-        "--join", action="store_true",
+        "--join",
+        action="store_true",
         help="join the call (client:joinCall) once it has started, and report the ack",
     )
     phonic = providers.add_parser(
-        "phonic", parents=parents, help="a Phonic conversation",
+        "phonic",
+        parents=parents,
+        help="a Phonic conversation",
         description="Watch a Phonic conversation.",
     )
     phonic.add_argument("--conversation-id", metavar="ID", required=True)
     credentials = phonic.add_mutually_exclusive_group()
     credentials.add_argument("--api-key", metavar="KEY", type=Credential, help=f"default: ${API_KEY_ENV}")
     credentials.add_argument(
-        "--session-token", metavar="TOKEN", type=Credential,
+        "--session-token",
+        metavar="TOKEN",
+        type=Credential,
         help=f"a short-lived session token (default: ${SESSION_TOKEN_ENV}, if no API key is set)",
     )
     for parser in (hiya, phonic):
@@ -82,7 +90,7 @@ def watch_command(config: Config) -> None:
         watch(client, config, join_after=join_after)
 
 
-def watch(client: LiveClient, config: Config, join_after: Optional[Type[Event]] = None) -> None:
+def watch(client: LiveClient, config: Config, join_after: Optional[type[Event]] = None) -> None:
     """Watch the call to its end; a signal closes the client (a close frame) on the way out.
 
     With ``join_after``, a Hiya call is joined once an event of that type came.
@@ -130,26 +138,35 @@ def _connection_options() -> argparse.ArgumentParser:
     group = parser.add_argument_group("connection")
     group.add_argument("--url", metavar="BASE", help="the provider's WebSocket base URL (ws:// or wss://)")
     group.add_argument(
-        "--max-retries", metavar="N", type=_count, default=_CLIENT_DEFAULTS["max_retries"],
+        "--max-retries",
+        metavar="N",
+        type=_count,
+        default=_CLIENT_DEFAULTS["max_retries"],
         help="reconnect attempts before giving up (default: %(default)s)",
     )
     group.add_argument(
-        "--ping-interval", metavar="S", type=_seconds, default=_CLIENT_DEFAULTS["ping_interval"],
+        "--ping-interval",
+        metavar="S",
+        type=_seconds,
+        default=_CLIENT_DEFAULTS["ping_interval"],
         help="ping after this many seconds of silence (default: %(default)s)",
     )
     group.add_argument(
-        "--ping-timeout", metavar="S", type=_seconds, default=_CLIENT_DEFAULTS["ping_timeout"],
+        "--ping-timeout",
+        metavar="S",
+        type=_seconds,
+        default=_CLIENT_DEFAULTS["ping_timeout"],
         help="the connection is dead when a ping is not answered within this (default: %(default)s)",
     )
     return parser
 
 
-def client_options(config: Config, **options: Any) -> Dict[str, Any]:
+def client_options(config: Config, **options: Any) -> dict[str, Any]:
     """What every client the command builds has: the run's plugins and a quick close."""
     return dict(options, close_timeout=CLOSE_TIMEOUT, plugin_manager=config.plugin_manager)
 
 
-def _connection(options: argparse.Namespace) -> Dict[str, Any]:
+def _connection(options: argparse.Namespace) -> dict[str, Any]:
     return dict(
         url=options.url,
         max_retries=options.max_retries,
@@ -189,10 +206,12 @@ def _phonic(options: argparse.Namespace, config: Config) -> PhonicClient:
             )
     else:
         credentials = {}  # $PHONIC_API_KEY, read on every attempt
-    return PhonicClient(options.conversation_id, **credentials, **client_options(config, **_connection(options)))
+    return PhonicClient(
+        options.conversation_id, **credentials, **client_options(config, **_connection(options))
+    )
 
 
-_CLIENTS: Dict[str, Callable[[argparse.Namespace, Config], LiveClient]] = {
+_CLIENTS: dict[str, Callable[[argparse.Namespace, Config], LiveClient]] = {
     "hiya": _hiya,
     "phonic": _phonic,
 }

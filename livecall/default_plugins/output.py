@@ -4,9 +4,10 @@ An ordinary plugin.  It adds ``--format``, and when the command configures
 it, registers a printer for the run and removes it afterwards.  A library
 user's client never configures plugins, so there this one prints nothing.
 """
+
 import logging
 from datetime import datetime
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Any, Callable, Optional
 
 from livecall import EndReason, Role, events, hookimpl, to_json
 from livecall._secrets import redact
@@ -57,7 +58,7 @@ class TextTranscript(_Printer):
         super().__init__(config)
         self._joining = bool(getattr(config.options, "join", False))
         self._caller: Optional[str] = None
-        self._items: Set[int] = set()
+        self._items: set[int] = set()
 
     @hookimpl
     def livecall_call_start(self, call):
@@ -107,7 +108,7 @@ def _clock(moment: datetime) -> str:
     return moment.astimezone().strftime("%H:%M:%S")
 
 
-_RENDERERS: Dict[type, Callable[[TextTranscript, Any, Any], Optional[str]]] = {
+_RENDERERS: dict[type, Callable[[TextTranscript, Any, Any], Optional[str]]] = {
     events.CallStarted: TextTranscript._call_started,
     events.ConversationUpdated: TextTranscript._snapshot,
     events.Transcript: TextTranscript._transcript,

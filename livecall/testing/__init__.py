@@ -4,6 +4,7 @@
 it is imported on first use so that the pytest plugin, loaded in every pytest
 run, and ``scenarios()`` work without it.
 """
+
 from typing import TYPE_CHECKING, Any
 
 from ._options import ScenarioOptions

@@ -4,8 +4,9 @@ resumes the call instead of restarting it.
 All state is guarded by the journal's condition; every change notifies it,
 which wakes both waiting script loops and tests in ``Simulator.wait_for``.
 """
+
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Optional
 
 from ._record import Journal
 from ._steps import Cut, Payload, Script, Send, Silence, Step, render
@@ -28,7 +29,7 @@ class CallState:
         self.end_requested = False
         self.ended = False
         self.stopping = False
-        self._deadlines: Dict[int, float] = {}
+        self._deadlines: dict[int, float] = {}
 
     def claim(self, owner: object) -> Optional[Payload]:
         """Make ``owner`` the call's connection; returns the snapshot to greet it with."""
@@ -37,7 +38,7 @@ class CallState:
             self._condition.notify_all()
             return self.snapshot
 
-    def take(self, owner: object) -> Optional[Tuple[int, Step, Optional[Payload]]]:
+    def take(self, owner: object) -> Optional[tuple[int, Step, Optional[Payload]]]:
         """The next step for ``owner`` to play, with a Send's payload rendered;
         None when ``owner`` should stop (replaced, or the simulator is stopping).
 

@@ -4,6 +4,7 @@ The script loop runs in the connection's handler thread; a reader thread
 drains what the client sends (recording it, and for Hiya acknowledging it),
 so acks go out while the script waits or paces.
 """
+
 import threading
 import time
 from typing import Any, Optional

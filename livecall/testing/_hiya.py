@@ -1,9 +1,11 @@
 """Hiya's Live Calls protocol, server side: handshake rules, acks, the screening call."""
+
 import functools
 import json
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Optional
 
 from ._options import ScenarioOptions
 from ._provider import BaseScript, Effect, Provider, Rejection, iso, now_iso, same_secret
@@ -27,7 +29,7 @@ _AFTER_JOIN = [
 ]
 
 
-def _transcript(role: str, text: str, offset: float) -> Dict[str, Any]:
+def _transcript(role: str, text: str, offset: float) -> dict[str, Any]:
     return {"type": "transcript", "msg": text, "role": role, "offset": offset}
 
 
@@ -35,7 +37,7 @@ def _start() -> Send:
     return Send({"type": "event:start", "phone": CALLER, "timestamp": iso(datetime.now(timezone.utc))})
 
 
-def _call_end() -> Dict[str, Any]:
+def _call_end() -> dict[str, Any]:
     return {"type": "event:callEnd", "timestamp": now_iso()}
 
 
@@ -51,7 +53,7 @@ def screening(options: ScenarioOptions, credentials: Mapping[str, str]) -> Scrip
     return Script((_start(), *screened, summary, AwaitJoin(options.join_timeout), *joined, _ending()))
 
 
-def _flood_message(number: int) -> Dict[str, Any]:
+def _flood_message(number: int) -> dict[str, Any]:
     return _transcript("other", f"flood message {number}", time.time())
 
 
@@ -89,7 +91,7 @@ class Hiya(Provider):
             return 403, "this user may not watch this call"
         return None
 
-    def answer(self, frame: Any) -> Tuple[Optional[Payload], Effect]:
+    def answer(self, frame: Any) -> tuple[Optional[Payload], Effect]:
         if isinstance(frame, bytes):
             return self.error("binary frames are not supported"), None
         try:
@@ -105,7 +107,7 @@ class Hiya(Provider):
     def error(self, message: str) -> Payload:
         return {"type": "error", "description": message}
 
-    def bad_messages(self, credentials: Mapping[str, str]) -> List[Payload]:
+    def bad_messages(self, credentials: Mapping[str, str]) -> list[Payload]:
         return [
             {"msg": "an object without a type", "role": "other"},
             {"type": "event:mystery", "detail": "a type nobody documented"},

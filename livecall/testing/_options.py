@@ -1,14 +1,16 @@
 """The knobs of the fault and flood scenarios, checked once, up front."""
+
 import random
-from typing import List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import attrs
 
 DropMode = Union[str, int]
-DROP_MODES: Tuple[DropMode, ...] = ("reset", 1001, 1011, 1012)
+DROP_MODES: tuple[DropMode, ...] = ("reset", 1001, 1011, 1012)
 
 
-def _modes(value: Union[DropMode, Sequence[DropMode]]) -> Tuple[DropMode, ...]:
+def _modes(value: Union[DropMode, Sequence[DropMode]]) -> tuple[DropMode, ...]:
     modes = (value,) if isinstance(value, (str, int)) else tuple(value)
     if not modes:
         raise ValueError("drop_mode needs at least one mode")
@@ -18,7 +20,7 @@ def _modes(value: Union[DropMode, Sequence[DropMode]]) -> Tuple[DropMode, ...]:
     return modes
 
 
-def _positions(value: Optional[Sequence[int]]) -> Optional[Tuple[int, ...]]:
+def _positions(value: Optional[Sequence[int]]) -> Optional[tuple[int, ...]]:
     return None if value is None else tuple(int(position) for position in value)
 
 
@@ -51,16 +53,16 @@ class ScenarioOptions:
     - ``join_timeout``: how long Hiya's ``screening`` waits for ``client:joinCall``.
     """
 
-    drop_mode: Tuple[DropMode, ...] = attrs.field(default="reset", converter=_modes)
+    drop_mode: tuple[DropMode, ...] = attrs.field(default="reset", converter=_modes)
     drops: int = attrs.field(default=1, validator=_at_least(1))
-    drop_at: Optional[Tuple[int, ...]] = attrs.field(default=None, converter=_positions)
+    drop_at: Optional[tuple[int, ...]] = attrs.field(default=None, converter=_positions)
     silence_at: Optional[int] = None
     lose: int = attrs.field(default=1, validator=_at_least(0))
     seed: Optional[int] = None
     flood_count: int = attrs.field(default=1000, validator=_at_least(1))
     join_timeout: float = attrs.field(default=5.0, validator=_at_least(0))
 
-    def drop_plan(self, message_count: int) -> List[Tuple[int, DropMode]]:
+    def drop_plan(self, message_count: int) -> list[tuple[int, DropMode]]:
         """Where each cut goes and how it cuts, for a script of ``message_count`` messages."""
         rng = random.Random(self.seed)
         if self.drop_at is not None:

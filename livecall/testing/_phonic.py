@@ -4,12 +4,14 @@ The scripted conversation mixes both shapes servers send: the spec's
 (``text``, ``from_phone_number``) and the SDK's (``call_info``, words in
 ``live_transcript`` with ``text`` null, an item without ``id``).
 """
+
 import functools
 import itertools
 import re
 import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Optional
 from urllib.parse import unquote
 
 from ._options import ScenarioOptions
@@ -39,8 +41,8 @@ class _Conversation:
         self.id = conversation_id
         self.started = datetime.now(timezone.utc)
 
-    def item(self, index: int, role: str, text: str, shape: str = "spec") -> Dict[str, Any]:
-        item: Dict[str, Any] = {
+    def item(self, index: int, role: str, text: str, shape: str = "spec") -> dict[str, Any]:
+        item: dict[str, Any] = {
             "id": f"{self.id}-{index}",
             "item_idx": index,
             "role": role,
@@ -60,7 +62,7 @@ class _Conversation:
             del item["id"]
         return item
 
-    def snapshot(self, items: Sequence[Dict[str, Any]], ended: bool = False) -> Dict[str, Any]:
+    def snapshot(self, items: Sequence[dict[str, Any]], ended: bool = False) -> dict[str, Any]:
         words = "\n".join(item["text"] or item["live_transcript"] for item in items)
         duration = sum(item["duration_ms"] for item in items)
         conversation = {
@@ -117,12 +119,14 @@ def long(options: ScenarioOptions, credentials: Mapping[str, str]) -> Script:
     """``LONG_TURNS`` turns, the scripted five over and over, one new item per snapshot."""
     conv = _Conversation(credentials["conversation_id"])
     turns = itertools.islice(itertools.cycle(_TURNS), LONG_TURNS)
-    items = [conv.item(index, role, f"{text} ({index})", shape) for index, (role, text, shape) in enumerate(turns)]
+    items = [
+        conv.item(index, role, f"{text} ({index})", shape) for index, (role, text, shape) in enumerate(turns)
+    ]
     snapshots = [Send(conv.snapshot(items[:n]), snapshot=True) for n in range(1, LONG_TURNS + 1)]
     return Script((*snapshots, _ENDED), initial=conv.snapshot([]))
 
 
-def _flood_snapshot(conv: _Conversation, number: int) -> Dict[str, Any]:
+def _flood_snapshot(conv: _Conversation, number: int) -> dict[str, Any]:
     item = conv.item(0, "assistant", f"flood message {number}")
     item["sent_at"] = time.time()
     return conv.snapshot([item])
@@ -173,7 +177,7 @@ class Phonic(Provider):
     def error(self, message: str) -> Payload:
         return {"type": "error", "error": {"message": message}}
 
-    def bad_messages(self, credentials: Mapping[str, str]) -> List[Payload]:
+    def bad_messages(self, credentials: Mapping[str, str]) -> list[Payload]:
         conversation_id = credentials["conversation_id"]
         stray = {"item_idx": 0, "role": "system", "text": "a role Phonic never documented"}
         return [

@@ -1,14 +1,16 @@
 """What differs between the simulated providers, behind one small interface."""
+
 import hmac
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Optional
 
 import attrs
 
 from ._options import ScenarioOptions
 from ._steps import Payload, Script
 
-Rejection = Tuple[int, str]  # HTTP status and the body text (never a credential)
+Rejection = tuple[int, str]  # HTTP status and the body text (never a credential)
 Effect = Optional[str]  # "join" or "end": what a client message does to the call
 
 
@@ -45,10 +47,10 @@ class Provider:
     #: credential name -> default value; these names are keyword arguments of Simulator.
     credentials: Mapping[str, str]
     #: the credentials passed on to the livecall client, under the same names
-    client_credentials: Tuple[str, ...]
+    client_credentials: tuple[str, ...]
     scripts: Mapping[str, BaseScript]
 
-    def client_kwargs(self, url: str, credentials: Mapping[str, str]) -> Dict[str, str]:
+    def client_kwargs(self, url: str, credentials: Mapping[str, str]) -> dict[str, str]:
         """The keyword arguments the livecall client for this provider takes."""
         return dict(url=url, **{name: credentials[name] for name in self.client_credentials})
 
@@ -56,7 +58,7 @@ class Provider:
         """Why the handshake ``request`` (a :class:`ConnectionRecord`) is refused, or None."""
         raise NotImplementedError
 
-    def answer(self, frame: Any) -> Tuple[Optional[Payload], Effect]:
+    def answer(self, frame: Any) -> tuple[Optional[Payload], Effect]:
         """The reply to a client frame, if any, and its effect on the call."""
         return None, None
 
@@ -64,11 +66,11 @@ class Provider:
         """This provider's ``error`` message."""
         raise NotImplementedError
 
-    def malformed(self, credentials: Mapping[str, str]) -> List[Payload]:
+    def malformed(self, credentials: Mapping[str, str]) -> list[Payload]:
         """Frames a robust client must survive, one of each kind of defect."""
         return ["{not json", b"\x00\x01 binary frame", [1, 2, 3], *self.bad_messages(credentials)]
 
-    def bad_messages(self, credentials: Mapping[str, str]) -> List[Payload]:
+    def bad_messages(self, credentials: Mapping[str, str]) -> list[Payload]:
         """JSON objects wrong for this provider: no ``type``, unknown ``type``, a missing
         field, a wrongly typed field, an unknown ``role``."""
         raise NotImplementedError

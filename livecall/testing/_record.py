@@ -4,14 +4,16 @@ Server threads write records under the journal's condition and notify it, so
 a test can block in :meth:`Journal.wait_for` until what it expects has
 happened instead of sleeping.
 """
+
 import threading
 import time
-from typing import Any, Callable, List, Mapping, Optional, Tuple, TypeVar, Union
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, TypeVar, Union
 
 import attrs
 
 Frame = Union[str, bytes]
-Headers = Tuple[Tuple[str, str], ...]
+Headers = tuple[tuple[str, str], ...]
 T = TypeVar("T")
 
 
@@ -38,8 +40,8 @@ class ConnectionRecord:
     reset: bool = False
     silenced: bool = False
     closed: bool = False
-    _received: List[Frame] = attrs.field(factory=list, repr=False)
-    _sent: List[Frame] = attrs.field(factory=list, repr=False)
+    _received: list[Frame] = attrs.field(factory=list, repr=False)
+    _sent: list[Frame] = attrs.field(factory=list, repr=False)
     _lock: Any = attrs.field(factory=threading.RLock, repr=False)
 
     @property
@@ -47,13 +49,13 @@ class ConnectionRecord:
         return self.status == 101
 
     @property
-    def received(self) -> Tuple[Frame, ...]:
+    def received(self) -> tuple[Frame, ...]:
         """Frames the client sent, in order (text as ``str``, binary as ``bytes``)."""
         with self._lock:
             return tuple(self._received)
 
     @property
-    def sent(self) -> Tuple[Frame, ...]:
+    def sent(self) -> tuple[Frame, ...]:
         """Frames the simulator sent on this connection, in order."""
         with self._lock:
             return tuple(self._sent)
@@ -69,7 +71,7 @@ class Journal:
 
     def __init__(self) -> None:
         self.condition = threading.Condition(threading.RLock())
-        self._records: List[ConnectionRecord] = []
+        self._records: list[ConnectionRecord] = []
 
     def open(self, path: str, query: Mapping[str, str], headers: Headers) -> ConnectionRecord:
         with self.condition:
@@ -89,7 +91,7 @@ class Journal:
             (record._sent if sent else record._received).append(frame)
             self.condition.notify_all()
 
-    def records(self) -> Tuple[ConnectionRecord, ...]:
+    def records(self) -> tuple[ConnectionRecord, ...]:
         with self.condition:
             return tuple(self._records)
 

@@ -6,7 +6,9 @@ a fault (``drop``, ``silence``, ``malformed``) applied to the provider's
 default call, or several joined with ``+`` (``flood+drop``,
 ``malformed+silence``).  ``auth`` and ``auth-close`` stand alone.
 """
-from typing import Callable, Dict, Mapping, Optional, Tuple
+
+from collections.abc import Mapping
+from typing import Callable, Optional
 
 import attrs
 
@@ -16,7 +18,7 @@ from ._phonic import PHONIC
 from ._provider import Provider
 from ._steps import Close, Cut, Script, Send, Silence
 
-PROVIDERS: Dict[str, Provider] = {provider.name: provider for provider in (HIYA, PHONIC)}
+PROVIDERS: dict[str, Provider] = {provider.name: provider for provider in (HIYA, PHONIC)}
 
 
 @attrs.frozen
@@ -68,18 +70,18 @@ def _auth_close(context: _Context) -> Script:
     return Script((Close((error,), 1008, "unauthorized"),))
 
 
-_FAULTS: Dict[str, Tuple[str, Fault]] = {
+_FAULTS: dict[str, tuple[str, Fault]] = {
     "drop": ("cuts the connection mid-call (drop_mode, drops, drop_at, lose, seed)", _drop),
     "silence": ("goes silent mid-call, TCP open, pings unanswered, until the client reconnects", _silence),
     "malformed": ("mixes bad frames into the call: invalid JSON, binary, array, bad fields", _malformed),
 }
-_STANDALONE: Dict[str, Tuple[str, Callable[[_Context], Script]]] = {
+_STANDALONE: dict[str, tuple[str, Callable[[_Context], Script]]] = {
     "auth": ("refuses every handshake with HTTP 401", _auth),
     "auth-close": ("accepts the handshake, sends an error message, closes with 1008", _auth_close),
 }
 
 
-def scenarios(provider: Optional[str] = None) -> Tuple[ScenarioInfo, ...]:
+def scenarios(provider: Optional[str] = None) -> tuple[ScenarioInfo, ...]:
     """Every scenario name, for one provider or both; the default comes first."""
     infos = []
     for name in [provider] if provider else list(PROVIDERS):

@@ -4,6 +4,7 @@ It accepts connections itself (a named daemon thread each) and hands them to
 websockets' threaded server for the handshake and framing, so every thread is
 named and daemonic and ``stop()`` can always cut a stuck connection.
 """
+
 import inspect
 import logging
 import os
@@ -12,7 +13,7 @@ import socket
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
@@ -33,7 +34,7 @@ T = TypeVar("T")
 _GRACE = 2.0  # seconds stop() lets connections close with 1001 before cutting them
 
 
-def _serve_options() -> Dict[str, Any]:
+def _serve_options() -> dict[str, Any]:
     """Options for ``serve()``.
 
     Keepalive pings are off where websockets has them (>= 14): a server ping
@@ -42,7 +43,7 @@ def _serve_options() -> Dict[str, Any]:
     """
     logger = logging.getLogger("livecall.testing.websockets")
     logger.setLevel(logging.INFO)
-    options: Dict[str, Any] = {"compression": None, "open_timeout": 5, "close_timeout": 1, "logger": logger}
+    options: dict[str, Any] = {"compression": None, "open_timeout": 5, "close_timeout": 1, "logger": logger}
     if "ping_interval" in inspect.signature(serve).parameters:
         options["ping_interval"] = None
     return options
@@ -104,12 +105,12 @@ class Simulator:
         script = build(spec, self.scenario, ScenarioOptions(**kwargs), self._credentials)
         self._journal = Journal()
         self._call = CallState(script, self._journal)
-        self._bind: Tuple[str, int] = (host, port)
-        self._address: Optional[Tuple[str, int]] = None
+        self._bind: tuple[str, int] = (host, port)
+        self._address: Optional[tuple[str, int]] = None
         self._state = "new"
         self._stopped = threading.Event()
-        self._sockets: Dict[SimSocket, threading.Thread] = {}
-        self._pending: "weakref.WeakKeyDictionary[Any, ConnectionRecord]" = weakref.WeakKeyDictionary()
+        self._sockets: dict[SimSocket, threading.Thread] = {}
+        self._pending: weakref.WeakKeyDictionary[Any, ConnectionRecord] = weakref.WeakKeyDictionary()
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -200,16 +201,16 @@ class Simulator:
         return self._address[1]
 
     @property
-    def credentials(self) -> Dict[str, str]:
+    def credentials(self) -> dict[str, str]:
         """The credentials the simulator expects (a copy)."""
         return dict(self._credentials)
 
-    def client_kwargs(self) -> Dict[str, str]:
+    def client_kwargs(self) -> dict[str, str]:
         """Keyword arguments for the matching livecall client (HiyaClient / PhonicClient)."""
         return self._spec.client_kwargs(self.url, self._credentials)
 
     @property
-    def connections(self) -> Tuple[ConnectionRecord, ...]:
+    def connections(self) -> tuple[ConnectionRecord, ...]:
         """Every connection attempt so far, oldest first."""
         return self._journal.records()
 
@@ -263,7 +264,9 @@ class Simulator:
                 count += 1
                 sock = SimSocket.adopt(accepted)
                 name = f"livecall-sim-{self.provider}-conn-{count}"
-                thread = threading.Thread(target=self._serve_one, args=(sock, address), name=name, daemon=True)
+                thread = threading.Thread(
+                    target=self._serve_one, args=(sock, address), name=name, daemon=True
+                )
                 with self._journal.condition:
                     self._sockets[sock] = thread
                 thread.start()

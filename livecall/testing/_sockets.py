@@ -5,6 +5,7 @@ merely stops sending still looks alive.  Every byte it reads or writes goes
 through this socket object, though: freezing it here makes the connection a
 dead peer for real, with TCP left open.
 """
+
 import socket
 import struct
 import threading

@@ -5,8 +5,10 @@ data so that scenarios can be composed (a fault is a step inserted into a
 normal script) and so the call's position survives from one connection to the
 next: it is just an index.
 """
+
 import json
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any, Callable, Optional, Union
 
 import attrs
 
@@ -73,7 +75,7 @@ class Close:
     (a call that is over stays over; refused credentials stay refused).
     """
 
-    payloads: Tuple[Any, ...]
+    payloads: tuple[Any, ...]
     code: int
     reason: str = ""
     ends_call: bool = False
@@ -92,7 +94,7 @@ class Script:
     otherwise valid handshake gets instead of 101.
     """
 
-    steps: Tuple[Step, ...]
+    steps: tuple[Step, ...]
     initial: Optional[Payload] = None
     paced: bool = True
     refuse: Optional[int] = None
@@ -106,7 +108,7 @@ class Script:
         """How many :class:`Send` steps; fault positions count in these."""
         return sum(isinstance(step, Send) for step in self.steps)
 
-    def with_inserted(self, inserts: Sequence[Tuple[int, Step]]) -> "Script":
+    def with_inserted(self, inserts: Sequence[tuple[int, Step]]) -> "Script":
         """A copy with each ``(position, step)`` placed after the position-th message."""
         count = self.message_count
         for position, _ in inserts:

@@ -8,7 +8,9 @@ nothing heavy: websockets is only imported when a fixture is used.
         client.run()
         assert hiya_simulator.call_ended
 """
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import pytest
 
@@ -23,7 +25,7 @@ def livecall_simulator() -> Iterator[Callable[..., "Simulator"]]:
     ``pace``) and stops it when the test ends."""
     from livecall.testing import Simulator
 
-    started: List[Simulator] = []
+    started: list[Simulator] = []
 
     def start(provider: str, scenario: Optional[str] = None, **kwargs: Any) -> Simulator:
         simulator = Simulator(provider, scenario, **kwargs).start()

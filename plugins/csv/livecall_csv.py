@@ -5,11 +5,12 @@ gives one file per call.  Library users register a ``CsvWriter`` themselves:
 
     client = PhonicClient(..., plugins=[CsvWriter("calls.csv")])
 """
+
 import csv
 import os
 import re
 import threading
-from typing import Dict, List, Optional
+from typing import Optional
 
 import livecall
 
@@ -64,7 +65,7 @@ class CsvWriter:
         self.path = os.fspath(path)
         self._per_call = PLACEHOLDER in self.path
         self._lock = threading.Lock()
-        self._files: Dict[str, _CsvFile] = {}
+        self._files: dict[str, _CsvFile] = {}
         directory = os.path.dirname(self.path) or "."
         if PLACEHOLDER not in directory and not os.path.isdir(directory):
             raise livecall.ConfigurationError(
@@ -126,8 +127,7 @@ class _CsvFile:
         header = _header_of(path)
         if header is not None and tuple(header) != COLUMNS:
             raise livecall.ConfigurationError(
-                f"{path!r} already holds a CSV with other columns ({', '.join(header)}); "
-                "choose another file"
+                f"{path!r} already holds a CSV with other columns ({', '.join(header)}); choose another file"
             )
         self._file = open(path, "a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
@@ -142,7 +142,7 @@ class _CsvFile:
         self._file.close()
 
 
-def _header_of(path: str) -> Optional[List[str]]:
+def _header_of(path: str) -> Optional[list[str]]:
     """The first row of an existing non-empty file, else None."""
     try:
         with open(path, newline="", encoding="utf-8") as existing:
@@ -150,4 +150,6 @@ def _header_of(path: str) -> Optional[List[str]]:
     except FileNotFoundError:
         return None
     except (UnicodeDecodeError, csv.Error):
-        raise livecall.ConfigurationError(f"{path!r} exists and is not a CSV file; choose another file") from None
+        raise livecall.ConfigurationError(
+            f"{path!r} exists and is not a CSV file; choose another file"
+        ) from None

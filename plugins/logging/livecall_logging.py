@@ -6,10 +6,11 @@ Records go to the logger ``livecall.events.<kind>`` (``livecall.events.transcrip
 syslog, JSON formatters) receive them and can filter on them.  Library users
 register an ``EventLogger``; ``livecall watch --log-file PATH`` adds a handler.
 """
+
 import logging
 import logging.handlers
 import sys
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Optional
 
 import livecall
 
@@ -21,16 +22,18 @@ FORMAT = "%(asctime)s %(levelname)s %(provider)s %(call_id)s %(event)s: %(messag
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _REGISTERED_AS = "event-logger"
 
-_Describe = Tuple[int, str, Callable[[Any], Tuple[Any, ...]]]
+_Describe = tuple[int, str, Callable[[Any], tuple[Any, ...]]]
 #: How each event reads in a log: its level, a message template and the template's arguments.
-_DESCRIPTIONS: Dict[type, _Describe] = {
+_DESCRIPTIONS: dict[type, _Describe] = {
     livecall.CallStarted: (logging.INFO, "call from %s started", lambda e: (e.phone,)),
     livecall.Transcript: (logging.INFO, "%s: %s", lambda e: (e.role, e.text)),
     livecall.ScreeningEnded: (logging.INFO, "screening ended: %s", lambda e: (e.message,)),
     livecall.CallEnded: (logging.INFO, "call ended", lambda e: ()),
     livecall.Ack: (logging.INFO, "request %s acknowledged", lambda e: (e.ack_id,)),
     livecall.ConversationUpdated: (
-        logging.INFO, "conversation updated, items: %d", lambda e: (len(e.conversation.items),)
+        logging.INFO,
+        "conversation updated, items: %d",
+        lambda e: (len(e.conversation.items),),
     ),
     livecall.ConversationEnded: (logging.INFO, "conversation ended", lambda e: ()),
     livecall.ServerError: (logging.ERROR, "server error: %s", lambda e: (e.message,)),
@@ -61,7 +64,9 @@ def livecall_addoption(parser):
         metavar="N",
         help="rotate --log-file when it would pass N bytes, keeping --log-backups old files",
     )
-    group.add_argument("--log-backups", type=int, default=5, metavar="N", help="rotated files kept (default 5)")
+    group.add_argument(
+        "--log-backups", type=int, default=5, metavar="N", help="rotated files kept (default 5)"
+    )
 
 
 @livecall.hookimpl
@@ -99,7 +104,9 @@ def _handler(path: Optional[str], max_bytes: Optional[int], backups: int) -> log
         else:
             handler = logging.FileHandler(path, mode="a", encoding="utf-8")
     except OSError as error:
-        raise livecall.ConfigurationError(f"cannot open log file {path!r}: {error.strerror or error}") from None
+        raise livecall.ConfigurationError(
+            f"cannot open log file {path!r}: {error.strerror or error}"
+        ) from None
     handler.setFormatter(logging.Formatter(FORMAT))
     return handler
 
@@ -121,7 +128,7 @@ class EventLogger:
 
     def __init__(self, handler: Optional[logging.Handler] = None, level: Optional[str] = None):
         self._base = logging.getLogger(LOGGER_NAME)
-        self._loggers: Dict[str, logging.Logger] = {}
+        self._loggers: dict[str, logging.Logger] = {}
         self._handler = handler
         self._before = (self._base.level, self._base.propagate)
         if level is not None:

@@ -8,13 +8,15 @@ at the end of the run, so a CI log shows how much was thrown at the client.
 anywhere, fragment messages, slip pings between the pieces, and see exactly
 what the client sends back.
 """
+
 import base64
 import hashlib
 import socket
 import struct
 import threading
 from collections import Counter
-from typing import Callable, Dict, Iterator, List, Tuple
+from collections.abc import Iterator
+from typing import Callable
 
 import pytest
 
@@ -42,7 +44,7 @@ def figures(record_property) -> Callable[..., None]:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    per_module: Dict[str, Counter] = {}
+    per_module: dict[str, Counter] = {}
     for reports in terminalreporter.stats.values():
         for report in reports:
             if getattr(report, "when", None) == "call":
@@ -92,7 +94,7 @@ class RawPeer:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def receive(self) -> Tuple[int, bytes]:
+    def receive(self) -> tuple[int, bytes]:
         """The client's next frame: (opcode, unmasked payload); fragments are not joined."""
         first, second = self._exactly(2)
         size = second & 0x7F
@@ -152,8 +154,8 @@ class RawServer:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"ws://127.0.0.1:{self._listener.getsockname()[1]}"
         self.accepted = 0
-        self.errors: List[BaseException] = []
-        self._connections: List[socket.socket] = []
+        self.errors: list[BaseException] = []
+        self._connections: list[socket.socket] = []
         self._thread = threading.Thread(target=self._serve, name="raw-websocket-server", daemon=True)
         self._thread.start()
 
@@ -188,7 +190,7 @@ class RawServer:
 @pytest.fixture
 def raw_server() -> Iterator[Callable[[Callable[[RawPeer], None]], RawServer]]:
     """Factory: ``raw_server(play)`` serves ``play`` on loopback until the test ends."""
-    servers: List[RawServer] = []
+    servers: list[RawServer] = []
 
     def start(play: Callable[[RawPeer], None]) -> RawServer:
         server = RawServer(play)

@@ -1,4 +1,5 @@
 """join_call() against a server that never acks, and one that drops the connection instead."""
+
 import json
 import threading
 
@@ -12,9 +13,13 @@ START = json.dumps({"type": "event:start", "phone": "+15551234567", "timestamp":
 
 def _started_client(server, plugin_manager, **options):
     client = livecall.HiyaClient(
-        "ack-token-7d21", "ack-conversation-5e90", "user-1", url=server.url,
-        plugin_manager=plugin_manager, **options,
-    )  # fmt: skip
+        "ack-token-7d21",
+        "ack-conversation-5e90",
+        "user-1",
+        url=server.url,
+        plugin_manager=plugin_manager,
+        **options,
+    )
     started = threading.Event()
     client.on(CallStarted, lambda call, event: started.set())
     client.start()

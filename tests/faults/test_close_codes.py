@@ -1,4 +1,5 @@
 """How a server's close frame ends a watch, code by code, from a server written byte by byte."""
+
 import struct
 
 import pytest
@@ -27,8 +28,9 @@ def _closing_with(payload):
 )
 def test_a_close_frame_ends_the_watch_by_its_code(raw_server, plugin_manager, recorder, payload, reason):
     server = raw_server(_closing_with(payload))
-    client = livecall.PhonicClient("conv_1", api_key="close-key-51c2", url=server.url,
-                                   plugin_manager=plugin_manager, max_retries=3)  # fmt: skip
+    client = livecall.PhonicClient(
+        "conv_1", api_key="close-key-51c2", url=server.url, plugin_manager=plugin_manager, max_retries=3
+    )
     client.start()
     if reason is EndReason.ERROR:
         with pytest.raises(livecall.ProtocolError, match="4001: go away"):

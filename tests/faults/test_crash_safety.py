@@ -4,6 +4,7 @@ No handler runs on SIGKILL, so what is on disk is whatever each write left:
 rows and records must be written whole and flushed one by one, and files
 opened for appending.  A second run then appends to the same files.
 """
+
 import csv
 import os
 import re
@@ -31,10 +32,24 @@ def _watch(sim, csv_path, log_path):
     """``livecall watch hiya`` on ``sim`` in a child process, writing both files."""
     credentials = sim.credentials
     command = [
-        sys.executable, "-m", "livecall", "watch", "hiya", "--url", sim.url, "--format", "jsonl",
-        "--conversation-token", credentials["conversation_token"], "--user-id", credentials["user_id"],
-        "--csv", str(csv_path), "--log-file", str(log_path),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "livecall",
+        "watch",
+        "hiya",
+        "--url",
+        sim.url,
+        "--format",
+        "jsonl",
+        "--conversation-token",
+        credentials["conversation_token"],
+        "--user-id",
+        credentials["user_id"],
+        "--csv",
+        str(csv_path),
+        "--log-file",
+        str(log_path),
+    ]
     environment = dict(os.environ, HIYA_TOKEN=credentials["token"])
     return subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -65,7 +80,9 @@ def _log_lines(log_path):
     assert text.startswith(EARLIER), "appended to, never truncated"
     assert text.endswith("\n"), "the last record is whole"
     lines = text[len(EARLIER) :].splitlines()
-    assert all(RECORD.fullmatch(line) for line in lines), [line for line in lines if not RECORD.fullmatch(line)][:3]
+    assert all(RECORD.fullmatch(line) for line in lines), [
+        line for line in lines if not RECORD.fullmatch(line)
+    ][:3]
     return lines
 
 

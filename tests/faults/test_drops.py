@@ -1,4 +1,5 @@
 """Connections cut mid-call, again and again: nothing said is lost or said twice."""
+
 import pytest
 
 from livecall import ConversationEnded, EndReason, Reconnecting, Transcript

@@ -6,6 +6,7 @@ between them, some large; and the byte stream is written in random-sized
 pieces.  Every frame is legal WebSocket, so the connection must survive all
 of them: one reader, one connection, an event per message, a normal end.
 """
+
 import json
 import random
 
@@ -26,13 +27,33 @@ VALID = {
         {"type": "error", "description": "something went wrong"},
     ],
     "phonic": [
-        {"type": "conversation-updated", "conversation": {"id": "conv_fuzz", "items": [
-            {"id": "a", "item_idx": 0, "role": "assistant", "text": "Hello!", "started_at": TIMESTAMP},
-            {"item_idx": 1, "role": "user", "text": None, "live_transcript": "Hi", "duration_ms": 900},
-        ], "from_phone_number": "+15551234567", "started_at": TIMESTAMP}},
+        {
+            "type": "conversation-updated",
+            "conversation": {
+                "id": "conv_fuzz",
+                "items": [
+                    {
+                        "id": "a",
+                        "item_idx": 0,
+                        "role": "assistant",
+                        "text": "Hello!",
+                        "started_at": TIMESTAMP,
+                    },
+                    {
+                        "item_idx": 1,
+                        "role": "user",
+                        "text": None,
+                        "live_transcript": "Hi",
+                        "duration_ms": 900,
+                    },
+                ],
+                "from_phone_number": "+15551234567",
+                "started_at": TIMESTAMP,
+            },
+        },
         {"type": "error", "error": {"message": "something went wrong"}},
     ],
-}  # fmt: skip
+}
 #: The message that ends the call: sent once, last, never produced by the fuzzer.
 ENDING = {
     "hiya": {"type": "event:callEnd", "timestamp": TIMESTAMP},
@@ -104,11 +125,16 @@ def test_ten_thousand_fuzzed_frames_and_the_call_still_ends_normally(
 
     server = raw_server(play)
     if provider == "hiya":
-        credentials = dict(token="fuzz-token-9d2b", conversation_token="fuzz-conversation-9d2b", user_id="fuzz")
-        client = livecall.HiyaClient(**credentials, url=server.url, plugin_manager=plugin_manager, max_retries=0)
+        credentials = dict(
+            token="fuzz-token-9d2b", conversation_token="fuzz-conversation-9d2b", user_id="fuzz"
+        )
+        client = livecall.HiyaClient(
+            **credentials, url=server.url, plugin_manager=plugin_manager, max_retries=0
+        )
     else:
-        client = livecall.PhonicClient("conv_fuzz", api_key="fuzz-key-9d2b", url=server.url,
-                                       plugin_manager=plugin_manager, max_retries=0)  # fmt: skip
+        client = livecall.PhonicClient(
+            "conv_fuzz", api_key="fuzz-key-9d2b", url=server.url, plugin_manager=plugin_manager, max_retries=0
+        )
     client.run()
     events = recorder.events()
     messages = [event for event in events if not (provider == "phonic" and isinstance(event, Transcript))]

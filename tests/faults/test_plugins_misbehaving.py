@@ -3,6 +3,7 @@
 A small queue makes the reader wait on the dispatcher, so a plugin's stall
 reaches the socket, as it would on a busy call.
 """
+
 import json
 import subprocess
 import sys
@@ -94,7 +95,9 @@ def test_a_plugin_that_blocks_for_seconds_delays_but_costs_the_others_nothing(
     assert took < BLOCK + SLACK
 
 
-def test_a_plugin_that_raises_on_every_call_costs_the_others_nothing(client_for, plugin_manager, recorder, figures):
+def test_a_plugin_that_raises_on_every_call_costs_the_others_nothing(
+    client_for, plugin_manager, recorder, figures
+):
     raising = Raising()
     plugin_manager.register(raising, name="raising")
     # Clean closes: a TCP reset throws away frames in flight, which would hide a loss.
@@ -103,14 +106,20 @@ def test_a_plugin_that_raises_on_every_call_costs_the_others_nothing(client_for,
         client.run()
     said = [line.text for line in recorder.events(Transcript)]
     failures = [error for error in recorder.of("error") if isinstance(error, PluginError)]
-    figures(events_sent=300, events_received=len(said), events_lost=300 - len(said), faults_injected=raising.calls)
+    figures(
+        events_sent=300, events_received=len(said), events_lost=300 - len(said), faults_injected=raising.calls
+    )
     assert said == flood_lines(300)
     assert len(recorder.of("reconnect")) == 2 and recorder.of("call_end") == [EndReason.ENDED]
     # Every failure is reported to the others, call_end's included, though it is the last hook.
     assert len(failures) == raising.calls and {error.plugin for error in failures} == {"raising"}
     assert {error.hook for error in failures} == {
-        "livecall_call_start", "livecall_event", "livecall_transcript", "livecall_reconnect", "livecall_call_end",
-    }  # fmt: skip
+        "livecall_call_start",
+        "livecall_event",
+        "livecall_transcript",
+        "livecall_reconnect",
+        "livecall_call_end",
+    }
 
 
 def test_a_plugin_that_closes_the_client_from_a_hook_does_not_wait_on_itself(
@@ -126,7 +135,9 @@ def test_a_plugin_that_closes_the_client_from_a_hook_does_not_wait_on_itself(
         record = sim.wait_for(lambda: sim.connections[0].closed and sim.connections[0])
     sent = [json.loads(frame)["msg"] for frame in record.sent if '"transcript"' in frame]
     said = [line.text for line in recorder.events(Transcript)]
-    figures(events_sent=len(sent), events_received=len(said), events_lost=len(sent) - len(said), faults_injected=1)
+    figures(
+        events_sent=len(sent), events_received=len(said), events_lost=len(sent) - len(said), faults_injected=1
+    )
     assert closing.close_took is not None and closing.close_took < 1.0, closing.close_took
     assert said == sent, "what came before the close reply is delivered, in order"
     assert record.client_close_code == 1000
@@ -155,12 +166,19 @@ def test_the_process_exits_on_time_whatever_its_plugins_do(figures):
         started = time.monotonic()
         child = subprocess.run(
             [sys.executable, "-c", CHILD, json.dumps(sim.client_kwargs()), str(Path(__file__).parent)],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         took = time.monotonic() - started
     assert child.returncode == 0, child.stderr
     result = json.loads(child.stdout)
-    figures(events_sent=len(result["lines"]), events_received=len(result["lines"]), events_lost=0, faults_injected=3)
+    figures(
+        events_sent=len(result["lines"]),
+        events_received=len(result["lines"]),
+        events_lost=0,
+        faults_injected=3,
+    )
     # Closed, or ended: while the first line blocked, the whole call may have reached the socket.
     assert result["reason"] in ("closed", "ended")
     assert result["lines"] == flood_lines(len(result["lines"])) and len(result["lines"]) >= 50

@@ -4,6 +4,7 @@ Each moment (connecting, backing off, while a hook runs, from two threads at
 once) is repeated fifty times, at points drawn from a seeded generator, so a
 failure names its repetition and replays exactly.
 """
+
 import random
 import socket
 import threading
@@ -25,9 +26,11 @@ BOUND = 1.5
 
 def _client(cls, **kwargs):
     options = dict(
-        close_timeout=CLOSE_TIMEOUT, ping_interval=0.5, ping_timeout=0.5,
+        close_timeout=CLOSE_TIMEOUT,
+        ping_interval=0.5,
+        ping_timeout=0.5,
         plugin_manager=create_plugin_manager(autoload=False),
-    )  # fmt: skip
+    )
     options.update(kwargs)
     return cls(**options)
 
@@ -42,8 +45,13 @@ def close_while_connecting(rng, clients):
     """The server took the TCP connection and reads the upgrade request, but never answers it."""
     with socket.create_server(("127.0.0.1", 0)) as mute:
         url = f"ws://127.0.0.1:{mute.getsockname()[1]}"
-        client = _client(livecall.PhonicClient, conversation_id="conv_mute", api_key="mute-key-3a9e", url=url,
-                         connect_timeout=30)  # fmt: skip
+        client = _client(
+            livecall.PhonicClient,
+            conversation_id="conv_mute",
+            api_key="mute-key-3a9e",
+            url=url,
+            connect_timeout=30,
+        )
         clients.append(client)
         threading.Thread(target=client.start, daemon=True).start()
         connection, _ = mute.accept()
@@ -58,8 +66,13 @@ def close_while_backing_off(rng, clients):
     with socket.socket() as refusing:
         refusing.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
         url = f"ws://127.0.0.1:{refusing.getsockname()[1]}"
-        client = _client(livecall.PhonicClient, conversation_id="conv_refused", api_key="refused-key-3a9e", url=url,
-                         backoff=livecall.Backoff(30, 30))  # fmt: skip
+        client = _client(
+            livecall.PhonicClient,
+            conversation_id="conv_refused",
+            api_key="refused-key-3a9e",
+            url=url,
+            backoff=livecall.Backoff(30, 30),
+        )
         clients.append(client)
         client.on(Reconnecting, lambda call, event: backing_off.set())
         threading.Thread(target=client.start, daemon=True).start()  # start() waits to be connected

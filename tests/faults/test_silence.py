@@ -1,4 +1,5 @@
 """Peers that go quiet with the TCP connection left open: noticed in bounded time, replaced."""
+
 import json
 import socket
 import time
@@ -54,9 +55,14 @@ def test_a_server_that_never_answers_the_handshake_is_given_up_on_in_time(plugin
     attempts = 3
     with socket.create_server(("127.0.0.1", 0), backlog=attempts + 1) as mute:  # never accepts, never answers
         client = livecall.PhonicClient(
-            "conv_mute", api_key="mute-key-0b7d", url=f"ws://127.0.0.1:{mute.getsockname()[1]}",
-            plugin_manager=plugin_manager, connect_timeout=0.2, max_retries=attempts - 1, backoff=BACKOFF,
-        )  # fmt: skip
+            "conv_mute",
+            api_key="mute-key-0b7d",
+            url=f"ws://127.0.0.1:{mute.getsockname()[1]}",
+            plugin_manager=plugin_manager,
+            connect_timeout=0.2,
+            max_retries=attempts - 1,
+            backoff=BACKOFF,
+        )
         started = time.monotonic()
         with pytest.raises(livecall.RetriesExhaustedError):
             client.run()

@@ -6,6 +6,7 @@ its rest, not be lost or cut into two messages.  The server below proves a
 tick went by at each cut: it waits for the client's ping, which the reader
 sends only from a timed-out read.
 """
+
 import json
 
 import pytest
@@ -22,7 +23,9 @@ CUTS = [(300, 1), (300, 3), (300, 150), (70_000, 5), (70_000, 35_000)]
 
 
 @pytest.mark.parametrize("size, cut", CUTS)
-def test_a_frame_split_across_a_timeout_arrives_whole(raw_server, plugin_manager, recorder, figures, size, cut):
+def test_a_frame_split_across_a_timeout_arrives_whole(
+    raw_server, plugin_manager, recorder, figures, size, cut
+):
     text = "".join(chr(0x41 + i % 26) for i in range(size))
     message = json.dumps({"type": "transcript", "msg": text, "role": "other", "offset": 1.5}).encode()
 
@@ -36,9 +39,16 @@ def test_a_frame_split_across_a_timeout_arrives_whole(raw_server, plugin_manager
 
     server = raw_server(play)
     client = livecall.HiyaClient(
-        "raw-token-5f1c", "raw-conversation-token-5f1c", "raw-user", url=server.url, plugin_manager=plugin_manager,
-        ping_interval=0.2, ping_timeout=2.0, close_timeout=1.0, max_retries=0,
-    )  # fmt: skip
+        "raw-token-5f1c",
+        "raw-conversation-token-5f1c",
+        "raw-user",
+        url=server.url,
+        plugin_manager=plugin_manager,
+        ping_interval=0.2,
+        ping_timeout=2.0,
+        close_timeout=1.0,
+        max_retries=0,
+    )
     client.run()
     events = recorder.events()
     figures(events_sent=2, events_received=len(events), events_lost=2 - len(events), faults_injected=1)

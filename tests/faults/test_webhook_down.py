@@ -4,6 +4,7 @@ If the target comes back while the forwarder still retries, every event is
 delivered once, in order.  If the run ends first, every undelivered event is
 in the dead-letter file, and ``livecall webhook-replay`` delivers them later.
 """
+
 import json
 import os
 import socket
@@ -58,7 +59,9 @@ class Target:
         server.socket = self._socket
         server.server_activate()
         server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, args=(0.05,), name="webhook-target", daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="webhook-target", daemon=True
+        ).start()
         self._server = server
 
     def stop(self):
@@ -94,7 +97,9 @@ def test_a_target_down_for_ten_seconds_gets_every_event_once_in_order(
         comes_back.cancel()
     sent = [livecall.to_json(client.call, event).encode() for event in recorder.events()]
     delivered = len(target.bodies)
-    figures(events_sent=len(sent), events_received=delivered, events_lost=len(sent) - delivered, faults_injected=1)
+    figures(
+        events_sent=len(sent), events_received=delivered, events_lost=len(sent) - delivered, faults_injected=1
+    )
     assert len(sent) == EVENTS
     assert target.bodies == sent, "every event once, in order"
     assert forwarder.delivered == EVENTS and not dead_letter.exists()
@@ -103,21 +108,37 @@ def test_a_target_down_for_ten_seconds_gets_every_event_once_in_order(
 def _livecall(*arguments, **environment):
     return subprocess.run(
         [sys.executable, "-m", "livecall", *arguments],
-        env=dict(os.environ, **environment), capture_output=True, timeout=60,
-    )  # fmt: skip
+        env=dict(os.environ, **environment),
+        capture_output=True,
+        timeout=60,
+    )
 
 
-def test_when_the_run_ends_first_every_undelivered_event_is_in_the_dead_letter_file(target, tmp_path, figures):
+def test_when_the_run_ends_first_every_undelivered_event_is_in_the_dead_letter_file(
+    target, tmp_path, figures
+):
     dead_letter = tmp_path / "dead-letter.jsonl"
     webhook = ["--webhook-url", target.url, "--webhook-timeout", "1"]
     with Simulator("hiya", "flood", flood_count=EVENTS - 2) as sim:
         credentials = sim.credentials
         watch = _livecall(
-            "watch", "hiya", "--url", sim.url, "--format", "jsonl", *webhook,
-            "--conversation-token", credentials["conversation_token"], "--user-id", credentials["user_id"],
-            "--webhook-dead-letter", str(dead_letter), "--webhook-drain-timeout", "0.5",
+            "watch",
+            "hiya",
+            "--url",
+            sim.url,
+            "--format",
+            "jsonl",
+            *webhook,
+            "--conversation-token",
+            credentials["conversation_token"],
+            "--user-id",
+            credentials["user_id"],
+            "--webhook-dead-letter",
+            str(dead_letter),
+            "--webhook-drain-timeout",
+            "0.5",
             HIYA_TOKEN=credentials["token"],
-        )  # fmt: skip
+        )
     events = watch.stdout.splitlines()
     assert watch.returncode == livecall_webhook.INCOMPLETE, watch.stderr.decode()
     assert len(events) == EVENTS and all(json.loads(line)["call_id"] for line in events)

@@ -1,4 +1,5 @@
 """livecall-csv: rows read back with the csv module, from real watches of the simulator."""
+
 import argparse
 import csv
 import json
@@ -52,7 +53,9 @@ def test_commas_quotes_and_newlines_survive(tmp_path):
     texts = ['Yes, "ten" works', "line one\nline two", 'a "quoted", multi\r\nline, text', "naïve café ☎"]
     with CsvWriter(str(path)) as writer:
         for index, text in enumerate(texts):
-            writer.livecall_transcript(call=call, transcript=livecall.Transcript(text, "user", offset=float(index)))
+            writer.livecall_transcript(
+                call=call, transcript=livecall.Transcript(text, "user", offset=float(index))
+            )
     rows = read_rows(path)
     assert [row[COLUMNS.index("text")] for row in rows[1:]] == texts
     assert [row[COLUMNS.index("offset")] for row in rows[1:]] == ["0.0", "1.0", "2.0", "3.0"]
@@ -64,7 +67,9 @@ def test_rows_are_on_disk_before_close(tmp_path):
     writer = CsvWriter(str(path))
     try:
         for index in range(3):
-            writer.livecall_transcript(call=call, transcript=livecall.Transcript(f"turn {index}", "user", item_idx=index))
+            writer.livecall_transcript(
+                call=call, transcript=livecall.Transcript(f"turn {index}", "user", item_idx=index)
+            )
             rows = read_rows(path)
             assert len(rows) == index + 2, "each row is readable the moment it is written"
             assert rows[-1][COLUMNS.index("item_idx")] == str(index)

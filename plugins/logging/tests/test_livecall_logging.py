@@ -1,4 +1,5 @@
 """livecall-logging: records caught by a real handler and a real file, from simulated calls."""
+
 import argparse
 import json
 import logging

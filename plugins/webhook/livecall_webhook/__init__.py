@@ -5,6 +5,7 @@ as its own request; whatever cannot be delivered ends up in a dead-letter
 file that ``livecall webhook-replay FILE --webhook-url URL`` sends again.
 Library users register a ``WebhookForwarder`` and ``close()`` it when done.
 """
+
 import argparse
 import os
 import shlex
@@ -41,15 +42,24 @@ def livecall_addoption(parser):
     group.add_argument("--webhook-url", metavar="URL", help="POST every event as JSON to URL")
     _add_delivery_options(group)
     group.add_argument(
-        "--webhook-queue-size", metavar="N", type=int, default=1000,
-        help="events waiting to be sent before more go straight to the dead-letter file (default: %(default)s)",
+        "--webhook-queue-size",
+        metavar="N",
+        type=int,
+        default=1000,
+        help="events waiting to be sent before more go straight to the dead-letter file "
+        "(default: %(default)s)",
     )
     group.add_argument(
-        "--webhook-drain-timeout", metavar="S", type=float, default=30.0,
+        "--webhook-drain-timeout",
+        metavar="S",
+        type=float,
+        default=30.0,
         help="at exit, wait this long for pending deliveries (default: %(default)s)",
     )
     group.add_argument(
-        "--webhook-dead-letter", metavar="PATH", default=DEFAULT_DEAD_LETTER,
+        "--webhook-dead-letter",
+        metavar="PATH",
+        default=DEFAULT_DEAD_LETTER,
         help="append undelivered events to PATH, one JSON line each (default: %(default)s)",
     )
 
@@ -132,19 +142,29 @@ def replay_command(config) -> int:
 def _add_delivery_options(group) -> None:
     """The options of one delivery, shared by watching and replaying."""
     group.add_argument(
-        "--webhook-secret", metavar="S",
+        "--webhook-secret",
+        metavar="S",
         help=f"sign each body with HMAC-SHA256 in {SIGNATURE_HEADER} (default: ${SECRET_ENV})",
     )
     group.add_argument(
-        "--webhook-timeout", metavar="S", type=float, default=10.0,
+        "--webhook-timeout",
+        metavar="S",
+        type=float,
+        default=10.0,
         help="seconds to wait for the target to connect, and again to answer (default: %(default)s)",
     )
     group.add_argument(
-        "--webhook-retries", metavar="N", type=int, default=5,
+        "--webhook-retries",
+        metavar="N",
+        type=int,
+        default=5,
         help="retries of one event after a connection error, timeout, 429 or 5xx (default: %(default)s)",
     )
     group.add_argument(
-        "--webhook-retry-time", metavar="S", type=float, default=60.0,
+        "--webhook-retry-time",
+        metavar="S",
+        type=float,
+        default=60.0,
         help="seconds one event may spend on retries (default: %(default)s)",
     )
 

@@ -5,6 +5,7 @@ bytes.  The file is created only when something goes into it, readable by
 its owner only (transcripts are personal data), and each line is flushed
 at once so that a crash keeps what was written.
 """
+
 import logging
 import os
 import threading
@@ -40,7 +41,9 @@ class DeadLetterFile:
                 self._file.flush()
             except OSError as error:
                 self.unwritten += 1
-                log.error("an undelivered event could not be written to %s: %s", self.path, error.strerror or error)
+                log.error(
+                    "an undelivered event could not be written to %s: %s", self.path, error.strerror or error
+                )
             else:
                 self.written += 1
 

@@ -1,9 +1,10 @@
 """The plugin proper: a queue between the hooks and one delivering thread."""
+
 import logging
 import queue
 import threading
 import time
-from typing import List, Optional
+from typing import Optional
 
 import attrs
 
@@ -48,7 +49,7 @@ class WebhookForwarder:
         self.delivered = 0
         #: Events put in the dead-letter file untried, for want of time at exit.
         self.unsent = 0
-        self._queue: "queue.Queue[Optional[_Delivery]]" = queue.Queue(queue_size)
+        self._queue: queue.Queue[Optional[_Delivery]] = queue.Queue(queue_size)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -96,7 +97,8 @@ class WebhookForwarder:
         return self.dead_letter.written + self.dead_letter.unwritten
 
     def __repr__(self) -> str:
-        return f"<WebhookForwarder {self.sender.safe_url} delivered={self.delivered} undelivered={self.undelivered}>"
+        counts = f"delivered={self.delivered} undelivered={self.undelivered}"
+        return f"<WebhookForwarder {self.sender.safe_url} {counts}>"
 
     def _submit(self, delivery: _Delivery) -> None:
         with self._lock:
@@ -157,7 +159,7 @@ class WebhookForwarder:
         """The worker is stuck in a request: keep its event and the queue's, and send no more."""
         with self._lock:
             self._abandoned = True
-            left: List[_Delivery] = [self._current] if self._current is not None else []
+            left: list[_Delivery] = [self._current] if self._current is not None else []
             while True:
                 try:
                     delivery = self._queue.get_nowait()

@@ -1,9 +1,9 @@
 """Sending a dead-letter file again: ``livecall webhook-replay FILE``."""
+
 import json
 import logging
 import os
 import tempfile
-from typing import List
 
 import attrs
 
@@ -32,7 +32,7 @@ def replay(path: str, sender: Sender) -> ReplayResult:
     """
     with open(path, "rb") as source:
         data = source.read()
-    kept: List[bytes] = []
+    kept: list[bytes] = []
     delivered = 0
     reachable = True
     for number, line in enumerate(data.splitlines(), 1):
@@ -63,7 +63,7 @@ def _is_json(line: bytes) -> bool:
     return True
 
 
-def _rewrite(path: str, lines: List[bytes], already_read: int) -> None:
+def _rewrite(path: str, lines: list[bytes], already_read: int) -> None:
     """Replace ``path`` with ``lines`` and whatever was appended after ``already_read`` bytes."""
     with open(path, "rb") as source:
         source.seek(already_read)

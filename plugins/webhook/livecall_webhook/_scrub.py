@@ -4,8 +4,9 @@ urllib3 logs every request's path, query included, at debug level: with
 ``-vv`` a token in the URL's query would reach stderr.  A filter on the
 loggers that write such records blanks it before any handler sees it.
 """
+
 import logging
-from typing import Iterable, List
+from collections.abc import Iterable
 
 __all__ = ["Scrubber"]
 
@@ -25,7 +26,7 @@ class Scrubber(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]):
         super().__init__()
-        self._secrets: List[str] = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets: list[str] = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:

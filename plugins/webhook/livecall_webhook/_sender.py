@@ -4,13 +4,14 @@ Messages never show the secret or the URL's credentials: requests puts the
 full URL in its exception messages, so failures are described from the
 socket error underneath instead.
 """
+
 import email.utils
 import hashlib
 import hmac
 import threading
 import time
 from datetime import datetime, timezone
-from typing import List, Optional, Tuple
+from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -114,7 +115,9 @@ class Sender:
                 return _giving_up(failure, f"{self.retries} retries used")
             delay = self.backoff.delay(attempt) if failure.retry_after is None else failure.retry_after
             if time.monotonic() + delay > deadline:
-                return _giving_up(failure, f"the next try in {delay:.1f} s would pass the {self.retry_time:g} s budget")
+                return _giving_up(
+                    failure, f"the next try in {delay:.1f} s would pass the {self.retry_time:g} s budget"
+                )
             if stop.wait(delay):
                 return _giving_up(failure, "stopped retrying at exit")
 
@@ -146,7 +149,9 @@ class Sender:
             return None
         reason = f"HTTP {status} {response.reason or ''}".rstrip()
         if status == 429 or status >= 500:
-            return Failure(reason, permanent=False, retry_after=_retry_after(response.headers.get("Retry-After")))
+            return Failure(
+                reason, permanent=False, retry_after=_retry_after(response.headers.get("Retry-After"))
+            )
         return Failure(reason, permanent=True)
 
 
@@ -173,7 +178,7 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
 
 def _socket_error(error: BaseException) -> str:
     """The OS's words for a failed connection ("Connection refused"), found in the cause chain."""
-    pending: List[BaseException] = [error]
+    pending: list[BaseException] = [error]
     seen = set()
     while pending:
         current = pending.pop(0)
@@ -182,6 +187,10 @@ def _socket_error(error: BaseException) -> str:
         seen.add(id(current))
         if isinstance(current, OSError) and current.strerror:
             return current.strerror
-        linked: Tuple[object, ...] = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        linked: tuple[object, ...] = (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+        )
         pending.extend(e for e in linked + current.args if isinstance(e, BaseException))
     return type(error).__name__

@@ -1,21 +1,22 @@
 """A real HTTP receiver on loopback, scripted to fail, and helpers to reach it."""
+
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Optional
 
 import attrs
 import pytest
 import requests
 
-Answer = Tuple[int, Dict[str, str]]
+Answer = tuple[int, dict[str, str]]
 
 
 @attrs.frozen
 class Request:
     path: str
-    headers: Dict[str, str]
+    headers: dict[str, str]
     body: bytes
     status: int
     at: float  #: time.monotonic() on arrival
@@ -46,7 +47,7 @@ class Receiver:
     """
 
     def __init__(self, port: int = 0, script=(), answer: Optional[Callable[[bytes], int]] = None):
-        self.requests: List[Request] = []
+        self.requests: list[Request] = []
         self._script = [item if isinstance(item, tuple) else (item, {}) for item in script]
         self._answer = answer or (lambda body: 200)
         self._changed = threading.Condition()
@@ -64,7 +65,7 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
 
-    def arrived(self, path: str, headers: Dict[str, str], body: bytes) -> Answer:
+    def arrived(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
         with self._changed:
             status, extra = self._script.pop(0) if self._script else (self._answer(body), {})
             self.requests.append(Request(path, headers, body, status, time.monotonic()))
@@ -72,7 +73,7 @@ class Receiver:
         self._released.wait(30)
         return status, extra
 
-    def accepted(self) -> List[bytes]:
+    def accepted(self) -> list[bytes]:
         with self._changed:
             return [r.body for r in self.requests if 200 <= r.status < 300]
 
@@ -96,7 +97,7 @@ class Receiver:
 @pytest.fixture
 def receiver_at():
     """Factory: ``receiver_at(port=0, script=(), answer=None)`` starts a Receiver, stopped at teardown."""
-    started: List[Receiver] = []
+    started: list[Receiver] = []
 
     def start(port: int = 0, **kwargs) -> Receiver:
         receiver = Receiver(port, **kwargs)

@@ -1,4 +1,5 @@
 """livecall-webhook: simulated calls posted to a real local HTTP server that fails on purpose."""
+
 import argparse
 import hashlib
 import hmac
@@ -18,7 +19,7 @@ import livecall
 import livecall_webhook
 from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
 from livecall.testing import Simulator
-from livecall_webhook import SIGNATURE_HEADER, Sender, WebhookForwarder, replay, sign
+from livecall_webhook import SIGNATURE_HEADER, Sender, WebhookForwarder, replay
 
 SECRET = "whsec-SECRET-0123456789"
 QUICK = livecall.Backoff(0.01, 0.05)
@@ -68,7 +69,9 @@ def test_retry_after_is_honoured(receiver_at):
 
 
 def test_a_retry_after_beyond_the_budget_ends_retrying_at_once(receiver_at):
-    receiver = receiver_at(answer=lambda body: 503, script=[(503, {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"})])
+    receiver = receiver_at(
+        answer=lambda body: 503, script=[(503, {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"})]
+    )
     sender = Sender(receiver.url, retry_time=5, backoff=QUICK)
     failure = sender.send(b"{}")
     sender.close()
@@ -124,7 +127,9 @@ def test_a_refused_event_is_reported_kept_and_replayed(tmp_path, receiver_at, ca
         return 400 if body in refused else 200
 
     receiver = receiver_at(answer=answer)
-    config = configured("--webhook-url", receiver.url, "--webhook-secret", SECRET, "--webhook-dead-letter", str(dead))
+    config = configured(
+        "--webhook-url", receiver.url, "--webhook-secret", SECRET, "--webhook-dead-letter", str(dead)
+    )
     with Simulator("phonic") as sim:
         call, bodies = watch(sim, plugin_manager=config.plugin_manager)
     config.plugin_manager.hook.livecall_unconfigure(config=config)
@@ -138,7 +143,9 @@ def test_a_refused_event_is_reported_kept_and_replayed(tmp_path, receiver_at, ca
 
     receiver_now_accepts = receiver_at()
     replayed = livecall.Config(
-        options=replay_options(str(dead), "--webhook-url", receiver_now_accepts.url, "--webhook-secret", SECRET),
+        options=replay_options(
+            str(dead), "--webhook-url", receiver_now_accepts.url, "--webhook-secret", SECRET
+        ),
         plugin_manager=config.plugin_manager,
     )
     assert replayed.options.func(replayed) == 0
@@ -152,8 +159,14 @@ def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, closed_p
     dead = tmp_path / "dead.jsonl"
     url = f"http://127.0.0.1:{closed_port}/hook"
     config = configured(
-        "--webhook-url", url, "--webhook-dead-letter", str(dead),
-        "--webhook-retries", "1", "--webhook-drain-timeout", "0.5",
+        "--webhook-url",
+        url,
+        "--webhook-dead-letter",
+        str(dead),
+        "--webhook-retries",
+        "1",
+        "--webhook-drain-timeout",
+        "0.5",
     )
     with Simulator("phonic") as sim:
         call, bodies = watch(sim, plugin_manager=config.plugin_manager)
@@ -265,7 +278,12 @@ def test_secrets_stay_out_of_logs_files_and_messages(tmp_path, receiver_at, clos
     ]
     for target in targets:
         config = configured(
-            "--webhook-url", f"{target}?token={token}", "--webhook-dead-letter", str(dead), "--webhook-retries", "0"
+            "--webhook-url",
+            f"{target}?token={token}",
+            "--webhook-dead-letter",
+            str(dead),
+            "--webhook-retries",
+            "0",
         )
         [forwarder] = [p for p in config.plugin_manager.get_plugins() if isinstance(p, WebhookForwarder)]
         outputs += [repr(forwarder), repr(forwarder.sender)]
@@ -278,7 +296,9 @@ def test_secrets_stay_out_of_logs_files_and_messages(tmp_path, receiver_at, clos
     outputs.append(dead.read_text())
     text = "\n".join(outputs)
     assert "HTTP 400" in text and "Connection refused" in text
-    assert refusing.requests and all(verified(r) for r in refusing.requests), "the secret from the environment signs"
+    assert refusing.requests and all(verified(r) for r in refusing.requests), (
+        "the secret from the environment signs"
+    )
     assert refusing.requests[0].path == f"/hook?token={token}"
     for secret in (SECRET, token):
         assert secret not in text
@@ -309,9 +329,19 @@ def livecall_command(*arguments, cwd, **environment):
 def watch_phonic(sim, *options, cwd):
     credentials = sim.client_kwargs()
     return livecall_command(
-        "watch", "phonic", "--format", "jsonl", "--url", credentials["url"],
-        "--conversation-id", credentials["conversation_id"], "--api-key", credentials["api_key"],
-        *options, cwd=cwd, LIVECALL_WEBHOOK_SECRET=SECRET,
+        "watch",
+        "phonic",
+        "--format",
+        "jsonl",
+        "--url",
+        credentials["url"],
+        "--conversation-id",
+        credentials["conversation_id"],
+        "--api-key",
+        credentials["api_key"],
+        *options,
+        cwd=cwd,
+        LIVECALL_WEBHOOK_SECRET=SECRET,
     )
 
 
@@ -334,7 +364,12 @@ def test_livecall_exits_5_and_the_replay_command_delivers(tmp_path, receiver_at,
 
     accepting = receiver_at()
     replayed = livecall_command(
-        "webhook-replay", dead.name, "--webhook-url", accepting.url, cwd=tmp_path, LIVECALL_WEBHOOK_SECRET=SECRET
+        "webhook-replay",
+        dead.name,
+        "--webhook-url",
+        accepting.url,
+        cwd=tmp_path,
+        LIVECALL_WEBHOOK_SECRET=SECRET,
     )
     assert replayed.returncode == 0, replayed.stderr
     assert accepting.accepted() == [line.encode() for line in sent]
@@ -373,7 +408,9 @@ def readme_receiver(tmp_path, closed_port):
 
 def test_the_readme_receiver_accepts_signed_bodies_only(readme_receiver):
     url, process = readme_receiver
-    body = livecall.to_json(livecall.Call(provider="hiya", id="call_7"), livecall.Transcript("hi", "user")).encode()
+    body = livecall.to_json(
+        livecall.Call(provider="hiya", id="call_7"), livecall.Transcript("hi", "user")
+    ).encode()
     signed, forged = Sender(url, SECRET), Sender(url, "not-the-secret")
     assert signed.send(body) is None
     failure = forged.send(body)
