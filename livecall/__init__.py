@@ -10,6 +10,8 @@ from ._backoff import Backoff
 from ._client import LiveClient
 from ._codec import to_json, to_record
 from ._connection import ProxySettings
+from ._exit_status import ExitStatus
+from ._secrets import Credential, RedactingFilter, redact
 from .call import Call, EndReason
 from .config import Config
 from .errors import (
@@ -61,9 +63,11 @@ __all__ = [
     "ConversationEnded",
     "ConversationItem",
     "ConversationUpdated",
+    "Credential",
     "DecodeError",
     "EndReason",
     "Event",
+    "ExitStatus",
     "HiyaClient",
     "LiveClient",
     "LivecallError",
@@ -72,6 +76,7 @@ __all__ = [
     "ProtocolError",
     "ProxySettings",
     "Reconnecting",
+    "RedactingFilter",
     "RetriesExhaustedError",
     "Role",
     "ScreeningEnded",
@@ -79,6 +84,7 @@ __all__ = [
     "Transcript",
     "UnknownMessage",
     "hookimpl",
+    "redact",
     "to_json",
     "to_record",
 ]

@@ -20,6 +20,7 @@ import websocket
 
 from ._frames import BINARY, CLOSE, PING, TEXT, FrameReader
 from ._secrets import redact
+from ._server_words import server_words
 from .errors import AuthenticationError, ProtocolError
 
 __all__ = ["Connection", "ConnectFailed", "Outcome", "ProxySettings"]
@@ -77,7 +78,6 @@ class Connection:
         self._ping_timeout = ping_timeout
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
-        self._sslopt = sslopt
         self._proxy = proxy
         self.safe_url = safe_url
         bounds = [t for t in (ping_interval, ping_timeout, close_timeout) if t]
@@ -221,20 +221,10 @@ def _server_said(body: Optional[bytes]) -> Optional[str]:
         return None
     text = body.decode("utf-8", "replace").strip()
     try:
-        document = json.loads(text)
+        said = server_words(json.loads(text))
     except ValueError:
-        document = None
-    if isinstance(document, dict):
-        error = document.get("error")
-        for candidate in (
-            document.get("message"),
-            document.get("description"),
-            error.get("message") if isinstance(error, dict) else error,
-        ):
-            if isinstance(candidate, str) and candidate:
-                text = candidate
-                break
-    return redact(text[:200]) or None
+        said = None
+    return redact(said or text)[:200] or None
 
 
 def _close_status(payload: bytes) -> tuple:

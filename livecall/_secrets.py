@@ -7,7 +7,6 @@ error messages can blank it, whatever path it took into a string.
 import logging
 import os
 import threading
-from collections.abc import Iterable
 from typing import Callable, Optional, Union
 
 __all__ = ["Credential", "RedactingFilter", "redact"]
@@ -32,7 +31,10 @@ class Credential:
     """A secret read afresh on every connection attempt, so rotated tokens are picked up.
 
     ``source`` is the value itself, or a callable returning it; ``env`` names an
-    environment variable to fall back on.
+    environment variable to fall back on.  Every value it holds or hands out
+    is blanked by ``redact()`` and ``RedactingFilter`` from then on, so a
+    plugin keeps its own secrets (a webhook's signing key) out of every log
+    by holding them in a ``Credential``.
     """
 
     __slots__ = ("_source", "_env")
@@ -61,10 +63,15 @@ class Credential:
         return f"Credential({_MASK})"
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every credential livecall has handed out (and ``secrets``) blanked."""
+def redact(text: str) -> str:
+    """``text`` with every credential livecall knows of blanked.
+
+    Those are the values of every ``Credential`` made or read so far in this
+    process: the clients' tokens and keys, and whatever secrets plugins hold in
+    a ``Credential`` of their own.
+    """
     with _known_lock:
-        values = _known.union(secrets)
+        values = list(_known)
     for value in sorted(values, key=len, reverse=True):
         if value and value in text:
             text = text.replace(value, _MASK)
@@ -72,7 +79,11 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Blanks credentials in a record's final message, arguments and traceback included."""
+    """Blanks credentials in a record's final message, arguments and traceback included.
+
+    Add it to a handler (it then sees every record the handler writes) or to
+    a logger that may log a secret, such as an HTTP library's.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

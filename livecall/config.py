@@ -1,13 +1,19 @@
 """What ``livecall_configure`` and ``livecall_unconfigure`` receive."""
 
 import argparse
+import logging
 import sys
-from typing import TextIO
+from typing import Any, Callable, Optional, TextIO
 
 import attrs
 import pluggy
 
+from ._dispatch import call_each
+from ._exit_status import ExitStatus
+
 __all__ = ["Config"]
+
+log = logging.getLogger("livecall.cli")
 
 
 @attrs.define(eq=False)
@@ -19,13 +25,60 @@ class Config:
     a person or a program goes.  A plugin whose work did not complete (a
     webhook that could not deliver everything, say) calls ``fail()``; the
     command then exits with that status once the call itself went well.
+
+    Objects that live for one run (a file writer, a forwarder) are tied to it
+    with ``register()`` or ``add_cleanup()`` in ``livecall_configure``: the
+    run's end unregisters and closes them, after ``livecall_unconfigure``,
+    whatever else failed.
     """
 
     options: argparse.Namespace
     plugin_manager: pluggy.PluginManager = attrs.field(repr=False)
     stdout: TextIO = attrs.field(factory=lambda: sys.stdout, repr=False)
     failures: list[tuple[int, str]] = attrs.field(factory=list)
+    _cleanups: list[tuple[str, Callable[[], Any]]] = attrs.field(factory=list, init=False, repr=False)
 
     def fail(self, status: int, message: str) -> None:
         """Report that the run is incomplete: exit with ``status``, print ``message``."""
         self.failures.append((status, message))
+
+    def add_cleanup(self, cleanup: Callable[[], Any], name: Optional[str] = None) -> None:
+        """Call ``cleanup()`` when the run ends; the last added runs first.
+
+        ``name`` says whose cleanup failed, if it does (default: the
+        function's own name).
+        """
+        self._cleanups.append((name or getattr(cleanup, "__qualname__", repr(cleanup)), cleanup))
+
+    def register(
+        self, plugin: Any, name: Optional[str] = None, close: Optional[Callable[[], Any]] = None
+    ) -> Any:
+        """Register ``plugin`` for this run only: at its end, unregister it, then call ``close``.
+
+        Returns ``plugin``.  The plugin sees no event once ``close`` runs, so
+        ``close`` may flush and release what the plugin holds.
+        """
+        registered_as = self.plugin_manager.register(plugin, name=name)
+        label = name or registered_as or type(plugin).__name__
+
+        def unregister() -> None:
+            self.plugin_manager.unregister(plugin)
+            if close is not None:
+                close()
+
+        self.add_cleanup(unregister, name=label)
+        return plugin
+
+    def close(self) -> None:
+        """Run the cleanups, last added first; idempotent.
+
+        A cleanup that raises does not stop the others: it is logged and
+        the run fails (``ExitStatus.FAILURE``), as a failing
+        ``livecall_unconfigure`` does.  The
+        ``livecall`` command calls this after ``livecall_unconfigure``;
+        code that drives a ``Config`` itself calls it at the end of its run.
+        """
+        steps, self._cleanups = [(name, fn, ()) for name, fn in reversed(self._cleanups)], []
+        for failure in call_each(steps, "cleanup", {}):
+            log.info("%s", failure, exc_info=failure.__cause__)  # the traceback, for -v
+            self.fail(ExitStatus.FAILURE, str(failure))

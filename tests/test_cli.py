@@ -440,7 +440,7 @@ def test_plugins_lists_built_in_and_loaded_plugins(plugin_env, tmp_path):
         "distribution": None,
         "hooks": ["livecall_addoption", "livecall_configure", "livecall_event", "livecall_unconfigure"],
     }
-    assert plugins["output"]["hooks"] == ["livecall_addoption", "livecall_configure", "livecall_unconfigure"]
+    assert plugins["output"]["hooks"] == ["livecall_addoption", "livecall_configure"]
     text = livecall("-p", "recorder_plugin", "plugins", env=env).stdout
     assert "output (built-in)\n  hooks: livecall_addoption," in text
     assert "recorder_plugin (module)\n  hooks: livecall_addoption, livecall_configure, livecall_event" in text

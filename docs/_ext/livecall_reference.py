@@ -17,7 +17,6 @@
   checks that its section is titled ``livecall COMMAND``.
 - ``.. livecall-plugin-options:: MODULE`` renders the options a plugin module
   adds to ``livecall watch``.
-- ``.. livecall-docstring:: MODULE`` renders a module's docstring.
 
 A problem is a warning, which the build (``-W``) turns into an error.
 """
@@ -216,13 +215,6 @@ class PluginOptionsDirective(ReferenceDirective):
         return _literal(formatter.format_help())
 
 
-class DocstringDirective(ReferenceDirective):
-    required_arguments = 1
-
-    def generate(self) -> list[str]:
-        return inspect.getdoc(importlib.import_module(self.arguments[0])).splitlines() + [""]
-
-
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -300,5 +292,4 @@ def setup(app: Any) -> dict[str, Any]:
     app.add_directive("livecall-scenarios", ScenariosDirective)
     app.add_directive("livecall-help", HelpDirective)
     app.add_directive("livecall-plugin-options", PluginOptionsDirective)
-    app.add_directive("livecall-docstring", DocstringDirective)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

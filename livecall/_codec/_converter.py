@@ -26,6 +26,7 @@ from cattrs.gen import (
 )
 from cattrs.strategies import configure_tagged_union
 
+from .._server_words import server_words
 from ..events import (
     Ack,
     CallEnded,
@@ -128,20 +129,10 @@ def structure_hook(type_: Any) -> Callable[[Any, Any], Any]:
 
 
 def _structure_server_error(message: dict[str, Any], _: Any) -> ServerError:
-    """Providers put an error's text in different places: take the first string found.
-
-    Hiya sends ``description``; Phonic ``message`` or ``error.message``; some
-    servers make ``error`` itself the text.
-    """
-    nested = message.get("error")
-    candidates = (
-        message.get("description"),
-        message.get("message"),
-        nested.get("message") if nested.__class__ is dict else nested,
-    )
-    for text in candidates:
-        if text.__class__ is str:
-            return ServerError(message=text, received_at=message[RECEIVED_AT])
+    """Providers put an error's text in different places: take the first string found."""
+    text = server_words(message)
+    if text is not None:
+        return ServerError(message=text, received_at=message[RECEIVED_AT])
     raise Invalid("expected the error's text in description, message, error.message or error")
 
 

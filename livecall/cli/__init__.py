@@ -13,11 +13,12 @@ from typing import Optional
 
 import pluggy
 
+from .._exit_status import ExitStatus
 from .._secrets import redact
 from ..config import Config
 from ..errors import ConfigurationError, LivecallError
 from ..plugins import create_plugin_manager
-from ._exit import OK, describe, status_for
+from ._exit import describe, status_for
 from ._logging import logging_to_stderr
 from ._parser import build_parser, global_options
 from ._signals import Interrupted, signals
@@ -43,7 +44,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             options = build_parser(pm, global_parser).parse_args(argv)
             config = Config(options, pm, sys.stdout)
             with signals.interruptible():
-                status = options.func(config) or OK
+                status = options.func(config) or ExitStatus.OK
         except Interrupted as interrupted:
             status = interrupted.status
         except Exception as error:
@@ -78,7 +79,7 @@ def _with_failures(config: Config, status: int) -> int:
     """Work plugins could not finish: each said on stderr; the worst status if the call went well."""
     for _, message in config.failures:
         _error(message)
-    if status == OK and config.failures:
+    if status == ExitStatus.OK and config.failures:
         return max(failure_status for failure_status, _ in config.failures)
     return status
 

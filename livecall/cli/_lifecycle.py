@@ -14,9 +14,9 @@ import pluggy
 
 from .._dispatch import call_each as call_isolated
 from .._dispatch import hook_plan
+from .._exit_status import ExitStatus
 from ..config import Config
 from ..errors import PluginError
-from ._exit import FAILURE
 from ._signals import signals
 
 __all__ = ["call_each", "configured"]
@@ -40,7 +40,8 @@ def configured(config: Config) -> Iterator[Config]:
 
     A plugin whose configure failed is not unconfigured, and the run does not
     start: the first failure is raised, the others are logged.  A plugin that
-    fails to unconfigure is logged and makes the run incomplete (``Config.fail``).
+    fails to unconfigure is logged and makes the run fail (``Config.fail``).
+    The run's cleanups (``Config.register``, ``Config.add_cleanup``) come last.
     """
     pm = config.plugin_manager
     refused: list[PluginError] = []
@@ -57,4 +58,5 @@ def configured(config: Config) -> Iterator[Config]:
         with signals.deferred():
             for failure in call_each(pm, "livecall_unconfigure", skip=skip, config=config):
                 log.info("%s", failure, exc_info=failure.__cause__)  # the traceback, for -v
-                config.fail(FAILURE, str(failure))
+                config.fail(ExitStatus.FAILURE, str(failure))
+            config.close()

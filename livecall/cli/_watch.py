@@ -8,13 +8,13 @@ import time
 from typing import Any, Callable, Optional
 
 from .._client import LiveClient
+from .._exit_status import ExitStatus
 from .._secrets import Credential
 from ..config import Config
 from ..errors import ConfigurationError, ConnectionLostError, LivecallError
 from ..events import CallStarted, Event
 from ..hiya import TOKEN_ENV, HiyaClient
 from ..phonic import API_KEY_ENV, PhonicClient
-from ._exit import FAILURE
 from ._lifecycle import configured
 
 __all__ = ["add_parser", "client_options", "watch"]
@@ -130,7 +130,7 @@ def _join(client: HiyaClient, ready: threading.Event, config: Config) -> None:
                 return
         if client.wait(_POLL) or time.monotonic() >= deadline:
             break
-    config.fail(FAILURE, f"could not join the call: {problem}")
+    config.fail(ExitStatus.FAILURE, f"could not join the call: {problem}")
 
 
 def _connection_options() -> argparse.ArgumentParser:

@@ -9,8 +9,7 @@ import logging
 from datetime import datetime
 from typing import Any, Callable, Optional
 
-from livecall import EndReason, Role, events, hookimpl, to_json
-from livecall._secrets import redact
+from livecall import EndReason, Role, events, hookimpl, redact, to_json
 
 log = logging.getLogger("livecall.output")
 
@@ -141,11 +140,4 @@ def livecall_addoption(parser):
 def livecall_configure(config):
     name = getattr(config.options, "format", None)
     if name is not None:
-        config.plugin_manager.register(FORMATS[name](config), name=_PRINTER)
-
-
-@hookimpl
-def livecall_unconfigure(config):
-    printer = config.plugin_manager.get_plugin(_PRINTER)
-    if printer is not None:
-        config.plugin_manager.unregister(printer)
+        config.register(FORMATS[name](config), name=_PRINTER)

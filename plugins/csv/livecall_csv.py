@@ -37,15 +37,8 @@ def livecall_addoption(parser):
 def livecall_configure(config):
     path = getattr(config.options, "csv", None)
     if path:
-        config.plugin_manager.register(CsvWriter(path), name=_REGISTERED_AS)
-
-
-@livecall.hookimpl
-def livecall_unconfigure(config):
-    writer = config.plugin_manager.get_plugin(_REGISTERED_AS)
-    if writer is not None:
-        config.plugin_manager.unregister(writer)
-        writer.close()
+        writer = CsvWriter(path)
+        config.register(writer, name=_REGISTERED_AS, close=writer.close)
 
 
 class CsvWriter:

@@ -77,15 +77,8 @@ def livecall_configure(config):
     max_bytes = getattr(options, "log_max_bytes", None)
     if path or level or max_bytes is not None:
         handler = _handler(path, max_bytes, getattr(options, "log_backups", 5))
-        config.plugin_manager.register(EventLogger(handler, level or "INFO"), name=_REGISTERED_AS)
-
-
-@livecall.hookimpl
-def livecall_unconfigure(config):
-    event_logger = config.plugin_manager.get_plugin(_REGISTERED_AS)
-    if event_logger is not None:
-        config.plugin_manager.unregister(event_logger)
-        event_logger.close()
+        event_logger = EventLogger(handler, level or "INFO")
+        config.register(event_logger, name=_REGISTERED_AS, close=event_logger.close)
 
 
 def _handler(path: Optional[str], max_bytes: Optional[int], backups: int) -> logging.Handler:

@@ -140,7 +140,7 @@ def test_when_the_run_ends_first_every_undelivered_event_is_in_the_dead_letter_f
             HIYA_TOKEN=credentials["token"],
         )
     events = watch.stdout.splitlines()
-    assert watch.returncode == livecall_webhook.INCOMPLETE, watch.stderr.decode()
+    assert watch.returncode == livecall.ExitStatus.INCOMPLETE, watch.stderr.decode()
     assert len(events) == EVENTS and all(json.loads(line)["call_id"] for line in events)
     assert dead_letter.read_bytes().splitlines() == events, "every undelivered event, in order"
 

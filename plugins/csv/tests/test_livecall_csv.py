@@ -139,7 +139,7 @@ def test_the_command_line_option_sets_it_up_and_unconfigure_closes(tmp_path, pho
     config = configure(pm, "--csv", str(path))
     client = livecall.PhonicClient(**phonic_simulator.client_kwargs(), plugin_manager=pm)
     client.run()
-    pm.hook.livecall_unconfigure(config=config)
+    config.close()
     rows = read_rows(path)
     assert rows[0] == list(COLUMNS) and len(rows) > 1
     assert all(row[COLUMNS.index("call_id")] == client.call.id for row in rows[1:])
@@ -153,7 +153,7 @@ def test_without_the_option_it_does_nothing(tmp_path, monkeypatch, phonic_simula
     config = configure(pm)
     assert pm.hook.livecall_transcript.get_hookimpls() == []
     livecall.PhonicClient(**phonic_simulator.client_kwargs(), plugin_manager=pm).run()
-    pm.hook.livecall_unconfigure(config=config)
+    config.close()
     assert list(tmp_path.iterdir()) == []
 
 

@@ -149,7 +149,7 @@ def test_log_file_appends_and_keeps_the_records_off_stderr(tmp_path, app_handler
     config = configure(pm, "--log-file", str(path), "--log-level", "info")
     with Simulator("phonic") as sim:
         call, events = watch(sim, plugin_manager=pm)
-    pm.hook.livecall_unconfigure(config=config)
+    config.close()
     assert events_logger_level.level == logging.WARNING, "the level is given back"
     assert events_logger_level.propagate and not events_logger_level.handlers
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -167,7 +167,7 @@ def test_rotation_keeps_what_the_file_held(tmp_path, events_logger_level):
     config = configure(pm, "--log-file", str(path), "--log-max-bytes", "600", "--log-backups", "50")
     with Simulator("phonic") as sim:
         call, events = watch(sim, plugin_manager=pm)
-    pm.hook.livecall_unconfigure(config=config)
+    config.close()
     files = sorted(tmp_path.iterdir())
     assert len(files) > 2 and all(f.stat().st_size <= 600 for f in files)
     text = "".join(f.read_text(encoding="utf-8") for f in files)
@@ -180,7 +180,7 @@ def test_without_options_it_does_nothing(app_handler):
     config = configure(pm)
     with Simulator("phonic") as sim:
         watch(sim, plugin_manager=pm)
-    pm.hook.livecall_unconfigure(config=config)
+    config.close()
     assert pm.hook.livecall_event.get_hookimpls() == []
     assert app_handler.events() == []
 

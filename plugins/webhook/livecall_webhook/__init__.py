@@ -31,8 +31,6 @@ __all__ = [
 ]
 
 SECRET_ENV = "LIVECALL_WEBHOOK_SECRET"
-#: Exit status of a run whose events were not all delivered (the command's "incomplete").
-INCOMPLETE = 5
 _REGISTERED_AS = "webhook-forwarder"
 
 
@@ -99,26 +97,22 @@ def livecall_configure(config):
         except livecall.ConfigurationError:
             sender.close()
             raise
-        config.plugin_manager.register(forwarder, name=_REGISTERED_AS)
+        config.register(forwarder, name=_REGISTERED_AS, close=lambda: _finish(config, forwarder))
 
 
-@livecall.hookimpl
-def livecall_unconfigure(config):
-    forwarder = config.plugin_manager.get_plugin(_REGISTERED_AS)
-    if forwarder is None:
-        return
-    config.plugin_manager.unregister(forwarder)
+def _finish(config, forwarder: WebhookForwarder) -> None:
+    """Drain what is queued; whatever is left undelivered makes the run incomplete."""
     forwarder.close(config.options.webhook_drain_timeout)
     dead_letter = forwarder.dead_letter
     if dead_letter.written:
         config.fail(
-            INCOMPLETE,
+            livecall.ExitStatus.INCOMPLETE,
             f"webhook: {dead_letter.written} events undelivered, written to {dead_letter.path}; "
             f"resend with: livecall webhook-replay {shlex.quote(dead_letter.path)} --webhook-url URL",
         )
     if dead_letter.unwritten:
         config.fail(
-            INCOMPLETE,
+            livecall.ExitStatus.INCOMPLETE,
             f"webhook: {dead_letter.unwritten} undelivered events could not be written to "
             f"{dead_letter.path} either; they are lost (the log says why)",
         )
@@ -136,7 +130,7 @@ def replay_command(config) -> int:
         sender.close()
     left = f", {result.kept} kept in {options.file}" if result.kept else f"; {options.file} removed"
     config.stdout.write(f"webhook-replay: {result.delivered} delivered to {sender.safe_url}{left}\n")
-    return INCOMPLETE if result.kept else 0
+    return livecall.ExitStatus.INCOMPLETE if result.kept else livecall.ExitStatus.OK
 
 
 def _add_delivery_options(group) -> None:

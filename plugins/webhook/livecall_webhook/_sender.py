@@ -8,6 +8,7 @@ socket error underneath instead.
 import email.utils
 import hashlib
 import hmac
+import logging
 import threading
 import time
 from datetime import datetime, timezone
@@ -18,8 +19,6 @@ import attrs
 import requests
 
 import livecall
-
-from ._scrub import Scrubber
 
 __all__ = ["SIGNATURE_HEADER", "Failure", "Sender", "safe_url", "sign"]
 
@@ -90,8 +89,10 @@ class Sender:
             )
         self._url = url
         self._secret = secret
-        self._scrubber = Scrubber([parts.query, parts.password or "", secret or ""])
-        self._scrubber.attach()
+        for value in (parts.query, parts.password, secret):
+            if value:
+                livecall.Credential(value)  # from now on blanked wherever livecall redacts
+        _redact_loggers()
         self.timeout = timeout
         self.retries = retries
         self.retry_time = retry_time
@@ -123,7 +124,6 @@ class Sender:
 
     def close(self) -> None:
         self._session.close()
-        self._scrubber.detach()
 
     def __repr__(self) -> str:
         return f"<Sender {self.safe_url} signed={bool(self._secret)}>"
@@ -194,3 +194,26 @@ def _socket_error(error: BaseException) -> str:
         )
         pending.extend(e for e in linked + current.args if isinstance(e, BaseException))
     return type(error).__name__
+
+
+#: Loggers whose records may carry the URL: ours, and urllib3's, which logs each
+#: request's path and query at debug level (with ``-vv``, a token in the query
+#: would reach stderr).
+_LOGGERS = (
+    "livecall.webhook",
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.util.retry",
+)
+_REDACTING = livecall.RedactingFilter()
+
+
+def _redact_loggers() -> None:
+    """Blank credentials in every record those loggers make, before any handler sees it.
+
+    Adding the same filter again is a no-op, and it stays for the process's
+    life: once a secret was known, a record carrying it may come at any time.
+    """
+    for name in _LOGGERS:
+        logging.getLogger(name).addFilter(_REDACTING)

@@ -132,7 +132,7 @@ def test_a_refused_event_is_reported_kept_and_replayed(tmp_path, receiver_at, ca
     )
     with Simulator("phonic") as sim:
         call, bodies = watch(sim, plugin_manager=config.plugin_manager)
-    config.plugin_manager.hook.livecall_unconfigure(config=config)
+    config.close()
 
     assert [r.body for r in receiver.requests].count(refused[0]) == 1, "a 400 is not retried"
     assert receiver.accepted() == [b for b in bodies if b != refused[0]]
@@ -170,7 +170,7 @@ def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, closed_p
     )
     with Simulator("phonic") as sim:
         call, bodies = watch(sim, plugin_manager=config.plugin_manager)
-    config.plugin_manager.hook.livecall_unconfigure(config=config)
+    config.close()
     assert dead.read_bytes().splitlines() == bodies
     assert config.failures and config.failures[0][0] == 5
     assert f"{len(bodies)} events undelivered" in config.failures[0][1]
@@ -243,7 +243,7 @@ def test_without_a_url_it_does_nothing(tmp_path, monkeypatch):
     with Simulator("phonic") as sim:
         watch(sim, plugin_manager=config.plugin_manager)
     assert config.plugin_manager.hook.livecall_event.get_hookimpls() == []
-    config.plugin_manager.hook.livecall_unconfigure(config=config)
+    config.close()
     assert config.failures == [] and list(tmp_path.iterdir()) == []
 
 
@@ -290,7 +290,7 @@ def test_secrets_stay_out_of_logs_files_and_messages(tmp_path, receiver_at, clos
         with caplog.at_level(logging.DEBUG):
             with Simulator("phonic") as sim:
                 watch(sim, plugin_manager=config.plugin_manager)
-            config.plugin_manager.hook.livecall_unconfigure(config=config)
+            config.close()
         outputs += [message for _, message in config.failures]
     outputs += [record.getMessage() for record in caplog.records]
     outputs.append(dead.read_text())
