@@ -7,7 +7,7 @@ plugin's name and reported through ``livecall_error``.
 """
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import pluggy
 
@@ -19,7 +19,10 @@ __all__ = ["Dispatcher"]
 
 log = logging.getLogger("livecall.dispatch")
 
-Callback = Callable[[Call, Event], Any]
+E = TypeVar("E", bound=Event)
+#: A callback registered for one event type: ``_callbacks_for`` only ever hands
+#: it events of that type, which its own signature may require.
+Callback = Callable[[Call, Any], Any]
 _Step = tuple[str, Callable[..., Any], tuple[str, ...]]
 
 #: Events that also have a hook of their own, and that hook's argument name.
@@ -78,7 +81,7 @@ class Dispatcher:
         """Work out every hook's plan; raises ``PluginError`` for a plugin that cannot take part."""
         self._plans = {name: hook_plan(self.pm, name) for name in _HOOK_NAMES}
 
-    def on(self, event_type: type[Event], fn: Callback) -> None:
+    def on(self, event_type: type[E], fn: Callable[[Call, E], Any]) -> None:
         # Copy on write: the dispatcher thread may be reading the old ones.
         self._callbacks = self._callbacks + [(event_type, fn)]
         self._callbacks_by_type = {}
