@@ -109,6 +109,7 @@ def watch_and_join(client: HiyaClient, config: Config, after: type[Event]) -> No
 
 
 def _run(client: LiveClient, once_started: Callable[[], None]) -> None:
+    """``start()``, ``once_started()``, ``wait()``; ``close()`` whatever happens."""
     try:
         client.start()
         once_started()
