@@ -2,18 +2,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/setup.cfg)))
+PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
 PLUGIN_INSTALLS := $(foreach d,$(PLUGIN_DIRS),-e '$(d)')
 TEST_PATHS := tests $(addsuffix tests,$(PLUGIN_DIRS))
-# test-oldest: the lowest dependency versions setup.cfg admits, on the oldest Python
+# test-oldest: the lowest dependency versions pyproject.toml admits, on the oldest Python
 # supported when this machine has it (pyenv's too), else on $(PYTHON).
 OLDEST_VENV ?= .venv-oldest
 OLDEST_PYTHON ?= $(or $(shell for p in python3.9 "$$(pyenv prefix 3.9 2>/dev/null)/bin/python3.9"; do "$$p" -c '' 2>/dev/null && echo "$$p" && break; done),$(PYTHON))
 
 .PHONY: install lint format test test-oldest docs bench demo clean
 
-$(STAMP): setup.cfg pyproject.toml $(wildcard plugins/*/setup.cfg plugins/*/pyproject.toml)
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[test,docs,lint]' $(PLUGIN_INSTALLS)
 	touch $@
@@ -34,9 +34,10 @@ format: install
 test: install docs
 	$(BIN)/python -m pytest $(TEST_PATHS)
 
-$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml .ci/oldest_requirements.py $(wildcard plugins/*/setup.cfg plugins/*/pyproject.toml)
+# The floors are read by the development environment's Python, which reads TOML on any version.
+$(OLDEST_VENV)/.installed: pyproject.toml .ci/oldest_requirements.py $(wildcard plugins/*/pyproject.toml) | $(STAMP)
 	$(OLDEST_PYTHON) -m venv $(OLDEST_VENV)
-	$(OLDEST_VENV)/bin/python -m pip install --quiet -e '.[test]' $(PLUGIN_INSTALLS) $$($(OLDEST_VENV)/bin/python .ci/oldest_requirements.py)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -e '.[test]' $(PLUGIN_INSTALLS) $$($(BIN)/python .ci/oldest_requirements.py)
 	touch $@
 
 test-oldest: $(OLDEST_VENV)/.installed

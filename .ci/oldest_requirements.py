@@ -1,32 +1,38 @@
-"""Print ``name==floor`` for every run-time dependency in setup.cfg, one per line.
+"""Print ``name==floor`` for every run-time dependency in pyproject.toml, one per line.
 
 ``make test-oldest`` installs these pins beside the package, so the test suite
 runs on the oldest versions livecall claims to support; reading them from
-setup.cfg keeps the claim and the check from drifting apart.
+pyproject.toml keeps the claim and the check from drifting apart.
+
+TOML is read with ``tomllib`` (Python 3.11+) or ``tomli``, which the
+development environment has on older Pythons (the ``test`` extra): the
+Makefile runs this with that environment's Python, not the oldest one's.
 """
-import configparser
+
 import re
+import sys
 from pathlib import Path
-from typing import List
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 FLOOR = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*>=\s*([^,;\s]+)$")
 
 
-def oldest_requirements(setup_cfg: Path) -> List[str]:
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(setup_cfg, encoding="utf-8")
+def oldest_requirements(pyproject: Path) -> list[str]:
+    with pyproject.open("rb") as file:
+        requirements = tomllib.load(file)["project"]["dependencies"]
     pins = []
-    for requirement in parser["options"]["install_requires"].split("\n"):
-        requirement = requirement.strip()
-        if not requirement:
-            continue
-        match = FLOOR.match(requirement)
+    for requirement in requirements:
+        match = FLOOR.match(requirement.strip())
         if match is None:
-            raise SystemExit(f"{setup_cfg}: {requirement!r} needs a plain '>=' floor to be tested")
+            raise SystemExit(f"{pyproject}: {requirement!r} needs a plain '>=' floor to be tested")
         pins.append(f"{match[1]}=={match[2]}")
     return pins
 
 
 if __name__ == "__main__":
     root = Path(__file__).resolve().parent.parent
-    print("\n".join(oldest_requirements(root / "setup.cfg")))
+    print("\n".join(oldest_requirements(root / "pyproject.toml")))

@@ -13,9 +13,9 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Optional, TypedDict, TypeVar, Union, overload
 
 import attrs
 import pluggy
@@ -49,6 +49,19 @@ NORMAL_CLOSE_CODE = 1000
 NO_STATUS_CLOSE_CODE = 1005
 
 E = TypeVar("E", bound=Event)
+R = TypeVar("R")
+Self = TypeVar("Self", bound="LiveClient")
+
+
+class _ConnectionOptions(TypedDict):
+    """What every ``Connection`` of one client is opened with."""
+
+    ping_interval: Optional[float]
+    ping_timeout: float
+    connect_timeout: float
+    close_timeout: float
+    sslopt: Optional[dict[str, Any]]
+    proxy: Optional[ProxySettings]
 
 
 @attrs.frozen
@@ -140,7 +153,7 @@ class LiveClient:
         self.base_url = url.rstrip("/")
         self.call = Call(provider=self.provider, id=call_id)
         self.max_retries = max_retries
-        self._options = dict(
+        self._options = _ConnectionOptions(
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             connect_timeout=connect_timeout,
@@ -173,7 +186,7 @@ class LiveClient:
     def _request(self) -> Request:
         raise NotImplementedError
 
-    def _handle(self, event: Event) -> list[Event]:
+    def _handle(self, event: Event) -> Sequence[Event]:
         """Provider bookkeeping for ``event``; returns events derived from it."""
         return []
 
@@ -182,7 +195,17 @@ class LiveClient:
 
     # --- public API -------------------------------------------------------------
 
-    def on(self, event_type: type[E], fn: Optional[Callable[[Call, E], Any]] = None) -> Any:
+    @overload
+    def on(self, event_type: type[E], fn: Callable[[Call, E], R]) -> Callable[[Call, E], R]: ...
+
+    @overload
+    def on(
+        self, event_type: type[E], fn: None = None
+    ) -> Callable[[Callable[[Call, E], R]], Callable[[Call, E], R]]: ...
+
+    def on(
+        self, event_type: type[E], fn: Optional[Callable[[Call, E], R]] = None
+    ) -> Union[Callable[[Call, E], R], Callable[[Callable[[Call, E], R]], Callable[[Call, E], R]]]:
         """Call ``fn(call, event)`` for every event of ``event_type`` or a subclass.
 
         Usable as a decorator.  Callbacks run on the dispatcher thread after the
@@ -250,7 +273,7 @@ class LiveClient:
         finally:
             self.close()
 
-    def __enter__(self):
+    def __enter__(self: Self) -> Self:
         self.start()
         return self
 

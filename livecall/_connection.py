@@ -8,6 +8,7 @@ read by :class:`FrameReader`, which keeps partial frames across timeouts, so
 a tick never splits a message.  Sending and closing are safe from any thread.
 """
 
+import functools
 import json
 import socket
 import ssl
@@ -128,7 +129,9 @@ class Connection:
     def read(self, deliver: Deliver) -> Outcome:
         """Hand every data message to ``deliver`` until the connection ends; never raises."""
         ws = self._ws
-        frames = FrameReader(ws.sock)
+        sock = ws.sock
+        assert sock is not None, "read() comes after a successful open()"
+        frames = FrameReader(sock)
         clock = time.monotonic
         wall = time.time
         heard = False
@@ -167,7 +170,7 @@ class Connection:
                         self.abort()  # a peer that talks on past our close frame
                         return Outcome(ABNORMAL, "server kept sending after close", True)
                 elif opcode == PING:
-                    self._send_quietly(lambda payload=payload: ws.pong(payload))
+                    self._send_quietly(functools.partial(ws.pong, payload))
                 elif opcode == CLOSE:
                     self._send_quietly(ws.send_close)  # the closing handshake's reply
                     self.abort()
@@ -227,7 +230,7 @@ def _server_said(body: Optional[bytes]) -> Optional[str]:
     return redact(said or text)[:200] or None
 
 
-def _close_status(payload: bytes) -> tuple:
+def _close_status(payload: bytes) -> tuple[int, str]:
     if len(payload) < 2:
         return 1005, ""
     (code,) = struct.unpack("!H", payload[:2])

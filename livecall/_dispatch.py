@@ -7,7 +7,8 @@ plugin's name and reported through ``livecall_error``.
 """
 
 import logging
-from typing import Any, Callable
+from collections.abc import Sequence
+from typing import Any, Callable, TypeVar
 
 import pluggy
 
@@ -19,8 +20,12 @@ __all__ = ["Dispatcher"]
 
 log = logging.getLogger("livecall.dispatch")
 
-Callback = Callable[[Call, Event], Any]
-_Step = tuple[str, Callable[..., Any], tuple[str, ...]]
+E = TypeVar("E", bound=Event)
+#: A callback registered for one event type: ``_callbacks_for`` only ever hands
+#: it events of that type, which its own signature may require.
+Callback = Callable[[Call, Any], Any]
+#: One implementation to call: its plugin's name, the function and its argument names.
+Step = tuple[str, Callable[..., Any], tuple[str, ...]]
 
 #: Events that also have a hook of their own, and that hook's argument name.
 _SPECIFIC_HOOKS = {
@@ -38,7 +43,7 @@ _HOOK_NAMES = (
 )
 
 
-def hook_plan(pm: pluggy.PluginManager, hook_name: str) -> list[_Step]:
+def hook_plan(pm: pluggy.PluginManager, hook_name: str) -> list[Step]:
     """The implementations of a hook in the order pluggy itself would call them."""
     steps = []
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
@@ -48,7 +53,7 @@ def hook_plan(pm: pluggy.PluginManager, hook_name: str) -> list[_Step]:
     return steps
 
 
-def call_each(steps: list[_Step], hook_name: str, kwargs: dict[str, Any]) -> list[PluginError]:
+def call_each(steps: Sequence[Step], hook_name: str, kwargs: dict[str, Any]) -> list[PluginError]:
     """Call every step, whatever the others do; one ``PluginError`` per failure."""
     failures = []
     for plugin_name, function, argnames in steps:
@@ -70,7 +75,7 @@ class Dispatcher:
     def __init__(self, pm: pluggy.PluginManager, call: Call):
         self.pm = pm
         self.call = call
-        self._plans: dict[str, list[_Step]] = {}
+        self._plans: dict[str, list[Step]] = {}
         self._callbacks: list[tuple[type[Event], Callback]] = []
         self._callbacks_by_type: dict[type, list[Callback]] = {}
 
@@ -78,7 +83,7 @@ class Dispatcher:
         """Work out every hook's plan; raises ``PluginError`` for a plugin that cannot take part."""
         self._plans = {name: hook_plan(self.pm, name) for name in _HOOK_NAMES}
 
-    def on(self, event_type: type[Event], fn: Callback) -> None:
+    def on(self, event_type: type[E], fn: Callable[[Call, E], Any]) -> None:
         # Copy on write: the dispatcher thread may be reading the old ones.
         self._callbacks = self._callbacks + [(event_type, fn)]
         self._callbacks_by_type = {}

@@ -46,6 +46,7 @@ class Credential:
         self._env = env
 
     def get(self) -> Optional[str]:
+        value: Optional[str]
         if callable(self._source):
             value = self._source()
         elif self._source is not None:

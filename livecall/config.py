@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional, TextIO
 import attrs
 import pluggy
 
-from ._dispatch import call_each
+from ._dispatch import Step, call_each
 from ._exit_status import ExitStatus
 
 __all__ = ["Config"]
@@ -48,7 +48,8 @@ class Config:
         ``name`` says whose cleanup failed, if it does (default: the
         function's own name).
         """
-        self._cleanups.append((name or getattr(cleanup, "__qualname__", repr(cleanup)), cleanup))
+        label: str = name or getattr(cleanup, "__qualname__", None) or repr(cleanup)
+        self._cleanups.append((label, cleanup))
 
     def register(
         self, plugin: Any, name: Optional[str] = None, close: Optional[Callable[[], Any]] = None
@@ -78,7 +79,8 @@ class Config:
         ``livecall`` command calls this after ``livecall_unconfigure``;
         code that drives a ``Config`` itself calls it at the end of its run.
         """
-        steps, self._cleanups = [(name, fn, ()) for name, fn in reversed(self._cleanups)], []
+        steps: list[Step] = [(name, fn, ()) for name, fn in reversed(self._cleanups)]
+        self._cleanups = []
         for failure in call_each(steps, "cleanup", {}):
             log.info("%s", failure, exc_info=failure.__cause__)  # the traceback, for -v
             self.fail(ExitStatus.FAILURE, str(failure))

@@ -13,7 +13,7 @@ from ._client import LiveClient, Request
 from ._secrets import Credential
 from ._snapshots import TranscriptTracker
 from .errors import ConfigurationError
-from .events import ConversationEnded, ConversationUpdated, Event
+from .events import ConversationEnded, ConversationUpdated, Event, Transcript
 
 __all__ = ["PhonicClient"]
 
@@ -64,7 +64,7 @@ class PhonicClient(LiveClient):
             raise ConfigurationError(f"{API_KEY_ENV} is empty")
         return Request(url=safe_url, headers=[f"Authorization: Bearer {api_key}"], safe_url=safe_url)
 
-    def _handle(self, event: Event) -> list[Event]:
+    def _handle(self, event: Event) -> list[Transcript]:
         if type(event) is not ConversationUpdated:
             return []
         conversation = event.conversation

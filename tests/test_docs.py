@@ -36,7 +36,6 @@ import textwrap
 import threading
 import types
 from collections.abc import Iterator
-from configparser import ConfigParser
 from pathlib import Path
 from typing import Any, Optional
 
@@ -49,6 +48,11 @@ from livecall.cli import main
 from livecall.cli._parser import build_parser, global_options
 from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
 from livecall.testing import Simulator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -195,13 +199,17 @@ def test_every_command_has_a_section_with_its_help(command):
     assert f".. livecall-help::{''.join(' ' + word for word in command)}\n" in (DOCS / "cli.rst").read_text()
 
 
+def project_table(pyproject: Path) -> dict[str, Any]:
+    """The ``[project]`` table of a pyproject.toml: a package's metadata."""
+    with pyproject.open("rb") as file:
+        return tomllib.load(file)["project"]
+
+
 def bundled_plugins() -> list[str]:
     """The module of each plugin in ``plugins/``, from its entry point."""
     modules = []
-    for setup_cfg in sorted(ROOT.glob("plugins/*/setup.cfg")):
-        config = ConfigParser()
-        config.read(setup_cfg)
-        modules += re.findall(r"=\s*([\w.]+)", config["options.entry_points"]["livecall"])
+    for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        modules += project_table(pyproject)["entry-points"]["livecall"].values()
     return modules
 
 
@@ -539,9 +547,7 @@ def run_livecall(args: list[str], block: Block) -> None:
 
 def check_requirements(requirements: list[str], block: Block) -> None:
     """``pip install`` of livecall, with extras it has."""
-    config = ConfigParser()
-    config.read(ROOT / "setup.cfg")
-    known = set(config["options.extras_require"])
+    known = set(project_table(ROOT / "pyproject.toml")["optional-dependencies"])
     for requirement in requirements:
         match = re.fullmatch(r"livecall(?:\[([\w,]+)\])?", requirement)
         assert match, f"{block.where}: test_docs cannot check pip install {requirement!r}"

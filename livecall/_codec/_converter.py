@@ -125,7 +125,11 @@ def union_hook(union: Any) -> Callable[[Any, Any], Any]:
 def structure_hook(type_: Any) -> Callable[[Any, Any], Any]:
     """The converter's structure hook for ``type_`` (``get_structure_hook`` is cattrs >= 24.1)."""
     getter = getattr(CONVERTER, "get_structure_hook", None)
-    return getter(type_) if getter else CONVERTER._structure_func.dispatch(type_)
+    if getter is not None:
+        return getter(type_)
+    # cattrs < 24.1.  cattrs annotates this private attribute as taking the converter
+    # too (mypy's call-arg, and misc for its note on the annotation); it takes the type only.
+    return CONVERTER._structure_func.dispatch(type_)  # type: ignore[call-arg, misc]
 
 
 def _structure_server_error(message: dict[str, Any], _: Any) -> ServerError:
@@ -139,7 +143,9 @@ def _structure_server_error(message: dict[str, Any], _: Any) -> ServerError:
 def _lenient_structure(cls: type) -> Callable[[Any, Any], Any]:
     """Typed fields from the wire, every other key (even one named ``extra``) into ``extra``."""
     typed = frozenset(field.name for field in attrs.fields(cls)) - {"extra"}
-    generated = make_dict_structure_fn(cls, CONVERTER, extra=override(struct_hook=as_is))
+    generated: Callable[[Mapping[str, Any], Any], Any] = make_dict_structure_fn(
+        cls, CONVERTER, extra=override(struct_hook=as_is)
+    )
 
     def structure(value: Any, _: Any) -> Any:
         if value.__class__ is cls:  # already decoded: the Phonic decoder's cached items
@@ -158,7 +164,7 @@ def _wire_shape_unstructure(cls: type) -> Callable[[Any], dict[str, Any]]:
     A typed field the server sent as ``null`` cannot be told from one it left
     out, so both are left out.
     """
-    generated = make_dict_unstructure_fn(
+    generated: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
         cls, CONVERTER, _cattrs_omit_if_default=True, extra=override(omit=True)
     )
 
@@ -238,14 +244,25 @@ def _register_phonic_model() -> None:
 
 
 def _register_events() -> None:
+    # The overrides are keyed by attribute names, never by the generators' own
+    # ``_cattrs_*`` parameters: mypy cannot know a dict's keys, so it takes any
+    # of them for one of those (arg-type).
     CONVERTER.register_structure_hook_factory(
         _is_event,
         lambda cls: make_dict_structure_fn(
-            cls, CONVERTER, received_at=override(struct_hook=as_is), **_FROM_WIRE.get(cls, {})
+            cls,
+            CONVERTER,
+            received_at=override(struct_hook=as_is),
+            **_FROM_WIRE.get(cls, {}),  # type: ignore[arg-type]
         ),
     )
     CONVERTER.register_unstructure_hook_factory(
-        _is_event, lambda cls: make_dict_unstructure_fn(cls, CONVERTER, **_TO_RECORD.get(cls, {}))
+        _is_event,
+        lambda cls: make_dict_unstructure_fn(
+            cls,
+            CONVERTER,
+            **_TO_RECORD.get(cls, {}),  # type: ignore[arg-type]
+        ),
     )
     CONVERTER.register_structure_hook(ServerError, _structure_server_error)
 

@@ -17,7 +17,7 @@ from cattrs.v import format_exception
 
 from .._snapshots import item_key
 from ..errors import ConfigurationError
-from ..events import DecodeError, Event, UnknownMessage
+from ..events import ConversationUpdated, DecodeError, Event, UnknownMessage
 from ._converter import (
     RECEIVED_AT,
     WIRE_NAMES,
@@ -104,7 +104,8 @@ class PhonicDecoder(Decoder):
             hit[1] if hit is not None and hit[0] == raw else raw for hit, raw in zip(cached, raw_items)
         ]
         event = super()._event(message, received_at)
-        self._items = dict(zip(keys, zip(raw_items, event.conversation.items)))
+        if type(event) is ConversationUpdated:  # always, for a well-formed snapshot
+            self._items = dict(zip(keys, zip(raw_items, event.conversation.items)))
         return event
 
 
@@ -121,7 +122,7 @@ def _parse(data: Frame, binary: bool) -> Any:
     if binary:
         raise Invalid("binary frame: the protocol sends JSON text")
     try:
-        text = data if data.__class__ is str else data.decode("utf-8")
+        text = data if isinstance(data, str) else data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Invalid(f"invalid UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
@@ -173,7 +174,7 @@ def _name_wire_fields(exc: BaseValidationError) -> None:
 
 def _raw(data: Frame, binary: bool) -> Frame:
     """The frame as DecodeError keeps it: the text, or the bytes if binary or not UTF-8."""
-    if data.__class__ is str:
+    if isinstance(data, str):
         return data
     try:
         return bytes(data) if binary else data.decode("utf-8")

@@ -9,7 +9,7 @@ of the right JSON type through, and raise :class:`Invalid` otherwise.
 import base64
 import re
 from datetime import datetime, timezone
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from ..events import Role
 
@@ -45,7 +45,7 @@ def json_type(value: Any) -> str:
     return _JSON_TYPES.get(value.__class__, type(value).__name__)
 
 
-def exactly(expected: str, *classes: type):
+def exactly(expected: str, *classes: type) -> Callable[[Any, Any], Any]:
     """A structure hook that lets only instances of exactly ``classes`` through.
 
     Exact classes, because ``True`` is an ``int`` to ``isinstance`` but not on the wire.

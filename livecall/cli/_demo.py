@@ -16,7 +16,7 @@ from ..hiya import HiyaClient
 from ..phonic import PhonicClient
 from ._lifecycle import configured
 from ._simulate import load_simulator
-from ._watch import client_options, watch
+from ._watch import client_options, watch, watch_and_join
 
 __all__ = ["add_parser"]
 
@@ -47,9 +47,9 @@ def demo_command(config: Config) -> None:
         with configured(config):
             _say(f"A Hiya call, simulated at {hiya.url}; livecall joins it once screened:")
             client = HiyaClient(**client_options(config, **hiya.client_kwargs()))
-            watch(client, config, join_after=ScreeningEnded)
+            watch_and_join(client, config, after=ScreeningEnded)
             _say(f"A Phonic conversation, simulated at {phonic.url}:")
-            watch(PhonicClient(**client_options(config, **phonic.client_kwargs())), config)
+            watch(PhonicClient(**client_options(config, **phonic.client_kwargs())))
     csv = getattr(options, "csv", None)
     if csv and os.path.isfile(csv):
         _say(f"The CSV plugin wrote {os.path.abspath(csv)}")

@@ -17,7 +17,7 @@ from ..hiya import TOKEN_ENV, HiyaClient
 from ..phonic import API_KEY_ENV, PhonicClient
 from ._lifecycle import configured
 
-__all__ = ["add_parser", "client_options", "watch"]
+__all__ = ["add_parser", "client_options", "watch", "watch_and_join"]
 
 log = logging.getLogger("livecall.cli")
 
@@ -86,24 +86,33 @@ def watch_command(config: Config) -> None:
     options = config.options
     client = _CLIENTS[options.provider](options, config)  # bad input fails before plugins act
     with configured(config):
-        join_after = CallStarted if getattr(options, "join", False) else None
-        watch(client, config, join_after=join_after)
+        if isinstance(client, HiyaClient) and getattr(options, "join", False):
+            watch_and_join(client, config, after=CallStarted)
+        else:
+            watch(client)
 
 
-def watch(client: LiveClient, config: Config, join_after: Optional[type[Event]] = None) -> None:
+def watch(client: LiveClient) -> None:
     """Watch the call to its end; a signal closes the client (a close frame) on the way out.
 
-    With ``join_after``, a Hiya call is joined once an event of that type came.
     Raises what ended the watch badly: ``AuthenticationError``,
     ``RetriesExhaustedError``, ``Interrupted``...
     """
+    _run(client, lambda: None)
+
+
+def watch_and_join(client: HiyaClient, config: Config, after: type[Event]) -> None:
+    """Watch a Hiya call to its end like ``watch()``, joining it once an event of type ``after`` came."""
     ready = threading.Event()
-    if join_after is not None:
-        client.on(join_after, lambda call, event: ready.set())
+    client.on(after, lambda call, event: ready.set())
+    _run(client, lambda: _join(client, ready, config))
+
+
+def _run(client: LiveClient, once_started: Callable[[], None]) -> None:
+    """``start()``, ``once_started()``, ``wait()``; ``close()`` whatever happens."""
     try:
         client.start()
-        if join_after is not None:
-            _join(client, ready, config)
+        once_started()
         client.wait()
     finally:
         client.close()

@@ -5,11 +5,12 @@ it, registers a printer for the run and removes it afterwards.  A library
 user's client never configures plugins, so there this one prints nothing.
 """
 
+import argparse
 import logging
 from datetime import datetime
 from typing import Any, Callable, Optional
 
-from livecall import EndReason, Role, events, hookimpl, redact, to_json
+from livecall import Call, Config, EndReason, Role, events, hookimpl, redact, to_json
 
 log = logging.getLogger("livecall.output")
 
@@ -27,7 +28,7 @@ _ENDINGS = {
 class _Printer:
     """Writes whole lines, flushed one by one so a pipe's reader sees them live."""
 
-    def __init__(self, config: Any):
+    def __init__(self, config: Config):
         self._out = config.stdout
         self._closed = False
 
@@ -46,52 +47,52 @@ class JsonLines(_Printer):
     """One JSON object per event: ``livecall.to_json``, the documented contract."""
 
     @hookimpl
-    def livecall_event(self, call, event):
+    def livecall_event(self, call: Call, event: events.Event) -> None:
         self.write(to_json(call, event))
 
 
 class TextTranscript(_Printer):
     """A live transcript for a person: time, speaker, words; the call's milestones between."""
 
-    def __init__(self, config: Any):
+    def __init__(self, config: Config):
         super().__init__(config)
         self._joining = bool(getattr(config.options, "join", False))
         self._caller: Optional[str] = None
         self._items: set[int] = set()
 
     @hookimpl
-    def livecall_call_start(self, call):
+    def livecall_call_start(self, call: Call) -> None:
         self._caller, self._items = None, set()
         self.write(f"== {call.provider} call {call.id}")
 
     @hookimpl
-    def livecall_event(self, call, event):
+    def livecall_event(self, call: Call, event: events.Event) -> None:
         render = _RENDERERS.get(type(event))
         text = render(self, call, event) if render is not None else None
         if text:
             self.write(f"{_clock(event.received_at)}  {text}")
 
     @hookimpl
-    def livecall_call_end(self, call, reason):
+    def livecall_call_end(self, call: Call, reason: EndReason) -> None:
         self.write(f"== {call.provider} call {call.id}: {_ENDINGS.get(reason, reason)}")
 
-    def _call_started(self, call, event: events.CallStarted) -> str:
+    def _call_started(self, call: Call, event: events.CallStarted) -> str:
         self._caller = event.phone
         return _note(f"call started, caller {event.phone}")
 
-    def _snapshot(self, call, event: events.ConversationUpdated) -> Optional[str]:
+    def _snapshot(self, call: Call, event: events.ConversationUpdated) -> Optional[str]:
         if call.phone is None or call.phone == self._caller:
             return None  # the transcript lines derived from it say the rest
         self._caller = call.phone
         return _note(f"caller {call.phone}")
 
-    def _transcript(self, call, event: events.Transcript) -> str:
+    def _transcript(self, call: Call, event: events.Transcript) -> str:
         revised = event.item_idx in self._items
         if event.item_idx is not None:
             self._items.add(event.item_idx)
         return f"{str(event.role):<{_WIDTH}}  {event.text}" + ("  (revised)" if revised else "")
 
-    def _ack(self, call, event: events.Ack) -> str:
+    def _ack(self, call: Call, event: events.Ack) -> str:
         return _note("joined the call" if self._joining else f"the server acknowledged {event.ack_id}")
 
 
@@ -107,7 +108,7 @@ def _clock(moment: datetime) -> str:
     return moment.astimezone().strftime("%H:%M:%S")
 
 
-_RENDERERS: dict[type, Callable[[TextTranscript, Any, Any], Optional[str]]] = {
+_RENDERERS: dict[type, Callable[[TextTranscript, Call, Any], Optional[str]]] = {
     events.CallStarted: TextTranscript._call_started,
     events.ConversationUpdated: TextTranscript._snapshot,
     events.Transcript: TextTranscript._transcript,
@@ -127,7 +128,7 @@ FORMATS = {"text": TextTranscript, "jsonl": JsonLines}
 
 
 @hookimpl
-def livecall_addoption(parser):
+def livecall_addoption(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         choices=list(FORMATS),
@@ -137,7 +138,7 @@ def livecall_addoption(parser):
 
 
 @hookimpl
-def livecall_configure(config):
+def livecall_configure(config: Config) -> None:
     name = getattr(config.options, "format", None)
     if name is not None:
         config.register(FORMATS[name](config), name=_PRINTER)

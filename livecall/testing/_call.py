@@ -56,9 +56,10 @@ class CallState:
             if isinstance(step, (Cut, Silence)):
                 self.cursor += 1
                 for _ in range(step.lose):
-                    if not isinstance(self.script.steps[self.cursor], Send):
+                    lost = self.script.steps[self.cursor]
+                    if not isinstance(lost, Send):
                         break
-                    self._consume_send(self.script.steps[self.cursor])
+                    self._consume_send(lost)
             return index, step, None
 
     def _consume_send(self, step: Send) -> Payload:

@@ -35,6 +35,8 @@ class Driver:
         pace: float,
     ):
         self.ws = ws
+        # websockets says a plain socket; the simulator serves every connection on a
+        # SimSocket (Simulator._serve_one), and its switches are what the driver needs.
         self.sock: SimSocket = ws.socket  # type: ignore[assignment]
         self.record = record
         self.call = call

@@ -2,7 +2,7 @@
 
 import random
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import attrs
 
@@ -24,8 +24,8 @@ def _positions(value: Optional[Sequence[int]]) -> Optional[tuple[int, ...]]:
     return None if value is None else tuple(int(position) for position in value)
 
 
-def _at_least(minimum: float):
-    def check(instance: object, attribute: "attrs.Attribute", value: float) -> None:
+def _at_least(minimum: float) -> Callable[[object, "attrs.Attribute[Any]", float], None]:
+    def check(instance: object, attribute: "attrs.Attribute[Any]", value: float) -> None:
         if value < minimum:
             raise ValueError(f"{attribute.name} must be at least {minimum}, not {value!r}")
 

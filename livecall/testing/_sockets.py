@@ -9,6 +9,10 @@ dead peer for real, with TCP left open.
 import socket
 import struct
 import threading
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import ReadableBuffer
 
 
 class SimSocket(socket.socket):
@@ -21,8 +25,8 @@ class SimSocket(socket.socket):
         sock.setblocking(True)
         return sock
 
-    def __init__(self, *args: object, **kwargs: object):
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1, fileno: Optional[int] = None):
+        super().__init__(family, type, proto, fileno)
         self._readable = threading.Event()
         self._readable.set()
         self._muted = False
@@ -33,7 +37,7 @@ class SimSocket(socket.socket):
         self._readable.wait()
         return super().recv(bufsize, flags)
 
-    def sendall(self, data: bytes, flags: int = 0) -> None:  # type: ignore[override]
+    def sendall(self, data: "ReadableBuffer", flags: int = 0) -> None:
         if not self._muted:
             super().sendall(data, flags)
 
