@@ -36,6 +36,7 @@ from .events import (
     Role,
     ScreeningEnded,
     ServerError,
+    ToolCall,
     Transcript,
     UnknownMessage,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "Role",
     "ScreeningEnded",
     "ServerError",
+    "ToolCall",
     "Transcript",
     "UnknownMessage",
     "hookimpl",
