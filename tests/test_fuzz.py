@@ -89,12 +89,15 @@ timestamps = st.builds(
     st.sampled_from(["Z", "+00:00"]),
 )
 #: Timestamps a lenient field meets: valid ones, ones that overflow in UTC, ones that are not timestamps.
-odd_timestamps = timestamps | st.sampled_from(["9999-12-31T23:00:00-07:00", "0001-01-01T00:00:00+01:00", "soon"])
+odd_timestamps = timestamps | st.sampled_from(
+    ["9999-12-31T23:00:00-07:00", "0001-01-01T00:00:00+01:00", "soon"]
+)
 
 
 def lenient(proper):
     """A field livecall reads leniently: its proper values, null, or anything at all."""
     return st.none() | proper | json_values
+
 
 #: Fields no version of the spec has: a newer server's, to be tolerated.
 unknown_fields = {"x_future_field": json_values}
