@@ -22,9 +22,9 @@ conversation's size; a turn that disappears and comes back starts afresh.
 """
 
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from datetime import datetime
-from typing import Optional, TypeVar
+from typing import Any, Optional
 
 from ._tool_calls import Fields, tool_call_events
 from .call import Call
@@ -37,68 +37,86 @@ UNKNOWN_ROLE = "unknown"
 #: Phonic's ``from_phone_number`` for a caller who withheld their number.
 WITHHELD = "anonymous"
 
-K = TypeVar("K", bound=Hashable)
-
 
 class _Turn:
     """One item as the tracker knows it, from snapshot to snapshot."""
 
-    __slots__ = ("id", "idx", "line_idx", "words", "item", "tool_calls")
+    __slots__ = ("key", "line_idx", "words", "item", "tool_calls")
 
     def __init__(self, item: ConversationItem, position: int) -> None:
-        self.id = item.id
-        self.idx = item.item_idx
+        #: Its ``id``, else its ``item_idx`` (a str and an int never collide), else None.
+        self.key: Optional[Hashable] = _key(item)
         #: The ``item_idx`` of every line of this turn, fixed when first seen.
         self.line_idx = position if item.item_idx is None else item.item_idx
         self.words: Optional[str] = None  # the words of the last line, None before the first
         self.item: Optional[ConversationItem] = None  # the item last seen (decoded once if unchanged)
         self.tool_calls: dict[Hashable, Fields] = {}
 
+    @property
+    def id(self) -> Optional[str]:
+        return self.key if isinstance(self.key, str) else None
+
+
+def _key(item: ConversationItem) -> Optional[Hashable]:
+    return item.id if item.id is not None else item.item_idx
+
 
 class _Matcher:
-    """The previous snapshot's turns, looked up by id, index, words and position."""
+    """The previous snapshot's turns, looked up by key (id or index), words and position.
+
+    Keys are nearly always unique: then one dict finds each turn.  Queues of
+    turns per key are built only when keys repeat, and the word and position
+    lookups only when some turn has no key at all.
+    """
 
     def __init__(self, turns: list[_Turn]) -> None:
-        self._taken: set[int] = set()
-        self._by_id: dict[str, deque[_Turn]] = {}
-        self._by_idx: dict[int, deque[_Turn]] = {}
-        self._by_words: dict[str, deque[_Turn]] = {}
-        self._by_position: dict[int, deque[_Turn]] = {}
-        for position, turn in enumerate(turns):
-            if turn.id is not None:
-                _add(self._by_id, turn.id, turn)
-            elif turn.idx is not None:
-                _add(self._by_idx, turn.idx, turn)
-            else:
-                if turn.words is not None:
-                    _add(self._by_words, turn.words, turn)
-                _add(self._by_position, position, turn)
+        self._taken: set[_Turn] = set()
+        keyed = [turn for turn in turns if turn.key is not None]
+        self._first = {turn.key: turn for turn in reversed(keyed)}
+        self._repeated = (
+            _queues((turn.key, turn) for turn in keyed) if len(self._first) < len(keyed) else None
+        )
+        anonymous = [(position, turn) for position, turn in enumerate(turns) if turn.key is None]
+        self._by_words = _queues((turn.words, turn) for _, turn in anonymous if turn.words is not None)
+        self._by_position = _queues(anonymous)
 
     def claim(self, item: ConversationItem, position: int) -> Optional[_Turn]:
         """The earlier turn ``item`` continues, taken for good; None for a new turn."""
-        if item.id is not None:
-            turn = self._take(self._by_id, item.id)
-            if turn is None and item.item_idx is not None:
-                turn = self._take(self._by_idx, item.item_idx)
+        key = _key(item)
+        if key is not None:
+            turn = self._take_keyed(key)
+            if turn is None and item.id is not None and item.item_idx is not None:
+                turn = self._take_keyed(item.item_idx)  # a turn without id: the id appeared late
             return turn
-        if item.item_idx is not None:
-            return self._take(self._by_idx, item.item_idx)
         words = item.transcript_text
         turn = self._take(self._by_words, words) if words else None
         return turn or self._take(self._by_position, position)
 
-    def _take(self, index: "dict[K, deque[_Turn]]", key: K) -> Optional[_Turn]:
+    def _take_keyed(self, key: Hashable) -> Optional[_Turn]:
+        if self._repeated is not None:
+            return self._take(self._repeated, key)
+        turn = self._first.get(key)
+        if turn is None or turn in self._taken:
+            return None
+        self._taken.add(turn)
+        return turn
+
+    def _take(self, index: "dict[Any, deque[_Turn]]", key: Hashable) -> Optional[_Turn]:
         queue = index.get(key)
         while queue:
             turn = queue.popleft()
-            if id(turn) not in self._taken:
-                self._taken.add(id(turn))
+            if turn not in self._taken:
+                self._taken.add(turn)
                 return turn
         return None
 
 
-def _add(index: "dict[K, deque[_Turn]]", key: K, turn: _Turn) -> None:
-    index.setdefault(key, deque()).append(turn)
+def _queues(pairs: Iterable[tuple[Any, _Turn]]) -> "dict[Any, deque[_Turn]]":
+    """The turns under each key, in conversation order."""
+    queues: dict[Any, deque[_Turn]] = {}
+    for key, turn in pairs:
+        queues.setdefault(key, deque()).append(turn)
+    return queues
 
 
 class SnapshotTracker:
@@ -125,7 +143,7 @@ class SnapshotTracker:
                 continue
             turn.item = item
             if turn.id is None and item.id is not None:
-                turn.id = item.id  # its lines keep their item_idx; from now on they carry the id
+                turn.key = item.id  # its lines keep their item_idx; from now on they carry the id
             line = _line(turn, item, received_at)
             if line is not None:
                 events.append(line)
@@ -149,7 +167,7 @@ def _line(turn: _Turn, item: ConversationItem, received_at: datetime) -> Optiona
         item_idx=turn.line_idx,
         item_id=turn.id,
         revised=revised,
-        redacted=item.is_redacted_text,
+        redacted=item.transcript_redacted,
         received_at=received_at,
     )
 

@@ -185,7 +185,7 @@ class ConversationItem:
         return self.text or self.live_transcript or self.post_call_transcript or self.redacted_transcript
 
     @property
-    def is_redacted_text(self) -> bool:
+    def transcript_redacted(self) -> bool:
         """Whether ``transcript_text`` is the redacted transcript: no other words are left."""
         return bool(self.redacted_transcript) and not (
             self.text or self.live_transcript or self.post_call_transcript

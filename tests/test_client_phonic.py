@@ -39,7 +39,7 @@ def test_transcripts_follow_their_snapshot(client_for, recorder):
     assert order[first_transcript - 1] is ConversationUpdated
 
 
-def test_caller_phone_is_learned_from_the_snapshot(client_for):
+def test_the_numbers_are_learned_from_the_snapshot(client_for):
     with Simulator("phonic", "conversation") as sim:
         client = client_for(sim)
         client.run()

@@ -116,24 +116,29 @@ class PhonicDecoder(Decoder):
     def _event(self, message: Any, received_at: datetime) -> Event:
         raw_items = _snapshot_items(message)
         keys: list[Hashable] = []
+        items: list[Any] = []  # each a cached ConversationItem, or a wire dict to decode
         if raw_items is not None:
             keys = [_key(raw, position) for position, raw in enumerate(raw_items)]
             cached = map(self._items.get, keys)
-            message["conversation"]["items"] = [
+            items = [
                 hit[1] if hit is not None and hit[0] == raw else raw for hit, raw in zip(cached, raw_items)
             ]
+            message["conversation"]["items"] = items
         event = super()._event(message, received_at)
         if type(event) is ConversationUpdated:
+            conversation = event.conversation
             if raw_items is not None:
-                self._items = dict(zip(keys, zip(raw_items, event.conversation.items)))
-            self._report_unread(event.conversation)
+                self._items = dict(zip(keys, zip(raw_items, conversation.items)))
+            fresh = [item for item, given in zip(conversation.items, items) if given.__class__ is dict]
+            self._report_unread(conversation, fresh if raw_items is not None else conversation.items)
         return event
 
-    def _report_unread(self, conversation: Conversation) -> None:
+    def _report_unread(self, conversation: Conversation, fresh_items: list[ConversationItem]) -> None:
+        """Warn of each field kept in ``extra`` the first time it is seen in this watch;
+        items from the cache were checked when first decoded."""
         odd = [(f"conversation.{name}", conversation.extra[name]) for name in _lenient(conversation)]
-        for item in conversation.items:
-            if item.extra:
-                odd.extend((f"conversation.items[].{name}", item.extra[name]) for name in _lenient(item))
+        for item in fresh_items:
+            odd.extend((f"conversation.items[].{name}", item.extra[name]) for name in _lenient(item))
         for path, value in odd:
             if path not in self._reported:
                 self._reported.add(path)
