@@ -64,9 +64,9 @@ def _key(item: ConversationItem) -> Optional[Hashable]:
 class _Matcher:
     """The previous snapshot's turns, looked up by key (id or index), words and position.
 
-    Keys are nearly always unique: then one dict finds each turn.  Queues of
-    turns per key are built only when keys repeat, and the word and position
-    lookups only when some turn has no key at all.
+    Keys are nearly always unique: then one dict finds each turn, and queues
+    of turns per key are built only when keys repeat.  The word and position
+    lookups hold the turns without key, usually none.
     """
 
     def __init__(self, turns: list[_Turn]) -> None:
