@@ -5,6 +5,8 @@ from datetime import datetime, timezone
 
 import phonic_sdk as sdk
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from livecall import Call
 from livecall._codec import new_decoder
@@ -308,3 +310,41 @@ def test_the_spec_shape_gives_the_numbers_at_the_top_level():
         "outbound",
         "+1555999",
     )
+
+
+# --- any stream of snapshots ---------------------------------------------------------
+
+few_words = st.none() | st.sampled_from(["Hi.", "Hi there.", "Yes.", "[NAME]."])
+odd_items = st.builds(
+    lambda item_id, item_idx, live, redacted, calls: ConversationItem(
+        id=item_id,
+        item_idx=item_idx,
+        role="user",
+        live_transcript=live,
+        redacted_transcript=redacted,
+        extra={"tool_calls": calls},
+    ),
+    st.none() | st.sampled_from(["a", "b"]),  # few ids and indexes: repeats, late ids, removals
+    st.none() | st.integers(0, 2),
+    few_words,
+    few_words,
+    st.lists(
+        st.fixed_dictionaries({"id": st.sampled_from(["t1", "t2"]), "response_body": few_words}), max_size=2
+    ),
+)
+streams = st.lists(
+    st.lists(odd_items, max_size=5).map(lambda items: snapshot(*items)), min_size=1, max_size=6
+)
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=300)
+@given(streams)
+def test_any_stream_loses_no_words_and_repeats_nothing(conversations):
+    tracker = SnapshotTracker()
+    said = []
+    for conversation in conversations:
+        events = tracker.new_events(conversation, FIRST)
+        said.extend(event.text for event in events if type(event) is Transcript)
+        assert tracker.new_events(conversation, LATER) == [], "a snapshot seen again adds nothing"
+    words = {item.transcript_text for item in conversations[-1].items if item.transcript_text}
+    assert words <= set(said), "every turn's words were delivered"
