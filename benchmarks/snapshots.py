@@ -18,7 +18,7 @@ from typing import Any
 
 import livecall
 from livecall._codec import new_decoder
-from livecall._snapshots import TranscriptTracker
+from livecall._snapshots import SnapshotTracker
 
 from . import _payloads
 from ._report import Row, number, verdict
@@ -38,23 +38,23 @@ def _one_round(frames: list[bytes]) -> list[tuple]:
     """(json.loads seconds, decode-and-diff seconds) per update, with fresh state."""
     clock = time.perf_counter
     received_at = datetime.now(timezone.utc)
-    decoder, tracker = new_decoder("phonic"), TranscriptTracker()
+    decoder, tracker = new_decoder("phonic"), SnapshotTracker()
     timings = []
     for frame in frames:
         started = clock()
         json.loads(frame)
         parsed = clock()
         event = decoder.decode(frame, received_at)
-        tracker.new_lines(event.conversation, received_at)
+        tracker.new_events(event.conversation, received_at)
         timings.append((parsed - started, clock() - parsed))
     return timings
 
 
 def _cold_decode(frame: bytes) -> float:
     received_at = datetime.now(timezone.utc)
-    decoder, tracker = new_decoder("phonic"), TranscriptTracker()
+    decoder, tracker = new_decoder("phonic"), SnapshotTracker()
     started = time.perf_counter()
-    tracker.new_lines(decoder.decode(frame, received_at).conversation, received_at)
+    tracker.new_events(decoder.decode(frame, received_at).conversation, received_at)
     return time.perf_counter() - started
 
 

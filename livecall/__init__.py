@@ -38,6 +38,7 @@ from .events import (
     Role,
     ScreeningEnded,
     ServerError,
+    ToolCall,
     Transcript,
     UnknownMessage,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "Role",
     "ScreeningEnded",
     "ServerError",
+    "ToolCall",
     "Transcript",
     "UnknownMessage",
     "hookimpl",

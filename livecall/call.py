@@ -35,8 +35,14 @@ class Call:
     """What is known about the call being watched.
 
     ``id`` is never a credential: Phonic's conversation id, or for Hiya an id
-    made up per watch (its conversation token is a secret).  ``phone`` fills in
-    when the provider tells it.  One object lives for the whole watch, across
+    made up per watch (its conversation token is a secret).  The numbers fill
+    in when the provider tells them.  ``phone`` is the number of the person
+    on the line with the agent: Hiya's caller; for Phonic the caller of an
+    inbound call and the callee of an outbound one (the caller when
+    ``direction`` is unknown), and ``None`` while that number is withheld
+    (``anonymous``).  ``from_phone`` and ``to_phone`` (Phonic) are the numbers
+    as sent; ``direction`` is ``inbound`` or ``outbound`` when the provider
+    says (Phonic's ``origin``).  One object lives for the whole watch, across
     reconnects, so plugins may key their state on it.
     """
 
@@ -46,3 +52,6 @@ class Call:
     phone: Optional[str] = None
     ended_at: Optional[datetime] = None
     end_reason: Optional[EndReason] = None
+    from_phone: Optional[str] = None
+    to_phone: Optional[str] = None
+    direction: Optional[str] = None

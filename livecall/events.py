@@ -26,6 +26,7 @@ __all__ = [
     "Role",
     "ScreeningEnded",
     "ServerError",
+    "ToolCall",
     "Transcript",
     "UnknownMessage",
 ]
@@ -62,10 +63,17 @@ class Event:
     ``received_at`` is when the frame came off the socket (UTC), not when a hook
     ran: with a slow plugin the two can be far apart.  ``kind`` is the event's
     stable snake_case name, used in JSON lines and webhooks.
+
+    ``extra`` holds the keys of the server's message that no field holds, as
+    sent, so that nothing the server sent is lost (a ``received_at`` the server
+    sent included).  It is empty for events livecall makes itself, and for
+    :class:`UnknownMessage` and :class:`DecodeError`, whose ``raw`` is the
+    whole message.
     """
 
     kind: ClassVar[str] = "event"
     received_at: datetime = attrs.field(factory=utcnow, kw_only=True, eq=False, repr=False)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, kw_only=True, repr=False)
 
 
 # --- Hiya -------------------------------------------------------------------
@@ -84,10 +92,17 @@ class CallStarted(Event):
 class Transcript(Event):
     """A line of what was said, from either provider.
 
-    Hiya sends these directly (``role`` is ``assistant``, ``other`` or ``user``);
-    for Phonic the client derives one per conversation item, again whenever
-    the item's text changes, with ``item_idx`` set and ``offset`` left out.
-    ``role`` is a :class:`Role` when the value is known, else the server's string.
+    Hiya sends these directly; for Phonic the client derives one per
+    conversation item, again whenever the item's words change, with
+    ``item_idx`` set and ``offset`` left out.  ``role`` is a :class:`Role` when
+    the value is known, else the server's string, as sent.
+
+    Phonic lines only: ``item_idx`` stays the same for every line of one item
+    (its identity, kept across revisions and reconnects); ``item_id`` is the
+    item's ``id`` once the server has sent one; ``revised`` says the line
+    replaces the item's earlier line; ``redacted`` says the words are the
+    item's ``redacted_transcript``.  A revised and redacted line means words
+    already delivered were redacted: scrub them wherever they were stored.
     """
 
     kind: ClassVar[str] = "transcript"
@@ -95,6 +110,9 @@ class Transcript(Event):
     role: str
     offset: Optional[float] = None
     item_idx: Optional[int] = None
+    item_id: Optional[str] = None
+    revised: bool = False
+    redacted: bool = False
 
 
 @attrs.frozen
@@ -137,8 +155,15 @@ class ConversationItem:
     """One turn of a Phonic conversation.
 
     Only the fields livecall reads are typed; everything else the server sent
-    is kept in ``extra`` so nothing is lost.  ``role`` is usually ``user`` or
-    ``assistant`` but any string is accepted.
+    is kept in ``extra`` so nothing is lost (``tool_calls`` and
+    ``tool_call_ids`` among them).  ``role`` is usually ``user`` or
+    ``assistant`` but any string is accepted.  ``live_transcript`` is null in
+    a turn the server has redacted; its words are then in
+    ``redacted_transcript``.
+
+    ``wire_fields`` names the typed fields the server sent, null ones
+    included, so that records write back exactly those; ``None`` (an item
+    made in code) writes the fields that are not ``None``.
     """
 
     id: Optional[str] = None
@@ -147,14 +172,24 @@ class ConversationItem:
     text: Optional[str] = None
     live_transcript: Optional[str] = None
     post_call_transcript: Optional[str] = None
+    redacted_transcript: Optional[str] = None
     started_at: Optional[datetime] = None
     duration_ms: Optional[float] = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    wire_fields: Optional[frozenset[str]] = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def transcript_text(self) -> Optional[str]:
-        """The turn's words: ``text``, else ``live_transcript``, else ``post_call_transcript``."""
-        return self.text or self.live_transcript or self.post_call_transcript
+        """The turn's words: ``text``, else ``live_transcript``, else
+        ``post_call_transcript``, else ``redacted_transcript``."""
+        return self.text or self.live_transcript or self.post_call_transcript or self.redacted_transcript
+
+    @property
+    def transcript_redacted(self) -> bool:
+        """Whether ``transcript_text`` is the redacted transcript: no other words are left."""
+        return bool(self.redacted_transcript) and not (
+            self.text or self.live_transcript or self.post_call_transcript
+        )
 
 
 @attrs.frozen
@@ -162,7 +197,12 @@ class Conversation:
     """A full snapshot of a Phonic conversation, as the REST API describes it.
 
     Servers send two shapes (the spec's, and the SDK's with ``call_info``);
-    both decode here, unknown fields land in ``extra``.
+    both decode here, unknown fields land in ``extra``.  Only ``id`` and
+    ``items`` must be well formed: another typed field whose value has an
+    unexpected type, or a timestamp that cannot be converted to UTC, is left
+    ``None`` and kept as sent in ``extra`` (with one warning per field per
+    call), so one odd field never costs a snapshot.  ``wire_fields`` is as for
+    :class:`ConversationItem`.
     """
 
     id: str
@@ -184,13 +224,66 @@ class Conversation:
     live_transcript: Optional[str] = None
     post_call_transcript: Optional[str] = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    wire_fields: Optional[frozenset[str]] = attrs.field(default=None, eq=False, repr=False)
 
     @property
-    def caller_phone(self) -> Optional[str]:
-        """The caller's number, from either of the two shapes servers send."""
-        if self.from_phone_number:
-            return self.from_phone_number
-        return (self.call_info or {}).get("from_phone_number")
+    def from_phone(self) -> Optional[str]:
+        """The number that placed the call: ``call_info.from_phone_number``, else
+        ``from_phone_number``, as sent (``anonymous`` when the caller withheld it)."""
+        return self._number("from_phone_number")
+
+    @property
+    def to_phone(self) -> Optional[str]:
+        """The number that was called: ``call_info.to_phone_number``, else ``to_phone_number``."""
+        return self._number("to_phone_number")
+
+    @property
+    def direction(self) -> Optional[str]:
+        """``inbound`` or ``outbound`` when ``origin`` says so, else None."""
+        return _DIRECTIONS.get(self.origin) if self.origin is not None else None
+
+    def _number(self, name: str) -> Optional[str]:
+        nested = self.call_info.get(name) if self.call_info is not None else None
+        if nested.__class__ is str and nested:
+            return nested
+        return getattr(self, name) or None
+
+
+#: Phonic's ``origin`` values that say which way the call went.
+_DIRECTIONS = {
+    "inbound": "inbound",
+    "telephony-inbound": "inbound",
+    "outbound": "outbound",
+    "telephony-outbound": "outbound",
+}
+
+
+@attrs.frozen
+class ToolCall(Event):
+    """A tool call of a Phonic turn, when it first appears and whenever it changes.
+
+    Derived from snapshots like transcript lines, from an item's
+    ``tool_calls`` (the SDK's shape: ``tool.name``, ``request_body``,
+    ``response_body``, ``response_status_code``, ``error_message``,
+    ``timed_out``) or ``tool_call_ids`` (the spec's: ids only).  Values are
+    as sent, of any JSON type; what a tool call's shape lacks is ``None``.
+    ``revised`` says an earlier event of the same call (same ``item_idx`` and
+    ``tool_call_id``) is superseded: its status or result changed.  The
+    endpoint's URL and headers are left out: they may hold the credentials of
+    the tool's own service.
+    """
+
+    kind: ClassVar[str] = "tool_call"
+    tool_call_id: Optional[str]
+    item_idx: int
+    item_id: Optional[str] = None
+    name: Any = None
+    arguments: Any = None
+    result: Any = None
+    status_code: Any = None
+    error: Any = None
+    timed_out: Any = None
+    revised: bool = False
 
 
 @attrs.frozen

@@ -1,7 +1,7 @@
 """Phonic's Live Conversation stream: ``/v1/conversations/{id}/live/ws``, server to client.
 
 Every ``conversation-updated`` carries the whole conversation, so the client
-derives transcript lines by comparing snapshots, and a reconnect loses
+derives transcript lines and tool calls by comparing snapshots, and a reconnect loses
 nothing: the first snapshot after it brings back whatever was missed, and
 lines already emitted are not emitted again.
 """
@@ -11,9 +11,9 @@ from urllib.parse import quote, urlencode
 
 from ._client import LiveClient, Request
 from ._secrets import Credential
-from ._snapshots import TranscriptTracker
+from ._snapshots import SnapshotTracker, update_call
 from .errors import ConfigurationError
-from .events import ConversationEnded, ConversationUpdated, Event, Transcript
+from .events import ConversationEnded, ConversationUpdated, Event
 
 __all__ = ["PhonicClient"]
 
@@ -50,7 +50,7 @@ class PhonicClient(LiveClient):
         self._api_key = Credential(api_key, env=API_KEY_ENV)
         if self._session_token is None and not self._api_key:
             raise ConfigurationError(f"Phonic needs api_key=, session_token= or {API_KEY_ENV}")
-        self._tracker = TranscriptTracker()
+        self._tracker = SnapshotTracker()
         super().__init__(url=url or DEFAULT_URL, call_id=conversation_id, **options)
         self._path = f"/v1/conversations/{quote(conversation_id, safe='')}/live/ws"
 
@@ -64,10 +64,8 @@ class PhonicClient(LiveClient):
             raise ConfigurationError(f"{API_KEY_ENV} is empty")
         return Request(url=safe_url, headers=[f"Authorization: Bearer {api_key}"], safe_url=safe_url)
 
-    def _handle(self, event: Event) -> list[Transcript]:
+    def _handle(self, event: Event) -> list[Event]:
         if type(event) is not ConversationUpdated:
             return []
-        conversation = event.conversation
-        if self.call.phone is None:
-            self.call.phone = conversation.caller_phone
-        return self._tracker.new_lines(conversation, event.received_at)
+        update_call(self.call, event.conversation)
+        return self._tracker.new_events(event.conversation, event.received_at)

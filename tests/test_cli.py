@@ -257,6 +257,32 @@ def test_phonic_text_marks_revised_lines_and_hides_snapshots():
     assert len(lines) == 1 + 1 + 6 + 1 + 1, "one line per transcript, none per snapshot"
 
 
+def test_phonic_text_marks_redactions_and_shows_tool_calls():
+    with Simulator("phonic", "sdk") as sim:
+        result = livecall(*watch_args(sim, "--format", "text"))
+    assert result.returncode == 0, result.stderr
+    body = [line.split("  ", 1)[1] for line in result.stdout.splitlines()[1:-1]]
+    assert body[0] == f"--         calling {CALLER}"
+    assert "user       Could we move it? You can text me at [PHONE NUMBER].  (redacted)" in body
+    assert "user       Thanks, I'm [NAME]." in body, "a turn redacted from the start is no revision"
+    assert body.count("--         tool call reschedule_appointment") == 1
+    assert "--         tool call reschedule_appointment -> 200.0" in body
+
+
+def test_phonic_jsonl_has_tool_calls_and_the_snapshots_as_sent():
+    with Simulator("phonic", "sdk") as sim:
+        result = livecall(*watch_args(sim, "--format", "jsonl"))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    tool_calls = [record for record in records if record["event"] == "tool_call"]
+    assert [(r["name"], r["status_code"], r["revised"]) for r in tool_calls] == [
+        ("reschedule_appointment", None, False),
+        ("reschedule_appointment", 200.0, True),
+    ]
+    first = next(record for record in records if record["event"] == "conversation_updated")
+    assert first["conversation"]["items"] == [] and first["conversation"]["ended_at"] is None
+
+
 def test_reconnects_and_bad_frames_are_marked_in_the_text():
     with Simulator("hiya", "malformed+drop", join_timeout=0, drop_mode=1012, lose=0) as sim:
         result = livecall(*watch_args(sim, "--ping-interval", "5"))

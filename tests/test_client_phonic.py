@@ -3,7 +3,7 @@
 import pytest
 
 import livecall
-from livecall import ConversationEnded, ConversationUpdated, EndReason, Transcript
+from livecall import ConversationEnded, ConversationUpdated, EndReason, ToolCall, Transcript
 from livecall.testing import Simulator
 
 
@@ -39,12 +39,14 @@ def test_transcripts_follow_their_snapshot(client_for, recorder):
     assert order[first_transcript - 1] is ConversationUpdated
 
 
-def test_caller_phone_is_learned_from_the_snapshot(client_for):
+def test_the_numbers_are_learned_from_the_snapshot(client_for):
     with Simulator("phonic", "conversation") as sim:
         client = client_for(sim)
         client.run()
-    assert client.call.phone and client.call.phone.startswith("+")
-    assert client.call.id == sim.client_kwargs()["conversation_id"]
+    call = client.call
+    assert (call.direction, call.phone, call.from_phone) == ("inbound", "+15551234567", "+15551234567")
+    assert call.to_phone == "+15559876543"
+    assert call.id == sim.client_kwargs()["conversation_id"]
 
 
 def test_api_key_goes_in_the_authorization_header(client_for):
@@ -85,3 +87,29 @@ def test_missing_credentials_are_refused(monkeypatch):
     monkeypatch.delenv("PHONIC_API_KEY", raising=False)
     with pytest.raises(livecall.ConfigurationError, match="PHONIC_API_KEY"):
         livecall.PhonicClient("conv_1")
+
+
+def test_an_sdk_shaped_outbound_call_keeps_every_turn_redaction_and_tool_call(client_for, recorder):
+    with Simulator("phonic", "sdk") as sim:
+        client = client_for(sim)
+        client.run()
+    call = client.call
+    assert (call.direction, call.from_phone, call.to_phone) == ("outbound", "+15559876543", "+15551234567")
+    assert call.phone == "+15551234567", "phone is the other party, not the agent's own number"
+    lines = [(t.item_idx, t.text, t.revised, t.redacted) for t in recorder.events(Transcript)]
+    assert lines == [
+        (0, "Hi, this is Sunrise Dental calling to confirm your cleaning on Monday.", False, False),
+        (1, "Could we move it? You can text me at 555 0100.", False, False),
+        (2, "Let me check Tuesday for you.", False, False),
+        (1, "Could we move it? You can text me at [PHONE NUMBER].", True, True),
+        (3, "Thanks, I'm [NAME].", False, True),
+    ]
+    tools = [(t.tool_call_id, t.name, t.status_code, t.result, t.revised) for t in recorder.events(ToolCall)]
+    assert tools == [
+        ("tool_call_sim-1", "reschedule_appointment", None, None, False),
+        ("tool_call_sim-1", "reschedule_appointment", 200.0, {"slot": "Tuesday 10:00"}, True),
+    ]
+    final = recorder.events(ConversationUpdated)[-1].conversation
+    assert final.ended_at is None and final.extra["ended_at"] == "9999-12-31T23:00:00-07:00"
+    assert not recorder.events(livecall.DecodeError), "odd metadata costs no snapshot"
+    assert call.end_reason is EndReason.ENDED

@@ -2,8 +2,10 @@
 
 import base64
 import json
+import logging
 from datetime import datetime, timedelta, timezone
 
+import phonic_sdk as sdk
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,6 +24,7 @@ from livecall.events import (
     Role,
     ScreeningEnded,
     ServerError,
+    ToolCall,
     Transcript,
     UnknownMessage,
 )
@@ -262,7 +265,8 @@ def test_screening_end_call_end_and_ack():
 )
 def test_error_text_is_found_in_any_provider_shape(message, text):
     for decode in (hiya, phonic):
-        assert decode(dict(message, type="error")) == ServerError(message=text)
+        # The text may come from several places: extra keeps the whole message.
+        assert decode(dict(message, type="error")) == ServerError(message=text, extra=message)
 
 
 def test_error_without_any_text_is_a_decode_error():
@@ -287,7 +291,8 @@ def test_spec_example_decodes_with_typed_fields_and_extras():
         "name": "support-agent",
         "is_deleted": False,
     }
-    assert conversation.caller_phone == "+15551234567"
+    assert (conversation.from_phone, conversation.to_phone) == ("+15551234567", "+15559876543")
+    assert conversation.direction == "inbound"
     assert conversation.extra["org_id"] == "org_01K1WB8NT3EJJ4ZRKJ6BQZPZPS"
     assert conversation.extra["vad_info"] == {"events": []}
     assert "items" not in conversation.extra and "id" not in conversation.extra
@@ -302,7 +307,8 @@ def test_spec_example_decodes_with_typed_fields_and_extras():
 def test_sdk_shape_decodes():
     conversation = phonic(update(SDK_CONVERSATION)).conversation
     assert conversation.call_info["twilio_call_sid"] == "CA123"
-    assert conversation.caller_phone == "+15551230000"
+    assert (conversation.from_phone, conversation.to_phone) == ("+15551230000", "+15559870000")
+    assert conversation.direction == "outbound"
     assert conversation.ended_by == "assistant"
     assert conversation.live_transcript == "Hello!\nHi."
     assert conversation.extra["project"] == {"id": "proj_1", "name": "main"}
@@ -388,12 +394,8 @@ def test_bad_timestamps_are_decode_errors(bad):
             {"type": "transcript", "msg": "a", "role": "user", "offset": True},
             "expected number, got boolean @ $.offset",
         ),
-        (
-            {"type": "transcript", "msg": "a", "role": "boss"},
-            "expected one of assistant|other|user, got 'boss' @ $.role",
-        ),
-        ({"type": "transcript", "msg": "a", "role": 1}, "got 1 @ $.role"),
-        ({"type": "transcript", "msg": "a", "role": "User"}, "@ $.role"),
+        ({"type": "transcript", "msg": "a", "role": 1}, "expected a role string, got 1 @ $.role"),
+        ({"type": "transcript", "msg": "a", "role": None}, "got None @ $.role"),
         (
             {"type": "event:start", "phone": None, "timestamp": "2025-07-30T23:45:00Z"},
             "expected string, got null @ $.phone",
@@ -411,15 +413,15 @@ def test_hiya_wrong_or_missing_fields_are_decode_errors(message, expected):
     [
         ({"items": []}, "required field missing @ $.conversation.id"),
         ({"id": 7}, "@ $.conversation.id"),
-        ({"id": "c", "is_live": "yes"}, "@ $.conversation.is_live"),
-        ({"id": "c", "duration_ms": "12"}, "@ $.conversation.duration_ms"),
-        ({"id": "c", "agent": "agent_1"}, "@ $.conversation.agent"),
         ({"id": "c", "items": "abc"}, "@ $.conversation.items"),
         ({"id": "c", "items": [5]}, "@ $.conversation.items[0]"),
         ({"id": "c", "items": [{}, {"item_idx": 1.5}]}, "@ $.conversation.items[1].item_idx"),
         ({"id": "c", "items": [{"item_idx": True}]}, "@ $.conversation.items[0].item_idx"),
         ({"id": "c", "items": [{"role": 5}]}, "@ $.conversation.items[0].role"),
-        ({"id": "c", "items": [{"started_at": "soon"}]}, "@ $.conversation.items[0].started_at"),
+        ({"id": "c", "items": [{"text": 5}]}, "@ $.conversation.items[0].text"),
+        ({"id": "c", "items": [{"live_transcript": []}]}, "@ $.conversation.items[0].live_transcript"),
+        ({"id": "c", "items": [{"redacted_transcript": 1}]}, "@ $.conversation.items[0].redacted_transcript"),
+        ({"id": "c", "items": [{"id": 3}]}, "@ $.conversation.items[0].id"),
         (None, "@ $.conversation"),
     ],
 )
@@ -562,11 +564,62 @@ RECEIVED_ISO = "2025-07-30T23:45:01.250000+00:00"
         ),
         (
             Transcript(text="Hi", role=Role.USER, offset=1.5, received_at=RECEIVED),
-            {"event": "transcript", "text": "Hi", "role": "user", "offset": 1.5, "item_idx": None},
+            {
+                "event": "transcript",
+                "text": "Hi",
+                "role": "user",
+                "offset": 1.5,
+                "item_idx": None,
+                "item_id": None,
+                "revised": False,
+                "redacted": False,
+            },
         ),
         (
-            Transcript(text="Hi", role="narrator", item_idx=4, received_at=RECEIVED),
-            {"event": "transcript", "text": "Hi", "role": "narrator", "offset": None, "item_idx": 4},
+            Transcript(
+                text="[NAME] here",
+                role="narrator",
+                item_idx=4,
+                item_id="it_4",
+                revised=True,
+                redacted=True,
+                received_at=RECEIVED,
+            ),
+            {
+                "event": "transcript",
+                "text": "[NAME] here",
+                "role": "narrator",
+                "offset": None,
+                "item_idx": 4,
+                "item_id": "it_4",
+                "revised": True,
+                "redacted": True,
+            },
+        ),
+        (
+            ToolCall(
+                tool_call_id="tc_1",
+                item_idx=2,
+                item_id="it_2",
+                name="book",
+                arguments={"day": "Tue"},
+                result=None,
+                status_code=200,
+                received_at=RECEIVED,
+            ),
+            {
+                "event": "tool_call",
+                "tool_call_id": "tc_1",
+                "item_idx": 2,
+                "item_id": "it_2",
+                "name": "book",
+                "arguments": {"day": "Tue"},
+                "result": None,
+                "status_code": 200,
+                "error": None,
+                "timed_out": None,
+                "revised": False,
+            },
         ),
         (
             ScreeningEnded(message="done", received_at=RECEIVED),
@@ -606,8 +659,10 @@ def test_record_of_each_event_kind(event, fields):
         "received_at": RECEIVED_ISO,
     }
     expected.update(fields)
+    expected["extra"] = {}
     assert record == expected
     assert list(record)[:4] == ["event", "provider", "call_id", "received_at"]
+    assert list(record)[-1] == "extra"
     assert json.loads(to_json(HIYA_CALL, event)) == expected
 
 
@@ -638,9 +693,8 @@ def test_conversation_record_has_the_wire_shape():
     assert record["event"] == "conversation_updated"
     conversation = json.loads(to_json(PHONIC_CALL, event))["conversation"]
     assert isinstance(record["conversation"]["items"], list)
-    # Typed fields sent as null are left out; timestamps come back in the record's format.
-    expected = {key: value for key, value in wire.items() if key not in ("ended_at", "end_reason")}
-    expected["started_at"] = "2025-07-30T23:45:00.000000+00:00"
+    # Everything as sent, nulls included; timestamps come back in the record's format.
+    expected = dict(wire, started_at="2025-07-30T23:45:00.000000+00:00")
     for item, started_at in zip(expected["items"], ("00.500000", "03.000000", "06.200000")):
         item["started_at"] = f"2025-07-30T23:45:{started_at}+00:00"
     assert conversation == expected
@@ -655,6 +709,7 @@ def test_sdk_conversation_record_keeps_every_field():
         "item_idx": 0,
         "role": "assistant",
         "live_transcript": "Hello!",
+        "post_call_transcript": None,
         "duration_ms": 900,
         "started_at": "2025-07-30T23:45:00.100000+00:00",
         "voice_id": "sarah",
@@ -749,3 +804,84 @@ def test_a_stream_of_snapshots_never_raises(updates):
     decoder = new_decoder("phonic")
     for message in updates:
         assert decoder.decode(json.dumps(message), RECEIVED).received_at is RECEIVED
+
+
+# --- fidelity to what the server sent (payloads shaped like Phonic's SDK models) ----
+
+
+def test_a_record_keeps_nulls_empty_items_and_unknown_top_level_keys():
+    # Defect 1: typed nulls, an empty items list and top-level keys beside
+    # type and conversation were missing from records.
+    first = sdk.update(sdk.conversation(), sequence=1, received_at="2025-07-30T23:45:00Z")
+    record = to_record(PHONIC_CALL, phonic(first))
+    assert record["conversation"]["items"] == []
+    assert record["conversation"]["ended_at"] is None and record["conversation"]["is_redacted"] is None
+    assert record["extra"] == {"sequence": 1, "received_at": "2025-07-30T23:45:00Z"}
+    assert record["received_at"] == RECEIVED_ISO  # the arrival time; the server's is in extra
+    redacted = sdk.item(0, "user", None, redacted_transcript="My number is [PHONE NUMBER].")
+    item = to_record(PHONIC_CALL, phonic(sdk.update(sdk.conversation(redacted))))["conversation"]["items"][0]
+    assert item["live_transcript"] is None and item["tool_calls"] == []
+    assert item == dict(redacted, started_at="2025-07-30T23:45:00.000000+00:00")
+
+
+def test_a_conversation_without_items_is_written_without_them():
+    record = to_record(PHONIC_CALL, phonic(sdk.update(sdk.conversation(drop=("items",)))))
+    assert "items" not in record["conversation"]
+
+
+def test_every_level_keeps_unknown_keys_of_every_event():
+    assert hiya({"type": "ack", "ackId": "1", "seq": 4}).extra == {"seq": 4}
+    assert hiya({"type": "transcript", "msg": "a", "role": "user", "item_idx": 4}).extra == {"item_idx": 4}
+    assert phonic({"type": "conversation-ended", "reason": None}).extra == {"reason": None}
+
+
+@pytest.mark.parametrize(
+    "field, odd",
+    [
+        ("origin", 5),
+        ("ended_by", {"kind": "user"}),
+        ("started_at", "9999-12-31T23:00:00-07:00"),  # the SDK accepts it; UTC overflows
+        ("ended_at", "whenever"),
+        ("from_phone_number", ["+15551230000"]),
+        ("duration_ms", "12"),
+        ("is_live", "yes"),
+        ("agent", "agent_1"),
+        ("call_info", "none"),
+    ],
+)
+def test_one_odd_metadata_value_does_not_cost_the_snapshot(field, odd, caplog):
+    # Defect 4: these used to turn the snapshot into a DecodeError.
+    message = sdk.update(sdk.conversation(sdk.item(0, "assistant", "Hello!"), **{field: odd}))
+    decoder = new_decoder("phonic")
+    with caplog.at_level(logging.WARNING, logger="livecall.decoder"):
+        event = decoder.decode(frame(message), RECEIVED)
+        decoder.decode(frame(message), RECEIVED)
+    assert isinstance(event, ConversationUpdated), getattr(event, "reason", event)
+    conversation = event.conversation
+    assert getattr(conversation, field) is None and conversation.extra[field] == odd
+    assert conversation.items[0].transcript_text == "Hello!"
+    assert to_record(PHONIC_CALL, event)["conversation"][field] == odd  # kept as sent
+    warnings = [r.getMessage() for r in caplog.records if f"conversation.{field}" in r.getMessage()]
+    assert len(warnings) == 1, "one warning per field per call"
+    assert "kept as sent" in warnings[0] and str(odd) not in warnings[0]
+
+
+def test_an_odd_item_timestamp_is_kept_as_text():
+    item = sdk.item(0, "user", "Hi.", started_at="9999-12-31T23:00:00-07:00", duration_ms=None)
+    event = phonic(sdk.update(sdk.conversation(item)))
+    decoded = event.conversation.items[0]
+    assert decoded.started_at is None and decoded.extra["started_at"] == "9999-12-31T23:00:00-07:00"
+    assert to_record(PHONIC_CALL, event)["conversation"]["items"][0]["started_at"] == item["started_at"]
+
+
+def test_a_wrongly_typed_field_livecall_needs_is_still_a_decode_error():
+    message = sdk.update(sdk.conversation(sdk.item(0, "user", None, redacted_transcript=7)))
+    assert "@ $.conversation.items[0].redacted_transcript" in reason_of(phonic(message))
+
+
+@pytest.mark.parametrize("role", ["narrator", "User", "supervisor"])
+def test_hiya_roles_beyond_the_documented_three_are_kept_as_text(role):
+    # Defect 5: an unknown role used to lose the line as a DecodeError.
+    event = hiya({"type": "transcript", "msg": "Hello", "role": role, "offset": 1.0})
+    assert isinstance(event, Transcript) and event.role == role and type(event.role) is str
+    assert to_record(HIYA_CALL, event)["role"] == role

@@ -4,9 +4,11 @@
 decoder.  Here every case starts as a valid message of one of the wire types,
 then is mutated (fields dropped, retyped, added, its ``type`` swapped, its
 text corrupted) so the faults land deep in the typed fields.  Properties:
-the decoder returns an event (DecodeError included) and never raises; a
-valid message round-trips through its record; a Phonic decoder fed a stream
-decodes each frame as a fresh one would, whatever came before.
+the decoder returns an event (DecodeError included) and never raises; for
+every message that decodes, the record's provider payload is the server's
+JSON up to the documented normalisations, and decodes to the same event; a
+Phonic decoder fed a stream decodes each frame as a fresh one would,
+whatever came before.
 
 Derandomized, so CI runs the same cases every time; each test records how
 many it ran (the ``fuzz_cases`` figure).
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 
 from livecall import Call, Event, to_json
 from livecall._codec import new_decoder
+from livecall._codec._values import Invalid, format_timestamp, parse_timestamp
 from livecall.events import (
     Ack,
     CallEnded,
@@ -64,7 +67,9 @@ CLASSES = {
 WIRE_TYPES = {cls.kind: wire for classes in CLASSES.values() for wire, cls in classes.items()}
 #: Record keys that the wire spells differently, per event kind.
 WIRE_KEYS = {"transcript": {"text": "msg"}, "screening_ended": {"message": "msg"}, "ack": {"ack_id": "ackId"}}
-RECORD_ONLY = {"event", "provider", "call_id", "received_at", "item_idx"}
+#: Record keys that are livecall's own, for every kind and per kind (derived fields).
+RECORD_ONLY = {"event", "provider", "call_id", "received_at", "extra"}
+DERIVED = {"transcript": {"item_idx", "item_id", "revised", "redacted"}, "error": {"message"}}
 
 # --- valid messages -------------------------------------------------------------------
 
@@ -83,6 +88,17 @@ timestamps = st.builds(
     st.sampled_from(["seconds", "milliseconds", "microseconds"]),
     st.sampled_from(["Z", "+00:00"]),
 )
+#: Timestamps a lenient field meets: valid ones, ones that overflow in UTC, ones that are not timestamps.
+odd_timestamps = timestamps | st.sampled_from(
+    ["9999-12-31T23:00:00-07:00", "0001-01-01T00:00:00+01:00", "soon"]
+)
+
+
+def lenient(proper):
+    """A field livecall reads leniently: its proper values, null, or anything at all."""
+    return st.none() | proper | json_values
+
+
 #: Fields no version of the spec has: a newer server's, to be tolerated.
 unknown_fields = {"x_future_field": json_values}
 
@@ -107,6 +123,23 @@ hiya_messages = st.one_of(
 )
 
 
+tool_calls = st.lists(
+    st.fixed_dictionaries(
+        {"id": texts},
+        optional={
+            "tool": st.fixed_dictionaries({"id": texts, "name": texts}) | json_values,
+            "request_body": json_values,
+            "response_body": json_values,
+            "response_status_code": st.none() | numbers,
+            "timed_out": st.none() | st.booleans(),
+            "endpoint_headers": st.dictionaries(texts, texts, max_size=2),
+        },
+    )
+    | json_values,
+    max_size=2,
+)
+
+
 def items(ids):
     optional_text = st.none() | texts
     return st.fixed_dictionaries(
@@ -118,28 +151,32 @@ def items(ids):
             "text": optional_text,
             "live_transcript": optional_text,
             "post_call_transcript": optional_text,
-            "started_at": timestamps,
-            "duration_ms": st.none() | numbers,
+            "redacted_transcript": optional_text,
+            "started_at": lenient(odd_timestamps),
+            "duration_ms": lenient(numbers),
             "voice": json_values,
+            "tool_calls": tool_calls,
+            "tool_call_ids": st.lists(texts, max_size=2),
         },
     )
 
 
 def conversations(ids=texts):
-    optional_text = st.none() | texts
     return st.fixed_dictionaries(
-        {"id": texts, "items": st.lists(items(ids), max_size=4)},
+        {"id": texts},
         optional={
-            "agent": st.none() | st.dictionaries(texts, json_values, max_size=2),
-            "origin": optional_text,
-            "text": optional_text,
-            "is_live": st.none() | st.booleans(),
-            "started_at": timestamps,
-            "ended_at": st.none() | timestamps,
-            "duration_ms": st.none() | numbers,
-            "from_phone_number": optional_text,
+            "items": st.lists(items(ids), max_size=4),
+            "agent": lenient(st.dictionaries(texts, json_values, max_size=2)),
+            "origin": lenient(st.sampled_from(["inbound", "outbound", "telephony-outbound", "web"])),
+            "ended_by": lenient(texts),
+            "text": lenient(texts),
+            "is_live": lenient(st.booleans()),
+            "started_at": lenient(odd_timestamps),
+            "ended_at": lenient(odd_timestamps),
+            "duration_ms": lenient(numbers),
+            "from_phone_number": lenient(texts),
             "summary": json_values,
-            "call_info": st.none() | st.dictionaries(texts, json_values, max_size=2),
+            "call_info": lenient(st.dictionaries(texts, json_values, max_size=2)),
         },
     )
 
@@ -210,7 +247,9 @@ def _decodes_to_an_event(provider, data, decoder=None):
     record = json.loads(to_json(CALLS[provider], event))
     assert record["event"] == event.kind
     if type(event) not in (DecodeError, UnknownMessage):
-        assert new_decoder(provider).decode(json.dumps(_wire_of(record)), RECEIVED) == event
+        payload = _provider_payload(record)
+        assert payload == _normalised(json.loads(data)), "the record keeps what the server sent"
+        assert new_decoder(provider).decode(json.dumps(payload), RECEIVED) == event
     return event
 
 
@@ -268,9 +307,37 @@ def test_a_phonic_decoder_decodes_a_stream_as_fresh_decoders_would(record_proper
     record_property("fuzz_cases", len(frames))
 
 
-def _wire_of(record):
-    """The wire message a record stands for (the spec's names, not the codec's tables)."""
+def _provider_payload(record):
+    """The server's message as a record holds it (the spec's names, not the codec's tables)."""
     kind = record["event"]
     renames = WIRE_KEYS.get(kind, {})
-    wire = {renames.get(key, key): value for key, value in record.items() if key not in RECORD_ONLY}
-    return {"type": WIRE_TYPES[kind], **wire}
+    own = RECORD_ONLY | DERIVED.get(kind, set())
+    wire = {renames.get(key, key): value for key, value in record.items() if key not in own}
+    return {"type": WIRE_TYPES[kind], **wire, **record["extra"]}
+
+
+def _normalised(message):
+    """The server's message after the documented normalisations: the timestamps livecall
+    reads in UTC (Phonic's that it cannot read kept as sent), Hiya's optional offset null."""
+    message = copy.deepcopy(message)
+    kind = message["type"]
+    if kind in ("event:start", "event:callEnd"):
+        message["timestamp"] = _utc(message["timestamp"])
+    elif kind == "transcript":
+        message.setdefault("offset", None)
+    elif kind == "conversation-updated":
+        conversation = message["conversation"]
+        for model in [conversation, *conversation.get("items", ())]:
+            for name in ("started_at", "ended_at") if model is conversation else ("started_at",):
+                if model.get(name).__class__ is str:
+                    model[name] = _utc(model[name], lenient=True)
+    return message
+
+
+def _utc(timestamp, lenient=False):
+    try:
+        return format_timestamp(parse_timestamp(timestamp, None))
+    except Invalid:
+        if lenient:
+            return timestamp
+        raise

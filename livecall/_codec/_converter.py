@@ -8,7 +8,12 @@ compiles nothing, which keeps the CLI's start-up fast.
 Wire and record names differ (``msg`` on the wire is ``text`` in the event and
 the record), so renames apply to structuring only.  ``received_at`` is never
 read from the wire: the decoder writes the frame's arrival time into the
-parsed dict under :data:`RECEIVED_AT`, over anything the server sent there.
+parsed dict under :data:`RECEIVED_AT` (and keeps what the server sent there
+in the event's ``extra``).
+
+Nothing the server sent is dropped: keys no field holds go to ``extra`` at
+every level, and Phonic's models remember which typed fields were sent, so a
+record writes back the server's nulls and empty lists.
 """
 
 import threading
@@ -18,6 +23,7 @@ from typing import Any, Callable, Union, get_args, get_origin
 
 import attrs
 import cattrs
+from cattrs.errors import AttributeValidationNote, ClassValidationError
 from cattrs.gen import (
     make_dict_structure_fn,
     make_dict_unstructure_fn,
@@ -39,6 +45,7 @@ from ..events import (
     Event,
     ScreeningEnded,
     ServerError,
+    ToolCall,
     Transcript,
 )
 from ._values import (
@@ -54,6 +61,7 @@ from ._values import (
 
 __all__ = [
     "CONVERTER",
+    "NEEDED_FIELDS",
     "RECEIVED_AT",
     "WIRE_NAMES",
     "HiyaMessage",
@@ -83,7 +91,8 @@ _FROM_WIRE = {
     Transcript: {
         "text": override(rename="msg"),
         "role": override(struct_hook=structure_role),
-        "item_idx": override(omit=True),  # derived for Phonic, never sent by Hiya
+        # derived for Phonic, never sent by Hiya
+        **{name: override(omit=True) for name in ("item_idx", "item_id", "revised", "redacted")},
     },
     ScreeningEnded: {"message": override(rename="msg")},
     Ack: {"ack_id": override(rename="ackId")},
@@ -96,8 +105,27 @@ WIRE_NAMES = {
 _TO_RECORD = {
     Transcript: {"role": override(unstruct_hook=str)},  # Role.USER -> "user"
     DecodeError: {"raw": override(unstruct_hook=frame_to_json)},
+    # Values as sent: JSON already, of any type.
+    ToolCall: {
+        name: override(unstruct_hook=as_is)
+        for name in ("name", "arguments", "result", "status_code", "error", "timed_out")
+    },
 }
+#: The typed fields of Phonic's models that livecall needs for its own work: a
+#: wrongly typed one is a DecodeError.  The others are read leniently: a value
+#: of another type is kept as sent in ``extra``, never the loss of a snapshot.
+NEEDED_FIELDS = {
+    Conversation: frozenset({"id", "items"}),
+    ConversationItem: frozenset(
+        {"id", "item_idx", "role", "text", "live_transcript", "post_call_transcript", "redacted_transcript"}
+    ),
+}
+#: Model attributes that are not wire fields.
+_BOOKKEEPING = frozenset({"extra", "wire_fields"})
 _ITEMS = tuple[ConversationItem, ...]
+#: Keys of a message that are never an event's ``extra``: the union's tag, and
+#: the arrival time the decoder wrote (the server's own is put back by the decoder).
+_NOT_EXTRA = frozenset({"type", RECEIVED_AT})
 
 CONVERTER = cattrs.Converter()
 _UNION_HOOKS: dict[Any, Callable[[Any, Any], Any]] = {}
@@ -133,43 +161,112 @@ def structure_hook(type_: Any) -> Callable[[Any, Any], Any]:
 
 
 def _structure_server_error(message: dict[str, Any], _: Any) -> ServerError:
-    """Providers put an error's text in different places: take the first string found."""
+    """Providers put an error's text in different places: take the first string found.
+
+    ``extra`` keeps the whole message but its ``type``: the text is derived,
+    from one of several places.
+    """
     text = server_words(message)
     if text is not None:
-        return ServerError(message=text, received_at=message[RECEIVED_AT])
+        extra = {key: value for key, value in message.items() if key not in _NOT_EXTRA}
+        return ServerError(message=text, received_at=message[RECEIVED_AT], extra=extra)
     raise Invalid("expected the error's text in description, message, error.message or error")
 
 
-def _lenient_structure(cls: type) -> Callable[[Any, Any], Any]:
-    """Typed fields from the wire, every other key (even one named ``extra``) into ``extra``."""
-    typed = frozenset(field.name for field in attrs.fields(cls)) - {"extra"}
-    generated: Callable[[Mapping[str, Any], Any], Any] = make_dict_structure_fn(
-        cls, CONVERTER, extra=override(struct_hook=as_is)
-    )
+def _model_structure(cls: type) -> Callable[[Any, Any], Any]:
+    """A Phonic model from the wire: typed fields, every other key into ``extra``.
+
+    A field livecall needs (:data:`NEEDED_FIELDS`) must be well formed, and
+    its errors carry the field's path like cattrs' own.  Any other typed field
+    whose value cannot be read goes into ``extra`` as sent, its attribute left
+    None.  ``wire_fields`` records the typed fields read, nulls included.
+    """
+    needed = NEEDED_FIELDS[cls]
+    fields = [
+        (field.name, field.type, structure_hook(field.type), field.default is attrs.NOTHING)
+        for field in attrs.fields(attrs.resolve_types(cls))
+        if field.name not in _BOOKKEEPING
+    ]
 
     def structure(value: Any, _: Any) -> Any:
         if value.__class__ is cls:  # already decoded: the Phonic decoder's cached items
             return value
         if value.__class__ is not dict:
             raise Invalid(f"expected object, got {json_type(value)}")
-        extra = {key: item for key, item in value.items() if key not in typed}
-        return generated({**value, "extra": extra}, cls)
+        extra = dict(value)
+        typed: dict[str, Any] = {}
+        errors: list[Exception] = []
+        for name, type_, hook, required in fields:
+            if name not in value:
+                if required:
+                    errors.append(_at_attribute(KeyError(name), cls, name, type_))
+                continue
+            try:
+                typed[name] = hook(value[name], type_)
+            except Exception as error:
+                if name in needed:
+                    errors.append(_at_attribute(error, cls, name, type_))
+                continue
+            del extra[name]
+        if errors:
+            raise ClassValidationError(f"While structuring {cls.__name__}", errors, cls)
+        return cls(**typed, extra=extra, wire_fields=frozenset(typed))
+
+    return structure
+
+
+def _at_attribute(error: Exception, cls: type, name: str, type_: Any) -> Exception:
+    """Note the attribute on ``error`` as cattrs does, so the reason names its path."""
+    note = AttributeValidationNote(f"Structuring class {cls.__qualname__} @ attribute {name}", name, type_)
+    error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
+    return error
+
+
+def _event_structure(cls: type) -> Callable[[Any, Any], Any]:
+    """An event from the wire message; the keys no field reads go into ``extra``."""
+    overrides: dict[str, Any] = _FROM_WIRE.get(cls, {})
+    generated: Callable[[Any, Any], Any] = make_dict_structure_fn(
+        cls,
+        CONVERTER,
+        received_at=override(struct_hook=as_is),
+        extra=override(struct_hook=as_is),
+        **overrides,
+    )
+    read = _NOT_EXTRA | {
+        overrides[field.name].rename or field.name if field.name in overrides else field.name
+        for field in attrs.fields(cls)
+        if field.name != "extra" and not (field.name in overrides and overrides[field.name].omit)
+    }
+
+    def structure(value: Any, _: Any) -> Any:
+        value["extra"] = {key: item for key, item in value.items() if key not in read}
+        return generated(value, cls)
 
     return structure
 
 
 def _wire_shape_unstructure(cls: type) -> Callable[[Any], dict[str, Any]]:
-    """Back to the wire's shape: typed fields that are set, with ``extra`` merged back in.
+    """Back to the wire's shape: the typed fields the server sent, ``extra`` merged back in.
 
-    A typed field the server sent as ``null`` cannot be told from one it left
-    out, so both are left out.
+    For a model made in code (no ``wire_fields``), the typed fields that are set.
     """
     generated: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
-        cls, CONVERTER, _cattrs_omit_if_default=True, extra=override(omit=True)
+        cls, CONVERTER, extra=override(omit=True), wire_fields=override(omit=True)
+    )
+    set_only: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
+        cls,
+        CONVERTER,
+        _cattrs_omit_if_default=True,
+        extra=override(omit=True),
+        wire_fields=override(omit=True),
     )
 
     def unstructure(value: Any) -> dict[str, Any]:
-        return {**value.extra, **generated(value)}
+        sent = value.wire_fields
+        if sent is None:
+            return {**value.extra, **set_only(value)}
+        typed = generated(value)
+        return {**value.extra, **{name: typed[name] for name in sent}}
 
     return unstructure
 
@@ -235,7 +332,7 @@ def _register_values() -> None:
 
 
 def _register_phonic_model() -> None:
-    CONVERTER.register_structure_hook_factory(_is_phonic_model, _lenient_structure)
+    CONVERTER.register_structure_hook_factory(_is_phonic_model, _model_structure)
     CONVERTER.register_unstructure_hook_factory(_is_phonic_model, _wire_shape_unstructure)
     CONVERTER.register_structure_hook_func(_is_items, _strict_items())
     CONVERTER.register_unstructure_hook_factory(
@@ -244,18 +341,7 @@ def _register_phonic_model() -> None:
 
 
 def _register_events() -> None:
-    # The overrides are keyed by attribute names, never by the generators' own
-    # ``_cattrs_*`` parameters: mypy cannot know a dict's keys, so it takes any
-    # of them for one of those (arg-type).
-    CONVERTER.register_structure_hook_factory(
-        _is_event,
-        lambda cls: make_dict_structure_fn(
-            cls,
-            CONVERTER,
-            received_at=override(struct_hook=as_is),
-            **_FROM_WIRE.get(cls, {}),  # type: ignore[arg-type]
-        ),
-    )
+    CONVERTER.register_structure_hook_factory(_is_event, _event_structure)
     CONVERTER.register_unstructure_hook_factory(
         _is_event,
         lambda cls: make_dict_unstructure_fn(

@@ -7,18 +7,21 @@ frame neither kills the reader thread nor goes unseen.
 """
 
 import json
+import logging
 import math
+from collections.abc import Hashable, Sequence
 from datetime import datetime
 from typing import Any, Optional, Union
 
+import attrs
 from cattrs import transform_error
 from cattrs.errors import AttributeValidationNote, BaseValidationError
 from cattrs.v import format_exception
 
-from .._snapshots import item_key
 from ..errors import ConfigurationError
-from ..events import ConversationUpdated, DecodeError, Event, UnknownMessage
+from ..events import Conversation, ConversationItem, ConversationUpdated, DecodeError, Event, UnknownMessage
 from ._converter import (
+    NEEDED_FIELDS,
     RECEIVED_AT,
     WIRE_NAMES,
     HiyaMessage,
@@ -30,7 +33,15 @@ from ._values import Invalid, json_type
 
 __all__ = ["Decoder", "PhonicDecoder", "new_decoder"]
 
+log = logging.getLogger("livecall.decoder")
+
 Frame = Union[bytes, str]
+_ABSENT = object()
+#: Per Phonic model, the typed fields read leniently (whose odd values land in ``extra``).
+_LENIENT = {
+    cls: frozenset(field.name for field in attrs.fields(cls)) - needed - {"extra", "wire_fields"}
+    for cls, needed in NEEDED_FIELDS.items()
+}
 
 
 def _reject_constant(name: str) -> Any:
@@ -76,37 +87,67 @@ class Decoder:
             raise Invalid(f"expected a string 'type', got {json_type(kind)}")
         if kind not in self._types:
             return UnknownMessage(type=kind, raw=message, received_at=received_at)
+        sent_received_at = message.get(RECEIVED_AT, _ABSENT)
         message[RECEIVED_AT] = received_at
-        return self._structure(message, self._union)
+        event = self._structure(message, self._union)
+        if sent_received_at is not _ABSENT:  # the server's own, kept like any other key
+            event.extra[RECEIVED_AT] = sent_received_at
+        return event
 
 
 class PhonicDecoder(Decoder):
-    """Phonic's decoder reuses the items of earlier snapshots.
+    """Phonic's decoder reuses the items of earlier snapshots, and reports odd fields once.
 
     Every update resends the whole conversation, which grows to hundreds of
     items.  An item whose wire dict equals the one it was decoded from last
     time (a C-speed comparison) is the same object again, not a new decode:
     the cached items are swapped into the parsed message, and the converter
     passes them through.
+
+    A field read leniently whose value could not be read is kept in ``extra``;
+    every snapshot repeats it, so it is logged once per field per watch.
     """
 
     def __init__(self) -> None:
         super().__init__(PhonicMessage)
-        self._items: dict[Any, tuple] = {}  # item key -> (wire dict, ConversationItem)
+        self._items: dict[Hashable, tuple] = {}  # item key -> (wire dict, ConversationItem)
+        self._reported: set[str] = set()
 
     def _event(self, message: Any, received_at: datetime) -> Event:
         raw_items = _snapshot_items(message)
-        if raw_items is None:
-            return super()._event(message, received_at)
-        keys = [_key(raw, position) for position, raw in enumerate(raw_items)]
-        cached = map(self._items.get, keys)
-        message["conversation"]["items"] = [
-            hit[1] if hit is not None and hit[0] == raw else raw for hit, raw in zip(cached, raw_items)
-        ]
+        keys: list[Hashable] = []
+        items: list[Any] = []  # each a cached ConversationItem, or a wire dict to decode
+        if raw_items is not None:
+            keys = [_key(raw, position) for position, raw in enumerate(raw_items)]
+            cached = map(self._items.get, keys)
+            items = [
+                hit[1] if hit is not None and hit[0] == raw else raw for hit, raw in zip(cached, raw_items)
+            ]
+            message["conversation"]["items"] = items
         event = super()._event(message, received_at)
-        if type(event) is ConversationUpdated:  # always, for a well-formed snapshot
-            self._items = dict(zip(keys, zip(raw_items, event.conversation.items)))
+        if type(event) is ConversationUpdated:
+            conversation = event.conversation
+            if raw_items is not None:
+                self._items = dict(zip(keys, zip(raw_items, conversation.items)))
+            fresh = [item for item, given in zip(conversation.items, items) if given.__class__ is dict]
+            self._report_unread(conversation, fresh if raw_items is not None else conversation.items)
         return event
+
+    def _report_unread(self, conversation: Conversation, fresh_items: Sequence[ConversationItem]) -> None:
+        """Warn of each field kept in ``extra`` the first time it is seen in this watch;
+        items from the cache were checked when first decoded."""
+        odd = [(f"conversation.{name}", conversation.extra[name]) for name in _lenient(conversation)]
+        for item in fresh_items:
+            odd.extend((f"conversation.items[].{name}", item.extra[name]) for name in _lenient(item))
+        for path, value in odd:
+            if path not in self._reported:
+                self._reported.add(path)
+                log.warning("phonic %s: unexpected %s value, kept as sent in extra", path, json_type(value))
+
+
+def _lenient(model: Union[Conversation, ConversationItem]) -> "frozenset[str]":
+    """The typed fields of ``model`` whose values could not be read: they are in its ``extra``."""
+    return _LENIENT[type(model)] & model.extra.keys()
 
 
 def new_decoder(provider: str) -> Decoder:
@@ -140,9 +181,21 @@ def _snapshot_items(message: Any) -> Optional[list[Any]]:
     return items if items.__class__ is list else None
 
 
-def _key(raw: Any, position: int) -> Any:
-    if raw.__class__ is dict:
-        return item_key(raw.get("id"), raw.get("item_idx"), position)
+def _key(raw: Any, position: int) -> Hashable:
+    """The cache key of a wire item: its ``id``, else its ``item_idx``, else its position.
+
+    Raw values (the cache is keyed before validating), so anything but a string
+    id or an integer index falls through; the position is wrapped in a tuple so
+    it never collides with an ``item_idx``.  A duplicate key only costs a cache
+    miss: a hit needs the wire dicts to be equal.
+    """
+    if raw.__class__ is not dict:
+        return (position,)
+    item_id, item_idx = raw.get("id"), raw.get("item_idx")
+    if item_id.__class__ is str:
+        return item_id
+    if item_idx.__class__ is int:
+        return item_idx
     return (position,)
 
 

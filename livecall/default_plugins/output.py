@@ -58,11 +58,10 @@ class TextTranscript(_Printer):
         super().__init__(config)
         self._joining = bool(getattr(config.options, "join", False))
         self._caller: Optional[str] = None
-        self._items: set[int] = set()
 
     @hookimpl
     def livecall_call_start(self, call: Call) -> None:
-        self._caller, self._items = None, set()
+        self._caller = None
         self.write(f"== {call.provider} call {call.id}")
 
     @hookimpl
@@ -84,13 +83,17 @@ class TextTranscript(_Printer):
         if call.phone is None or call.phone == self._caller:
             return None  # the transcript lines derived from it say the rest
         self._caller = call.phone
-        return _note(f"caller {call.phone}")
+        return _note(f"{'calling' if call.direction == 'outbound' else 'caller'} {call.phone}")
 
     def _transcript(self, call: Call, event: events.Transcript) -> str:
-        revised = event.item_idx in self._items
-        if event.item_idx is not None:
-            self._items.add(event.item_idx)
-        return f"{str(event.role):<{_WIDTH}}  {event.text}" + ("  (revised)" if revised else "")
+        mark = "  (redacted)" if event.revised and event.redacted else "  (revised)" if event.revised else ""
+        return f"{str(event.role):<{_WIDTH}}  {event.text}{mark}"
+
+    def _tool_call(self, call: Call, event: events.ToolCall) -> str:
+        outcome = "" if event.status_code is None else f" -> {event.status_code}"
+        if event.error is not None:
+            outcome = f" -> error: {event.error}"
+        return _note(f"tool call {event.name}{outcome}")
 
     def _ack(self, call: Call, event: events.Ack) -> str:
         return _note("joined the call" if self._joining else f"the server acknowledged {event.ack_id}")
@@ -112,6 +115,7 @@ _RENDERERS: dict[type, Callable[[TextTranscript, Call, Any], Optional[str]]] = {
     events.CallStarted: TextTranscript._call_started,
     events.ConversationUpdated: TextTranscript._snapshot,
     events.Transcript: TextTranscript._transcript,
+    events.ToolCall: TextTranscript._tool_call,
     events.Ack: TextTranscript._ack,
     events.ScreeningEnded: lambda self, call, event: _note(f"screening ended: {event.message}"),
     events.CallEnded: lambda self, call, event: _note("call ended"),

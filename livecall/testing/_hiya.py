@@ -113,7 +113,7 @@ class Hiya(Provider):
             {"type": "event:mystery", "detail": "a type nobody documented"},
             {"type": "transcript", "role": "other", "offset": 1.0},
             {"type": "transcript", "msg": "offset is a string", "role": "other", "offset": "soon"},
-            _transcript("narrator", "a role Hiya never documented", 2.0),
+            {"type": "transcript", "msg": "a role that is not a string", "role": 7, "offset": 2.0},
         ]
 
 

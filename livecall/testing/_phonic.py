@@ -2,7 +2,9 @@
 
 The scripted conversation mixes both shapes servers send: the spec's
 (``text``, ``from_phone_number``) and the SDK's (``call_info``, words in
-``live_transcript`` with ``text`` null, an item without ``id``).
+``live_transcript`` with ``text`` null, an item without ``id``).  The ``sdk``
+call is all SDK-shaped, with what that shape allows and a strict reader would
+stumble on: redactions, tool calls, ids appearing late, odd metadata.
 """
 
 import functools
@@ -62,8 +64,11 @@ class _Conversation:
             del item["id"]
         return item
 
-    def snapshot(self, items: Sequence[dict[str, Any]], ended: bool = False) -> dict[str, Any]:
-        words = "\n".join(item["text"] or item["live_transcript"] for item in items)
+    def snapshot(
+        self, items: Sequence[dict[str, Any]], ended: bool = False, **changes: Any
+    ) -> dict[str, Any]:
+        """A ``conversation-updated`` of ``items``; ``changes`` replace conversation fields."""
+        words = "\n".join(_words(item) for item in items)
         duration = sum(item["duration_ms"] for item in items)
         conversation = {
             "id": self.id,
@@ -96,7 +101,31 @@ class _Conversation:
             "annotations": {},
             "items": list(items),
         }
+        conversation.update(changes)
         return {"type": "conversation-updated", "conversation": conversation}
+
+    def sdk_item(self, index: int, role: str, words: Optional[str], **changes: Any) -> dict[str, Any]:
+        """An item in the shape of the SDK's ``ConversationItem``: words in ``live_transcript``."""
+        item: dict[str, Any] = {
+            "id": f"{self.id}-{index}",
+            "item_idx": index,
+            "role": role,
+            "live_transcript": words,
+            "post_call_transcript": None,
+            "redacted_transcript": None,
+            "duration_ms": 1000.0 + 40 * len(words or ""),
+            "started_at": iso(self.started + timedelta(seconds=4 * index)),
+            "voice_id": "simulated-voice" if role == "assistant" else None,
+            "audio_speed": 1.0 if role == "assistant" else None,
+            "system_prompt": None,
+            "tool_calls": [],
+        }
+        item.update(changes)
+        return item
+
+
+def _words(item: Mapping[str, Any]) -> str:
+    return item.get("text") or item.get("live_transcript") or item.get("redacted_transcript") or ""
 
 
 def conversation(options: ScenarioOptions, credentials: Mapping[str, str]) -> Script:
@@ -124,6 +153,72 @@ def long(options: ScenarioOptions, credentials: Mapping[str, str]) -> Script:
     ]
     snapshots = [Send(conv.snapshot(items[:n]), snapshot=True) for n in range(1, LONG_TURNS + 1)]
     return Script((*snapshots, _ENDED), initial=conv.snapshot([]))
+
+
+#: The ``sdk`` call's turns: (role, words, redacted words or None).
+_SDK_TURNS = [
+    ("assistant", "Hi, this is Sunrise Dental calling to confirm your cleaning on Monday.", None),
+    (
+        "user",
+        "Could we move it? You can text me at 555 0100.",
+        "Could we move it? You can text me at [PHONE NUMBER].",
+    ),
+    ("assistant", "Let me check Tuesday for you.", None),
+    ("user", "Thanks, I'm Dana Smith.", "Thanks, I'm [NAME]."),
+]
+
+
+def _tool_call(done: bool) -> dict[str, Any]:
+    """A tool call in the SDK's shape, pending or answered."""
+    return {
+        "id": "tool_call_sim-1",
+        "tool": {"id": "tool_sim-1", "name": "reschedule_appointment"},
+        "integration": None,
+        "endpoint_method": "POST",
+        "endpoint_url": "https://tools.example.com/reschedule",
+        "endpoint_headers": {"Content-Type": "application/json"},
+        "endpoint_timeout_ms": 5000.0,
+        "endpoint_called_at": None,
+        "query_params": None,
+        "request_body": {"day": "Tuesday"},
+        "response_status_code": 200.0 if done else None,
+        "response_body": {"slot": "Tuesday 10:00"} if done else None,
+        "tool_call_output_timeout_ms": None,
+        "timed_out": False if done else None,
+        "error_message": None,
+    }
+
+
+def sdk(options: ScenarioOptions, credentials: Mapping[str, str]) -> Script:
+    """An outbound call in the SDK's shape: an id that appears late, a tool call that
+    completes, a turn redacted after it was said, one redacted from the start, and
+    metadata a strict reader would refuse (``ended_by`` an object, an ``ended_at``
+    that overflows in UTC)."""
+    conv = _Conversation(credentials["conversation_id"])
+    outbound: dict[str, Any] = {
+        "origin": "outbound",
+        "from_phone_number": CALLEE,  # the agent's number
+        "to_phone_number": CALLER,
+        "call_info": {"from_phone_number": CALLEE, "to_phone_number": CALLER, "twilio_call_sid": None},
+    }
+    greeting, asks, checks, thanks = (
+        conv.sdk_item(n, role, words) for n, (role, words, _) in enumerate(_SDK_TURNS)
+    )
+    stages = [
+        [{key: value for key, value in greeting.items() if key != "id"}],  # the id comes later
+        [greeting, asks],
+        [greeting, asks, dict(checks, tool_calls=[_tool_call(done=False)])],
+        [
+            greeting,
+            dict(asks, live_transcript=None, redacted_transcript=_SDK_TURNS[1][2]),
+            dict(checks, tool_calls=[_tool_call(done=True)]),
+        ],
+    ]
+    stages.append([*stages[-1], dict(thanks, live_transcript=None, redacted_transcript=_SDK_TURNS[3][2])])
+    snapshots = [Send(conv.snapshot(stage, **outbound), snapshot=True) for stage in stages]
+    odd_ending = {"ended_by": {"kind": "user"}, "ended_at": "9999-12-31T23:00:00-07:00"}
+    final = Send(conv.snapshot(stages[-1], ended=True, **outbound, **odd_ending), snapshot=True)
+    return Script((*snapshots, final, _ENDED), initial=conv.snapshot([], **outbound))
 
 
 def _flood_snapshot(conv: _Conversation, number: int) -> dict[str, Any]:
@@ -154,6 +249,9 @@ class Phonic(Provider):
         "conversation": BaseScript("a conversation growing snapshot by snapshot, then ended", conversation),
         "flood": BaseScript("flood_count snapshots flat out, item sent_at = send time (epoch s)", flood),
         "long": BaseScript(f"a conversation of {LONG_TURNS} turns, one new item per snapshot", long),
+        "sdk": BaseScript(
+            "an outbound call in the SDK's shape: late id, tool call, redactions, odd metadata", sdk
+        ),
     }
 
     def check(self, request: Any, credentials: Mapping[str, str]) -> Optional[Rejection]:

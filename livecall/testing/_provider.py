@@ -72,5 +72,5 @@ class Provider:
 
     def bad_messages(self, credentials: Mapping[str, str]) -> list[Payload]:
         """JSON objects wrong for this provider: no ``type``, unknown ``type``, a missing
-        field, a wrongly typed field, an unknown ``role``."""
+        field, a wrongly typed field, an odd ``role``."""
         raise NotImplementedError
