@@ -45,8 +45,7 @@ def create_plugin_manager(
     to keep out (``-p no:NAME``).  ``autoload`` defaults to on unless
     ``LIVECALL_DISABLE_PLUGIN_AUTOLOAD`` is set.
     """
-    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
-    pm.add_hookspecs(hookspecs)
+    pm = bare_plugin_manager()
     for name in disabled:
         pm.set_blocked(name)
     if autoload is None:
@@ -59,6 +58,13 @@ def create_plugin_manager(
     for name, module in DEFAULT_PLUGINS.items():
         if not pm.is_blocked(name):
             pm.register(importlib.import_module(module), name=name)
+    return pm
+
+
+def bare_plugin_manager() -> pluggy.PluginManager:
+    """A manager that knows livecall's hooks and holds no plugin, not even the built-ins."""
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
     return pm
 
 
