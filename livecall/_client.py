@@ -82,14 +82,12 @@ class Request:
 def _plugin_manager(
     plugin_manager: Optional[pluggy.PluginManager], plugins: Optional[Iterable[object]]
 ) -> pluggy.PluginManager:
-    """The given manager; or none at all when ``plugins`` are given; or the installed ones."""
+    """The given manager; else none when ``plugins`` are given (the client's own); else the installed."""
     from .plugins import bare_plugin_manager, get_plugin_manager
 
-    if plugins is not None and plugin_manager is not None:
-        raise ConfigurationError("pass plugin_manager= or plugins=, not both")
-    if plugins is not None:
-        return bare_plugin_manager()  # the client registers ``plugins`` as its own
-    return plugin_manager or get_plugin_manager()
+    if plugin_manager is not None:
+        return plugin_manager
+    return get_plugin_manager() if plugins is None else bare_plugin_manager()
 
 
 class LiveClient:
@@ -98,10 +96,11 @@ class LiveClient:
     Blocking API for synchronous code: ``start()``, ``wait()``, ``close()``,
     ``run()`` and ``with client:``.
 
-    Hooks go to ``plugin_manager`` if given, else to the plugins in
-    ``plugins`` only (``[]``: none), else to every installed plugin; and to
-    those added with ``register()``.  ``strict`` makes ``wait()`` re-raise
-    the first plugin or callback failure, for tests.  Liveness: a ping after
+    Hooks go to the plugins of ``plugin_manager`` if given, else to every
+    installed plugin unless ``plugins`` is given (``[]`` too); and to the
+    client's own: those in ``plugins`` and those added with ``register()``.
+    ``strict`` makes ``wait()`` re-raise the first plugin or callback
+    failure, for tests.  Liveness: a ping after
     ``ping_interval`` seconds of silence, and the connection counts as dead
     when nothing answers within ``ping_timeout``.
     """
