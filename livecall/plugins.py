@@ -121,7 +121,7 @@ def _load_installed(pm: pluggy.PluginManager, chosen: Optional[set[str]]) -> Non
             log.warning(
                 "plugin %r failed to load and is skipped (-p no:%s hides this): %s", name, name, reason
             )
-    for name in sorted((chosen or set()) - found):
+    for name in sorted((chosen or set()) - found - DEFAULT_PLUGINS.keys()):  # built-ins always load
         log.warning(
             "%s names %r, which is not an installed plugin (see: livecall plugins)", PLUGINS_ENV, name
         )

@@ -282,7 +282,12 @@ def listed_names(stdout):
 
 @pytest.mark.parametrize(
     "chosen, names",
-    [("csv", ["csv", "output"]), (" webhook , csv ", ["csv", "output", "webhook"]), ("", ["output"])],
+    [
+        ("csv", ["csv", "output"]),
+        (" webhook , csv ", ["csv", "output", "webhook"]),
+        ("output", ["output"]),  # a built-in: always there, and no warning
+        ("", ["output"]),
+    ],
 )
 def test_livecall_plugins_env_loads_only_the_installed_plugins_named(chosen, names):
     result = livecall_command("plugins", env=autoloading_env(**{PLUGINS_ENV: chosen}))
