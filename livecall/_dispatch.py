@@ -103,10 +103,19 @@ class Dispatcher:
         self._plans = {name: hook_plan(self.pm, name, self._own) for name in _HOOK_NAMES}
 
     def register(self, plugin: object, name: Optional[str] = None) -> str:
-        """Add ``plugin`` to this watch alone; returns the name it is registered under."""
+        """Add ``plugin`` to this watch alone; returns the name it is registered under.
+
+        pluggy's ``PluginValidationError`` for a hook livecall does not have,
+        or one taking an argument its hook does not give.
+        """
         self._refuse_once_prepared("register")
         registered_as = self._own.register(plugin, name=name)
         assert registered_as is not None  # no name of this manager is blocked
+        try:
+            self._own.check_pending()  # a misspelt hook would never be called: say so now
+        except pluggy.PluginValidationError:
+            self._own.unregister(plugin)
+            raise
         return registered_as
 
     def unregister(self, plugin: Optional[object] = None, name: Optional[str] = None) -> object:

@@ -10,10 +10,12 @@ memory stays bounded.
 
 import collections
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .call import Call, EndReason
+from .errors import LivecallError
 from .events import Event
 from .hookspecs import hookimpl
 
@@ -89,8 +91,15 @@ def event_stream(client: "LiveClient", buffer_size: int) -> Iterator[Event]:
     if buffer_size < 1:
         raise ValueError("buffer_size must be 1 or more")
     buffer = _Buffer(buffer_size)
-    client.register(_Feed(buffer), name="livecall.events")
-    return _events(client, buffer)
+    try:
+        client.register(_Feed(buffer), name="livecall.events")
+    except LivecallError:
+        raise LivecallError("events() after start(): call it before start(), or instead of it") from None
+    except ValueError:  # the name is taken
+        raise LivecallError("events() was called already: a client has one stream of events") from None
+    events = _events(client, buffer)
+    weakref.finalize(events, buffer.abandon)  # a loop dropped before it ran must not hold the watch up
+    return events
 
 
 def _events(client: "LiveClient", buffer: _Buffer) -> Iterator[Event]:

@@ -3,6 +3,7 @@
 import threading
 import time
 
+import pluggy
 import pytest
 
 import livecall
@@ -109,6 +110,18 @@ def test_register_adds_a_plugin_to_one_client_before_start(plugin_manager, recor
     assert own.events() and own.events() == recorder.events(), "alongside the manager's plugins"
     assert not removed.calls
     assert plugin_manager.get_plugin("own") is None, "the manager itself is left alone"
+
+
+def test_register_refuses_a_plugin_with_a_misspelt_hook_and_keeps_the_client_usable():
+    class Misspelt:
+        @livecall.hookimpl
+        def livecall_transcrpt(self, call, transcript):
+            pass
+
+    client = livecall.PhonicClient("conv_1", api_key="key-1", plugins=[])
+    with pytest.raises(pluggy.PluginValidationError, match="livecall_transcrpt"):
+        client.register(Misspelt(), name="misspelt")
+    client.register(Recorder(), name="misspelt")  # the name is free again
 
 
 def test_a_registered_plugin_runs_as_if_registered_last(plugin_manager):
@@ -223,6 +236,28 @@ def test_events_raises_the_watch_error_like_wait(plugin_manager):
         with pytest.raises(livecall.AuthenticationError):
             for _ in client.events():
                 pass
+
+
+def test_a_stream_of_events_dropped_unread_holds_nothing_up(plugin_manager, recorder):
+    with Simulator("hiya", "flood", flood_count=200) as sim:
+        client = livecall.HiyaClient(**sim.client_kwargs(), plugin_manager=plugin_manager, **FAST)
+        client.events(buffer_size=2)  # never iterated, and garbage at once
+        client.start()
+        assert client.wait(timeout=30), "the watch went on to the end"
+    assert len(recorder.events(Transcript)) == 200
+
+
+def test_events_is_for_before_start_and_once(plugin_manager):
+    with Simulator("phonic", "conversation") as sim:
+        client = livecall.PhonicClient(**sim.client_kwargs(), plugin_manager=plugin_manager)
+        stream = client.events()
+        with pytest.raises(livecall.LivecallError, match="called already"):
+            client.events()
+        stream.close()
+        started = livecall.PhonicClient(**sim.client_kwargs(), plugin_manager=plugin_manager)
+        with started:
+            with pytest.raises(livecall.LivecallError, match=r"events\(\) after start\(\)"):
+                started.events()
 
 
 def test_events_refuses_a_buffer_of_nothing():
