@@ -30,7 +30,9 @@ class _Buffer:
 
     ``put`` waits while the buffer is full; ``finish`` (the call is over) and
     ``abandon`` (the loop was left) never wait, and ``abandon`` also releases
-    a waiting ``put``, so that closing the watch cannot hang on it.
+    a waiting ``put``, so that closing the watch cannot hang on it.  Each side
+    wakes the other only when it is asleep, as the client's own queue does:
+    a notification per event would cost as much as the rest of the hand-over.
     """
 
     def __init__(self, size: int):
@@ -38,13 +40,18 @@ class _Buffer:
         self._events: collections.deque[Event] = collections.deque()
         self._changed = threading.Condition()
         self._finished = self._abandoned = False
+        self._putter_asleep = self._getter_asleep = False
 
     def put(self, event: Event) -> None:
         with self._changed:
             while len(self._events) >= self._size and not self._abandoned:
+                self._putter_asleep = True
                 self._changed.wait()
-            if not self._abandoned:
-                self._events.append(event)
+            if self._abandoned:
+                return
+            self._events.append(event)
+            if self._getter_asleep:
+                self._getter_asleep = False
                 self._changed.notify_all()
 
     def finish(self) -> None:
@@ -63,11 +70,14 @@ class _Buffer:
         while True:
             with self._changed:
                 while not self._events and not self._finished:
+                    self._getter_asleep = True
                     self._changed.wait()
                 if not self._events:
                     return
                 event = self._events.popleft()
-                self._changed.notify_all()
+                if self._putter_asleep:
+                    self._putter_asleep = False
+                    self._changed.notify_all()
             yield event
 
 
