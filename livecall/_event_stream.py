@@ -1,7 +1,7 @@
 """``for event in client.events():``: a watch's events pulled by plain sync code.
 
 The events reach the loop through a plugin of the client's own, so they come
-in the order the hooks see them, each after every other plugin has seen it.
+in the order the hooks see them, after the other plugins (``trylast``).
 The buffer between that plugin (on the dispatcher thread) and the loop is
 bounded: a loop that falls behind holds the dispatcher up exactly as a slow
 plugin does, and the reader then stops reading, so nothing is dropped and
