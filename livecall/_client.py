@@ -81,13 +81,13 @@ class Request:
 
 def _plugin_manager(
     plugin_manager: Optional[pluggy.PluginManager], plugins: Optional[Iterable[object]]
-) -> pluggy.PluginManager:
+) -> Optional[pluggy.PluginManager]:
     """The given manager; else none when ``plugins`` are given (the client's own); else the installed."""
-    from .plugins import bare_plugin_manager, get_plugin_manager
+    from .plugins import get_plugin_manager
 
     if plugin_manager is not None:
         return plugin_manager
-    return get_plugin_manager() if plugins is None else bare_plugin_manager()
+    return get_plugin_manager() if plugins is None else None
 
 
 class LiveClient:

@@ -77,21 +77,23 @@ def call_each(steps: list[_Step], hook_name: str, kwargs: dict[str, Any]) -> lis
 class Dispatcher:
     """Runs the hooks of one watch, and its callbacks, with failures isolated.
 
-    Hooks go to the plugins of ``pm`` and to those registered with this
-    dispatcher's own ``register()``, which run as if registered last.  The
+    Hooks go to the plugins of ``pm``, if any, and to those registered with
+    this dispatcher's own ``register()``, which run as if registered last.  The
     call plan of every hook is worked out by ``prepare()`` as the watch
     starts, so a plugin the hooks cannot call (a wrapper) is refused there and
     then; plugins registered later take no part in this watch.  ``strict``
     keeps the first failure, for the client to re-raise.
     """
 
-    def __init__(self, pm: pluggy.PluginManager, call: Call, strict: bool = False):
+    def __init__(self, pm: Optional[pluggy.PluginManager], call: Call, strict: bool = False):
         self.pm = pm
         self.call = call
         self.strict = strict
         #: The first plugin or callback failure, kept in strict mode only.
         self.first_failure: Optional[PluginError] = None
-        self._own = bare_plugin_manager()
+        self._own: Optional[pluggy.PluginManager] = (
+            None  # made by the first register(): most clients need none
+        )
         self._prepared = False
         self._plans: dict[str, list[_Step]] = {}
         self._callbacks: list[tuple[type[Event], Callback]] = []
@@ -100,7 +102,10 @@ class Dispatcher:
     def prepare(self) -> None:
         """Work out every hook's plan; raises ``PluginError`` for a plugin that cannot take part."""
         self._prepared = True
-        self._plans = {name: hook_plan(self.pm, name, self._own) for name in _HOOK_NAMES}
+        managers = [pm for pm in (self.pm, self._own) if pm is not None]
+        self._plans = {
+            name: hook_plan(managers[0], name, *managers[1:]) if managers else [] for name in _HOOK_NAMES
+        }
 
     def register(self, plugin: object, name: Optional[str] = None) -> str:
         """Add ``plugin`` to this watch alone; returns the name it is registered under.
@@ -109,6 +114,8 @@ class Dispatcher:
         or one taking an argument its hook does not give.
         """
         self._refuse_once_prepared("register")
+        if self._own is None:
+            self._own = bare_plugin_manager()
         registered_as = self._own.register(plugin, name=name)
         assert registered_as is not None  # no name of this manager is blocked
         try:
@@ -125,8 +132,8 @@ class Dispatcher:
         if registered is None:
             if name is None:
                 raise TypeError("unregister() needs the plugin or its name")
-            registered = self._own.get_plugin(name)
-        if registered is None or not self._own.is_registered(registered):
+            registered = self._own.get_plugin(name) if self._own is not None else None
+        if registered is None or self._own is None or not self._own.is_registered(registered):
             raise ValueError(f"no plugin {name or plugin!r} was registered with this client")
         self._own.unregister(registered)
         return registered
