@@ -93,6 +93,13 @@ def test_plugins_empty_means_no_plugin_not_the_installed_ones():
     assert installed.of("call_start") and len(installed.of("call_end")) == 1, "the second client only"
 
 
+def test_plugins_add_to_a_given_plugin_manager(plugin_manager, recorder):
+    own = Recorder()
+    with Simulator("phonic", "conversation") as sim:
+        livecall.PhonicClient(**sim.client_kwargs(), plugin_manager=plugin_manager, plugins=[own]).run()
+    assert own.events() and own.events() == recorder.events()
+
+
 def test_register_adds_a_plugin_to_one_client_before_start(plugin_manager, recorder):
     own, removed = Recorder(), Recorder()
     with Simulator("phonic", "conversation") as sim:
