@@ -13,7 +13,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, Callable, ClassVar, Optional, TypedDict, TypeVar, Union, overload
 
@@ -25,6 +25,7 @@ from ._backoff import Backoff
 from ._codec import new_decoder
 from ._connection import ConnectFailed, Connection, Outcome, ProxySettings
 from ._dispatch import Dispatcher
+from ._event_stream import event_stream
 from ._secrets import redact
 from .call import Call, EndReason
 from .errors import (
@@ -92,20 +93,14 @@ class Request:
 
 
 def _plugin_manager(
-    plugin_manager: Optional[pluggy.PluginManager], plugins: Iterable[object]
-) -> pluggy.PluginManager:
-    """The given manager; or one of ``plugins`` alone (tests, embedding); or the installed ones."""
-    from .plugins import create_plugin_manager, get_plugin_manager
+    plugin_manager: Optional[pluggy.PluginManager], plugins: Optional[Iterable[object]]
+) -> Optional[pluggy.PluginManager]:
+    """The given manager; else none when ``plugins`` are given (the client's own); else the installed."""
+    from .plugins import get_plugin_manager
 
-    plugins = list(plugins)
-    if plugins and plugin_manager is not None:
-        raise ConfigurationError("pass plugin_manager= or plugins=, not both")
-    if not plugins:
-        return plugin_manager or get_plugin_manager()
-    pm = create_plugin_manager(autoload=False)
-    for plugin in plugins:
-        pm.register(plugin)
-    return pm
+    if plugin_manager is not None:
+        return plugin_manager
+    return get_plugin_manager() if plugins is None else None
 
 
 class LiveClient:
@@ -114,8 +109,11 @@ class LiveClient:
     Blocking API for synchronous code: ``start()``, ``wait()``, ``close()``,
     ``run()`` and ``with client:``.
 
-    Hooks go to ``plugin_manager`` if given, else to the plugins in
-    ``plugins`` only, else to every installed plugin.  Liveness: a ping after
+    Hooks go to the plugins of ``plugin_manager`` if given, else to every
+    installed plugin unless ``plugins`` is given (``[]`` too); and to the
+    client's own: those in ``plugins`` and those added with ``register()``.
+    ``strict`` makes ``wait()`` re-raise the first plugin or callback
+    failure, for tests.  Liveness: a ping after
     ``ping_interval`` seconds of silence, and the connection counts as dead
     when nothing answers within ``ping_timeout``.
     """
@@ -138,8 +136,9 @@ class LiveClient:
         ssl_context: Optional[ssl.SSLContext] = None,
         proxy: Optional[ProxySettings] = None,
         plugin_manager: Optional[pluggy.PluginManager] = None,
-        plugins: Iterable[object] = (),
+        plugins: Optional[Iterable[object]] = None,
         queue_size: int = 10_000,
+        strict: bool = False,
     ):
         if not url.startswith(("ws://", "wss://")):
             raise ConfigurationError(f"url must start with ws:// or wss://, not {redact(url)!r}")
@@ -164,7 +163,9 @@ class LiveClient:
         self._backoff = backoff
         self._close_timeout = close_timeout
         self._decoder = new_decoder(self.provider)
-        self.dispatcher = Dispatcher(plugin_manager, self.call)
+        self.dispatcher = Dispatcher(plugin_manager, self.call, strict=strict)
+        for plugin in plugins or ():
+            self.dispatcher.register(plugin)
         self._queue = Backlog(queue_size)
         self._lock = threading.Lock()
         self._wake = threading.Event()  # cuts a backoff short on close() or call end
@@ -208,13 +209,43 @@ class LiveClient:
     ) -> Union[Callable[[Call, E], R], Callable[[Callable[[Call, E], R]], Callable[[Call, E], R]]]:
         """Call ``fn(call, event)`` for every event of ``event_type`` or a subclass.
 
-        Usable as a decorator.  Callbacks run on the dispatcher thread after the
-        plugins, isolated like them.
+        Usable as a decorator; returns ``fn``.  Callbacks run on the dispatcher
+        thread after the plugins, isolated like them.  ``TypeError`` at once
+        if ``event_type`` is not an event class or ``fn`` is not callable.
         """
-        if fn is None:
-            return lambda fn: self.on(event_type, fn)
-        self.dispatcher.on(event_type, fn)
-        return fn
+        return self.dispatcher.on(event_type, fn)
+
+    def off(self, event_type: type[E], fn: Callable[[Call, E], Any]) -> None:
+        """Stop calling ``fn`` for ``event_type``, from the next event on; at any time.
+
+        ``ValueError`` if ``on(event_type, fn)`` did not add it.
+        """
+        self.dispatcher.off(event_type, fn)
+
+    def register(self, plugin: object, name: Optional[str] = None) -> str:
+        """Add a plugin object or module to this client alone; returns its name.
+
+        Before ``start()`` only: a watch's plugins are fixed when it starts,
+        and ``register()`` then raises ``LivecallError``.  The plugin runs
+        as if registered after the others (before them, unless they use
+        ``tryfirst``).
+        """
+        return self.dispatcher.register(plugin, name)
+
+    def unregister(self, plugin: Optional[object] = None, name: Optional[str] = None) -> object:
+        """Remove a plugin that ``register()`` added, by object or name; before ``start()`` only."""
+        return self.dispatcher.unregister(plugin, name)
+
+    def events(self, buffer_size: int = 1000) -> Iterator[Event]:
+        """The call's events, in order, for a ``for`` loop; starts the watch if need be.
+
+        Call it before ``start()`` or instead of it.  The loop ends when the
+        call does, then raises what ``wait()`` would; leaving it early
+        (``break``, an exception) closes the watch.  At most ``buffer_size``
+        events wait for the loop: a loop that falls behind holds the watch up
+        as a slow plugin does, and loses nothing.
+        """
+        return event_stream(self, buffer_size)
 
     def start(self, timeout: Optional[float] = None) -> None:
         """Connect and start watching; returns once connected.
@@ -292,6 +323,8 @@ class LiveClient:
     def _raise_error(self) -> None:
         if self._error is not None:
             raise self._error
+        if self.dispatcher.first_failure is not None:  # strict mode
+            raise self.dispatcher.first_failure
 
     # --- reader thread ----------------------------------------------------------
 

@@ -8,12 +8,13 @@ plugin's name and reported through ``livecall_error``.
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 import pluggy
 
+from . import events
 from .call import Call
-from .errors import PluginError
+from .errors import LivecallError, PluginError
 from .events import Event, Reconnecting, Transcript
 
 __all__ = ["Dispatcher"]
@@ -43,14 +44,27 @@ _HOOK_NAMES = (
 )
 
 
-def hook_plan(pm: pluggy.PluginManager, hook_name: str) -> list[Step]:
-    """The implementations of a hook in the order pluggy itself would call them."""
+def hook_plan(pm: pluggy.PluginManager, hook_name: str, *later: pluggy.PluginManager) -> list[Step]:
+    """The implementations of a hook in the order pluggy itself would call them.
+
+    The plugins of the ``later`` managers count as registered after those of
+    ``pm``: within each of pluggy's groups (``tryfirst``, plain, ``trylast``)
+    they run first, as the last registered plugin does.
+    """
+    impls = []
+    for manager in (*reversed(later), pm):
+        impls += reversed(getattr(manager.hook, hook_name).get_hookimpls())
+    impls.sort(key=_group)  # stable: each manager's order and the managers' order hold
     steps = []
-    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+    for impl in impls:
         if getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False):
             raise PluginError(impl.plugin_name, hook_name, TypeError("livecall hooks cannot be wrappers"))
         steps.append((impl.plugin_name, impl.function, tuple(impl.argnames)))
     return steps
+
+
+def _group(impl: Any) -> int:
+    return 0 if impl.tryfirst else 2 if impl.trylast else 1
 
 
 def call_each(steps: Sequence[Step], hook_name: str, kwargs: dict[str, Any]) -> list[PluginError]:
@@ -67,25 +81,103 @@ def call_each(steps: Sequence[Step], hook_name: str, kwargs: dict[str, Any]) -> 
 class Dispatcher:
     """Runs the hooks of one watch, and its callbacks, with failures isolated.
 
-    The call plan of every hook is worked out by ``prepare()`` as the watch
+    Hooks go to the plugins of ``pm``, if any, and to those registered with
+    this dispatcher's own ``register()``, which run as if registered last.  The
+    call plan of every hook is worked out by ``prepare()`` as the watch
     starts, so a plugin the hooks cannot call (a wrapper) is refused there and
-    then; plugins registered later take no part in this watch.
+    then; plugins registered later take no part in this watch.  ``strict``
+    keeps the first failure, for the client to re-raise.
     """
 
-    def __init__(self, pm: pluggy.PluginManager, call: Call):
+    def __init__(self, pm: Optional[pluggy.PluginManager], call: Call, strict: bool = False):
         self.pm = pm
         self.call = call
+        self.strict = strict
+        #: The first plugin or callback failure, kept in strict mode only.
+        self.first_failure: Optional[PluginError] = None
+        self._own: Optional[pluggy.PluginManager] = (
+            None  # made by the first register(): most clients need none
+        )
+        self._prepared = False
         self._plans: dict[str, list[Step]] = {}
         self._callbacks: list[tuple[type[Event], Callback]] = []
         self._callbacks_by_type: dict[type, list[Callback]] = {}
 
     def prepare(self) -> None:
         """Work out every hook's plan; raises ``PluginError`` for a plugin that cannot take part."""
-        self._plans = {name: hook_plan(self.pm, name) for name in _HOOK_NAMES}
+        self._prepared = True
+        managers = [pm for pm in (self.pm, self._own) if pm is not None]
+        self._plans = {
+            name: hook_plan(managers[0], name, *managers[1:]) if managers else [] for name in _HOOK_NAMES
+        }
 
-    def on(self, event_type: type[E], fn: Callable[[Call, E], Any]) -> None:
+    def register(self, plugin: object, name: Optional[str] = None) -> str:
+        """Add ``plugin`` to this watch alone; returns the name it is registered under.
+
+        pluggy's ``PluginValidationError`` for a hook livecall does not have,
+        or one taking an argument its hook does not give.
+        """
+        self._refuse_once_prepared("register")
+        if self._own is None:
+            # Imported here: plugins -> hookspecs -> config -> this module.
+            from .plugins import bare_plugin_manager
+
+            self._own = bare_plugin_manager()
+        registered_as = self._own.register(plugin, name=name)
+        assert registered_as is not None  # no name of this manager is blocked
+        try:
+            self._own.check_pending()  # a misspelt hook would never be called: say so now
+        except pluggy.PluginValidationError:
+            self._own.unregister(plugin)
+            raise
+        return registered_as
+
+    def unregister(self, plugin: Optional[object] = None, name: Optional[str] = None) -> object:
+        """Remove a plugin that ``register()`` added, by object or name; returns it."""
+        self._refuse_once_prepared("unregister")
+        registered = plugin
+        if registered is None:
+            if name is None:
+                raise TypeError("unregister() needs the plugin or its name")
+            registered = self._own.get_plugin(name) if self._own is not None else None
+        if registered is None or self._own is None or not self._own.is_registered(registered):
+            raise ValueError(f"no plugin {name or plugin!r} was registered with this client")
+        self._own.unregister(registered)
+        return registered
+
+    def _refuse_once_prepared(self, method: str) -> None:
+        if self._prepared:
+            raise LivecallError(
+                f"{method}() after start(): a watch's plugins are fixed when it starts; "
+                "use on() and off() for callbacks, which take effect at once"
+            )
+
+    def on(self, event_type: type[Event], fn: Optional[Callback] = None) -> Any:
+        """Add a callback, or return a decorator that does; returns ``fn``.
+
+        Checked here and now, so that a wrong one fails its caller, not the watch.
+        """
+        if not (isinstance(event_type, type) and issubclass(event_type, Event)):
+            raise TypeError(
+                f"on() takes an event class, not {event_type!r} ({type(event_type).__name__}); "
+                f"one of: {', '.join(_EVENT_CLASSES)}, or livecall.Event for all"
+            )
+        if fn is None:
+            return lambda fn: self.on(event_type, fn)
+        if not callable(fn):
+            raise TypeError(f"on() takes a callable fn(call, event), not {fn!r} ({type(fn).__name__})")
         # Copy on write: the dispatcher thread may be reading the old ones.
         self._callbacks = self._callbacks + [(event_type, fn)]
+        self._callbacks_by_type = {}
+        return fn
+
+    def off(self, event_type: type[Event], fn: Callback) -> None:
+        """Remove ``fn`` as a callback of ``event_type``; ``ValueError`` if it is not one."""
+        kept = [(cls, known) for cls, known in self._callbacks if not (cls is event_type and known == fn)]
+        if len(kept) == len(self._callbacks):
+            event_name = getattr(event_type, "__name__", repr(event_type))
+            raise ValueError(f"{_callback_name(fn)} is not a callback of {event_name}")
+        self._callbacks = kept
         self._callbacks_by_type = {}
 
     def call_hook(self, hook_name: str, **kwargs: Any) -> None:
@@ -114,10 +206,22 @@ class Dispatcher:
         return fns
 
     def _report(self, failure: PluginError) -> None:
+        if self.strict and self.first_failure is None:
+            self.first_failure = failure
         log.error("%s", failure, exc_info=failure.__cause__, extra={"call_id": self.call.id})
         if failure.hook == "livecall_error":
             return  # a failing error handler is logged, never reported to itself
         self.call_hook("livecall_error", call=self.call, error=failure)
+
+
+#: What ``on()`` accepts, for its error message.
+_EVENT_CLASSES = sorted(
+    name
+    for name in events.__all__
+    if name != "Event"
+    and isinstance(getattr(events, name), type)
+    and issubclass(getattr(events, name), Event)
+)
 
 
 def _callback_name(fn: Callable[..., Any]) -> str:

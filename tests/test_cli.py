@@ -465,6 +465,8 @@ def test_plugins_lists_built_in_and_loaded_plugins(plugin_env, tmp_path):
         "version": None,
         "distribution": None,
         "hooks": ["livecall_addoption", "livecall_configure", "livecall_event", "livecall_unconfigure"],
+        "classes": {},
+        "error": None,
     }
     assert plugins["output"]["hooks"] == ["livecall_addoption", "livecall_configure"]
     text = livecall("-p", "recorder_plugin", "plugins", env=env).stdout

@@ -1,6 +1,9 @@
 """Plugin loading (entry points, -p, disabling) and isolation of failing plugins."""
 
+import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -9,7 +12,7 @@ import pytest
 
 import livecall
 from livecall import Transcript
-from livecall.plugins import create_plugin_manager, get_plugins
+from livecall.plugins import DISABLE_AUTOLOAD_ENV, PLUGINS_ENV, create_plugin_manager, get_plugins
 from livecall.testing import Simulator
 
 
@@ -179,3 +182,139 @@ def test_a_plugin_calling_sys_exit_in_a_hook_ends_nothing(plugin_manager, record
     assert recorder.events() and isinstance(recorder.events()[-1], livecall.ConversationEnded)
     assert {f.plugin for f in recorder.of("error")} == {"quitter"}
     assert client.call.end_reason is livecall.EndReason.ENDED
+
+
+# --- loading: a broken plugin, -p of an installed one, choosing, class hooks -----------
+
+_SCRIPT = shutil.which("livecall", path=os.path.dirname(sys.executable))
+LIVECALL = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "livecall"]
+BROKEN_REASON = "ModuleNotFoundError: No module named 'livecall_missing_dependency'"
+
+
+@pytest.fixture
+def broken_plugin(tmp_path):
+    """An installed distribution whose plugin module cannot be imported."""
+    (tmp_path / "broken_livecall_plugin.py").write_text("import livecall_missing_dependency\n")
+    dist = tmp_path / "broken_livecall_plugin-0.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-livecall-plugin\nVersion: 0.3\n")
+    (dist / "entry_points.txt").write_text("[livecall]\nbroken = broken_livecall_plugin\n")
+    return tmp_path
+
+
+def autoloading_env(path=None, **extra):
+    """Installed plugins load (the venv's bundled ones, and those on ``path``); no credentials."""
+    drop = {DISABLE_AUTOLOAD_ENV, PLUGINS_ENV, "PHONIC_API_KEY", "PHONIC_SESSION_TOKEN", "HIYA_TOKEN"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    if path is not None:
+        env["PYTHONPATH"] = str(path)
+    env.update(extra)
+    return env
+
+
+def livecall_command(*args, env):
+    return subprocess.run([*LIVECALL, *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def warnings_about(name, stderr):
+    return [line for line in stderr.splitlines() if repr(name) in line]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"]])
+def test_a_plugin_that_fails_to_load_is_named_once_and_skipped(broken_plugin, args):
+    result = livecall_command(*args, env=autoloading_env(broken_plugin))
+    assert result.returncode == 0, result.stderr
+    said = "plugin 'broken' failed to load and is skipped (-p no:broken hides this)"
+    assert warnings_about("broken", result.stderr) == [f"livecall: warning: {said}: {BROKEN_REASON}"]
+    if args == ["plugins"]:
+        assert f"broken (broken-livecall-plugin 0.3)\n  failed to load: {BROKEN_REASON}\n" in result.stdout
+        assert "csv (livecall-csv" in result.stdout, "the others load"
+    if args == ["plugins", "--json"]:
+        listed = {plugin["name"]: plugin for plugin in json.loads(result.stdout)}
+        assert listed["broken"]["error"] == BROKEN_REASON and listed["broken"]["hooks"] == []
+        assert listed["csv"]["error"] is None
+
+
+def test_a_watch_runs_despite_a_plugin_that_fails_to_load(broken_plugin):
+    with Simulator("phonic", "conversation") as sim:
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in sim.client_kwargs().items()]
+        result = livecall_command("watch", "phonic", *flags, env=autoloading_env(broken_plugin))
+    assert result.returncode == 0, result.stderr
+    assert len(warnings_about("broken", result.stderr)) == 1
+    assert "the call ended" in result.stdout
+
+
+def test_a_program_using_the_client_runs_despite_a_plugin_that_fails_to_load(broken_plugin):
+    code = textwrap.dedent(
+        """
+        import livecall
+        from livecall.testing import Simulator
+
+        with Simulator("phonic", "conversation") as sim:
+            client = livecall.PhonicClient(**sim.client_kwargs())
+            client.run()
+        print(client.call.end_reason)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=autoloading_env(broken_plugin),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ended"
+    assert warnings_about("broken", result.stderr) == [
+        f"plugin 'broken' failed to load and is skipped (-p no:broken hides this): {BROKEN_REASON}"
+    ]
+
+
+def test_p_naming_an_installed_plugin_is_harmless():
+    result = livecall_command("-p", "livecall_csv", "plugins", env=autoloading_env())
+    assert result.returncode == 0, result.stderr
+    assert "csv (livecall-csv" in result.stdout and "livecall_csv" not in result.stdout
+
+
+def listed_names(stdout):
+    return [line.split(" ")[0] for line in stdout.splitlines() if not line.startswith(" ")]
+
+
+@pytest.mark.parametrize(
+    "chosen, names",
+    [
+        ("csv", ["csv", "output"]),
+        (" webhook , csv ", ["csv", "output", "webhook"]),
+        ("output", ["output"]),  # a built-in: always there, and no warning
+        ("", ["output"]),
+    ],
+)
+def test_livecall_plugins_env_loads_only_the_installed_plugins_named(chosen, names):
+    result = livecall_command("plugins", env=autoloading_env(**{PLUGINS_ENV: chosen}))
+    assert result.returncode == 0, result.stderr
+    assert listed_names(result.stdout) == names
+    assert not result.stderr
+
+
+def test_livecall_plugins_env_warns_of_a_name_not_installed():
+    result = livecall_command("plugins", env=autoloading_env(**{PLUGINS_ENV: "csv,cvs"}))
+    assert result.returncode == 0 and listed_names(result.stdout) == ["csv", "output"]
+    said = "LIVECALL_PLUGINS names 'cvs', which is not an installed plugin (see: livecall plugins)"
+    assert result.stderr.splitlines() == [f"livecall: warning: {said}"]
+
+
+@pytest.mark.parametrize("value", ["0", "false", "False", "no", "off"])
+def test_autoload_is_not_disabled_by_a_false_value(installed_plugin, value):
+    code = "from livecall.plugins import create_plugin_manager; create_plugin_manager()"
+    imported, _ = _imports(installed_plugin, code, LIVECALL_DISABLE_PLUGIN_AUTOLOAD=value)
+    assert imported
+
+
+def test_livecall_plugins_lists_the_hooks_of_the_classes_plugins_register():
+    result = livecall_command("plugins", env=autoloading_env(**{PLUGINS_ENV: "csv"}))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "csv (livecall-csv 0.1.0)\n"
+        "  hooks: livecall_addoption, livecall_configure\n"
+        "  CsvWriter hooks: livecall_call_end, livecall_call_start, livecall_transcript\n"
+    ) in result.stdout

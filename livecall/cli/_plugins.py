@@ -1,4 +1,8 @@
-"""``livecall plugins``: what is loaded, where it comes from, which hooks it implements."""
+"""``livecall plugins``: what is loaded, where it comes from, which hooks it implements.
+
+Also the hooks of the classes a plugin registers at run time (the CSV
+writer's, say), and the installed plugins that failed to load, with why.
+"""
 
 import json
 from typing import Any
@@ -25,7 +29,16 @@ def plugins_command(config: Config) -> None:
         config.stdout.write(json.dumps(plugins, indent=2) + "\n")
         return
     for plugin in plugins:
-        config.stdout.write(f"{plugin['name']} ({_origin(plugin)})\n  hooks: {', '.join(plugin['hooks'])}\n")
+        config.stdout.write(_describe(plugin))
+
+
+def _describe(plugin: dict[str, Any]) -> str:
+    heading = f"{plugin['name']} ({_origin(plugin)})"
+    if plugin["error"]:
+        return f"{heading}\n  failed to load: {plugin['error']}\n"
+    lines = [heading, f"  hooks: {', '.join(plugin['hooks'])}"]
+    lines += [f"  {cls} hooks: {', '.join(hooks)}" for cls, hooks in plugin["classes"].items()]
+    return "".join(line + "\n" for line in lines)
 
 
 def _plugins(config: Config) -> list[dict[str, Any]]:
@@ -36,6 +49,8 @@ def _plugins(config: Config) -> list[dict[str, Any]]:
             "version": info.get("version"),
             "distribution": info.get("distribution"),
             "hooks": info["hooks"],
+            "classes": info["classes"],
+            "error": info.get("error"),
         }
         for info in get_plugins(config.plugin_manager)
     ]
