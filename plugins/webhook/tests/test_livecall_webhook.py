@@ -1,8 +1,7 @@
 """livecall-webhook: simulated calls posted to a real local HTTP server that fails on purpose."""
 
 import argparse
-import hashlib
-import hmac
+import base64
 import json
 import logging
 import os
@@ -14,12 +13,14 @@ import sys
 import time
 
 import pytest
+import requests
+import standardwebhooks
 
 import livecall
 import livecall_webhook
 from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
 from livecall.testing import Simulator
-from livecall_webhook import SIGNATURE_HEADER, Sender, WebhookForwarder, replay
+from livecall_webhook import Sender, SigningKey, WebhookForwarder, replay
 
 SECRET = "whsec-SECRET-0123456789"
 QUICK = livecall.Backoff(0.01, 0.05)
@@ -35,10 +36,28 @@ def watch(sim, *plugins, **options):
     return client.call, bodies
 
 
-def verified(request) -> bool:
-    """What a receiver does: recompute the HMAC of the raw body, compare in constant time."""
-    expected = "sha256=" + hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, ""))
+def verified(request, secret=SECRET) -> bool:
+    """What a receiver does: check the Standard Webhooks signature with the published library."""
+    try:
+        standardwebhooks.Webhook(secret.encode()).verify(request.body, request.headers)
+    except standardwebhooks.WebhookVerificationError:
+        return False
+    return True
+
+
+def dead_bodies(path) -> list:
+    """The events held in a dead-letter file, parsed."""
+    return [json.loads(line)["body"] for line in path.read_bytes().splitlines()]
+
+
+def parsed(bodies) -> list:
+    return [json.loads(body) for body in bodies]
+
+
+def sealed(body: bytes, message_id: str = "msg_0", secret: str = SECRET) -> bytes:
+    """A dead-letter line as the plugin writes it, sealed with ``secret``."""
+    seal = SigningKey(secret).seal(message_id, body)
+    return f'{{"webhook-id": "{message_id}", "seal": "{seal}", "body": '.encode() + body + b"}"
 
 
 def test_events_arrive_signed_in_order_through_503_and_429(tmp_path, receiver_at):
@@ -136,7 +155,7 @@ def test_a_refused_event_is_reported_kept_and_replayed(tmp_path, receiver_at, ca
 
     assert [r.body for r in receiver.requests].count(refused[0]) == 1, "a 400 is not retried"
     assert receiver.accepted() == [b for b in bodies if b != refused[0]]
-    assert dead.read_bytes() == refused[0] + b"\n"
+    assert dead_bodies(dead) == parsed(refused)
     [(status, message)] = config.failures
     assert status == 5 and "1 events undelivered" in message and str(dead) in message
     assert f"livecall webhook-replay {dead}" in message
@@ -171,7 +190,7 @@ def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, closed_p
     with Simulator("phonic") as sim:
         call, bodies = watch(sim, plugin_manager=config.plugin_manager)
     config.close()
-    assert dead.read_bytes().splitlines() == bodies
+    assert dead_bodies(dead) == parsed(bodies)
     assert config.failures and config.failures[0][0] == 5
     assert f"{len(bodies)} events undelivered" in config.failures[0][1]
     assert dead.stat().st_mode & 0o077 == 0, "only the owner may read transcripts"
@@ -187,15 +206,18 @@ def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, closed_p
 
 def test_replay_keeps_what_still_fails(tmp_path, receiver_at):
     dead = tmp_path / "dead.jsonl"
-    lines = [b'{"n": 1}', b'{"n": 2}', b"not json", b'{"n": 3}', b'{"n": 4}']
+    lines = [sealed(b'{"n": %d}' % n, f"msg_{n}") for n in (1, 2)]
+    lines += [b"not a dead-letter line"]
+    lines += [sealed(b'{"n": %d}' % n, f"msg_{n}") for n in (3, 4)]
     dead.write_bytes(b"\n".join(lines) + b"\n")
+    dead.chmod(0o600)
     answers = {b'{"n": 2}': 422, b'{"n": 3}': 503}
     receiver = receiver_at(answer=lambda body: answers.get(body, 200))
-    sender = Sender(receiver.url, retries=0)
+    sender = Sender(receiver.url, SECRET, retries=0)
     result = replay(str(dead), sender)
     sender.close()
-    assert (result.delivered, result.kept) == (1, 4)
-    assert dead.read_bytes().splitlines() == lines[1:], "refused, not JSON, unreachable, and untried"
+    assert (result.delivered, result.kept, result.refused) == (1, 4, 1)
+    assert dead.read_bytes().splitlines() == lines[1:], "refused, not a line, unreachable, and untried"
     assert [r.body for r in receiver.requests] == [b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
 
 
@@ -219,7 +241,7 @@ def test_a_full_queue_sheds_into_the_dead_letter_file(tmp_path, receiver):
     receiver.release()
     forwarder.close(timeout=10)
     assert receiver.accepted() == bodies[:2]
-    assert dead.read_bytes().splitlines() == bodies[2:]
+    assert dead_bodies(dead) == parsed(bodies[2:])
     assert (forwarder.delivered, forwarder.undelivered) == (2, 4)
 
 
@@ -233,7 +255,7 @@ def test_the_drain_timeout_bounds_the_exit(tmp_path, receiver):
         forwarder.livecall_event(call=call, event=event)
     receiver.wait_for(lambda: len(receiver.requests) == 1)
     forwarder.close(timeout=0.1)
-    assert dead.read_bytes().splitlines() == [livecall.to_json(call, e).encode() for e in events]
+    assert dead_bodies(dead) == [livecall.to_record(call, e) for e in events]
     assert (forwarder.delivered, forwarder.unsent) == (0, 2)
 
 
@@ -359,7 +381,7 @@ def test_livecall_exits_5_and_the_replay_command_delivers(tmp_path, receiver_at,
     assert done.returncode == 5, done.stderr
     dead = tmp_path / livecall_webhook.DEFAULT_DEAD_LETTER
     sent = done.stdout.splitlines()
-    assert dead.read_text().splitlines() == sent
+    assert dead_bodies(dead) == parsed(sent)
     assert f"livecall: error: webhook: {len(sent)} events undelivered, written to {dead.name}" in done.stderr
 
     accepting = receiver_at()
@@ -418,3 +440,29 @@ def test_the_readme_receiver_accepts_signed_bodies_only(readme_receiver):
     signed.close()
     forged.close()
     assert process.stdout.readline() == "call_7 transcript hi\n"
+
+
+def test_the_readme_receiver_refuses_a_captured_request_played_again_later(readme_receiver):
+    url, process = readme_receiver
+    body = b'{"event": "transcript", "call_id": "call_8", "text": "hi"}'
+    headers = {"webhook-id": "msg_captured", "Content-Type": "application/json"}
+    for age in (0, 6 * 60):
+        timestamp = int(time.time()) - age
+        headers.update({"webhook-timestamp": str(timestamp)})
+        headers["webhook-signature"] = SigningKey(SECRET).sign("msg_captured", timestamp, body)
+        answer = requests.post(url, data=body, headers=headers, timeout=10)
+        assert answer.status_code == (204 if age == 0 else 401), f"signed {age} s ago"
+
+
+def test_a_whsec_secret_is_base64_and_a_plain_one_its_own_bytes(receiver):
+    key = os.urandom(24)
+    whsec = "whsec_" + base64.b64encode(key).decode()
+    for secret, receivers_key in ((whsec, whsec), (SECRET, SECRET.encode())):
+        sender = Sender(receiver.url, secret)
+        assert sender.send(b'{"n": 1}') is None
+        sender.close()
+        request = receiver.requests[-1]
+        standardwebhooks.Webhook(receivers_key).verify(request.body, request.headers)
+        assert request.headers["webhook-id"].startswith("msg_")
+    with pytest.raises(livecall.ConfigurationError, match="not base64"):
+        Sender(receiver.url, "whsec_not base64!")
