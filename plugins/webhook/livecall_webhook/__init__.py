@@ -8,6 +8,7 @@ Library users register a ``WebhookForwarder`` and ``close()`` it when done.
 
 import argparse
 import contextlib
+import logging
 import os
 import shlex
 import signal
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 SECRET_ENV = "LIVECALL_WEBHOOK_SECRET"
+log = logging.getLogger("livecall.webhook")
 _REGISTERED_AS = "webhook-forwarder"
 
 
@@ -128,8 +130,15 @@ def livecall_configure(config):
 
 def _finish(config, forwarder: WebhookForwarder) -> None:
     """Drain what is queued; whatever is left undelivered makes the run incomplete."""
+    timeout = config.options.webhook_drain_timeout
+    if forwarder.pending:
+        log.info(
+            "waiting up to %g s for %d webhook events; Ctrl-C, SIGTERM or SIGHUP stops waiting",
+            timeout,
+            forwarder.pending,
+        )
     with _signals_cut_short(forwarder):
-        forwarder.close(config.options.webhook_drain_timeout)
+        forwarder.close(timeout)
     dead_letter = forwarder.dead_letter
     if dead_letter.written:
         cut = " (the wait for them was cut short)" if forwarder.was_cut_short else ""

@@ -137,6 +137,11 @@ class WebhookForwarder:
         self._cut = True
 
     @property
+    def pending(self) -> int:
+        """Events accepted and neither delivered nor dead-lettered yet."""
+        return self._pending
+
+    @property
     def was_cut_short(self) -> bool:
         return self._cut
 

@@ -10,7 +10,9 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
+import tracemalloc
 
 import pytest
 import requests
@@ -466,3 +468,255 @@ def test_a_whsec_secret_is_base64_and_a_plain_one_its_own_bytes(receiver):
         assert request.headers["webhook-id"].startswith("msg_")
     with pytest.raises(livecall.ConfigurationError, match="not base64"):
         Sender(receiver.url, "whsec_not base64!")
+
+
+# --- hostile targets and hostile files ---------------------------------------------
+
+
+class RawTarget:
+    """A loopback HTTP target written by hand: it reads a request, then ``answer(connection)``.
+
+    ``answer`` runs in the target's thread; whatever it records is read
+    once ``finished()`` says that thread is done.
+    """
+
+    def __init__(self, answer):
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/hook"
+        self.answer = answer
+        self._thread = threading.Thread(target=self._serve, name="raw-target", daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        connection, _ = self._listener.accept()
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(65536)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = int(
+                next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1]
+            )
+            while len(body) < length:
+                body += connection.recv(65536)
+            try:
+                self.answer(connection)
+            except OSError:
+                pass  # the client hung up: what the answer recorded says how far it got
+
+    def finished(self, timeout: float = 30.0) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def close(self):
+        self._listener.close()
+
+
+@pytest.fixture
+def raw_target():
+    started = []
+
+    def start(answer):
+        target = RawTarget(answer)
+        started.append(target)
+        return target
+
+    yield start
+    for target in started:
+        target.close()
+
+
+def test_a_huge_answer_is_not_read_whole(raw_target):
+    size = 64 * 1024 * 1024
+    sent = [0]
+
+    def endless_body(connection):
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        chunk = b"x" * 65536
+        while sent[0] < size:
+            connection.sendall(chunk)
+            sent[0] += len(chunk)
+
+    target = raw_target(endless_body)
+    sender = Sender(target.url, retries=0)
+    assert sender.send(b"{}") is None, "a 2xx delivers, whatever follows it"
+    sender.close()
+    assert target.finished()
+    assert sent[0] < size // 4, f"the client read {sent[0]} bytes of a {size}-byte answer"
+
+
+def test_a_dripping_target_cannot_hold_an_attempt_past_its_deadline(raw_target):
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    dripped = []
+    hung_up = threading.Event()
+
+    def drip(connection):
+        for byte in answer:
+            hung_up.wait(0.25)  # the drip's pace: a byte each quarter second, well within the timeout
+            connection.sendall(bytes([byte]))  # once the client hung up, this fails soon
+            dripped.append(byte)
+
+    target = raw_target(drip)
+    sender = Sender(target.url, timeout=1.0, retries=0)
+    failure = sender.send(b"{}")
+    hung_up.set()
+    sender.close()
+    assert failure is not None and "no full answer within 1 s" in failure.reason
+    assert target.finished()
+    assert len(dripped) < len(answer), "the attempt ended before the target finished dripping"
+
+
+def test_the_reason_phrase_reaches_messages_as_printable_ascii_only(raw_target):
+    def forged_reason(connection):
+        connection.sendall(b"HTTP/1.1 400 Bad\x1b]52;c;ZXZpbA==\x07\rERROR fake\r\nContent-Length: 0\r\n\r\n")
+
+    target = raw_target(forged_reason)
+    sender = Sender(target.url, retries=0)
+    failure = sender.send(b"{}")
+    sender.close()
+    assert failure is not None and failure.reason.startswith("HTTP 400 Bad")
+    assert all(" " <= c <= "~" for c in failure.reason), repr(failure.reason)
+
+
+def test_a_secret_the_server_echoes_is_posted_and_dead_lettered_blanked(tmp_path, receiver_at):
+    token = "echoed-bearer-TOKEN-5e1f"
+    livecall.Credential(token)  # as a client holds its bearer token
+    refusing_the_second = receiver_at(answer=lambda body: 400 if b"second" in body else 200)
+    dead = tmp_path / "dead.jsonl"
+    forwarder = WebhookForwarder(Sender(refusing_the_second.url, SECRET), str(dead))
+    call = livecall.Call(provider="hiya", id="call_1")
+    for text in (f"first: invalid token {token}", f"second: Bearer {token} refused"):
+        forwarder.livecall_event(call=call, event=livecall.Transcript(text, "assistant"))
+    forwarder.close(timeout=10)
+    posted = b"".join(r.body for r in refusing_the_second.requests)
+    assert b"invalid token ***" in posted and token.encode() not in posted
+    assert [body["text"] for body in dead_bodies(dead)] == ["second: Bearer *** refused"]
+    assert token not in dead.read_text()
+    assert all(verified(r) for r in refusing_the_second.requests), "signed as sent, blanked"
+
+
+def test_the_queue_is_bounded_in_bytes_as_well_as_events(tmp_path, receiver):
+    dead = tmp_path / "dead.jsonl"
+    forwarder = WebhookForwarder(Sender(receiver.url), str(dead), queue_size=1000, queue_bytes=3000)
+    call = livecall.Call(provider="phonic", id="conv_1")
+    snapshots = [livecall.Transcript(f"{n} " + "words " * 200, "user") for n in range(5)]
+    receiver.hold()
+    forwarder.livecall_event(call=call, event=snapshots[0])
+    receiver.wait_for(lambda: len(receiver.requests) == 1)
+    for event in snapshots[1:]:
+        forwarder.livecall_event(call=call, event=event)  # ~1.2 kB each: two fit in 3000 bytes
+    receiver.release()
+    forwarder.close(timeout=10)
+    assert len(receiver.accepted()) == 3
+    assert [body["text"] for body in dead_bodies(dead)] == [e.text for e in snapshots[3:]]
+
+
+def test_the_queue_bytes_option_reaches_the_forwarder(tmp_path):
+    config = configured(
+        "--webhook-url", "http://127.0.0.1:9/", "--webhook-dead-letter", str(tmp_path / "d.jsonl"),
+        "--webhook-queue-bytes", "12345",
+    )  # fmt: skip
+    [forwarder] = [p for p in config.plugin_manager.get_plugins() if isinstance(p, WebhookForwarder)]
+    assert forwarder.queue_bytes == 12345
+    config.close()
+
+
+def test_the_dead_letter_file_is_never_written_through_a_planted_symlink(tmp_path, receiver_at):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    dead = tmp_path / "dead.jsonl"
+    dead.symlink_to(victim)
+    with pytest.raises(livecall.ConfigurationError, match="symbolic link"):
+        configured("--webhook-url", "http://127.0.0.1:9/", "--webhook-dead-letter", str(dead))
+
+    refusing = receiver_at(answer=lambda body: 400)
+    forwarder = WebhookForwarder(Sender(refusing.url), str(dead))  # planted after the check
+    call = livecall.Call(provider="hiya", id="call_1")
+    forwarder.livecall_event(call=call, event=livecall.Transcript("hello", "other"))
+    forwarder.close(timeout=10)
+    assert victim.read_text() == "precious\n"
+    assert (forwarder.dead_letter.written, forwarder.dead_letter.unwritten) == (0, 1)
+
+
+def test_the_dead_letter_file_is_created_owner_only_and_an_existing_one_keeps_its_mode(tmp_path, receiver_at):
+    refusing = receiver_at(answer=lambda body: 400)
+    call = livecall.Call(provider="hiya", id="call_1")
+    existing = tmp_path / "existing.jsonl"
+    existing.write_bytes(b"")
+    existing.chmod(0o640)
+    for path in (tmp_path / "new.jsonl", existing):
+        forwarder = WebhookForwarder(Sender(refusing.url), str(path))
+        forwarder.livecall_event(call=call, event=livecall.Transcript("hello", "other"))
+        forwarder.close(timeout=10)
+    assert (tmp_path / "new.jsonl").stat().st_mode & 0o777 == 0o600
+    assert existing.stat().st_mode & 0o777 == 0o640
+    assert len(dead_bodies(existing)) == 1
+
+
+def replay_command(dead, url, *, secret=SECRET, cwd):
+    return livecall_command(
+        "webhook-replay", str(dead), "--webhook-url", url, cwd=cwd, LIVECALL_WEBHOOK_SECRET=secret
+    )
+
+
+def test_replay_sends_only_lines_sealed_with_the_secret(tmp_path, receiver):
+    dead = tmp_path / "dead.jsonl"
+    genuine = [sealed(b'{"n": %d}' % n, f"msg_{n}") for n in range(3)]
+    forged = [
+        sealed(b'{"n": "forged"}', "msg_forged", secret="a guess at the secret"),
+        b'{"event": "transcript", "text": "appended by hand"}',
+        genuine[0].replace(b'"n": 0', b'"n": 9'),  # a genuine line, altered
+    ]
+    dead.write_bytes(b"\n".join([genuine[0], *forged, *genuine[1:]]) + b"\n")
+    dead.chmod(0o600)
+    done = replay_command(dead, receiver.url, cwd=tmp_path)
+    assert done.returncode == livecall.ExitStatus.INCOMPLETE, done.stderr
+    assert "3 delivered" in done.stdout and "3 refused" in done.stdout
+    assert [json.loads(b) for b in receiver.accepted()] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert [r.headers["webhook-id"] for r in receiver.requests] == ["msg_0", "msg_1", "msg_2"]
+    assert all(verified(r) for r in receiver.requests)
+    assert dead.read_bytes().splitlines() == forged, "refused lines are kept, for a person to look at"
+
+
+@pytest.mark.parametrize("plant", ["symlink", "world-writable"])
+def test_replay_refuses_a_file_others_control(tmp_path, receiver, plant):
+    real = tmp_path / "real.jsonl"
+    real.write_bytes(sealed(b'{"n": 1}') + b"\n")
+    real.chmod(0o600)
+    dead = tmp_path / "dead.jsonl"
+    if plant == "symlink":
+        dead.symlink_to(real)
+    else:
+        real.rename(dead)
+        dead.chmod(0o666)
+    done = replay_command(dead, receiver.url, cwd=tmp_path)
+    assert done.returncode == livecall.ExitStatus.USAGE
+    assert done.stderr.count("\n") == 1 and "refuses" in done.stderr, done.stderr
+    assert receiver.requests == []
+
+
+def test_replay_reads_a_large_file_a_line_at_a_time(tmp_path, closed_port):
+    dead = tmp_path / "dead.jsonl"
+    line = sealed(b'{"text": "%s"}' % (b"w" * 20_000)) + b"\n"
+    with open(dead, "wb") as file:
+        for _ in range(2000):  # 40 MB
+            file.write(line)
+    dead.chmod(0o600)
+    sender = Sender(f"http://127.0.0.1:{closed_port}/hook", SECRET, retries=0)
+    tracemalloc.start()
+    try:
+        result = replay(str(dead), sender)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        sender.close()
+    assert (result.delivered, result.kept) == (0, 2000)
+    assert os.path.getsize(dead) == 2000 * len(line), "the file is kept whole"
+    assert peak < 8 * 1024 * 1024, f"{peak} bytes held at once for a {os.path.getsize(dead)}-byte file"
+
+
+def test_the_signing_key_never_shows(tmp_path):
+    key = SigningKey(SECRET)
+    sender = Sender("http://127.0.0.1:9/", SECRET)
+    assert SECRET not in repr(key) + repr(sender) + repr(vars(sender))
+    sender.close()
