@@ -190,11 +190,11 @@ def _signals_cut_short(forwarder: WebhookForwarder) -> Iterator[None]:
 def replay_command(config) -> int:
     """``livecall webhook-replay``: 0 when everything went, 5 when the file still holds events."""
     options = config.options
-    if not os.path.lexists(options.file):
-        raise livecall.ConfigurationError(f"no dead-letter file at {options.file!r}")
     sender = _sender(options)
     try:
         result = replay(options.file, sender)
+    except FileNotFoundError:
+        raise livecall.ConfigurationError(f"no dead-letter file at {options.file!r}") from None
     except NotSafe as unsafe:
         raise livecall.ConfigurationError(f"webhook-replay refuses {unsafe}") from None
     finally:
