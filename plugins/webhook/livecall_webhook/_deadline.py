@@ -7,6 +7,10 @@ thread, and a timer shuts down the socket of each at the deadline, which
 ends a blocking read or write at once; the request then fails, and the
 sender knows it was the deadline.  Only the thread's own connections are
 touched, and one sender sends from one thread, one request at a time.
+
+Not covered: a TLS handshake that drips (each of its reads is bounded by
+``timeout``, not the whole), and requests sent through a proxy (requests
+makes those connections with pool classes of its own).
 """
 
 import socket
@@ -21,6 +25,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 __all__ = ["Deadline", "enforce_deadlines"]
 
 _local = threading.local()
+#: Guards the connection sets and each deadline's ``expired`` against the timer thread.
+_lock = threading.Lock()
 
 
 def _thread_connections() -> "weakref.WeakSet[Any]":
@@ -31,11 +37,19 @@ def _thread_connections() -> "weakref.WeakSet[Any]":
 
 
 class _Remembered:
-    """Mixed into urllib3's connections: each one that connects is remembered by its thread."""
+    """Mixed into urllib3's connections: each one that connects is remembered by its thread.
+
+    One that finishes connecting after its request's deadline passed is cut at once.
+    """
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
-        _thread_connections().add(self)
+        deadline: Optional[Deadline] = getattr(_local, "deadline", None)
+        with _lock:
+            _thread_connections().add(self)
+            late = deadline is not None and deadline.expired
+        if late:
+            _cut(self)
 
 
 class _HTTPConnection(_Remembered, HTTPConnection):
@@ -75,21 +89,30 @@ class Deadline:
         self._timer.daemon = True
 
     def __enter__(self) -> "Deadline":
+        _local.deadline = self
         self._timer.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._timer.cancel()
+        _local.deadline = None
 
     def _expire(self) -> None:
-        self.expired = True
-        for connection in list(self._connections):
-            sock = getattr(connection, "sock", None)
-            if sock is None:
-                continue
-            try:
-                # socket.socket's own shutdown, also for a TLS socket: it ends the
-                # blocked read without unwrapping TLS under the reading thread.
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
+        with _lock:
+            self.expired = True
+            connections = list(self._connections)
+        for connection in connections:
+            _cut(connection)
+
+
+def _cut(connection: Any) -> None:
+    """End whatever the connection's socket blocks on, now."""
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        return
+    try:
+        # socket.socket's own shutdown, also for a TLS socket: it ends the
+        # blocked read without unwrapping TLS under the reading thread.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
