@@ -131,13 +131,13 @@ def livecall_configure(config):
 def _finish(config, forwarder: WebhookForwarder) -> None:
     """Drain what is queued; whatever is left undelivered makes the run incomplete."""
     timeout = config.options.webhook_drain_timeout
-    if forwarder.pending:
-        log.info(
-            "waiting up to %g s for %d webhook events; Ctrl-C, SIGTERM or SIGHUP stops waiting",
-            timeout,
-            forwarder.pending,
-        )
     with _signals_cut_short(forwarder):
+        if forwarder.pending:
+            log.info(
+                "waiting up to %g s for %d webhook events; Ctrl-C, SIGTERM or SIGHUP stops waiting",
+                timeout,
+                forwarder.pending,
+            )
         forwarder.close(timeout)
     dead_letter = forwarder.dead_letter
     if dead_letter.written:
