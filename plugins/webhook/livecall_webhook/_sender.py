@@ -10,6 +10,7 @@ slowly the target answers.
 
 import email.utils
 import logging
+import math
 import threading
 import time
 from datetime import datetime, timezone
@@ -88,7 +89,7 @@ class Sender:
             raise livecall.ConfigurationError(
                 f"the webhook URL must start with http:// or https:// and name a host, not {self.safe_url!r}"
             )
-        if not (timeout > 0 and retry_time > 0 and retries >= 0 and max_response_bytes >= 0):
+        if not (0 < timeout < math.inf and retry_time > 0 and retries >= 0 and max_response_bytes >= 0):
             raise livecall.ConfigurationError(
                 "the webhook timeout and retry time must be positive, the retries 0 or more"
             )
