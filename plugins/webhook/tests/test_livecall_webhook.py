@@ -827,6 +827,32 @@ def test_sigkill_mid_call_loses_no_event_the_plugin_accepted(tmp_path, black_hol
     assert list(tmp_path.glob(".*.spool")) == [] and not dead.exists()
 
 
+def test_sigkill_after_delivery_sends_nothing_twice(tmp_path, receiver):
+    dead = tmp_path / "dead.jsonl"
+    with Simulator("hiya", join_timeout=60) as sim:
+        watch = Running(sim, "--webhook-url", receiver.url, "--webhook-dead-letter", str(dead), cwd=tmp_path)
+        receiver.wait_for(lambda: len(receiver.accepted()) == BEFORE_JOIN)
+        [spool] = tmp_path.glob(".*.spool")
+        wait_until(lambda: spool.read_bytes().count(b'{"done"') == BEFORE_JOIN)
+        watch.process.kill()
+        assert watch.finish() == -9
+    replayed = livecall_command("webhook-replay", str(dead), "--webhook-url", receiver.url, cwd=tmp_path)
+    assert replayed.returncode == livecall.ExitStatus.USAGE and "no dead-letter file" in replayed.stderr
+    assert len(receiver.requests) == BEFORE_JOIN and list(tmp_path.glob(".*.spool")) == []
+
+
+def test_the_spool_of_a_long_run_does_not_grow_without_bound(tmp_path, receiver):
+    forwarder = WebhookForwarder(Sender(receiver.url), str(tmp_path / "dead.jsonl"))
+    call = livecall.Call(provider="phonic", id="conv_1")
+    for n in range(400):  # about 2 MB of events
+        forwarder.livecall_event(call=call, event=livecall.Transcript(f"{n} " + "words " * 800, "user"))
+    receiver.wait_for(lambda: len(receiver.accepted()) == 400)
+    [spool] = tmp_path.glob(".*.spool")
+    wait_until(lambda: spool.stat().st_size < 1024 * 1024)  # emptied once idle
+    forwarder.close(timeout=10)
+    assert not spool.exists()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_second_signal_cuts_the_drain_short(tmp_path, black_hole, signum):
     dead = tmp_path / "dead.jsonl"
