@@ -4,6 +4,7 @@ import errno
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from typing import BinaryIO
 
@@ -60,6 +61,7 @@ def replay(path: str, sender: Sender) -> ReplayResult:
     directory = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".livecall-replay-")
     try:
+        os.fchmod(handle, stat.S_IMODE(os.fstat(descriptor).st_mode))  # the file keeps its mode
         with os.fdopen(descriptor, "rb") as source, os.fdopen(handle, "wb") as kept:
             result = _send_lines(path, source, kept, sender)
             shutil.copyfileobj(source, kept, _COPY_CHUNK)  # appended meanwhile

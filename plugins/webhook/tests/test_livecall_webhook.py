@@ -674,7 +674,7 @@ def test_replay_sends_only_lines_sealed_with_the_secret(tmp_path, receiver):
         genuine[0].replace(b'"n": 0', b'"n": 9'),  # a genuine line, altered
     ]
     dead.write_bytes(b"\n".join([genuine[0], *forged, *genuine[1:]]) + b"\n")
-    dead.chmod(0o600)
+    dead.chmod(0o640)
     done = replay_command(dead, receiver.url, cwd=tmp_path)
     assert done.returncode == livecall.ExitStatus.INCOMPLETE, done.stderr
     assert "3 delivered" in done.stdout and "3 refused" in done.stdout
@@ -682,6 +682,7 @@ def test_replay_sends_only_lines_sealed_with_the_secret(tmp_path, receiver):
     assert [r.headers["webhook-id"] for r in receiver.requests] == ["msg_0", "msg_1", "msg_2"]
     assert all(verified(r) for r in receiver.requests)
     assert dead.read_bytes().splitlines() == forged, "refused lines are kept, for a person to look at"
+    assert dead.stat().st_mode & 0o777 == 0o640, "the file keeps its mode"
 
 
 @pytest.mark.parametrize("plant", ["symlink", "world-writable"])
