@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
-PLUGIN_INSTALLS := $(foreach d,$(PLUGIN_DIRS),-e '$(d)')
+PLUGIN_INSTALLS := $(foreach d,$(PLUGIN_DIRS),-e '$(d)[test]')
 TEST_PATHS := tests $(addsuffix tests,$(PLUGIN_DIRS))
 # test-oldest: the lowest dependency versions pyproject.toml admits, on the oldest Python
 # supported when this machine has it (pyenv's too), else on $(PYTHON).

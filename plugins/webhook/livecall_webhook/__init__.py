@@ -7,30 +7,41 @@ Library users register a ``WebhookForwarder`` and ``close()`` it when done.
 """
 
 import argparse
+import contextlib
+import logging
 import os
 import shlex
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import livecall
 
 from ._dead_letter import DEFAULT_PATH as DEFAULT_DEAD_LETTER
-from ._forwarder import WebhookForwarder
+from ._files import NotSafe
+from ._forwarder import DEFAULT_QUEUE_BYTES, WebhookForwarder
 from ._replay import ReplayResult, replay
-from ._sender import SIGNATURE_HEADER, Failure, Sender, safe_url, sign
+from ._sender import Failure, Sender, safe_url
+from ._signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SigningKey
 
 __all__ = [
     "DEFAULT_DEAD_LETTER",
+    "ID_HEADER",
     "SECRET_ENV",
     "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
     "Failure",
     "ReplayResult",
     "Sender",
+    "SigningKey",
     "WebhookForwarder",
     "replay",
     "safe_url",
-    "sign",
 ]
 
 SECRET_ENV = "LIVECALL_WEBHOOK_SECRET"
+log = logging.getLogger("livecall.webhook")
 _REGISTERED_AS = "webhook-forwarder"
 
 
@@ -48,11 +59,20 @@ def livecall_addoption(parser):
         "(default: %(default)s)",
     )
     group.add_argument(
+        "--webhook-queue-bytes",
+        metavar="N",
+        type=int,
+        default=DEFAULT_QUEUE_BYTES,
+        help="bytes of events waiting to be sent before more go straight to the dead-letter file "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
         "--webhook-drain-timeout",
         metavar="S",
         type=float,
         default=30.0,
-        help="at exit, wait this long for pending deliveries (default: %(default)s)",
+        help="at exit, wait this long for pending deliveries; a second Ctrl-C or SIGTERM "
+        "stops waiting (default: %(default)s)",
     )
     group.add_argument(
         "--webhook-dead-letter",
@@ -83,16 +103,24 @@ def livecall_configure(config):
     options = config.options
     if getattr(options, "webhook_url", None):
         directory = os.path.dirname(options.webhook_dead_letter) or "."
+        if os.path.islink(options.webhook_dead_letter):
+            raise livecall.ConfigurationError(
+                f"--webhook-dead-letter: {options.webhook_dead_letter!r} is a symbolic link; "
+                "name the file itself"
+            )
         if not os.path.isdir(directory):
             raise livecall.ConfigurationError(
                 f"--webhook-dead-letter: the directory {directory!r} does not exist"
             )
-        if options.webhook_drain_timeout < 0:
+        if not options.webhook_drain_timeout >= 0:  # not NaN either
             raise livecall.ConfigurationError("--webhook-drain-timeout must be 0 or more")
         sender = _sender(options)
         try:
             forwarder = WebhookForwarder(
-                sender, options.webhook_dead_letter, queue_size=options.webhook_queue_size
+                sender,
+                options.webhook_dead_letter,
+                queue_size=options.webhook_queue_size,
+                queue_bytes=options.webhook_queue_bytes,
             )
         except livecall.ConfigurationError:
             sender.close()
@@ -102,12 +130,21 @@ def livecall_configure(config):
 
 def _finish(config, forwarder: WebhookForwarder) -> None:
     """Drain what is queued; whatever is left undelivered makes the run incomplete."""
-    forwarder.close(config.options.webhook_drain_timeout)
+    timeout = config.options.webhook_drain_timeout
+    with _signals_cut_short(forwarder):
+        if forwarder.pending:
+            log.info(
+                "waiting up to %g s for %d webhook events; Ctrl-C, SIGTERM or SIGHUP stops waiting",
+                timeout,
+                forwarder.pending,
+            )
+        forwarder.close(timeout)
     dead_letter = forwarder.dead_letter
     if dead_letter.written:
+        cut = " (the wait for them was cut short)" if forwarder.was_cut_short else ""
         config.fail(
             livecall.ExitStatus.INCOMPLETE,
-            f"webhook: {dead_letter.written} events undelivered, written to {dead_letter.path}; "
+            f"webhook: {dead_letter.written} events undelivered{cut}, written to {dead_letter.path}; "
             f"resend with: livecall webhook-replay {shlex.quote(dead_letter.path)} --webhook-url URL",
         )
     if dead_letter.unwritten:
@@ -118,18 +155,53 @@ def _finish(config, forwarder: WebhookForwarder) -> None:
         )
 
 
+#: The signals that end a run; during the drain they end the wait instead of waiting for it.
+_STOPPING = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _signals_cut_short(forwarder: WebhookForwarder) -> Iterator[None]:
+    """While the drain waits, a stopping signal cuts it short, then goes on to livecall's handler.
+
+    Only a signal livecall handles is taken over (the handler is a Python
+    function): the command's own exit status for it stays as it was.  Signal
+    handlers can only be set from the main thread; elsewhere the drain just
+    runs its course.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in _STOPPING}
+    taken = {signum: handler for signum, handler in previous.items() if callable(handler)}
+
+    def cut_short(signum: int, frame: Any) -> None:
+        forwarder.cut_short()
+        taken[signum](signum, frame)
+
+    for signum in taken:
+        signal.signal(signum, cut_short)
+    try:
+        yield
+    finally:
+        for signum, handler in taken.items():
+            signal.signal(signum, handler)
+
+
 def replay_command(config) -> int:
     """``livecall webhook-replay``: 0 when everything went, 5 when the file still holds events."""
     options = config.options
-    if not os.path.isfile(options.file):
-        raise livecall.ConfigurationError(f"no dead-letter file at {options.file!r}")
     sender = _sender(options)
     try:
         result = replay(options.file, sender)
+    except FileNotFoundError:
+        raise livecall.ConfigurationError(f"no dead-letter file at {options.file!r}") from None
+    except NotSafe as unsafe:
+        raise livecall.ConfigurationError(f"webhook-replay refuses {unsafe}") from None
     finally:
         sender.close()
     left = f", {result.kept} kept in {options.file}" if result.kept else f"; {options.file} removed"
-    config.stdout.write(f"webhook-replay: {result.delivered} delivered to {sender.safe_url}{left}\n")
+    refused = f" ({result.refused} refused: their seal does not check)" if result.refused else ""
+    config.stdout.write(f"webhook-replay: {result.delivered} delivered to {sender.safe_url}{left}{refused}\n")
     return livecall.ExitStatus.INCOMPLETE if result.kept else livecall.ExitStatus.OK
 
 
@@ -138,14 +210,15 @@ def _add_delivery_options(group) -> None:
     group.add_argument(
         "--webhook-secret",
         metavar="S",
-        help=f"sign each body with HMAC-SHA256 in {SIGNATURE_HEADER} (default: ${SECRET_ENV})",
+        help="sign each request as Standard Webhooks do, and seal the dead-letter file's lines; "
+        f"whsec_ + base64, or any string (default: ${SECRET_ENV})",
     )
     group.add_argument(
         "--webhook-timeout",
         metavar="S",
         type=float,
         default=10.0,
-        help="seconds to wait for the target to connect, and again to answer (default: %(default)s)",
+        help="seconds one attempt may take, connecting and answering included (default: %(default)s)",
     )
     group.add_argument(
         "--webhook-retries",

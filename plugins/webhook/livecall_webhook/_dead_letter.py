@@ -1,15 +1,19 @@
-"""The dead-letter file: every event that could not be delivered, one JSON line each.
+"""The dead-letter file: every event that could not be delivered, one sealed line each.
 
-A line is the exact request body, so a replay signs and sends the same
-bytes.  The file is created only when something goes into it, readable by
-its owner only (transcripts are personal data), and each line is flushed
-at once so that a crash keeps what was written.
+The file is created only when something goes into it, readable by its owner
+only (transcripts are personal data), never through a symlink, and each line
+is handed to the operating system in one write as it comes, so that a
+crash, even SIGKILL, keeps what was written.  A cut-off last line (a full
+disk, a kill mid-write) is ended before the next is appended, so that the
+next stands alone.
 """
 
 import logging
 import os
 import threading
-from typing import BinaryIO, Optional
+from typing import Optional
+
+from ._files import open_append
 
 __all__ = ["DEFAULT_PATH", "DeadLetterFile"]
 
@@ -18,47 +22,62 @@ DEFAULT_PATH = "livecall-webhook-dead-letter.jsonl"
 log = logging.getLogger("livecall.webhook")
 
 
-def _owner_only(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
-
-
 class DeadLetterFile:
-    """Appends bodies to ``path``; counts what it wrote and what it could not."""
+    """Appends lines to ``path``; counts the events it wrote and those it could not."""
 
     def __init__(self, path: str = DEFAULT_PATH):
         self.path = os.fspath(path)
         self.written = 0
         self.unwritten = 0
-        self._file: Optional[BinaryIO] = None
+        self._descriptor: Optional[int] = None
+        self._check_end = True
         self._lock = threading.Lock()
 
-    def append(self, body: bytes) -> None:
+    def append(self, line: bytes) -> bool:
+        """Append one event's line (ending in a newline); False if it could not be written."""
         with self._lock:
             try:
-                if self._file is None:
-                    self._file = self._open()
-                self._file.write(body + b"\n")
-                self._file.flush()
+                if self._descriptor is None:
+                    self._descriptor = open_append(self.path)
+                if self._check_end:
+                    line = self._after_cut_off_line() + line
+                    self._check_end = False
+                _write_all(self._descriptor, line)
             except OSError as error:
+                self._check_end = True
+                if not self.unwritten:
+                    log.error(
+                        "an undelivered event could not be written to %s: %s",
+                        self.path,
+                        error.strerror or error,
+                    )
                 self.unwritten += 1
-                log.error(
-                    "an undelivered event could not be written to %s: %s", self.path, error.strerror or error
-                )
-            else:
-                self.written += 1
+                return False
+            self.written += 1
+            return True
 
     def close(self) -> None:
+        """Flush the file to disk and close it; a failure is logged, never raised."""
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            if self._descriptor is None:
+                return
+            try:
+                os.fsync(self._descriptor)
+            except OSError as error:
+                log.error("%s could not be flushed to disk: %s", self.path, error.strerror or error)
+            finally:
+                os.close(self._descriptor)
+                self._descriptor = None
 
-    def _open(self) -> BinaryIO:
-        """Open for appending, ending a cut-off last line first so the next one stands alone."""
-        opened = open(self.path, "ab", opener=_owner_only)
-        if opened.tell() > 0:
-            with open(self.path, "rb") as existing:
-                existing.seek(-1, os.SEEK_END)
-                if existing.read(1) != b"\n":
-                    opened.write(b"\n")
-        return opened
+    def _after_cut_off_line(self) -> bytes:
+        assert self._descriptor is not None
+        size = os.fstat(self._descriptor).st_size
+        if size and os.pread(self._descriptor, 1, size - 1) != b"\n":
+            return b"\n"
+        return b""
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]

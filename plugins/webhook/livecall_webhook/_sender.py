@@ -2,13 +2,15 @@
 
 Messages never show the secret or the URL's credentials: requests puts the
 full URL in its exception messages, so failures are described from the
-socket error underneath instead.
+socket error underneath instead.  Nothing the target says is trusted: its
+answer's body is read up to a cap and thrown away, its reason phrase is
+cut to printable ASCII, and each attempt ends at a total deadline however
+slowly the target answers.
 """
 
 import email.utils
-import hashlib
-import hmac
 import logging
+import math
 import threading
 import time
 from datetime import datetime, timezone
@@ -20,15 +22,16 @@ import requests
 
 import livecall
 
-__all__ = ["SIGNATURE_HEADER", "Failure", "Sender", "safe_url", "sign"]
+from ._deadline import Deadline, enforce_deadlines
+from ._signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SigningKey, new_message_id
 
-SIGNATURE_HEADER = "X-Livecall-Signature"
+__all__ = ["Failure", "Sender", "safe_url"]
+
 USER_AGENT = "livecall-webhook"
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The signature header's value: ``sha256=`` and the hex HMAC-SHA256 of ``body``."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+#: How much of an answer's body is read (and ignored) before the connection is dropped instead.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024
+_CHUNK = 1024
+_REASON_LENGTH = 60
 
 
 def safe_url(url: str) -> str:
@@ -58,9 +61,11 @@ class Sender:
     jittered exponential backoff, or after the server's ``Retry-After``; at
     most ``retries`` times and not past ``retry_time`` seconds from the first
     try.  Other statuses (4xx, and 3xx: redirects are not followed) are
-    permanent failures.  With a ``secret`` every request carries
-    ``X-Livecall-Signature``.  Not thread-safe: one sender per thread;
-    ``close()`` it when done.
+    permanent failures.  Each attempt, connecting included, ends after
+    ``timeout`` seconds, and at most ``max_response_bytes`` of the answer
+    are read.  With a ``secret`` every request carries the Standard Webhooks
+    headers (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``).
+    Not thread-safe: one sender per thread; ``close()`` it when done.
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class Sender:
         retry_time: float = 60.0,
         backoff: livecall.Backoff = livecall.Backoff(0.5, 30.0),
         session: Optional[requests.Session] = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ):
         try:
             self.safe_url = safe_url(url)
@@ -83,33 +89,40 @@ class Sender:
             raise livecall.ConfigurationError(
                 f"the webhook URL must start with http:// or https:// and name a host, not {self.safe_url!r}"
             )
-        if not (timeout > 0 and retry_time > 0 and retries >= 0):
+        if not (0 < timeout < math.inf and retry_time > 0 and retries >= 0 and max_response_bytes >= 0):
             raise livecall.ConfigurationError(
                 "the webhook timeout and retry time must be positive, the retries 0 or more"
             )
-        self._url = url
-        self._secret = secret
-        for value in (parts.query, parts.password, secret):
+        for value in (parts.query, parts.password):
             if value:
                 livecall.Credential(value)  # from now on blanked wherever livecall redacts
+        self._url = url
+        #: Signs requests and seals dead-letter lines; None without a secret.
+        self.key = SigningKey(secret) if secret else None
         _redact_loggers()
         self.timeout = timeout
         self.retries = retries
         self.retry_time = retry_time
         self.backoff = backoff
-        self._session = session or requests.Session()
+        self.max_response_bytes = max_response_bytes
+        self._session = enforce_deadlines(session or requests.Session())
 
-    def send(self, body: bytes, stop: Optional[threading.Event] = None) -> Optional[Failure]:
+    def send(
+        self, body: bytes, stop: Optional[threading.Event] = None, *, message_id: Optional[str] = None
+    ) -> Optional[Failure]:
         """Deliver ``body``; None once delivered, else the last failure.
 
-        Setting ``stop`` ends the waiting between attempts.
+        Every try carries the same ``message_id`` (a new one if not given),
+        so that a receiver can tell a retried or replayed event from a new
+        one.  Setting ``stop`` ends the waiting between attempts.
         """
         stop = stop or threading.Event()
+        message_id = message_id or new_message_id()
         deadline = time.monotonic() + self.retry_time
         attempt = 0
         while True:
             attempt += 1
-            failure = self._attempt(body)
+            failure = self._attempt(message_id, body)
             if failure is None or failure.permanent:
                 return failure
             if attempt > self.retries:
@@ -126,33 +139,79 @@ class Sender:
         self._session.close()
 
     def __repr__(self) -> str:
-        return f"<Sender {self.safe_url} signed={bool(self._secret)}>"
+        return f"<Sender {self.safe_url} signed={self.key is not None}>"
 
-    def _attempt(self, body: bytes) -> Optional[Failure]:
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        if self._secret:
-            headers[SIGNATURE_HEADER] = sign(self._secret, body)
-        try:
-            response = self._session.post(
-                self._url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.Timeout:
-            return Failure(f"no answer within {self.timeout:g} s", permanent=False)
-        except requests.exceptions.SSLError as error:
-            return Failure(f"TLS failed: {_socket_error(error)}", permanent=True)
-        except requests.ConnectionError as error:
-            return Failure(f"could not connect: {_socket_error(error)}", permanent=False)
-        except requests.RequestException as error:
-            return Failure(f"could not send: {type(error).__name__}", permanent=True)
-        status = response.status_code
+    def _headers(self, message_id: str, body: bytes) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "Accept-Encoding": "identity",
+            ID_HEADER: message_id,
+        }
+        if self.key is not None:
+            timestamp = int(time.time())
+            headers[TIMESTAMP_HEADER] = str(timestamp)
+            headers[SIGNATURE_HEADER] = self.key.sign(message_id, timestamp, body)
+        return headers
+
+    def _attempt(self, message_id: str, body: bytes) -> Optional[Failure]:
+        headers = self._headers(message_id, body)
+        with Deadline(self.timeout) as deadline:
+            try:
+                response = self._session.post(
+                    self._url,
+                    data=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except requests.RequestException as error:
+                if deadline.expired:
+                    return Failure(f"no full answer within {self.timeout:g} s", permanent=False)
+                return _failure(error, self.timeout)
+            try:
+                _read_capped(response, self.max_response_bytes)
+            except requests.RequestException:
+                pass  # the status is the answer; a body cut short only costs the connection
+            finally:
+                response.close()
+        status, reason = response.status_code, _printable(response.reason)
         if 200 <= status < 300:
             return None
-        reason = f"HTTP {status} {response.reason or ''}".rstrip()
+        reason = f"HTTP {status} {reason}".rstrip()
         if status == 429 or status >= 500:
             return Failure(
                 reason, permanent=False, retry_after=_retry_after(response.headers.get("Retry-After"))
             )
         return Failure(reason, permanent=True)
+
+
+def _failure(error: requests.RequestException, timeout: float) -> Failure:
+    if isinstance(error, requests.Timeout):
+        return Failure(f"no answer within {timeout:g} s", permanent=False)
+    if isinstance(error, requests.exceptions.SSLError):
+        return Failure(f"TLS failed: {_socket_error(error)}", permanent=True)
+    if isinstance(error, requests.ConnectionError):
+        return Failure(f"could not connect: {_socket_error(error)}", permanent=False)
+    return Failure(f"could not send: {type(error).__name__}", permanent=True)
+
+
+def _read_capped(response: requests.Response, limit: int) -> None:
+    """Read the answer's body and drop it; past ``limit`` bytes, stop (closing drops the connection).
+
+    A body read to its end leaves the connection fit for the next request.
+    """
+    read = 0
+    for chunk in response.iter_content(_CHUNK):
+        read += len(chunk)
+        if read > limit:
+            return
+
+
+def _printable(text: Optional[str]) -> str:
+    """The target's reason phrase, fit for a log line: printable ASCII only, and short."""
+    return "".join(c for c in (text or "") if " " <= c <= "~")[:_REASON_LENGTH]
 
 
 def _giving_up(failure: Failure, why: str) -> Failure:

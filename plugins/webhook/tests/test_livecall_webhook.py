@@ -1,25 +1,30 @@
 """livecall-webhook: simulated calls posted to a real local HTTP server that fails on purpose."""
 
 import argparse
-import hashlib
-import hmac
+import base64
 import json
 import logging
 import os
 import pathlib
 import re
+import resource
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import tracemalloc
 
 import pytest
+import requests
+import standardwebhooks
 
 import livecall
 import livecall_webhook
 from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
 from livecall.testing import Simulator
-from livecall_webhook import SIGNATURE_HEADER, Sender, WebhookForwarder, replay
+from livecall_webhook import Sender, SigningKey, WebhookForwarder, replay
 
 SECRET = "whsec-SECRET-0123456789"
 QUICK = livecall.Backoff(0.01, 0.05)
@@ -35,10 +40,28 @@ def watch(sim, *plugins, **options):
     return client.call, bodies
 
 
-def verified(request) -> bool:
-    """What a receiver does: recompute the HMAC of the raw body, compare in constant time."""
-    expected = "sha256=" + hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, ""))
+def verified(request, secret=SECRET) -> bool:
+    """What a receiver does: check the Standard Webhooks signature with the published library."""
+    try:
+        standardwebhooks.Webhook(secret.encode()).verify(request.body, request.headers)
+    except standardwebhooks.WebhookVerificationError:
+        return False
+    return True
+
+
+def dead_bodies(path) -> list:
+    """The events held in a dead-letter file, parsed."""
+    return [json.loads(line)["body"] for line in path.read_bytes().splitlines()]
+
+
+def parsed(bodies) -> list:
+    return [json.loads(body) for body in bodies]
+
+
+def sealed(body: bytes, message_id: str = "msg_0", secret: str = SECRET) -> bytes:
+    """A dead-letter line as the plugin writes it, sealed with ``secret``."""
+    seal = SigningKey(secret).seal(message_id, body)
+    return f'{{"webhook-id": "{message_id}", "seal": "{seal}", "body": '.encode() + body + b"}"
 
 
 def test_events_arrive_signed_in_order_through_503_and_429(tmp_path, receiver_at):
@@ -136,7 +159,7 @@ def test_a_refused_event_is_reported_kept_and_replayed(tmp_path, receiver_at, ca
 
     assert [r.body for r in receiver.requests].count(refused[0]) == 1, "a 400 is not retried"
     assert receiver.accepted() == [b for b in bodies if b != refused[0]]
-    assert dead.read_bytes() == refused[0] + b"\n"
+    assert dead_bodies(dead) == parsed(refused)
     [(status, message)] = config.failures
     assert status == 5 and "1 events undelivered" in message and str(dead) in message
     assert f"livecall webhook-replay {dead}" in message
@@ -171,7 +194,7 @@ def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, closed_p
     with Simulator("phonic") as sim:
         call, bodies = watch(sim, plugin_manager=config.plugin_manager)
     config.close()
-    assert dead.read_bytes().splitlines() == bodies
+    assert dead_bodies(dead) == parsed(bodies)
     assert config.failures and config.failures[0][0] == 5
     assert f"{len(bodies)} events undelivered" in config.failures[0][1]
     assert dead.stat().st_mode & 0o077 == 0, "only the owner may read transcripts"
@@ -187,15 +210,18 @@ def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, closed_p
 
 def test_replay_keeps_what_still_fails(tmp_path, receiver_at):
     dead = tmp_path / "dead.jsonl"
-    lines = [b'{"n": 1}', b'{"n": 2}', b"not json", b'{"n": 3}', b'{"n": 4}']
+    lines = [sealed(b'{"n": %d}' % n, f"msg_{n}") for n in (1, 2)]
+    lines += [b"not a dead-letter line"]
+    lines += [sealed(b'{"n": %d}' % n, f"msg_{n}") for n in (3, 4)]
     dead.write_bytes(b"\n".join(lines) + b"\n")
+    dead.chmod(0o600)
     answers = {b'{"n": 2}': 422, b'{"n": 3}': 503}
     receiver = receiver_at(answer=lambda body: answers.get(body, 200))
-    sender = Sender(receiver.url, retries=0)
+    sender = Sender(receiver.url, SECRET, retries=0)
     result = replay(str(dead), sender)
     sender.close()
-    assert (result.delivered, result.kept) == (1, 4)
-    assert dead.read_bytes().splitlines() == lines[1:], "refused, not JSON, unreachable, and untried"
+    assert (result.delivered, result.kept, result.refused) == (1, 4, 1)
+    assert dead.read_bytes().splitlines() == lines[1:], "refused, not a line, unreachable, and untried"
     assert [r.body for r in receiver.requests] == [b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
 
 
@@ -219,7 +245,7 @@ def test_a_full_queue_sheds_into_the_dead_letter_file(tmp_path, receiver):
     receiver.release()
     forwarder.close(timeout=10)
     assert receiver.accepted() == bodies[:2]
-    assert dead.read_bytes().splitlines() == bodies[2:]
+    assert dead_bodies(dead) == parsed(bodies[2:])
     assert (forwarder.delivered, forwarder.undelivered) == (2, 4)
 
 
@@ -233,7 +259,7 @@ def test_the_drain_timeout_bounds_the_exit(tmp_path, receiver):
         forwarder.livecall_event(call=call, event=event)
     receiver.wait_for(lambda: len(receiver.requests) == 1)
     forwarder.close(timeout=0.1)
-    assert dead.read_bytes().splitlines() == [livecall.to_json(call, e).encode() for e in events]
+    assert dead_bodies(dead) == [livecall.to_record(call, e) for e in events]
     assert (forwarder.delivered, forwarder.unsent) == (0, 2)
 
 
@@ -255,8 +281,12 @@ def test_without_a_url_it_does_nothing(tmp_path, monkeypatch):
         (["--webhook-url", "http:///nohost"], "http:// or https://"),
         (["--webhook-url", "http://host:port/?token=x"], "malformed"),
         (["--webhook-url", "http://a/", "--webhook-timeout", "0"], "must be positive"),
+        (["--webhook-url", "http://a/", "--webhook-timeout", "nan"], "must be positive"),
+        (["--webhook-url", "http://a/", "--webhook-timeout", "inf"], "must be positive"),
+        (["--webhook-url", "http://a/", "--webhook-drain-timeout", "nan"], "drain-timeout"),
+        (["--webhook-url", "http://a/", "--webhook-queue-bytes", "0"], "queue size and bytes"),
         (["--webhook-url", "http://a/", "--webhook-retries", "-1"], "0 or more"),
-        (["--webhook-url", "http://a/", "--webhook-queue-size", "0"], "queue size"),
+        (["--webhook-url", "http://a/", "--webhook-queue-size", "0"], "queue size and bytes"),
         (["--webhook-url", "http://a/", "--webhook-drain-timeout", "-1"], "drain-timeout"),
         (["--webhook-url", "http://a/", "--webhook-dead-letter", "/nowhere/dead.jsonl"], "does not exist"),
     ],
@@ -359,7 +389,7 @@ def test_livecall_exits_5_and_the_replay_command_delivers(tmp_path, receiver_at,
     assert done.returncode == 5, done.stderr
     dead = tmp_path / livecall_webhook.DEFAULT_DEAD_LETTER
     sent = done.stdout.splitlines()
-    assert dead.read_text().splitlines() == sent
+    assert dead_bodies(dead) == parsed(sent)
     assert f"livecall: error: webhook: {len(sent)} events undelivered, written to {dead.name}" in done.stderr
 
     accepting = receiver_at()
@@ -418,3 +448,451 @@ def test_the_readme_receiver_accepts_signed_bodies_only(readme_receiver):
     signed.close()
     forged.close()
     assert process.stdout.readline() == "call_7 transcript hi\n"
+
+
+def test_the_readme_receiver_refuses_a_captured_request_played_again_later(readme_receiver):
+    url, process = readme_receiver
+    body = b'{"event": "transcript", "call_id": "call_8", "text": "hi"}'
+    headers = {"webhook-id": "msg_captured", "Content-Type": "application/json"}
+    for age in (0, 6 * 60):
+        timestamp = int(time.time()) - age
+        headers.update({"webhook-timestamp": str(timestamp)})
+        headers["webhook-signature"] = SigningKey(SECRET).sign("msg_captured", timestamp, body)
+        answer = requests.post(url, data=body, headers=headers, timeout=10)
+        assert answer.status_code == (204 if age == 0 else 401), f"signed {age} s ago"
+
+
+def test_a_whsec_secret_is_base64_and_a_plain_one_its_own_bytes(receiver):
+    key = os.urandom(24)
+    whsec = "whsec_" + base64.b64encode(key).decode()
+    for secret, receivers_key in ((whsec, whsec), (SECRET, SECRET.encode())):
+        sender = Sender(receiver.url, secret)
+        assert sender.send(b'{"n": 1}') is None
+        sender.close()
+        request = receiver.requests[-1]
+        standardwebhooks.Webhook(receivers_key).verify(request.body, request.headers)
+        assert request.headers["webhook-id"].startswith("msg_")
+    with pytest.raises(livecall.ConfigurationError, match="not base64"):
+        Sender(receiver.url, "whsec_not base64!")
+
+
+# --- hostile targets and hostile files ---------------------------------------------
+
+
+class RawTarget:
+    """A loopback HTTP target written by hand: it reads a request, then ``answer(connection)``.
+
+    ``answer`` runs in the target's thread; whatever it records is read
+    once ``finished()`` says that thread is done.
+    """
+
+    def __init__(self, answer):
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/hook"
+        self.answer = answer
+        self._thread = threading.Thread(target=self._serve, name="raw-target", daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        connection, _ = self._listener.accept()
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(65536)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = int(
+                next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1]
+            )
+            while len(body) < length:
+                body += connection.recv(65536)
+            try:
+                self.answer(connection)
+            except OSError:
+                pass  # the client hung up: what the answer recorded says how far it got
+
+    def finished(self, timeout: float = 30.0) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def close(self):
+        self._listener.close()
+
+
+@pytest.fixture
+def raw_target():
+    started = []
+
+    def start(answer):
+        target = RawTarget(answer)
+        started.append(target)
+        return target
+
+    yield start
+    for target in started:
+        target.close()
+
+
+def test_a_huge_answer_is_not_read_whole(raw_target):
+    size = 64 * 1024 * 1024
+    sent = [0]
+
+    def endless_body(connection):
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        chunk = b"x" * 65536
+        while sent[0] < size:
+            connection.sendall(chunk)
+            sent[0] += len(chunk)
+
+    target = raw_target(endless_body)
+    sender = Sender(target.url, retries=0)
+    assert sender.send(b"{}") is None, "a 2xx delivers, whatever follows it"
+    sender.close()
+    assert target.finished()
+    assert sent[0] < size // 4, f"the client read {sent[0]} bytes of a {size}-byte answer"
+
+
+def test_a_dripping_target_cannot_hold_an_attempt_past_its_deadline(raw_target):
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    dripped = []
+    hung_up = threading.Event()
+
+    def drip(connection):
+        for byte in answer:
+            hung_up.wait(0.25)  # the drip's pace: a byte each quarter second, well within the timeout
+            connection.sendall(bytes([byte]))  # once the client hung up, this fails soon
+            dripped.append(byte)
+
+    target = raw_target(drip)
+    sender = Sender(target.url, timeout=1.0, retries=0)
+    failure = sender.send(b"{}")
+    hung_up.set()
+    sender.close()
+    assert failure is not None and "no full answer within 1 s" in failure.reason
+    assert target.finished()
+    assert len(dripped) < len(answer), "the attempt ended before the target finished dripping"
+
+
+def test_the_reason_phrase_reaches_messages_as_printable_ascii_only(raw_target):
+    def forged_reason(connection):
+        connection.sendall(b"HTTP/1.1 400 Bad\x1b]52;c;ZXZpbA==\x07\rERROR fake\r\nContent-Length: 0\r\n\r\n")
+
+    target = raw_target(forged_reason)
+    sender = Sender(target.url, retries=0)
+    failure = sender.send(b"{}")
+    sender.close()
+    assert failure is not None and failure.reason.startswith("HTTP 400 Bad")
+    assert all(" " <= c <= "~" for c in failure.reason), repr(failure.reason)
+
+
+def test_a_secret_the_server_echoes_is_posted_and_dead_lettered_blanked(tmp_path, receiver_at):
+    token = "echoed-bearer-TOKEN-5e1f"
+    livecall.Credential(token)  # as a client holds its bearer token
+    refusing_the_second = receiver_at(answer=lambda body: 400 if b"second" in body else 200)
+    dead = tmp_path / "dead.jsonl"
+    forwarder = WebhookForwarder(Sender(refusing_the_second.url, SECRET), str(dead))
+    call = livecall.Call(provider="hiya", id="call_1")
+    for text in (f"first: invalid token {token}", f"second: Bearer {token} refused"):
+        forwarder.livecall_event(call=call, event=livecall.Transcript(text, "assistant"))
+    forwarder.close(timeout=10)
+    posted = b"".join(r.body for r in refusing_the_second.requests)
+    assert b"invalid token ***" in posted and token.encode() not in posted
+    assert [body["text"] for body in dead_bodies(dead)] == ["second: Bearer *** refused"]
+    assert token not in dead.read_text()
+    assert all(verified(r) for r in refusing_the_second.requests), "signed as sent, blanked"
+
+
+def test_the_queue_is_bounded_in_bytes_as_well_as_events(tmp_path, receiver):
+    dead = tmp_path / "dead.jsonl"
+    call = livecall.Call(provider="phonic", id="conv_1")
+    snapshots = [livecall.Transcript(f"{n} " + "words " * 200, "user") for n in range(5)]
+    body_size = len(livecall.to_json(call, snapshots[1]).encode())
+    queue_bytes = body_size * 5 // 2  # room for two bodies, not three
+    forwarder = WebhookForwarder(Sender(receiver.url), str(dead), queue_size=1000, queue_bytes=queue_bytes)
+    receiver.hold()
+    forwarder.livecall_event(call=call, event=snapshots[0])
+    receiver.wait_for(lambda: len(receiver.requests) == 1)
+    for event in snapshots[1:]:
+        forwarder.livecall_event(call=call, event=event)  # two fit in the queue, the rest do not
+    receiver.release()
+    forwarder.close(timeout=10)
+    assert len(receiver.accepted()) == 3
+    assert [body["text"] for body in dead_bodies(dead)] == [e.text for e in snapshots[3:]]
+
+
+def test_the_queue_bytes_option_reaches_the_forwarder(tmp_path):
+    config = configured(
+        "--webhook-url", "http://127.0.0.1:9/", "--webhook-dead-letter", str(tmp_path / "d.jsonl"),
+        "--webhook-queue-bytes", "12345",
+    )  # fmt: skip
+    [forwarder] = [p for p in config.plugin_manager.get_plugins() if isinstance(p, WebhookForwarder)]
+    assert forwarder.queue_bytes == 12345
+    config.close()
+
+
+def test_the_dead_letter_file_is_never_written_through_a_planted_symlink(tmp_path, receiver_at):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    dead = tmp_path / "dead.jsonl"
+    dead.symlink_to(victim)
+    with pytest.raises(livecall.ConfigurationError, match="symbolic link"):
+        configured("--webhook-url", "http://127.0.0.1:9/", "--webhook-dead-letter", str(dead))
+
+    refusing = receiver_at(answer=lambda body: 400)
+    forwarder = WebhookForwarder(Sender(refusing.url), str(dead))  # planted after the check
+    call = livecall.Call(provider="hiya", id="call_1")
+    forwarder.livecall_event(call=call, event=livecall.Transcript("hello", "other"))
+    forwarder.close(timeout=10)
+    assert victim.read_text() == "precious\n"
+    assert (forwarder.dead_letter.written, forwarder.dead_letter.unwritten) == (0, 1)
+
+
+def test_the_dead_letter_file_is_created_owner_only_and_an_existing_one_keeps_its_mode(tmp_path, receiver_at):
+    refusing = receiver_at(answer=lambda body: 400)
+    call = livecall.Call(provider="hiya", id="call_1")
+    existing = tmp_path / "existing.jsonl"
+    existing.write_bytes(b"")
+    existing.chmod(0o640)
+    for path in (tmp_path / "new.jsonl", existing):
+        forwarder = WebhookForwarder(Sender(refusing.url), str(path))
+        forwarder.livecall_event(call=call, event=livecall.Transcript("hello", "other"))
+        forwarder.close(timeout=10)
+    assert (tmp_path / "new.jsonl").stat().st_mode & 0o777 == 0o600
+    assert existing.stat().st_mode & 0o777 == 0o640
+    assert len(dead_bodies(existing)) == 1
+
+
+def replay_command(dead, url, *, secret=SECRET, cwd):
+    return livecall_command(
+        "webhook-replay", str(dead), "--webhook-url", url, cwd=cwd, LIVECALL_WEBHOOK_SECRET=secret
+    )
+
+
+def test_replay_sends_only_lines_sealed_with_the_secret(tmp_path, receiver):
+    dead = tmp_path / "dead.jsonl"
+    genuine = [sealed(b'{"n": %d}' % n, f"msg_{n}") for n in range(3)]
+    forged = [
+        sealed(b'{"n": "forged"}', "msg_forged", secret="a guess at the secret"),
+        b'{"event": "transcript", "text": "appended by hand"}',
+        genuine[0].replace(b'"n": 0', b'"n": 9'),  # a genuine line, altered
+    ]
+    dead.write_bytes(b"\n".join([genuine[0], *forged, *genuine[1:]]) + b"\n")
+    dead.chmod(0o640)
+    done = replay_command(dead, receiver.url, cwd=tmp_path)
+    assert done.returncode == livecall.ExitStatus.INCOMPLETE, done.stderr
+    assert "3 delivered" in done.stdout and "3 refused" in done.stdout
+    assert [json.loads(b) for b in receiver.accepted()] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert [r.headers["webhook-id"] for r in receiver.requests] == ["msg_0", "msg_1", "msg_2"]
+    assert all(verified(r) for r in receiver.requests)
+    assert dead.read_bytes().splitlines() == forged, "refused lines are kept, for a person to look at"
+    assert dead.stat().st_mode & 0o777 == 0o640, "the file keeps its mode"
+
+
+@pytest.mark.parametrize("plant", ["symlink", "world-writable"])
+def test_replay_refuses_a_file_others_control(tmp_path, receiver, plant):
+    real = tmp_path / "real.jsonl"
+    real.write_bytes(sealed(b'{"n": 1}') + b"\n")
+    real.chmod(0o600)
+    dead = tmp_path / "dead.jsonl"
+    if plant == "symlink":
+        dead.symlink_to(real)
+    else:
+        real.rename(dead)
+        dead.chmod(0o666)
+    done = replay_command(dead, receiver.url, cwd=tmp_path)
+    assert done.returncode == livecall.ExitStatus.USAGE
+    assert done.stderr.count("\n") == 1 and "refuses" in done.stderr, done.stderr
+    assert receiver.requests == []
+
+
+def test_replay_reads_a_large_file_a_line_at_a_time(tmp_path, closed_port):
+    dead = tmp_path / "dead.jsonl"
+    line = sealed(b'{"text": "%s"}' % (b"w" * 20_000)) + b"\n"
+    with open(dead, "wb") as file:
+        for _ in range(2000):  # 40 MB
+            file.write(line)
+    dead.chmod(0o600)
+    sender = Sender(f"http://127.0.0.1:{closed_port}/hook", SECRET, retries=0)
+    tracemalloc.start()
+    try:
+        result = replay(str(dead), sender)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        sender.close()
+    assert (result.delivered, result.kept) == (0, 2000)
+    assert os.path.getsize(dead) == 2000 * len(line), "the file is kept whole"
+    assert peak < 8 * 1024 * 1024, f"{peak} bytes held at once for a {os.path.getsize(dead)}-byte file"
+
+
+def test_the_signing_key_never_shows(tmp_path):
+    key = SigningKey(SECRET)
+    sender = Sender("http://127.0.0.1:9/", SECRET)
+    assert SECRET not in repr(key) + repr(sender) + repr(vars(sender))
+    sender.close()
+
+
+# --- kills, signals and full disks, with the real command ----------------------------
+
+#: The events of Hiya's screening call before it waits for the user to join.
+BEFORE_JOIN = 7
+
+
+@pytest.fixture
+def black_hole():
+    """A webhook target that takes connections (the kernel does) and never answers."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as listener:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+
+
+class Running:
+    """``livecall watch hiya`` running in the background, its output lines collected as they come."""
+
+    def __init__(self, sim, *options, cwd, **popen):
+        credentials = sim.credentials
+        env = {k: v for k, v in os.environ.items() if k != DISABLE_AUTOLOAD_ENV}
+        env.update(HIYA_TOKEN=credentials["token"], LIVECALL_WEBHOOK_SECRET=SECRET)
+        command = [sys.executable, "-m", "livecall", "-v", "watch", "hiya", "--url", sim.url]
+        command += ["--format", "jsonl", "--conversation-token", credentials["conversation_token"]]
+        command += ["--user-id", credentials["user_id"], *options]
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self.changed = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._collect, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.process.stdout, self.stdout), (self.process.stderr, self.stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _collect(self, stream, lines):
+        for line in stream:
+            with self.changed:
+                lines.append(line)
+                self.changed.notify_all()
+
+    def wait_for_stderr(self, text, timeout=30.0):
+        with self.changed:
+            if not self.changed.wait_for(lambda: any(text in line for line in self.stderr), timeout):
+                raise TimeoutError(f"stderr never said {text!r}: {''.join(self.stderr)}")
+
+    def finish(self, timeout=30.0) -> int:
+        status = self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        return status
+
+    def events(self) -> list:
+        return [json.loads(line) for line in self.stdout]
+
+
+def spooled(directory) -> int:
+    """Event lines in the spools under ``directory``."""
+    return sum(path.read_bytes().count(b'{"webhook-id"') for path in directory.glob(".*.spool"))
+
+
+def wait_until(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the condition never held")
+        time.sleep(0.05)  # polling a file another process writes, not synchronising on time
+
+
+def test_sigkill_mid_call_loses_no_event_the_plugin_accepted(tmp_path, black_hole, receiver):
+    dead = tmp_path / "dead.jsonl"
+    with Simulator("hiya", join_timeout=60) as sim:
+        watch = Running(
+            sim, "--webhook-url", black_hole, "--webhook-timeout", "30", "--webhook-dead-letter", str(dead),
+            cwd=tmp_path,
+        )  # fmt: skip
+        wait_until(lambda: spooled(tmp_path) >= BEFORE_JOIN)
+        watch.process.kill()
+        assert watch.finish() == -9
+    [spool] = tmp_path.glob(".*.spool")
+    assert spool.stat().st_mode & 0o777 == 0o600
+    assert not dead.exists(), "nothing was undelivered when the kill came: all were waiting"
+
+    replayed = livecall_command(
+        "webhook-replay",
+        str(dead),
+        "--webhook-url",
+        receiver.url,
+        cwd=tmp_path,
+        LIVECALL_WEBHOOK_SECRET=SECRET,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"{BEFORE_JOIN} delivered" in replayed.stdout
+    assert [json.loads(body) for body in receiver.accepted()] == watch.events()
+    assert all(verified(r) for r in receiver.requests)
+    assert list(tmp_path.glob(".*.spool")) == [] and not dead.exists()
+
+
+def test_sigkill_after_delivery_sends_nothing_twice(tmp_path, receiver):
+    dead = tmp_path / "dead.jsonl"
+    with Simulator("hiya", join_timeout=60) as sim:
+        watch = Running(sim, "--webhook-url", receiver.url, "--webhook-dead-letter", str(dead), cwd=tmp_path)
+        receiver.wait_for(lambda: len(receiver.accepted()) == BEFORE_JOIN)
+        [spool] = tmp_path.glob(".*.spool")
+        wait_until(lambda: spool.read_bytes().count(b'{"done"') == BEFORE_JOIN)
+        watch.process.kill()
+        assert watch.finish() == -9
+    replayed = livecall_command("webhook-replay", str(dead), "--webhook-url", receiver.url, cwd=tmp_path)
+    assert replayed.returncode == livecall.ExitStatus.USAGE and "no dead-letter file" in replayed.stderr
+    assert len(receiver.requests) == BEFORE_JOIN and list(tmp_path.glob(".*.spool")) == []
+
+
+def test_the_spool_of_a_long_run_does_not_grow_without_bound(tmp_path, receiver):
+    forwarder = WebhookForwarder(Sender(receiver.url), str(tmp_path / "dead.jsonl"))
+    call = livecall.Call(provider="phonic", id="conv_1")
+    for n in range(400):  # about 2 MB of events
+        forwarder.livecall_event(call=call, event=livecall.Transcript(f"{n} " + "words " * 800, "user"))
+    receiver.wait_for(lambda: len(receiver.accepted()) == 400)
+    [spool] = tmp_path.glob(".*.spool")
+    wait_until(lambda: spool.stat().st_size < 1024 * 1024)  # emptied once idle
+    forwarder.close(timeout=10)
+    assert not spool.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_second_signal_cuts_the_drain_short(tmp_path, black_hole, signum):
+    dead = tmp_path / "dead.jsonl"
+    with Simulator("hiya", join_timeout=60) as sim:
+        watch = Running(
+            sim, "--webhook-url", black_hole, "--webhook-timeout", "30", "--webhook-drain-timeout", "120",
+            "--webhook-dead-letter", str(dead), cwd=tmp_path,
+        )  # fmt: skip
+        wait_until(lambda: spooled(tmp_path) >= BEFORE_JOIN)
+        watch.process.send_signal(signum)  # the watch stops, the drain begins
+        watch.wait_for_stderr(f"waiting up to 120 s for {BEFORE_JOIN} webhook events")
+        watch.process.send_signal(signum)  # ... and is cut short
+        status = watch.finish()
+    assert status == 128 + signum
+    stderr = "".join(watch.stderr)
+    assert f"webhook: {BEFORE_JOIN} events undelivered (the wait for them was cut short)" in stderr
+    assert "Traceback" not in stderr
+    assert dead_bodies(dead) == watch.events()
+    assert list(tmp_path.glob(".*.spool")) == []
+
+
+def no_file_may_grow():
+    """In the child: every write to a file fails as on a full disk (EFBIG, the signal ignored)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def test_a_dead_letter_file_on_a_full_disk_ends_the_run_with_status_5(tmp_path, receiver_at):
+    refusing = receiver_at(answer=lambda body: 400)
+    dead = tmp_path / "dead.jsonl"
+    with Simulator("hiya", join_timeout=0) as sim:
+        watch = Running(
+            sim, "--webhook-url", refusing.url, "--webhook-dead-letter", str(dead), cwd=tmp_path,
+            preexec_fn=no_file_may_grow,
+        )  # fmt: skip
+        status = watch.finish(60)
+    stderr = "".join(watch.stderr)
+    assert status == livecall.ExitStatus.INCOMPLETE, stderr
+    assert f"webhook: {len(watch.stdout)} undelivered events could not be written to {dead}" in stderr
+    assert "Traceback" not in stderr and "OSError" not in stderr
