@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Callable, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -61,6 +61,11 @@ class Sender:
     permanent failures.  With a ``secret`` every request carries
     ``X-Livecall-Signature``.  Not thread-safe: one sender per thread;
     ``close()`` it when done.
+
+    ``clock`` (seconds, monotonic) and ``wait`` (``wait(stop, delay)``: pause
+    ``delay`` seconds unless ``stop`` is set first, return whether it was) are
+    the retry policy's time; a test passes fake ones to play a long outage in
+    an instant.
     """
 
     def __init__(
@@ -73,6 +78,8 @@ class Sender:
         retry_time: float = 60.0,
         backoff: livecall.Backoff = livecall.Backoff(0.5, 30.0),
         session: Optional[requests.Session] = None,
+        clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[threading.Event, float], bool] = threading.Event.wait,
     ):
         try:
             self.safe_url = safe_url(url)
@@ -98,6 +105,8 @@ class Sender:
         self.retry_time = retry_time
         self.backoff = backoff
         self._session = session or requests.Session()
+        self._clock = clock
+        self._wait = wait
 
     def send(self, body: bytes, stop: Optional[threading.Event] = None) -> Optional[Failure]:
         """Deliver ``body``; None once delivered, else the last failure.
@@ -105,7 +114,7 @@ class Sender:
         Setting ``stop`` ends the waiting between attempts.
         """
         stop = stop or threading.Event()
-        deadline = time.monotonic() + self.retry_time
+        deadline = self._clock() + self.retry_time
         attempt = 0
         while True:
             attempt += 1
@@ -115,11 +124,11 @@ class Sender:
             if attempt > self.retries:
                 return _giving_up(failure, f"{self.retries} retries used")
             delay = self.backoff.delay(attempt) if failure.retry_after is None else failure.retry_after
-            if time.monotonic() + delay > deadline:
+            if self._clock() + delay > deadline:
                 return _giving_up(
                     failure, f"the next try in {delay:.1f} s would pass the {self.retry_time:g} s budget"
                 )
-            if stop.wait(delay):
+            if self._wait(stop, delay):
                 return _giving_up(failure, "stopped retrying at exit")
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ import pytest
 import livecall
 import livecall_webhook
 from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
-from livecall.testing import Simulator
+from livecall.testing import Exploding, Recorder, Simulator
 from livecall_webhook import SIGNATURE_HEADER, Sender, WebhookForwarder, replay
 
 SECRET = "whsec-SECRET-0123456789"
@@ -304,12 +304,6 @@ def test_secrets_stay_out_of_logs_files_and_messages(tmp_path, receiver_at, clos
         assert secret not in text
 
 
-class Exploding:
-    @livecall.hookimpl
-    def livecall_event(self, call, event):
-        raise RuntimeError("boom")
-
-
 def test_a_raising_plugin_costs_the_webhook_nothing(tmp_path, receiver):
     forwarder = WebhookForwarder(Sender(receiver.url), str(tmp_path / "dead.jsonl"))
     with Simulator("hiya", join_timeout=0.1) as sim:
@@ -327,22 +321,8 @@ def livecall_command(*arguments, cwd, **environment):
 
 
 def watch_phonic(sim, *options, cwd):
-    credentials = sim.client_kwargs()
-    return livecall_command(
-        "watch",
-        "phonic",
-        "--format",
-        "jsonl",
-        "--url",
-        credentials["url"],
-        "--conversation-id",
-        credentials["conversation_id"],
-        "--api-key",
-        credentials["api_key"],
-        *options,
-        cwd=cwd,
-        LIVECALL_WEBHOOK_SECRET=SECRET,
-    )
+    arguments = sim.watch_args("--format", "jsonl", *options)
+    return livecall_command(*arguments, cwd=cwd, LIVECALL_WEBHOOK_SECRET=SECRET)
 
 
 def test_livecall_watch_posts_what_it_prints(tmp_path, receiver, phonic_simulator):
@@ -418,3 +398,92 @@ def test_the_readme_receiver_accepts_signed_bodies_only(readme_receiver):
     signed.close()
     forged.close()
     assert process.stdout.readline() == "call_7 transcript hi\n"
+
+
+#: How long the target refuses connections in the outage tests, in the sender's seconds.
+DOWN = 10.0
+FLOOD = 300
+EVENTS = FLOOD + 2  # the flood's transcripts, the call's start and end
+
+
+class Outage:
+    """The sender's time, played at once: a wait moves ``now`` on by its delay, and
+    the receiver, started down, comes back when ``now`` reaches ``DOWN``."""
+
+    def __init__(self, receiver):
+        self.receiver = receiver
+        self.now = 0.0
+        self.waits = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, stop, delay: float) -> bool:
+        if self.now < DOWN <= self.now + delay:
+            self.receiver.come_back()
+        self.now += delay
+        self.waits += 1
+        return stop.is_set()
+
+
+def test_a_target_down_for_ten_seconds_gets_every_event_once_in_order(tmp_path, receiver_at, record_property):
+    receiver = receiver_at(down=True)
+    outage = Outage(receiver)
+    dead_letter = tmp_path / "dead-letter.jsonl"
+    sender = Sender(
+        receiver.url,
+        timeout=2.0,
+        retries=10_000,
+        retry_time=DOWN + 30,
+        backoff=livecall.Backoff(0.05, 0.5),
+        clock=outage.clock,
+        wait=outage.wait,
+    )
+    forwarder = WebhookForwarder(sender, str(dead_letter))
+    recorder = Recorder()
+    with Simulator("hiya", "flood", flood_count=FLOOD) as sim:
+        call, bodies = watch(sim, forwarder, recorder)
+    forwarder.close(timeout=30)
+    delivered = receiver.accepted()
+    for name, count in dict(
+        events_sent=len(bodies), events_received=len(delivered), events_lost=len(bodies) - len(delivered)
+    ).items():
+        record_property(name, count)
+    record_property("faults_injected", 1)
+    assert len(bodies) == EVENTS and [livecall.to_json(call, e).encode() for e in recorder.events()] == bodies
+    assert outage.now >= DOWN and outage.waits > DOWN / 0.5, "refused for ten seconds, retried all along"
+    assert delivered == bodies, "every event once, in order"
+    assert len(receiver.requests) == EVENTS, "nothing was sent twice"
+    assert forwarder.delivered == EVENTS and not dead_letter.exists()
+
+
+def test_when_the_run_ends_first_every_undelivered_event_is_in_the_dead_letter_file(
+    tmp_path, receiver_at, record_property
+):
+    receiver = receiver_at(down=True)
+    dead_letter = tmp_path / "dead-letter.jsonl"
+    webhook = ["--webhook-url", receiver.url, "--webhook-timeout", "1"]
+    with Simulator("hiya", "flood", flood_count=FLOOD) as sim:
+        watched = livecall_command(
+            *sim.watch_args("--format", "jsonl"),
+            *webhook,
+            "--webhook-dead-letter",
+            str(dead_letter),
+            "--webhook-drain-timeout",
+            "0.5",
+            cwd=tmp_path,
+        )
+    events = watched.stdout.encode().splitlines()
+    assert watched.returncode == livecall.ExitStatus.INCOMPLETE, watched.stderr
+    assert len(events) == EVENTS and all(json.loads(line)["call_id"] for line in events)
+    assert dead_letter.read_bytes().splitlines() == events, "every undelivered event, in order"
+
+    receiver.come_back()
+    replay = livecall_command("webhook-replay", str(dead_letter), *webhook, cwd=tmp_path)
+    delivered = receiver.accepted()
+    record_property("events_sent", EVENTS)
+    record_property("events_received", len(delivered))
+    record_property("events_lost", EVENTS - len(delivered))
+    record_property("faults_injected", 1)
+    assert replay.returncode == 0, replay.stderr
+    assert delivered == events and not dead_letter.exists()
