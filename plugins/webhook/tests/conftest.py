@@ -49,16 +49,14 @@ class Receiver:
     the same URL.
     """
 
-    def __init__(
-        self, port: int = 0, script=(), answer: Optional[Callable[[bytes], int]] = None, down: bool = False
-    ):
+    def __init__(self, script=(), answer: Optional[Callable[[bytes], int]] = None, down: bool = False):
         self.requests: list[Request] = []
         self._script = [item if isinstance(item, tuple) else (item, {}) for item in script]
         self._answer = answer or (lambda body: 200)
         self._changed = threading.Condition()
         self._released = threading.Event()
         self._released.set()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler, bind_and_activate=False)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler, bind_and_activate=False)
         self._server.daemon_threads = True
         self._server.receiver = self  # type: ignore[attr-defined]
         self._server.server_bind()
@@ -109,12 +107,11 @@ class Receiver:
 
 @pytest.fixture
 def receiver_at():
-    """Factory: ``receiver_at(port=0, script=(), answer=None, down=False)`` starts a Receiver,
-    stopped at teardown."""
+    """Factory: ``receiver_at(script=(), answer=None, down=False)`` starts a Receiver, stopped at teardown."""
     started: list[Receiver] = []
 
-    def start(port: int = 0, **kwargs) -> Receiver:
-        receiver = Receiver(port, **kwargs)
+    def start(**kwargs) -> Receiver:
+        receiver = Receiver(**kwargs)
         started.append(receiver)
         return receiver
 

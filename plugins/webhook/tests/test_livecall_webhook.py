@@ -80,16 +80,18 @@ def test_a_retry_after_beyond_the_budget_ends_retrying_at_once(receiver_at):
     assert len(receiver.requests) == 1
 
 
-def test_connection_refused_until_the_target_comes_up(tmp_path, closed_port, receiver_at, counting_session):
-    url = f"http://127.0.0.1:{closed_port}/hook"
-    sender = Sender(url, SECRET, retries=1000, backoff=livecall.Backoff(0.01, 0.02), session=counting_session)
+def test_connection_refused_until_the_target_comes_up(tmp_path, receiver_at, counting_session):
+    receiver = receiver_at(down=True)
+    sender = Sender(
+        receiver.url, SECRET, retries=1000, backoff=livecall.Backoff(0.01, 0.02), session=counting_session
+    )
     forwarder = WebhookForwarder(sender, str(tmp_path / "dead.jsonl"))
     with Simulator("hiya", join_timeout=0.1) as sim:
         call, bodies = watch(sim, forwarder)
     adapter = counting_session.adapter
     with adapter.changed:
         assert adapter.changed.wait_for(lambda: adapter.attempts >= 3, 10), "refused attempts were retried"
-    receiver = receiver_at(port=closed_port)
+    receiver.come_back()
     receiver.wait_for(lambda: len(receiver.accepted()) == len(bodies))
     forwarder.close(timeout=10)
     assert receiver.accepted() == bodies
@@ -155,12 +157,12 @@ def test_a_refused_event_is_reported_kept_and_replayed(tmp_path, receiver_at, ca
     assert "1 delivered" in capsys.readouterr().out
 
 
-def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, closed_port, receiver_at):
+def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, receiver_at):
     dead = tmp_path / "dead.jsonl"
-    url = f"http://127.0.0.1:{closed_port}/hook"
+    receiver = receiver_at(down=True)
     config = configured(
         "--webhook-url",
-        url,
+        receiver.url,
         "--webhook-dead-letter",
         str(dead),
         "--webhook-retries",
@@ -176,8 +178,8 @@ def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, closed_p
     assert f"{len(bodies)} events undelivered" in config.failures[0][1]
     assert dead.stat().st_mode & 0o077 == 0, "only the owner may read transcripts"
 
-    receiver = receiver_at(port=closed_port)
-    sender = Sender(url)
+    receiver.come_back()
+    sender = Sender(receiver.url)
     result = replay(str(dead), sender)
     sender.close()
     assert (result.delivered, result.kept) == (len(bodies), 0)
