@@ -26,6 +26,7 @@ __all__ = [
     "RawServer",
     "accept_handshake",
     "frame",
+    "read_request",
     "take_frames",
 ]
 
@@ -73,18 +74,24 @@ def take_frames(buffer: bytearray) -> Iterator[tuple[int, bytes]]:
         yield opcode, payload
 
 
-def accept_handshake(sock: socket.socket) -> None:
-    """Read the client's upgrade request and answer it with 101.
+def read_request(sock: socket.socket) -> bytes:
+    """An HTTP request's head, up to its blank line: an upgrade request, or a proxy's CONNECT.
 
-    Clients send nothing more before the answer, so reading up to the blank
-    line reads the request and nothing else.
+    Clients send nothing more before the answer, so this reads the request
+    and nothing else.  ConnectionError if the client leaves first.
     """
     request = b""
     while b"\r\n\r\n" not in request:
         chunk = sock.recv(4096)
         if not chunk:
-            raise ConnectionError("the client left during the handshake")
+            raise ConnectionError("the client left before its request was whole")
         request += chunk
+    return request
+
+
+def accept_handshake(sock: socket.socket) -> None:
+    """Read the client's upgrade request and answer it with 101."""
+    request = read_request(sock)
     headers = dict(line.split(b":", 1) for line in request.split(b"\r\n")[1:] if b":" in line)
     key = next(value for name, value in headers.items() if name.strip().lower() == b"sec-websocket-key")
     accept = base64.b64encode(hashlib.sha1(key.strip() + _GUID).digest())
