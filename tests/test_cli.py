@@ -658,7 +658,14 @@ FAKE_CSV = """
 
 def test_demo_watches_both_calls_through_the_plugins_and_exits_0(plugin_env, tmp_path):
     result = livecall(
-        "-p", "fake_csv", "demo", cwd=tmp_path, env=plugin_env("fake_csv", FAKE_CSV), timeout=15
+        "-p",
+        "fake_csv",
+        "demo",
+        "--pace",
+        "0",
+        cwd=tmp_path,
+        env=plugin_env("fake_csv", FAKE_CSV),
+        timeout=15,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
