@@ -2,7 +2,6 @@
 
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
@@ -19,7 +18,6 @@ class Request:
     headers: dict[str, str]
     body: bytes
     status: int
-    at: float  #: time.monotonic() on arrival
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -78,7 +76,7 @@ class Receiver:
     def arrived(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
         with self._changed:
             status, extra = self._script.pop(0) if self._script else (self._answer(body), {})
-            self.requests.append(Request(path, headers, body, status, time.monotonic()))
+            self.requests.append(Request(path, headers, body, status))
             self._changed.notify_all()
         self._released.wait(30)
         return status, extra
