@@ -231,8 +231,7 @@ def test_sigkill_mid_call_leaves_whole_rows_and_the_next_run_appends(tmp_path):
     assert path.read_bytes().endswith(b"\r\n")
     assert said == [f"flood message {n}" for n in range(1, len(said) + 1)], "in order, none missing"
 
-    with Simulator("hiya", "flood", flood_count=10) as sim:
-        done = run_watch(sim, "--csv", str(path), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    with Simulator("hiya", "flood", flood_count=10) as sim, CsvWriter(str(path)) as writer:
+        watch(sim, writer)
     texts = [row[COLUMNS.index("text")] for row in read_rows(path)[1:]]
     assert texts == said + [f"flood message {n}" for n in range(1, 11)], "appended, no second header"

@@ -234,7 +234,7 @@ def logged_transcripts(path):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
-def test_sigkill_mid_call_leaves_whole_records_and_the_next_run_appends(tmp_path):
+def test_sigkill_mid_call_leaves_whole_records_and_the_next_run_appends(tmp_path, events_logger_level):
     """No handler runs on SIGKILL: each record must be written whole and flushed on its own."""
     path = tmp_path / "events.log"
     path.write_text(EARLIER, encoding="utf-8")
@@ -254,9 +254,9 @@ def test_sigkill_mid_call_leaves_whole_records_and_the_next_run_appends(tmp_path
     said = logged_transcripts(path)
     assert said == [f"flood message {n}" for n in range(1, len(said) + 1)], "in order, none missing"
 
+    pm = create_plugin_manager(autoload=False)
+    config = configure(pm, "--log-file", str(path))
     with Simulator("hiya", "flood", flood_count=10) as sim:
-        done = subprocess.run(
-            watch_command(sim, "--log-file", str(path)), env=user_env(), capture_output=True, timeout=60
-        )
-    assert done.returncode == 0, done.stderr
+        watch(sim, plugin_manager=pm)
+    config.close()
     assert logged_transcripts(path) == said + [f"flood message {n}" for n in range(1, 11)]
