@@ -8,6 +8,7 @@ run, and ``scenarios()`` work without it.
 
 from typing import TYPE_CHECKING, Any
 
+from ._configure import configure
 from ._options import ScenarioOptions
 from ._plugins import Exploding, Recorder
 from ._record import ConnectionRecord
@@ -23,6 +24,7 @@ __all__ = [
     "ScenarioInfo",
     "ScenarioOptions",
     "Simulator",
+    "configure",
     "scenarios",
 ]
 

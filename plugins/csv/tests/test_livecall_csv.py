@@ -1,6 +1,5 @@
 """livecall-csv: rows read back with the csv module, from real watches of the simulator."""
 
-import argparse
 import csv
 import json
 import os
@@ -13,8 +12,8 @@ import pytest
 
 import livecall
 import livecall_csv
-from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
-from livecall.testing import Exploding, Simulator
+from livecall.plugins import DISABLE_AUTOLOAD_ENV
+from livecall.testing import Exploding, Simulator, configure
 from livecall_csv import COLUMNS, CsvWriter
 
 
@@ -126,20 +125,10 @@ def test_a_missing_directory_is_a_clear_error(tmp_path):
         CsvWriter(str(tmp_path / "nowhere" / "calls.csv"))
 
 
-def configure(pm, *argv):
-    parser = argparse.ArgumentParser()
-    livecall_csv.livecall_addoption(parser)
-    pm.register(livecall_csv, name="csv")
-    config = livecall.Config(options=parser.parse_args(argv), plugin_manager=pm)
-    pm.hook.livecall_configure(config=config)
-    return config
-
-
 def test_the_command_line_option_sets_it_up_and_unconfigure_closes(tmp_path, phonic_simulator):
-    pm = create_plugin_manager(autoload=False)
     path = tmp_path / "cli.csv"
-    config = configure(pm, "--csv", str(path))
-    client = livecall.PhonicClient(**phonic_simulator.client_kwargs(), plugin_manager=pm)
+    config = configure(livecall_csv, "--csv", str(path))
+    client = livecall.PhonicClient(**phonic_simulator.client_kwargs(), plugin_manager=config.plugin_manager)
     client.run()
     config.close()
     rows = read_rows(path)
@@ -151,8 +140,8 @@ def test_the_command_line_option_sets_it_up_and_unconfigure_closes(tmp_path, pho
 
 def test_without_the_option_it_does_nothing(tmp_path, monkeypatch, phonic_simulator):
     monkeypatch.chdir(tmp_path)
-    pm = create_plugin_manager(autoload=False)
-    config = configure(pm)
+    config = configure(livecall_csv)
+    pm = config.plugin_manager
     assert pm.hook.livecall_transcript.get_hookimpls() == []
     livecall.PhonicClient(**phonic_simulator.client_kwargs(), plugin_manager=pm).run()
     config.close()

@@ -1,6 +1,5 @@
 """livecall-logging: records caught by a real handler and a real file, from simulated calls."""
 
-import argparse
 import json
 import logging
 import os
@@ -14,8 +13,8 @@ import pytest
 
 import livecall
 import livecall_logging
-from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
-from livecall.testing import Exploding, Simulator
+from livecall.plugins import DISABLE_AUTOLOAD_ENV
+from livecall.testing import Exploding, Simulator, configure
 from livecall_logging import EventLogger
 
 SECRETS = dict(token="bearer-SECRET-1234", conversation_token="conv-token-SECRET-5678")
@@ -121,15 +120,6 @@ def test_no_secret_reaches_a_record(app_handler):
             assert secret not in text
 
 
-def configure(pm, *argv):
-    parser = argparse.ArgumentParser()
-    livecall_logging.livecall_addoption(parser)
-    pm.register(livecall_logging, name="logging")
-    config = livecall.Config(options=parser.parse_args(argv), plugin_manager=pm)
-    pm.hook.livecall_configure(config=config)
-    return config
-
-
 @pytest.fixture
 def events_logger_level():
     """The ``livecall.events`` level an application had set, put back afterwards."""
@@ -142,8 +132,8 @@ def events_logger_level():
 def test_log_file_appends_and_keeps_the_records_off_stderr(tmp_path, app_handler, events_logger_level):
     path = tmp_path / "events.log"
     path.write_text("a line from yesterday\n")
-    pm = create_plugin_manager(autoload=False)
-    config = configure(pm, "--log-file", str(path), "--log-level", "info")
+    config = configure(livecall_logging, "--log-file", str(path), "--log-level", "info")
+    pm = config.plugin_manager
     with Simulator("phonic") as sim:
         call, events = watch(sim, plugin_manager=pm)
     config.close()
@@ -160,8 +150,10 @@ def test_log_file_appends_and_keeps_the_records_off_stderr(tmp_path, app_handler
 def test_rotation_keeps_what_the_file_held(tmp_path, events_logger_level):
     path = tmp_path / "events.log"
     path.write_text("kept\n" * 100)
-    pm = create_plugin_manager(autoload=False)
-    config = configure(pm, "--log-file", str(path), "--log-max-bytes", "600", "--log-backups", "50")
+    config = configure(
+        livecall_logging, "--log-file", str(path), "--log-max-bytes", "600", "--log-backups", "50"
+    )
+    pm = config.plugin_manager
     with Simulator("phonic") as sim:
         call, events = watch(sim, plugin_manager=pm)
     config.close()
@@ -173,8 +165,8 @@ def test_rotation_keeps_what_the_file_held(tmp_path, events_logger_level):
 
 
 def test_without_options_it_does_nothing(app_handler):
-    pm = create_plugin_manager(autoload=False)
-    config = configure(pm)
+    config = configure(livecall_logging)
+    pm = config.plugin_manager
     with Simulator("phonic") as sim:
         watch(sim, plugin_manager=pm)
     config.close()
@@ -191,9 +183,8 @@ def test_without_options_it_does_nothing(app_handler):
     ],
 )
 def test_bad_options_are_clear_errors(tmp_path, argv, message):
-    pm = create_plugin_manager(autoload=False)
     with pytest.raises(livecall.ConfigurationError, match=message):
-        configure(pm, *[arg.format(tmp=tmp_path) for arg in argv])
+        configure(livecall_logging, *[arg.format(tmp=tmp_path) for arg in argv])
 
 
 def watch_command(sim, *options):
@@ -254,8 +245,8 @@ def test_sigkill_mid_call_leaves_whole_records_and_the_next_run_appends(tmp_path
     said = logged_transcripts(path)
     assert said == [f"flood message {n}" for n in range(1, len(said) + 1)], "in order, none missing"
 
-    pm = create_plugin_manager(autoload=False)
-    config = configure(pm, "--log-file", str(path))
+    config = configure(livecall_logging, "--log-file", str(path))
+    pm = config.plugin_manager
     with Simulator("hiya", "flood", flood_count=10) as sim:
         watch(sim, plugin_manager=pm)
     config.close()

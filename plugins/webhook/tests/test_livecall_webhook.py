@@ -18,7 +18,7 @@ import pytest
 import livecall
 import livecall_webhook
 from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
-from livecall.testing import Exploding, Recorder, Simulator
+from livecall.testing import Exploding, Recorder, Simulator, configure
 from livecall_webhook import SIGNATURE_HEADER, Sender, WebhookForwarder, replay
 
 SECRET = "whsec-SECRET-0123456789"
@@ -110,20 +110,6 @@ def test_connection_refused_until_the_target_comes_up(tmp_path, receiver_at, cou
     assert forwarder.undelivered == 0
 
 
-def parse_watch_options(*argv):
-    parser = argparse.ArgumentParser()
-    livecall_webhook.livecall_addoption(parser)
-    return parser.parse_args(argv)
-
-
-def configured(*argv):
-    pm = create_plugin_manager(autoload=False)
-    pm.register(livecall_webhook, name="webhook")
-    config = livecall.Config(options=parse_watch_options(*argv), plugin_manager=pm)
-    pm.hook.livecall_configure(config=config)
-    return config
-
-
 def replay_options(*argv):
     parser = argparse.ArgumentParser()
     livecall_webhook.livecall_register_commands(parser.add_subparsers())
@@ -140,8 +126,14 @@ def test_a_refused_event_is_reported_kept_and_replayed(tmp_path, receiver_at, ca
         return 400 if body in refused else 200
 
     receiver = receiver_at(answer=answer)
-    config = configured(
-        "--webhook-url", receiver.url, "--webhook-secret", SECRET, "--webhook-dead-letter", str(dead)
+    config = configure(
+        livecall_webhook,
+        "--webhook-url",
+        receiver.url,
+        "--webhook-secret",
+        SECRET,
+        "--webhook-dead-letter",
+        str(dead),
     )
     with Simulator("phonic") as sim:
         call, bodies = watch(sim, plugin_manager=config.plugin_manager)
@@ -171,7 +163,8 @@ def test_a_refused_event_is_reported_kept_and_replayed(tmp_path, receiver_at, ca
 def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, receiver_at):
     dead = tmp_path / "dead.jsonl"
     receiver = receiver_at(down=True)
-    config = configured(
+    config = configure(
+        livecall_webhook,
         "--webhook-url",
         receiver.url,
         "--webhook-dead-letter",
@@ -252,7 +245,7 @@ def test_the_drain_timeout_bounds_the_exit(tmp_path, receiver):
 
 def test_without_a_url_it_does_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    config = configured()
+    config = configure(livecall_webhook)
     with Simulator("phonic") as sim:
         watch(sim, plugin_manager=config.plugin_manager)
     assert config.plugin_manager.hook.livecall_event.get_hookimpls() == []
@@ -276,7 +269,7 @@ def test_without_a_url_it_does_nothing(tmp_path, monkeypatch):
 )
 def test_bad_options_are_refused_up_front(argv, message):
     with pytest.raises(livecall.ConfigurationError, match=message):
-        configured(*argv)
+        configure(livecall_webhook, *argv)
 
 
 def test_secrets_stay_out_of_logs_files_and_messages(tmp_path, receiver_at, closed_port, caplog, monkeypatch):
@@ -290,7 +283,8 @@ def test_secrets_stay_out_of_logs_files_and_messages(tmp_path, receiver_at, clos
         f"http://127.0.0.1:{closed_port}/hook",
     ]
     for target in targets:
-        config = configured(
+        config = configure(
+            livecall_webhook,
             "--webhook-url",
             f"{target}?token={token}",
             "--webhook-dead-letter",
