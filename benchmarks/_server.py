@@ -1,8 +1,10 @@
 """A minimal WebSocket server for the benchmarks, always run as a process of its own.
 
 It does the RFC 6455 handshake itself on a raw socket and writes frames that
-are encoded ahead of time, so it costs far less than any client it serves: a
-full server library would be the bottleneck before the client under test is.
+are encoded ahead of time (both with ``livecall.testing._wire``, as the fault
+tests' hand-written server does), so it costs far less than any client it
+serves: a full server library would be the bottleneck before the client under
+test is.
 
 ``python -m benchmarks._server CONFIG`` (CONFIG is the JSON of a
 :class:`Script`) prints its port, gives every connection the same script, and
@@ -10,8 +12,6 @@ when its stdin closes prints its counters as one JSON line and exits.
 :class:`ServerProcess` does all of that from the measuring process.
 """
 
-import base64
-import hashlib
 import heapq
 import itertools
 import json
@@ -26,11 +26,11 @@ from typing import Any, Optional
 
 import attrs
 
+from livecall.testing._wire import CLOSE, PING, PONG, TEXT, accept_handshake, frame, take_frames
+
 from . import _payloads
 from ._stats import raise_open_files_limit
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
 _CHUNK = 256 * 1024
 
 
@@ -57,21 +57,9 @@ class Script:
     hold: float = 0.0
 
 
-def frame(payload: bytes, opcode: int = _TEXT) -> bytes:
-    """One unmasked, final server frame."""
-    size = len(payload)
-    if size < 126:
-        header = bytes((0x80 | opcode, size))
-    elif size < 1 << 16:
-        header = bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big")
-    return header + payload
-
-
 def _ending(provider: str) -> bytes:
     final = _payloads.CALL_END if provider == "hiya" else _payloads.CONVERSATION_ENDED
-    return frame(final.encode()) + frame((1000).to_bytes(2, "big"), _CLOSE)
+    return frame(TEXT, final.encode()) + frame(CLOSE, (1000).to_bytes(2, "big"))
 
 
 def _burst(script: Script) -> bytes:
@@ -80,42 +68,7 @@ def _burst(script: Script) -> bytes:
         if script.provider == "hiya"
         else _payloads.snapshots(script.count)
     )
-    return b"".join(frame(message.encode()) for message in messages) + _ending(script.provider)
-
-
-def _handshake(sock: socket.socket) -> None:
-    """Read the upgrade request (clients send nothing more before the answer) and accept it."""
-    headers = {}
-    with sock.makefile("rb") as request:
-        for line in request:
-            if line == b"\r\n":
-                break
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip()
-    accept = base64.b64encode(hashlib.sha1(headers[b"sec-websocket-key"] + _GUID).digest())
-    sock.sendall(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-    )
-
-
-def _client_frames(buffer: bytearray):
-    """Complete (opcode, payload) frames from a client, taken off the front of ``buffer``."""
-    while len(buffer) >= 2:
-        size, start = buffer[1] & 0x7F, 2
-        if size == 126:
-            size, start = int.from_bytes(buffer[2:4], "big"), 4
-        elif size == 127:
-            size, start = int.from_bytes(buffer[2:10], "big"), 10
-        masked = buffer[1] & 0x80
-        mask = buffer[start : start + 4] if masked else b"\0\0\0\0"
-        start += 4 if masked else 0
-        if len(buffer) < start + size:
-            return
-        payload = bytes(byte ^ mask[i & 3] for i, byte in enumerate(buffer[start : start + size]))
-        opcode = buffer[0] & 0x0F
-        del buffer[: start + size]
-        yield opcode, payload
+    return b"".join(frame(TEXT, message.encode()) for message in messages) + _ending(script.provider)
 
 
 class _Peer:
@@ -181,7 +134,7 @@ class Server:
             return
         sock.setblocking(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        _handshake(sock)
+        accept_handshake(sock)
         self.counts["connections"] += 1
         peer = _Peer(sock)
         self.peers.append(peer)
@@ -215,7 +168,7 @@ class Server:
                 peer.ended = True
                 continue
             payload = _payloads.transcript(peer.sent, time.time()).encode()
-            self._send(peer, frame(payload))
+            self._send(peer, frame(TEXT, payload))
             peer.sent += 1
             self.counts["frames_sent"] += 1
             pause = self.script.hold if peer.sent == self.script.count else 0.0
@@ -229,7 +182,7 @@ class Server:
             payload = str(self.counts["pings"]).encode()
             peer.pings[payload] = now
             self.counts["pings"] += 1
-            self._send(peer, frame(payload, _PING))
+            self._send(peer, frame(PING, payload))
         self.next_ping = now + self.script.ping_every if live else None
 
     def _send(self, peer: _Peer, data: bytes) -> None:
@@ -252,13 +205,13 @@ class Server:
             peer.sock.close()
             return
         peer.inbox += data
-        for opcode, payload in _client_frames(peer.inbox):
-            if opcode == _PONG and payload in peer.pings:
+        for opcode, payload in take_frames(peer.inbox):
+            if opcode == PONG and payload in peer.pings:
                 self.pong_delays.append(time.monotonic() - peer.pings.pop(payload))
                 self.counts["pongs"] += 1
-            elif opcode == _PING:
-                self._send(peer, frame(payload, _PONG))
-            elif opcode == _CLOSE:
+            elif opcode == PING:
+                self._send(peer, frame(PONG, payload))
+            elif opcode == CLOSE:
                 self.counts["closes_received"] += 1
 
 

@@ -43,14 +43,6 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def watch_args(sim: Simulator, *extra: str) -> list[str]:
-    """``watch PROVIDER`` with the simulator's URL and credentials as flags."""
-    flags = []
-    for name, value in sim.client_kwargs().items():
-        flags += [f"--{name.replace('_', '-')}", value]
-    return ["watch", sim.provider, *flags, *extra]
-
-
 def livecall(*args: str, env: Optional[dict[str, str]] = None, **kwargs: Any) -> subprocess.CompletedProcess:
     kwargs.setdefault("timeout", TIMEOUT)
     return subprocess.run([*LIVECALL, *args], capture_output=True, text=True, env=env or base_env(), **kwargs)
@@ -179,7 +171,7 @@ def closed_port() -> int:
 
 def test_hiya_jsonl_follows_the_contract_and_reports_the_join_ack():
     with Simulator("hiya", "screening") as sim:
-        result = livecall(*watch_args(sim, "--join", "--format", "jsonl"))
+        result = livecall(*sim.watch_args("--join", "--format", "jsonl"))
         sent = [json.loads(frame) for frame in sim.connections[0].received]
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -204,7 +196,7 @@ def test_hiya_jsonl_follows_the_contract_and_reports_the_join_ack():
 
 def test_phonic_jsonl_has_snapshots_derived_lines_and_the_end():
     with Simulator("phonic", "conversation") as sim:
-        result = livecall(*watch_args(sim, "--format", "jsonl"))
+        result = livecall(*sim.watch_args("--format", "jsonl"))
     assert result.returncode == 0, result.stderr
     lines = records(result.stdout)
     assert all(KEYS <= set(line) for line in lines)
@@ -228,7 +220,7 @@ def test_phonic_jsonl_has_snapshots_derived_lines_and_the_end():
 
 def test_hiya_text_is_a_transcript_a_person_reads():
     with Simulator("hiya", "screening") as sim:
-        result = livecall(*watch_args(sim, "--join"))
+        result = livecall(*sim.watch_args("--join"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert re.fullmatch(r"== hiya call call_\w+", lines[0])
@@ -245,7 +237,7 @@ def test_hiya_text_is_a_transcript_a_person_reads():
 
 def test_phonic_text_marks_revised_lines_and_hides_snapshots():
     with Simulator("phonic", "conversation") as sim:
-        result = livecall(*watch_args(sim, "--format", "text"))
+        result = livecall(*sim.watch_args("--format", "text"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "== phonic call conv_simulated-0001"
@@ -259,7 +251,7 @@ def test_phonic_text_marks_revised_lines_and_hides_snapshots():
 
 def test_phonic_text_marks_redactions_and_shows_tool_calls():
     with Simulator("phonic", "sdk") as sim:
-        result = livecall(*watch_args(sim, "--format", "text"))
+        result = livecall(*sim.watch_args("--format", "text"))
     assert result.returncode == 0, result.stderr
     body = [line.split("  ", 1)[1] for line in result.stdout.splitlines()[1:-1]]
     assert body[0] == f"--         calling {CALLER}"
@@ -271,7 +263,7 @@ def test_phonic_text_marks_redactions_and_shows_tool_calls():
 
 def test_phonic_jsonl_has_tool_calls_and_the_snapshots_as_sent():
     with Simulator("phonic", "sdk") as sim:
-        result = livecall(*watch_args(sim, "--format", "jsonl"))
+        result = livecall(*sim.watch_args("--format", "jsonl"))
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     tool_calls = [record for record in records if record["event"] == "tool_call"]
@@ -285,7 +277,7 @@ def test_phonic_jsonl_has_tool_calls_and_the_snapshots_as_sent():
 
 def test_reconnects_and_bad_frames_are_marked_in_the_text():
     with Simulator("hiya", "malformed+drop", join_timeout=0, drop_mode=1012, lose=0) as sim:
-        result = livecall(*watch_args(sim, "--ping-interval", "5"))
+        result = livecall(*sim.watch_args("--ping-interval", "5"))
     assert result.returncode == 0, result.stderr
     alerts = [line.split("!!", 1)[1].strip() for line in result.stdout.splitlines() if "  !!  " in line]
     assert any(alert.startswith("connection lost (closed with code 1012") for alert in alerts)
@@ -331,7 +323,7 @@ def test_bad_usage_exits_2_with_a_clear_message(args, message):
 @pytest.mark.parametrize("provider", ["hiya", "phonic"])
 def test_refused_handshake_exits_3(provider):
     with Simulator(provider, "auth") as sim:
-        result = livecall(*watch_args(sim))
+        result = livecall(*sim.watch_args())
         attempts = len(sim.connections)
     assert result.returncode == 3
     assert "refused the credentials (HTTP 401)" in result.stderr
@@ -341,7 +333,7 @@ def test_refused_handshake_exits_3(provider):
 @pytest.mark.parametrize("provider", ["hiya", "phonic"])
 def test_close_1008_exits_3_with_the_servers_message(provider):
     with Simulator(provider, "auth-close") as sim:
-        result = livecall(*watch_args(sim))
+        result = livecall(*sim.watch_args())
     assert result.returncode == 3
     (error,) = result.stderr.splitlines()
     assert error.startswith("livecall: error: ") and error.endswith(": invalid or expired credentials")
@@ -361,7 +353,7 @@ def test_giving_up_exits_4():
 
 def test_a_refused_handshake_that_is_not_about_credentials_exits_1():
     with Simulator("hiya", "screening") as sim:
-        args = watch_args(sim)
+        args = sim.watch_args()
         args[args.index(sim.url)] = sim.url + "/wrong-prefix"
         result = livecall(*args)
     assert result.returncode == 1
@@ -376,7 +368,7 @@ def test_a_signal_closes_with_1000_flushes_plugins_and_exits(running, plugin_env
     log_path = tmp_path / "hooks.log"
     env = plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(log_path))
     with Simulator("hiya", "screening", join_timeout=TIMEOUT) as sim:  # waits for a join that never comes
-        process = running(["-p", "recorder_plugin", *watch_args(sim)], env)
+        process = running(["-p", "recorder_plugin", *sim.watch_args()], env)
         process.line("screening ended")
         process.process.send_signal(signum)
         assert process.wait(timeout=5) == status
@@ -416,7 +408,7 @@ def test_a_signal_waits_for_plugins_to_finish_setting_up_or_flushing(running, pl
     log_path = tmp_path / "hooks.log"
     env = plugin_env("pausing_plugin", PAUSING, RECORDER_LOG=str(log_path), PAUSE_IN=hook)
     with Simulator("phonic", "conversation") as sim:
-        process = running(["-p", "pausing_plugin", *watch_args(sim)], env)
+        process = running(["-p", "pausing_plugin", *sim.watch_args()], env)
         process.line(f"paused in {hook}")
         process.process.send_signal(signal.SIGTERM)
         process.type_line()
@@ -446,7 +438,7 @@ def test_dash_p_loads_a_plugin_with_its_options_and_hooks(plugin_env, tmp_path):
     log_path = tmp_path / "hooks.log"
     env = plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(log_path))
     with Simulator("phonic", "conversation") as sim:
-        result = livecall("-p", "recorder_plugin", *watch_args(sim, "--label", "nightly"), env=env)
+        result = livecall("-p", "recorder_plugin", *sim.watch_args("--label", "nightly"), env=env)
     assert result.returncode == 0, result.stderr
     logged = log_path.read_text().splitlines()
     assert logged[0] == "configure nightly" and logged[-1] == "unconfigure"
@@ -476,7 +468,7 @@ def test_plugins_lists_built_in_and_loaded_plugins(plugin_env, tmp_path):
 
 def test_no_output_disables_the_built_in_printer():
     with Simulator("phonic", "conversation") as sim:
-        result = livecall("-p", "no:output", *watch_args(sim))
+        result = livecall("-p", "no:output", *sim.watch_args())
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     listed = json.loads(livecall("-p", "no:output", "plugins", "--json").stdout)
@@ -510,7 +502,7 @@ def test_plugin_failures_are_isolated_and_set_the_status(plugin_env, tmp_path):
     )
     env.update(plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(log_path)))
     with Simulator("phonic", "conversation") as sim:
-        result = livecall("-p", "recorder_plugin", "-p", "failing_plugin", *watch_args(sim), env=env)
+        result = livecall("-p", "recorder_plugin", "-p", "failing_plugin", *sim.watch_args(), env=env)
     assert result.returncode == 5, "the highest status a plugin reported"
     assert (
         "livecall: error: plugin 'failing_plugin' failed in livecall_event: RuntimeError: event hook broke"
@@ -537,7 +529,7 @@ def test_a_plugin_refusing_its_configuration_stops_the_run(plugin_env, tmp_path)
     )
     env.update(plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(log_path)))
     with Simulator("phonic", "conversation") as sim:
-        result = livecall("-p", "recorder_plugin", "-p", "strict_plugin", *watch_args(sim), env=env)
+        result = livecall("-p", "recorder_plugin", "-p", "strict_plugin", *sim.watch_args(), env=env)
         connections = len(sim.connections)
     assert result.returncode == 2
     assert result.stderr == (
@@ -571,7 +563,7 @@ ENV_FLAGS = {"hiya": ("--token", "HIYA_TOKEN"), "phonic": ("--api-key", "PHONIC_
 @pytest.mark.parametrize("output_format", ["text", "jsonl"])
 def test_no_secret_reaches_stdout_or_stderr_at_vv(provider, scenario, via_env, output_format):
     with Simulator(provider, scenario, **SECRETS[provider]) as sim:
-        args = watch_args(sim, "--join") if provider == "hiya" else watch_args(sim)
+        args = sim.watch_args("--join") if provider == "hiya" else sim.watch_args()
         env = base_env()
         if via_env:  # the bearer token or API key from the environment instead of a flag
             flag, variable = ENV_FLAGS[provider]
@@ -610,8 +602,8 @@ def test_phonic_session_token_stays_secret_at_vv():
     ],
 )
 def test_every_credential_can_come_from_the_environment(provider, flag, variable):
-    with Simulator(provider) as sim:
-        args = watch_args(sim, "--format", "jsonl")
+    with Simulator(provider, join_timeout=0) as sim:  # a Hiya call that waits for no join
+        args = sim.watch_args("--format", "jsonl")
         value = args.pop(args.index(flag) + 1)
         args.remove(flag)
         missing = livecall(*args)
@@ -694,7 +686,14 @@ FAKE_CSV = """
 
 def test_demo_watches_both_calls_through_the_plugins_and_exits_0(plugin_env, tmp_path):
     result = livecall(
-        "-p", "fake_csv", "demo", cwd=tmp_path, env=plugin_env("fake_csv", FAKE_CSV), timeout=15
+        "-p",
+        "fake_csv",
+        "demo",
+        "--pace",
+        "0",
+        cwd=tmp_path,
+        env=plugin_env("fake_csv", FAKE_CSV),
+        timeout=15,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -714,7 +713,7 @@ def test_demo_watches_both_calls_through_the_plugins_and_exits_0(plugin_env, tmp
 def test_the_demo_csv_default_stays_out_of_watch(plugin_env, tmp_path):
     with Simulator("phonic", "conversation") as sim:
         result = livecall(
-            "-p", "fake_csv", *watch_args(sim), cwd=tmp_path, env=plugin_env("fake_csv", FAKE_CSV)
+            "-p", "fake_csv", *sim.watch_args(), cwd=tmp_path, env=plugin_env("fake_csv", FAKE_CSV)
         )
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.iterdir()) == [tmp_path / "fake_csv.py"]
@@ -775,7 +774,7 @@ def test_python_dash_m_is_the_same_command():
 def test_a_closed_pipe_ends_printing_quietly():
     with Simulator("hiya", "flood", flood_count=3000) as sim:
         process = subprocess.Popen(
-            [*LIVECALL, *watch_args(sim, "--format", "jsonl")],
+            [*LIVECALL, *sim.watch_args("--format", "jsonl")],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -179,6 +179,12 @@ def test_every_public_name_is_documented():
     assert set(livecall.__all__) - documented == set()
 
 
+def test_every_name_of_the_testing_toolkit_is_documented():
+    text = "".join(page.read_text(encoding="utf-8") for page in PAGES)
+    documented = set(re.findall(r"\.\. auto\w+:: livecall\.testing\.(\w+)", text))
+    assert set(livecall.testing.__all__) - documented == set()
+
+
 def command_paths(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     """Every command of a parser, as the words after ``livecall``, the parser itself first."""
     yield path

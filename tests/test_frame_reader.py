@@ -13,23 +13,8 @@ import pytest
 import websocket
 
 from livecall._frames import FrameReader
-
-TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
-
-
-def frame(opcode: int, payload: bytes, fin: bool = True, mask: bytes = b"", rsv: int = 0) -> bytes:
-    """One server frame; masked when ``mask`` is given (servers should not, but may)."""
-    size = len(payload)
-    masked = 0x80 if mask else 0
-    if size < 126:
-        length = bytes((masked | size,))
-    elif size < 1 << 16:
-        length = bytes((masked | 126,)) + size.to_bytes(2, "big")
-    else:
-        length = bytes((masked | 127,)) + size.to_bytes(8, "big")
-    if mask:
-        payload = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-    return bytes((fin << 7 | rsv << 4 | opcode,)) + length + mask + payload
+from livecall.testing._wire import BINARY, CLOSE, PING, PONG, TEXT, frame
+from livecall.testing._wire import CONTINUATION as CONT
 
 
 @pytest.fixture

@@ -144,11 +144,14 @@ def test_close_is_idempotent_and_safe_before_start(client_for):
 
 
 def test_context_manager_closes(client_for):
-    with Simulator("phonic", "conversation", pace=0.05) as sim:
+    # the call waits for a join that never comes: only the block's end can end it
+    with Simulator("hiya", "screening", join_timeout=30) as sim:
         with client_for(sim) as client:
             assert sim.wait_for(lambda: sim.accepted == 1, timeout=5)
         assert client.wait(5)
-    assert client.call.end_reason in (EndReason.CLOSED, EndReason.ENDED)
+        assert sim.wait_for(lambda: sim.connections[0].client_close_code == 1000, timeout=5)
+    assert not sim.call_ended
+    assert client.call.end_reason is EndReason.CLOSED
 
 
 def test_threads_are_named_daemons_and_gone_after_close(client_for):

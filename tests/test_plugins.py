@@ -13,17 +13,7 @@ import pytest
 import livecall
 from livecall import Transcript
 from livecall.plugins import DISABLE_AUTOLOAD_ENV, PLUGINS_ENV, create_plugin_manager, get_plugins
-from livecall.testing import Simulator
-
-
-class Exploding:
-    @livecall.hookimpl
-    def livecall_event(self, call, event):
-        raise RuntimeError("boom")
-
-    @livecall.hookimpl
-    def livecall_transcript(self, call, transcript):
-        raise RuntimeError("bang")
+from livecall.testing import Exploding, Simulator
 
 
 def test_a_raising_plugin_costs_the_others_nothing(plugin_manager, recorder, caplog):
@@ -61,15 +51,15 @@ def test_a_raising_callback_is_reported_by_name(plugin_manager, recorder):
 
 def test_callbacks_match_subclasses_and_work_as_decorators(plugin_manager):
     got = []
+
+    def everything(call, event):
+        got.append(type(event))
+
     with Simulator("phonic", "conversation") as sim:
         client = livecall.PhonicClient(**sim.client_kwargs(), plugin_manager=plugin_manager)
-
-        @client.on(livecall.Event)
-        def everything(call, event):
-            got.append(type(event))
-
+        decorated = client.on(livecall.Event)(everything)
         client.run()
-    assert everything is not None
+    assert decorated is everything, "the decorator hands the function back unchanged"
     assert livecall.ConversationUpdated in got and Transcript in got
 
 

@@ -10,6 +10,7 @@ import pytest
 
 import livecall
 from livecall.testing import Simulator
+from livecall.testing._wire import read_request
 
 
 def _pipe(source, target):
@@ -139,12 +140,7 @@ def test_a_custom_ssl_context_is_used(tls_front, certificate, plugin_manager, re
 
 
 def _connect_handshake(relay, sock):
-    request = b""
-    while b"\r\n\r\n" not in request:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise OSError("proxy client went away")
-        request += chunk
+    request = read_request(sock)
     relay.seen.append(request.split(b"\r\n")[0].decode())
     sock.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
     return sock

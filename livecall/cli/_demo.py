@@ -34,6 +34,13 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
         description="Start the simulator, watch one Hiya call (joining it) and one Phonic "
         "conversation through the real clients and the installed plugins, then exit.",
     )
+    parser.add_argument(
+        "--pace",
+        metavar="S",
+        type=float,
+        default=PACE,
+        help="seconds between simulated messages (default: %(default)s)",
+    )
     parser.set_defaults(func=demo_command, join=True)
 
 
@@ -43,7 +50,7 @@ def demo_command(config: Config) -> None:
     # Not set_defaults(): the --csv action is shared with ``watch``, which must not get this default.
     if hasattr(options, "csv") and options.csv is None:
         options.csv = CSV_PATH
-    with Simulator("hiya", pace=PACE) as hiya, Simulator("phonic", pace=PACE) as phonic:
+    with Simulator("hiya", pace=options.pace) as hiya, Simulator("phonic", pace=options.pace) as phonic:
         with configured(config):
             _say(f"A Hiya call, simulated at {hiya.url}; livecall joins it once screened:")
             client = HiyaClient(**client_options(config, **hiya.client_kwargs()))

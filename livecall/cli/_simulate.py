@@ -61,7 +61,7 @@ def simulate_command(config: Config) -> None:
     with simulator:
         out.write(
             f"Simulating {provider} ({simulator.scenario}) at {simulator.url}: one call; Ctrl-C stops it.\n"
-            f"Watch it with:\n  livecall watch {provider} {_flags(simulator.client_kwargs())}\n"
+            f"Watch it with:\n  livecall {shlex.join(simulator.watch_args())}\n"
         )
         out.flush()
         simulator.serve_forever()
@@ -72,9 +72,3 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, not {text!r}")
     return port
-
-
-def _flags(client_kwargs: dict[str, str]) -> str:
-    """The client's keyword arguments as ``livecall watch`` flags (fake, local credentials)."""
-    flags = [f"--{name.replace('_', '-')} {shlex.quote(value)}" for name, value in client_kwargs.items()]
-    return " ".join(flags)

@@ -1,4 +1,5 @@
-"""An embedded simulator of both providers' live-call WebSockets, for tests and demos.
+"""An embedded simulator of both providers' live-call WebSockets, for tests and demos,
+and the plugins a plugin's tests need beside it (a recorder, a failing neighbour).
 
 ``Simulator`` needs the optional ``websockets`` package (``livecall[testing]``);
 it is imported on first use so that the pytest plugin, loaded in every pytest
@@ -7,14 +8,25 @@ run, and ``scenarios()`` work without it.
 
 from typing import TYPE_CHECKING, Any
 
+from ._configure import configure
 from ._options import ScenarioOptions
+from ._plugins import Exploding, Recorder
 from ._record import ConnectionRecord
 from ._scenarios import ScenarioInfo, scenarios
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._server import Simulator
 
-__all__ = ["ConnectionRecord", "ScenarioInfo", "ScenarioOptions", "Simulator", "scenarios"]
+__all__ = [
+    "ConnectionRecord",
+    "Exploding",
+    "Recorder",
+    "ScenarioInfo",
+    "ScenarioOptions",
+    "Simulator",
+    "configure",
+    "scenarios",
+]
 
 
 def __getattr__(name: str) -> Any:

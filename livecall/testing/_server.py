@@ -209,6 +209,18 @@ class Simulator:
         """Keyword arguments for the matching livecall client (HiyaClient / PhonicClient)."""
         return self._spec.client_kwargs(self.url, self._credentials)
 
+    def watch_args(self, *extra: str) -> list[str]:
+        """The ``livecall`` command-line arguments that watch this simulator, then ``extra``.
+
+        ``["watch", provider, "--url", url, ...]`` with every credential as a
+        flag: fine for the simulator's local, made-up credentials, though real
+        ones belong in the environment, out of ``ps``.
+        """
+        flags: list[str] = []
+        for name, value in self.client_kwargs().items():
+            flags += [f"--{name.replace('_', '-')}", value]
+        return ["watch", self.provider, *flags, *extra]
+
     @property
     def connections(self) -> tuple[ConnectionRecord, ...]:
         """Every connection attempt so far, oldest first."""

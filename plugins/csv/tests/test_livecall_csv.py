@@ -1,18 +1,19 @@
 """livecall-csv: rows read back with the csv module, from real watches of the simulator."""
 
-import argparse
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 import livecall
 import livecall_csv
-from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
-from livecall.testing import Simulator
+from livecall.plugins import DISABLE_AUTOLOAD_ENV
+from livecall.testing import Exploding, Simulator, configure
 from livecall_csv import COLUMNS, CsvWriter
 
 
@@ -124,20 +125,10 @@ def test_a_missing_directory_is_a_clear_error(tmp_path):
         CsvWriter(str(tmp_path / "nowhere" / "calls.csv"))
 
 
-def configure(pm, *argv):
-    parser = argparse.ArgumentParser()
-    livecall_csv.livecall_addoption(parser)
-    pm.register(livecall_csv, name="csv")
-    config = livecall.Config(options=parser.parse_args(argv), plugin_manager=pm)
-    pm.hook.livecall_configure(config=config)
-    return config
-
-
 def test_the_command_line_option_sets_it_up_and_unconfigure_closes(tmp_path, phonic_simulator):
-    pm = create_plugin_manager(autoload=False)
     path = tmp_path / "cli.csv"
-    config = configure(pm, "--csv", str(path))
-    client = livecall.PhonicClient(**phonic_simulator.client_kwargs(), plugin_manager=pm)
+    config = configure(livecall_csv, "--csv", str(path))
+    client = livecall.PhonicClient(**phonic_simulator.client_kwargs(), plugin_manager=config.plugin_manager)
     client.run()
     config.close()
     rows = read_rows(path)
@@ -149,22 +140,12 @@ def test_the_command_line_option_sets_it_up_and_unconfigure_closes(tmp_path, pho
 
 def test_without_the_option_it_does_nothing(tmp_path, monkeypatch, phonic_simulator):
     monkeypatch.chdir(tmp_path)
-    pm = create_plugin_manager(autoload=False)
-    config = configure(pm)
+    config = configure(livecall_csv)
+    pm = config.plugin_manager
     assert pm.hook.livecall_transcript.get_hookimpls() == []
     livecall.PhonicClient(**phonic_simulator.client_kwargs(), plugin_manager=pm).run()
     config.close()
     assert list(tmp_path.iterdir()) == []
-
-
-class Exploding:
-    @livecall.hookimpl
-    def livecall_transcript(self, call, transcript):
-        raise RuntimeError("boom")
-
-    @livecall.hookimpl
-    def livecall_event(self, call, event):
-        raise RuntimeError("bang")
 
 
 def test_a_raising_plugin_does_not_cost_the_writer_a_row(tmp_path):
@@ -182,28 +163,64 @@ def test_a_raising_plugin_does_not_cost_the_writer_a_row(tmp_path):
     assert read_rows(path)[1:] == [expected_row(call, t) for t in transcripts]
 
 
-def watch_phonic(sim, *options, cwd):
-    """``livecall watch phonic`` with ``options``, run as a user runs it."""
-    credentials = sim.client_kwargs()
-    command = [sys.executable, "-m", "livecall", "watch", "phonic", "--format", "jsonl"]
-    command += ["--url", credentials["url"], "--conversation-id", credentials["conversation_id"]]
-    command += ["--api-key", credentials["api_key"], *options]
-    env = {k: v for k, v in os.environ.items() if k != DISABLE_AUTOLOAD_ENV}
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+def watch_command(sim, *options):
+    """``livecall watch`` of ``sim``, as a user runs it: ``--format jsonl``, then ``options``."""
+    return [sys.executable, "-m", "livecall", *sim.watch_args("--format", "jsonl", *options)]
+
+
+def user_env():
+    """The environment without the switch that keeps installed plugins (this one) from loading."""
+    return {k: v for k, v in os.environ.items() if k != DISABLE_AUTOLOAD_ENV}
+
+
+def run_watch(sim, *options, cwd):
+    """``livecall watch`` of ``sim`` with ``options``, run to its end."""
+    return subprocess.run(
+        watch_command(sim, *options), cwd=cwd, env=user_env(), capture_output=True, text=True, timeout=60
+    )
 
 
 def test_livecall_watch_without_csv_writes_none(tmp_path, phonic_simulator):
-    done = watch_phonic(phonic_simulator, cwd=tmp_path)
+    done = run_watch(phonic_simulator, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 def test_livecall_watch_writes_the_csv(tmp_path, phonic_simulator):
     credentials = phonic_simulator.client_kwargs()
-    done = watch_phonic(phonic_simulator, "--csv", str(tmp_path / "{call_id}.csv"), cwd=tmp_path)
+    done = run_watch(phonic_simulator, "--csv", str(tmp_path / "{call_id}.csv"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
     transcripts = [r for r in records if r["event"] == "transcript"]
     rows = read_rows(tmp_path / f"{credentials['conversation_id']}.csv")
     assert transcripts and rows[0] == list(COLUMNS)
     assert rows[1:] == [["" if r[c] is None else str(r[c]) for c in COLUMNS] for r in transcripts]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
+def test_sigkill_mid_call_leaves_whole_rows_and_the_next_run_appends(tmp_path):
+    """No handler runs on SIGKILL: each row must be written whole and flushed on its own."""
+    path = tmp_path / "calls.csv"
+    with Simulator("hiya", "flood", flood_count=100_000) as sim:
+        child = subprocess.Popen(
+            watch_command(sim, "--csv", str(path)), env=user_env(), stdout=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while not (path.exists() and path.read_bytes().count(b"\n") > 500):  # files notify nobody
+                assert time.monotonic() < deadline and child.poll() is None, "no 500 rows in time"
+                time.sleep(0.005)
+        finally:
+            child.kill()
+            child.wait(10)
+        assert not sim.call_ended, "killed mid-call"
+    header, *rows = read_rows(path)
+    said = [row[COLUMNS.index("text")] for row in rows]
+    assert header == list(COLUMNS) and all(len(row) == len(COLUMNS) for row in rows), "whole rows only"
+    assert path.read_bytes().endswith(b"\r\n")
+    assert said == [f"flood message {n}" for n in range(1, len(said) + 1)], "in order, none missing"
+
+    with Simulator("hiya", "flood", flood_count=10) as sim, CsvWriter(str(path)) as writer:
+        watch(sim, writer)
+    texts = [row[COLUMNS.index("text")] for row in read_rows(path)[1:]]
+    assert texts == said + [f"flood message {n}" for n in range(1, 11)], "appended, no second header"

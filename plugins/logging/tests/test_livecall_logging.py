@@ -1,18 +1,20 @@
 """livecall-logging: records caught by a real handler and a real file, from simulated calls."""
 
-import argparse
 import json
 import logging
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 import livecall
 import livecall_logging
-from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
-from livecall.testing import Simulator
+from livecall.plugins import DISABLE_AUTOLOAD_ENV
+from livecall.testing import Exploding, Simulator, configure
 from livecall_logging import EventLogger
 
 SECRETS = dict(token="bearer-SECRET-1234", conversation_token="conv-token-SECRET-5678")
@@ -95,15 +97,9 @@ def test_server_errors_and_failed_watches_are_errors(app_handler):
     assert "AuthenticationError" in failures[0].getMessage()
 
 
-class Exploding:
-    @livecall.hookimpl
-    def livecall_event(self, call, event):
-        raise RuntimeError("boom")
-
-
 def test_a_raising_plugin_is_logged_as_an_error_and_costs_nothing(app_handler):
     with Simulator("phonic") as sim:
-        call, events = watch(sim, Exploding(), EventLogger())
+        call, events = watch(sim, Exploding("livecall_event"), EventLogger())
     failures = app_handler.of("failure")
     assert len(failures) == len(events)
     assert {r.levelno for r in failures} == {logging.ERROR}
@@ -124,15 +120,6 @@ def test_no_secret_reaches_a_record(app_handler):
             assert secret not in text
 
 
-def configure(pm, *argv):
-    parser = argparse.ArgumentParser()
-    livecall_logging.livecall_addoption(parser)
-    pm.register(livecall_logging, name="logging")
-    config = livecall.Config(options=parser.parse_args(argv), plugin_manager=pm)
-    pm.hook.livecall_configure(config=config)
-    return config
-
-
 @pytest.fixture
 def events_logger_level():
     """The ``livecall.events`` level an application had set, put back afterwards."""
@@ -145,8 +132,8 @@ def events_logger_level():
 def test_log_file_appends_and_keeps_the_records_off_stderr(tmp_path, app_handler, events_logger_level):
     path = tmp_path / "events.log"
     path.write_text("a line from yesterday\n")
-    pm = create_plugin_manager(autoload=False)
-    config = configure(pm, "--log-file", str(path), "--log-level", "info")
+    config = configure(livecall_logging, "--log-file", str(path), "--log-level", "info")
+    pm = config.plugin_manager
     with Simulator("phonic") as sim:
         call, events = watch(sim, plugin_manager=pm)
     config.close()
@@ -163,8 +150,10 @@ def test_log_file_appends_and_keeps_the_records_off_stderr(tmp_path, app_handler
 def test_rotation_keeps_what_the_file_held(tmp_path, events_logger_level):
     path = tmp_path / "events.log"
     path.write_text("kept\n" * 100)
-    pm = create_plugin_manager(autoload=False)
-    config = configure(pm, "--log-file", str(path), "--log-max-bytes", "600", "--log-backups", "50")
+    config = configure(
+        livecall_logging, "--log-file", str(path), "--log-max-bytes", "600", "--log-backups", "50"
+    )
+    pm = config.plugin_manager
     with Simulator("phonic") as sim:
         call, events = watch(sim, plugin_manager=pm)
     config.close()
@@ -176,8 +165,8 @@ def test_rotation_keeps_what_the_file_held(tmp_path, events_logger_level):
 
 
 def test_without_options_it_does_nothing(app_handler):
-    pm = create_plugin_manager(autoload=False)
-    config = configure(pm)
+    config = configure(livecall_logging)
+    pm = config.plugin_manager
     with Simulator("phonic") as sim:
         watch(sim, plugin_manager=pm)
     config.close()
@@ -194,19 +183,25 @@ def test_without_options_it_does_nothing(app_handler):
     ],
 )
 def test_bad_options_are_clear_errors(tmp_path, argv, message):
-    pm = create_plugin_manager(autoload=False)
     with pytest.raises(livecall.ConfigurationError, match=message):
-        configure(pm, *[arg.format(tmp=tmp_path) for arg in argv])
+        configure(livecall_logging, *[arg.format(tmp=tmp_path) for arg in argv])
+
+
+def watch_command(sim, *options):
+    """``livecall watch`` of ``sim``, as a user runs it: ``--format jsonl``, then ``options``."""
+    return [sys.executable, "-m", "livecall", *sim.watch_args("--format", "jsonl", *options)]
+
+
+def user_env():
+    """The environment without the switch that keeps installed plugins (this one) from loading."""
+    return {k: v for k, v in os.environ.items() if k != DISABLE_AUTOLOAD_ENV}
 
 
 def test_livecall_watch_logs_to_the_file_and_not_to_stderr(tmp_path, phonic_simulator):
     path = tmp_path / "events.log"
     credentials = phonic_simulator.client_kwargs()
-    command = [sys.executable, "-m", "livecall", "watch", "phonic", "--format", "jsonl"]
-    command += ["--url", credentials["url"], "--conversation-id", credentials["conversation_id"]]
-    command += ["--api-key", credentials["api_key"], "--log-file", str(path), "--log-level", "debug"]
-    env = {k: v for k, v in os.environ.items() if k != DISABLE_AUTOLOAD_ENV}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    command = watch_command(phonic_simulator, "--log-file", str(path), "--log-level", "debug")
+    done = subprocess.run(command, cwd=tmp_path, env=user_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     kinds = [json.loads(line)["event"] for line in done.stdout.splitlines()]
@@ -214,3 +209,45 @@ def test_livecall_watch_logs_to_the_file_and_not_to_stderr(tmp_path, phonic_simu
     assert [line.split(": ", 1)[0].rsplit(" ", 1)[1] for line in lines] == ["call_start", *kinds, "call_end"]
     assert credentials["api_key"] not in path.read_text(encoding="utf-8")
     assert [p.name for p in tmp_path.iterdir()] == ["events.log"]
+
+
+EARLIER = "an earlier run's last record\n"
+RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ hiya call_\w+ \w+: .*")
+
+
+def logged_transcripts(path):
+    """The texts of the transcript records after ``EARLIER``; every record must be whole."""
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(EARLIER) and text.endswith("\n"), "appended to, and the last record is whole"
+    lines = text[len(EARLIER) :].splitlines()
+    assert [line for line in lines if not RECORD.fullmatch(line)] == []
+    return [line.rsplit(": ", 1)[1] for line in lines if " transcript: " in line]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
+def test_sigkill_mid_call_leaves_whole_records_and_the_next_run_appends(tmp_path, events_logger_level):
+    """No handler runs on SIGKILL: each record must be written whole and flushed on its own."""
+    path = tmp_path / "events.log"
+    path.write_text(EARLIER, encoding="utf-8")
+    with Simulator("hiya", "flood", flood_count=100_000) as sim:
+        child = subprocess.Popen(
+            watch_command(sim, "--log-file", str(path)), env=user_env(), stdout=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while path.read_bytes().count(b"\n") <= 500:  # files notify nobody: polled
+                assert time.monotonic() < deadline and child.poll() is None, "no 500 records in time"
+                time.sleep(0.005)
+        finally:
+            child.kill()
+            child.wait(10)
+        assert not sim.call_ended, "killed mid-call"
+    said = logged_transcripts(path)
+    assert said == [f"flood message {n}" for n in range(1, len(said) + 1)], "in order, none missing"
+
+    config = configure(livecall_logging, "--log-file", str(path))
+    pm = config.plugin_manager
+    with Simulator("hiya", "flood", flood_count=10) as sim:
+        watch(sim, plugin_manager=pm)
+    config.close()
+    assert logged_transcripts(path) == said + [f"flood message {n}" for n in range(1, 11)]

@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Callable, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -66,6 +66,11 @@ class Sender:
     are read.  With a ``secret`` every request carries the Standard Webhooks
     headers (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``).
     Not thread-safe: one sender per thread; ``close()`` it when done.
+
+    ``clock`` (seconds, monotonic) and ``wait`` (``wait(stop, delay)``: pause
+    ``delay`` seconds unless ``stop`` is set first, return whether it was) are
+    the retry policy's time; a test passes fake ones to play a long outage in
+    an instant.
     """
 
     def __init__(
@@ -79,6 +84,8 @@ class Sender:
         backoff: livecall.Backoff = livecall.Backoff(0.5, 30.0),
         session: Optional[requests.Session] = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[threading.Event, float], bool] = threading.Event.wait,
     ):
         try:
             self.safe_url = safe_url(url)
@@ -106,6 +113,8 @@ class Sender:
         self.backoff = backoff
         self.max_response_bytes = max_response_bytes
         self._session = enforce_deadlines(session or requests.Session())
+        self._clock = clock
+        self._wait = wait
 
     def send(
         self, body: bytes, stop: Optional[threading.Event] = None, *, message_id: Optional[str] = None
@@ -118,7 +127,7 @@ class Sender:
         """
         stop = stop or threading.Event()
         message_id = message_id or new_message_id()
-        deadline = time.monotonic() + self.retry_time
+        deadline = self._clock() + self.retry_time
         attempt = 0
         while True:
             attempt += 1
@@ -128,11 +137,11 @@ class Sender:
             if attempt > self.retries:
                 return _giving_up(failure, f"{self.retries} retries used")
             delay = self.backoff.delay(attempt) if failure.retry_after is None else failure.retry_after
-            if time.monotonic() + delay > deadline:
+            if self._clock() + delay > deadline:
                 return _giving_up(
                     failure, f"the next try in {delay:.1f} s would pass the {self.retry_time:g} s budget"
                 )
-            if stop.wait(delay):
+            if self._wait(stop, delay):
                 return _giving_up(failure, "stopped retrying at exit")
 
     def close(self) -> None:

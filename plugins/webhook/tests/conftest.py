@@ -2,7 +2,6 @@
 
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
@@ -19,7 +18,6 @@ class Request:
     headers: dict[str, str]
     body: bytes
     status: int
-    at: float  #: time.monotonic() on arrival
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -43,22 +41,32 @@ class Receiver:
     """Answers POSTs from ``script`` (statuses, or ``(status, headers)``), then with ``answer``.
 
     Every request is recorded with the status it got.  ``hold()`` makes
-    requests wait, once recorded, until ``release()``.
+    requests wait, once recorded, until ``release()``.  A receiver started
+    ``down`` holds its port without listening, so connections to it are
+    refused, until ``come_back()``: a target that is down, then up again at
+    the same URL.
     """
 
-    def __init__(self, port: int = 0, script=(), answer: Optional[Callable[[bytes], int]] = None):
+    def __init__(self, script=(), answer: Optional[Callable[[bytes], int]] = None, down: bool = False):
         self.requests: list[Request] = []
         self._script = [item if isinstance(item, tuple) else (item, {}) for item in script]
         self._answer = answer or (lambda body: 200)
         self._changed = threading.Condition()
         self._released = threading.Event()
         self._released.set()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler, bind_and_activate=False)
         self._server.daemon_threads = True
         self._server.receiver = self  # type: ignore[attr-defined]
+        self._server.server_bind()
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="test-receiver", daemon=True
         )
+        if not down:
+            self.come_back()
+
+    def come_back(self) -> None:
+        """Listen and serve (a receiver started ``down`` refused connections until now)."""
+        self._server.server_activate()
         self._thread.start()
 
     @property
@@ -68,7 +76,7 @@ class Receiver:
     def arrived(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
         with self._changed:
             status, extra = self._script.pop(0) if self._script else (self._answer(body), {})
-            self.requests.append(Request(path, headers, body, status, time.monotonic()))
+            self.requests.append(Request(path, headers, body, status))
             self._changed.notify_all()
         self._released.wait(30)
         return status, extra
@@ -90,17 +98,18 @@ class Receiver:
 
     def stop(self) -> None:
         self.release()
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
 
 
 @pytest.fixture
 def receiver_at():
-    """Factory: ``receiver_at(port=0, script=(), answer=None)`` starts a Receiver, stopped at teardown."""
+    """Factory: ``receiver_at(script=(), answer=None, down=False)`` starts a Receiver, stopped at teardown."""
     started: list[Receiver] = []
 
-    def start(port: int = 0, **kwargs) -> Receiver:
-        receiver = Receiver(port, **kwargs)
+    def start(**kwargs) -> Receiver:
+        receiver = Receiver(**kwargs)
         started.append(receiver)
         return receiver
 

@@ -23,7 +23,7 @@ import standardwebhooks
 import livecall
 import livecall_webhook
 from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
-from livecall.testing import Simulator
+from livecall.testing import Exploding, Recorder, Simulator, configure
 from livecall_webhook import Sender, SigningKey, WebhookForwarder, replay
 
 SECRET = "whsec-SECRET-0123456789"
@@ -64,16 +64,26 @@ def sealed(body: bytes, message_id: str = "msg_0", secret: str = SECRET) -> byte
     return f'{{"webhook-id": "{message_id}", "seal": "{seal}", "body": '.encode() + body + b"}"
 
 
+class Waits(list):
+    """A Sender's ``wait`` that returns at once, keeping every delay it was asked to wait."""
+
+    def __call__(self, stop, delay):
+        self.append(delay)
+        return stop.is_set()
+
+
 def test_events_arrive_signed_in_order_through_503_and_429(tmp_path, receiver_at):
     receiver = receiver_at(script=[503, (429, {"Retry-After": "1"})])
-    forwarder = WebhookForwarder(Sender(receiver.url, SECRET, backoff=QUICK), str(tmp_path / "dead.jsonl"))
+    waits = Waits()
+    sender = Sender(receiver.url, SECRET, backoff=QUICK, wait=waits)
+    forwarder = WebhookForwarder(sender, str(tmp_path / "dead.jsonl"))
     with Simulator("phonic") as sim:
         call, bodies = watch(sim, forwarder)
     forwarder.close(timeout=10)
     assert bodies and receiver.accepted() == bodies
     first = [r for r in receiver.requests if r.body == bodies[0]]
     assert [r.status for r in first] == [503, 429, 200], "the first event was retried twice"
-    assert first[2].at - first[1].at >= 0.95, "Retry-After: 1 was honoured"
+    assert len(waits) == 2 and waits[0] <= QUICK.cap and waits[1] == 1.0, "Retry-After: 1 was honoured"
     assert all(verified(r) for r in receiver.requests)
     assert {r.headers["Content-Type"] for r in receiver.requests} == {"application/json"}
     assert [json.loads(b)["event"] for b in receiver.accepted()][-1] == "conversation_ended"
@@ -83,12 +93,13 @@ def test_events_arrive_signed_in_order_through_503_and_429(tmp_path, receiver_at
 
 def test_retry_after_is_honoured(receiver_at):
     receiver = receiver_at(script=[(429, {"Retry-After": "1"})])
-    sender = Sender(receiver.url, backoff=QUICK)
+    waits = Waits()
+    sender = Sender(receiver.url, backoff=QUICK, wait=waits)
     assert sender.send(b'{"n": 1}') is None
     sender.close()
     first, second = receiver.requests
     assert (first.status, second.status) == (429, 200)
-    assert second.at - first.at >= 0.95, "it waited the second it was asked to, not its own 0.05 s"
+    assert waits == [1.0], "it waited the second it was asked to, not its own 0.05 s"
 
 
 def test_a_retry_after_beyond_the_budget_ends_retrying_at_once(receiver_at):
@@ -103,35 +114,23 @@ def test_a_retry_after_beyond_the_budget_ends_retrying_at_once(receiver_at):
     assert len(receiver.requests) == 1
 
 
-def test_connection_refused_until_the_target_comes_up(tmp_path, closed_port, receiver_at, counting_session):
-    url = f"http://127.0.0.1:{closed_port}/hook"
-    sender = Sender(url, SECRET, retries=1000, backoff=livecall.Backoff(0.01, 0.02), session=counting_session)
+def test_connection_refused_until_the_target_comes_up(tmp_path, receiver_at, counting_session):
+    receiver = receiver_at(down=True)
+    sender = Sender(
+        receiver.url, SECRET, retries=1000, backoff=livecall.Backoff(0.01, 0.02), session=counting_session
+    )
     forwarder = WebhookForwarder(sender, str(tmp_path / "dead.jsonl"))
     with Simulator("hiya", join_timeout=0.1) as sim:
         call, bodies = watch(sim, forwarder)
     adapter = counting_session.adapter
     with adapter.changed:
         assert adapter.changed.wait_for(lambda: adapter.attempts >= 3, 10), "refused attempts were retried"
-    receiver = receiver_at(port=closed_port)
+    receiver.come_back()
     receiver.wait_for(lambda: len(receiver.accepted()) == len(bodies))
     forwarder.close(timeout=10)
     assert receiver.accepted() == bodies
     assert all(verified(r) for r in receiver.requests)
     assert forwarder.undelivered == 0
-
-
-def parse_watch_options(*argv):
-    parser = argparse.ArgumentParser()
-    livecall_webhook.livecall_addoption(parser)
-    return parser.parse_args(argv)
-
-
-def configured(*argv):
-    pm = create_plugin_manager(autoload=False)
-    pm.register(livecall_webhook, name="webhook")
-    config = livecall.Config(options=parse_watch_options(*argv), plugin_manager=pm)
-    pm.hook.livecall_configure(config=config)
-    return config
 
 
 def replay_options(*argv):
@@ -150,8 +149,14 @@ def test_a_refused_event_is_reported_kept_and_replayed(tmp_path, receiver_at, ca
         return 400 if body in refused else 200
 
     receiver = receiver_at(answer=answer)
-    config = configured(
-        "--webhook-url", receiver.url, "--webhook-secret", SECRET, "--webhook-dead-letter", str(dead)
+    config = configure(
+        livecall_webhook,
+        "--webhook-url",
+        receiver.url,
+        "--webhook-secret",
+        SECRET,
+        "--webhook-dead-letter",
+        str(dead),
     )
     with Simulator("phonic") as sim:
         call, bodies = watch(sim, plugin_manager=config.plugin_manager)
@@ -178,12 +183,13 @@ def test_a_refused_event_is_reported_kept_and_replayed(tmp_path, receiver_at, ca
     assert "1 delivered" in capsys.readouterr().out
 
 
-def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, closed_port, receiver_at):
+def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, receiver_at):
     dead = tmp_path / "dead.jsonl"
-    url = f"http://127.0.0.1:{closed_port}/hook"
-    config = configured(
+    receiver = receiver_at(down=True)
+    config = configure(
+        livecall_webhook,
         "--webhook-url",
-        url,
+        receiver.url,
         "--webhook-dead-letter",
         str(dead),
         "--webhook-retries",
@@ -199,8 +205,8 @@ def test_a_target_that_stays_down_leaves_every_event_in_order(tmp_path, closed_p
     assert f"{len(bodies)} events undelivered" in config.failures[0][1]
     assert dead.stat().st_mode & 0o077 == 0, "only the owner may read transcripts"
 
-    receiver = receiver_at(port=closed_port)
-    sender = Sender(url)
+    receiver.come_back()
+    sender = Sender(receiver.url)
     result = replay(str(dead), sender)
     sender.close()
     assert (result.delivered, result.kept) == (len(bodies), 0)
@@ -265,7 +271,7 @@ def test_the_drain_timeout_bounds_the_exit(tmp_path, receiver):
 
 def test_without_a_url_it_does_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    config = configured()
+    config = configure(livecall_webhook)
     with Simulator("phonic") as sim:
         watch(sim, plugin_manager=config.plugin_manager)
     assert config.plugin_manager.hook.livecall_event.get_hookimpls() == []
@@ -293,7 +299,7 @@ def test_without_a_url_it_does_nothing(tmp_path, monkeypatch):
 )
 def test_bad_options_are_refused_up_front(argv, message):
     with pytest.raises(livecall.ConfigurationError, match=message):
-        configured(*argv)
+        configure(livecall_webhook, *argv)
 
 
 def test_secrets_stay_out_of_logs_files_and_messages(tmp_path, receiver_at, closed_port, caplog, monkeypatch):
@@ -307,7 +313,8 @@ def test_secrets_stay_out_of_logs_files_and_messages(tmp_path, receiver_at, clos
         f"http://127.0.0.1:{closed_port}/hook",
     ]
     for target in targets:
-        config = configured(
+        config = configure(
+            livecall_webhook,
             "--webhook-url",
             f"{target}?token={token}",
             "--webhook-dead-letter",
@@ -334,12 +341,6 @@ def test_secrets_stay_out_of_logs_files_and_messages(tmp_path, receiver_at, clos
         assert secret not in text
 
 
-class Exploding:
-    @livecall.hookimpl
-    def livecall_event(self, call, event):
-        raise RuntimeError("boom")
-
-
 def test_a_raising_plugin_costs_the_webhook_nothing(tmp_path, receiver):
     forwarder = WebhookForwarder(Sender(receiver.url), str(tmp_path / "dead.jsonl"))
     with Simulator("hiya", join_timeout=0.1) as sim:
@@ -357,22 +358,8 @@ def livecall_command(*arguments, cwd, **environment):
 
 
 def watch_phonic(sim, *options, cwd):
-    credentials = sim.client_kwargs()
-    return livecall_command(
-        "watch",
-        "phonic",
-        "--format",
-        "jsonl",
-        "--url",
-        credentials["url"],
-        "--conversation-id",
-        credentials["conversation_id"],
-        "--api-key",
-        credentials["api_key"],
-        *options,
-        cwd=cwd,
-        LIVECALL_WEBHOOK_SECRET=SECRET,
-    )
+    arguments = sim.watch_args("--format", "jsonl", *options)
+    return livecall_command(*arguments, cwd=cwd, LIVECALL_WEBHOOK_SECRET=SECRET)
 
 
 def test_livecall_watch_posts_what_it_prints(tmp_path, receiver, phonic_simulator):
@@ -620,7 +607,8 @@ def test_the_queue_is_bounded_in_bytes_as_well_as_events(tmp_path, receiver):
 
 
 def test_the_queue_bytes_option_reaches_the_forwarder(tmp_path):
-    config = configured(
+    config = configure(
+        livecall_webhook,
         "--webhook-url", "http://127.0.0.1:9/", "--webhook-dead-letter", str(tmp_path / "d.jsonl"),
         "--webhook-queue-bytes", "12345",
     )  # fmt: skip
@@ -635,7 +623,9 @@ def test_the_dead_letter_file_is_never_written_through_a_planted_symlink(tmp_pat
     dead = tmp_path / "dead.jsonl"
     dead.symlink_to(victim)
     with pytest.raises(livecall.ConfigurationError, match="symbolic link"):
-        configured("--webhook-url", "http://127.0.0.1:9/", "--webhook-dead-letter", str(dead))
+        configure(
+            livecall_webhook, "--webhook-url", "http://127.0.0.1:9/", "--webhook-dead-letter", str(dead)
+        )
 
     refusing = receiver_at(answer=lambda body: 400)
     forwarder = WebhookForwarder(Sender(refusing.url), str(dead))  # planted after the check
@@ -896,3 +886,94 @@ def test_a_dead_letter_file_on_a_full_disk_ends_the_run_with_status_5(tmp_path, 
     assert status == livecall.ExitStatus.INCOMPLETE, stderr
     assert f"webhook: {len(watch.stdout)} undelivered events could not be written to {dead}" in stderr
     assert "Traceback" not in stderr and "OSError" not in stderr
+
+
+#: How long the target refuses connections in the outage tests, in the sender's seconds.
+DOWN = 10.0
+FLOOD = 300
+EVENTS = FLOOD + 2  # the flood's transcripts, the call's start and end
+
+
+class Outage:
+    """The sender's time, played at once: a wait moves ``now`` on by its delay, and
+    the receiver, started down, comes back when ``now`` reaches ``DOWN``."""
+
+    def __init__(self, receiver):
+        self.receiver = receiver
+        self.now = 0.0
+        self.waits = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, stop, delay: float) -> bool:
+        if self.now < DOWN <= self.now + delay:
+            self.receiver.come_back()
+        self.now += delay
+        self.waits += 1
+        return stop.is_set()
+
+
+def test_a_target_down_for_ten_seconds_gets_every_event_once_in_order(tmp_path, receiver_at, record_property):
+    receiver = receiver_at(down=True)
+    outage = Outage(receiver)
+    dead_letter = tmp_path / "dead-letter.jsonl"
+    sender = Sender(
+        receiver.url,
+        timeout=2.0,
+        retries=10_000,
+        retry_time=DOWN + 30,
+        backoff=livecall.Backoff(0.05, 0.5),
+        clock=outage.clock,
+        wait=outage.wait,
+    )
+    forwarder = WebhookForwarder(sender, str(dead_letter))
+    recorder = Recorder()
+    with Simulator("hiya", "flood", flood_count=FLOOD) as sim:
+        call, bodies = watch(sim, forwarder, recorder)
+    forwarder.close(timeout=30)
+    delivered = receiver.accepted()
+    for name, count in dict(
+        events_sent=len(bodies), events_received=len(delivered), events_lost=len(bodies) - len(delivered)
+    ).items():
+        record_property(name, count)
+    record_property("faults_injected", 1)
+    assert len(bodies) == EVENTS and [livecall.to_json(call, e).encode() for e in recorder.events()] == bodies
+    assert outage.now >= DOWN and outage.waits > DOWN / 0.5, "refused for ten seconds, retried all along"
+    assert delivered == bodies, "every event once, in order"
+    assert len(receiver.requests) == EVENTS, "nothing was sent twice"
+    assert forwarder.delivered == EVENTS and not dead_letter.exists()
+
+
+def test_when_the_run_ends_first_every_undelivered_event_is_in_the_dead_letter_file(
+    tmp_path, receiver_at, record_property
+):
+    receiver = receiver_at(down=True)
+    dead_letter = tmp_path / "dead-letter.jsonl"
+    webhook = ["--webhook-url", receiver.url, "--webhook-timeout", "1"]
+    with Simulator("hiya", "flood", flood_count=FLOOD) as sim:
+        watched = livecall_command(
+            *sim.watch_args("--format", "jsonl"),
+            *webhook,
+            "--webhook-dead-letter",
+            str(dead_letter),
+            "--webhook-drain-timeout",
+            "0.5",
+            cwd=tmp_path,
+        )
+    events = watched.stdout.encode().splitlines()
+    assert watched.returncode == livecall.ExitStatus.INCOMPLETE, watched.stderr
+    assert len(events) == EVENTS and all(json.loads(line)["call_id"] for line in events)
+    assert dead_bodies(dead_letter) == [json.loads(line) for line in events], (
+        "every undelivered event, in order"
+    )
+
+    receiver.come_back()
+    replay = livecall_command("webhook-replay", str(dead_letter), *webhook, cwd=tmp_path)
+    delivered = receiver.accepted()
+    record_property("events_sent", EVENTS)
+    record_property("events_received", len(delivered))
+    record_property("events_lost", EVENTS - len(delivered))
+    record_property("faults_injected", 1)
+    assert replay.returncode == 0, replay.stderr
+    assert delivered == events and not dead_letter.exists()
