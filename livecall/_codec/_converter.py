@@ -49,6 +49,7 @@ from ._values import (
     frame_to_json,
     json_type,
     parse_timestamp,
+    shallow,
     structure_role,
 )
 
@@ -139,7 +140,7 @@ def _structure_server_error(message: dict[str, Any], _: Any) -> ServerError:
 def _lenient_structure(cls: type) -> Callable[[Any, Any], Any]:
     """Typed fields from the wire, every other key (even one named ``extra``) into ``extra``."""
     typed = frozenset(field.name for field in attrs.fields(cls)) - {"extra"}
-    generated = make_dict_structure_fn(cls, CONVERTER, extra=override(struct_hook=as_is))
+    generated = make_dict_structure_fn(cls, CONVERTER, extra=override(struct_hook=shallow))
 
     def structure(value: Any, _: Any) -> Any:
         if value.__class__ is cls:  # already decoded: the Phonic decoder's cached items
@@ -223,8 +224,9 @@ def _register_values() -> None:
     CONVERTER.register_structure_hook(datetime, parse_timestamp)
     CONVERTER.register_structure_hook_factory(_is_optional, _optional)
     CONVERTER.register_unstructure_hook(datetime, format_timestamp)
-    # JSON objects the model keeps as they are (agent, call_info, raw): no copy, no check inside.
-    CONVERTER.register_structure_hook_func(_is_json_object, exactly("object", dict))
+    # JSON objects the model keeps as they are (agent, call_info, raw): no copy, only their depth checked.
+    an_object = exactly("object", dict)
+    CONVERTER.register_structure_hook_func(_is_json_object, lambda value, _: shallow(an_object(value, _)))
     CONVERTER.register_unstructure_hook_func(_is_json_object, as_is)
 
 
