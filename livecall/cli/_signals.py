@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM: stop the command at once, but never cut a plugin's flush short.
+"""SIGINT, SIGTERM and SIGHUP: stop the command at once, but never cut a plugin's flush short.
 
 While a command runs, a signal raises :class:`Interrupted` in the main
 thread (as Ctrl-C raises ``KeyboardInterrupt``), which unblocks whatever it
@@ -19,7 +19,8 @@ from ._exit import signal_status
 
 __all__ = ["Interrupted", "signals"]
 
-_HANDLED = (signal.SIGINT, signal.SIGTERM)
+#: SIGHUP (the terminal went away, or a service manager's stop) ends the command as SIGTERM does.
+_HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 class Interrupted(BaseException):
