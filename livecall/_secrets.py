@@ -84,13 +84,13 @@ def _forms(value: str) -> set[str]:
 
 
 def _anchor(value: str) -> str:
-    """The secret's longest run of ASCII letters and digits: every encoding leaves it as it is.
+    """The secret's longest run of characters that every encoding above leaves as they are.
 
     Searching for it first is a fast test for text that holds no form of
     the secret, which is nearly every line; the pattern runs only on the rest.
-    A secret with no letter or digit has the empty anchor, found everywhere.
+    A secret made only of other characters has the empty anchor, found everywhere.
     """
-    return max(re.findall("[A-Za-z0-9]+", value), key=len, default="")
+    return max(re.findall("[A-Za-z0-9_.~-]+", value), key=len, default="")
 
 
 def _pattern_for(values: Iterable[str]) -> Pattern[str]:

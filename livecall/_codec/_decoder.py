@@ -129,13 +129,25 @@ def _parse(data: Frame, binary: bool) -> Any:
         message = _loads(text)
     except (ValueError, RecursionError) as exc:
         raise Invalid(f"invalid JSON: {exc}") from None
-    if ("\\" in text or data.__class__ is str) and _MAY_HOLD_A_SURROGATE.search(text):
+    if "\\" in text and _SURROGATE_ESCAPE.search(text) or data.__class__ is str and not _is_text(text):
         _replace_lone_surrogates(message)
     return message
 
 
-#: A surrogate escape (``\ud800``), or a surrogate in a ``str`` given to the decoder.
-_MAY_HOLD_A_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+#: A surrogate escape (``\ud800``): a pair, or half of one.  (A literal prefix
+#: keeps the search fast: a pattern with the surrogate range in it is not.)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _is_text(text: str) -> bool:
+    """Whether ``text`` (given as ``str``, not bytes) is free of surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 #: After parsing, a surrogate left in a string is a lone one: pairs became one character.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _REPLACEMENT = "\ufffd"
