@@ -212,8 +212,10 @@ def test_a_refusal_echoing_the_token_at_the_cut_shows_none_of_it(command, form):
     status, out, err = command("watch", "phonic", "--url", url, "--conversation-id", "c", "--api-key", TOKEN)
     assert status == 3
     assert err.count(b"\n") == 1
-    assert b"refused the credentials (HTTP 401): " + b"x" * 190 + b" ***" in err
-    assert b"tok" not in err.split(b"x" * 190)[1]
+    said = err.split(b"refused the credentials (HTTP 401)", 1)[1]
+    assert b"SECRET" not in said and b"tok" not in said
+    if said != b"\n":  # websocket-client before 1.4 does not hand the body over
+        assert said == b": " + b"x" * 190 + b" ***\\nlivec\n", "redacted, cut to 200, then escaped"
 
 
 def test_a_lone_surrogate_reaches_every_sink(raw_server, command, tmp_path):
