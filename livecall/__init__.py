@@ -11,7 +11,9 @@ from ._client import LiveClient
 from ._codec import to_json, to_record
 from ._connection import ProxySettings
 from ._exit_status import ExitStatus
-from ._secrets import Credential, RedactingFilter, redact
+from ._files import owner_only
+from ._printable import PrintableFormatter, printable
+from ._secrets import MIN_SECRET_LENGTH, Credential, RedactingFilter, redact
 from .call import Call, EndReason
 from .config import Config
 from .errors import (
@@ -72,8 +74,10 @@ __all__ = [
     "HiyaClient",
     "LiveClient",
     "LivecallError",
+    "MIN_SECRET_LENGTH",
     "PhonicClient",
     "PluginError",
+    "PrintableFormatter",
     "ProtocolError",
     "ProxySettings",
     "Reconnecting",
@@ -86,6 +90,8 @@ __all__ = [
     "Transcript",
     "UnknownMessage",
     "hookimpl",
+    "owner_only",
+    "printable",
     "redact",
     "to_json",
     "to_record",

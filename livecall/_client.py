@@ -22,11 +22,12 @@ import pluggy
 
 from ._backlog import Backlog, ClientStats
 from ._backoff import Backoff
+from ._checks import base_url
 from ._codec import new_decoder
 from ._connection import ConnectFailed, Connection, Outcome, ProxySettings
 from ._dispatch import Dispatcher
 from ._event_stream import event_stream
-from ._secrets import redact
+from ._secrets import HiddenLines
 from .call import Call, EndReason
 from .errors import (
     AuthenticationError,
@@ -85,10 +86,14 @@ class _Finished:
 
 @attrs.frozen
 class Request:
-    """What one connection attempt sends: built afresh so rotated credentials apply."""
+    """What one connection attempt sends: built afresh so rotated credentials apply.
 
-    url: str
-    headers: list[str] = attrs.field(repr=False)
+    ``url`` may carry a token in its query, and ``headers`` the bearer token:
+    neither is in the ``repr``, which shows ``safe_url`` instead.
+    """
+
+    url: str = attrs.field(repr=False)
+    headers: HiddenLines = attrs.field(repr=False)
     safe_url: str
 
 
@@ -140,8 +145,7 @@ class LiveClient:
         queue_size: int = 10_000,
         strict: bool = False,
     ):
-        if not url.startswith(("ws://", "wss://")):
-            raise ConfigurationError(f"url must start with ws:// or wss://, not {redact(url)!r}")
+        base_url(url)
         if max_retries < 0:
             raise ConfigurationError("max_retries must be 0 or more")
         if queue_size < 1:

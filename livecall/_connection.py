@@ -14,6 +14,7 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
 import attrs
@@ -63,7 +64,7 @@ class Connection:
     def __init__(
         self,
         url: str,
-        headers: list[str],
+        headers: Iterable[str],
         *,
         ping_interval: Optional[float],
         ping_timeout: float,
@@ -234,7 +235,7 @@ def _close_status(payload: bytes) -> tuple[int, str]:
     if len(payload) < 2:
         return 1005, ""
     (code,) = struct.unpack("!H", payload[:2])
-    return code, payload[2:].decode("utf-8", "replace")
+    return code, redact(payload[2:].decode("utf-8", "replace"))
 
 
 def _describe(error: BaseException) -> str:

@@ -1,30 +1,113 @@
 """Credentials that never print, and scrubbing them from text that might.
 
 Every value a ``Credential`` hands out is remembered so that log filters and
-error messages can blank it, whatever path it took into a string.
+error messages can blank it, whatever path it took into a string: as it is,
+percent-encoded in a URL, escaped in JSON or HTML.
 """
 
+import html
+import json
 import logging
 import os
+import re
 import threading
+from collections.abc import Iterable, Iterator
+from re import Pattern
 from typing import Callable, Optional, Union
+from urllib.parse import quote, quote_plus
 
-__all__ = ["Credential", "RedactingFilter", "redact"]
+__all__ = ["MIN_SECRET_LENGTH", "Credential", "HiddenLines", "RedactingFilter", "redact"]
+
+log = logging.getLogger("livecall.secrets")
 
 Source = Union[str, Callable[[], str], None]
 _MASK = "***"
-_known: set[str] = set()
-_known_lock = threading.Lock()
+
+#: Shorter values could be ordinary words: blanking them would blank those words
+#: in every transcript, so they are not redacted, and a warning says so.
+MIN_SECRET_LENGTH = 8
+
+#: Secrets this long are blanked wherever they appear, even glued to other letters:
+#: no ordinary word holds one.  Shorter ones are blanked only as whole words.
+WHOLE_WORD_BELOW = 16
+#: Not after or before a letter or digit: a short secret is not blanked inside a longer word.
+_WORD_BEFORE = r"(?<![^\W_])"
+_WORD_AFTER = r"(?![^\W_])"
 
 
-#: Shorter values are no real credential, and blanking them would mangle any text.
-_MIN_LENGTH = 4
+class _Known:
+    """The secrets seen so far, and one compiled pattern matching every form of each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: set[str] = set()
+        self._too_short: set[str] = set()
+        #: The pattern, and a piece of each secret found in every form of it.
+        self.state: tuple[Optional[Pattern[str]], tuple[str, ...]] = (None, ())
+
+    def add(self, value: str) -> None:
+        with self._lock:
+            if value in self._values or value in self._too_short:
+                return
+            if len(value) < MIN_SECRET_LENGTH:
+                self._too_short.add(value)
+            else:
+                self._values.add(value)
+                self.state = (_pattern_for(self._values), tuple(_anchor(value) for value in self._values))
+                return
+        log.warning(
+            "a credential of %d characters is too short to blank from output without blanking "
+            "ordinary words: it is not redacted (secrets of %d characters or more are)",
+            len(value),
+            MIN_SECRET_LENGTH,
+        )
 
 
-def _remember(value: str) -> None:
-    if len(value) >= _MIN_LENGTH:
-        with _known_lock:
-            _known.add(value)
+_known = _Known()
+
+
+def _forms(value: str) -> set[str]:
+    """The ways a secret shows up in text: as is, in a URL, in JSON, in HTML."""
+    forms = {
+        value,
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value),
+        quote(quote(value, safe=""), safe=""),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        json.dumps(value)[1:-1].replace("/", "\\/"),
+        html.escape(value),
+    }
+    lower_hex = {re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), form) for form in forms}
+    return forms | lower_hex
+
+
+def _anchor(value: str) -> str:
+    """The secret's longest run of characters that every encoding above leaves as they are.
+
+    Searching for it first is a fast test for text that holds no form of
+    the secret, which is nearly every line; the pattern runs only on the rest.
+    A secret made only of other characters has the empty anchor, found everywhere.
+    """
+    return max(re.findall("[A-Za-z0-9_.~-]+", value), key=len, default="")
+
+
+def _pattern_for(values: Iterable[str]) -> Pattern[str]:
+    """Every form of every secret, longest first; short secrets only as whole words."""
+    forms = {(form, len(value) < WHOLE_WORD_BELOW) for value in values for form in _forms(value)}
+    alternatives = [
+        _alternative(form, whole_word) for form, whole_word in sorted(forms, key=lambda f: -len(f[0]))
+    ]
+    return re.compile("|".join(alternatives))
+
+
+def _alternative(form: str, whole_word: bool) -> str:
+    if not whole_word:
+        return re.escape(form)
+    before = _WORD_BEFORE if form[0].isalnum() else ""
+    after = _WORD_AFTER if form[-1].isalnum() else ""
+    return before + re.escape(form) + after
 
 
 class Credential:
@@ -34,14 +117,16 @@ class Credential:
     environment variable to fall back on.  Every value it holds or hands out
     is blanked by ``redact()`` and ``RedactingFilter`` from then on, so a
     plugin keeps its own secrets (a webhook's signing key) out of every log
-    by holding them in a ``Credential``.
+    by holding them in a ``Credential``.  A value shorter than
+    ``MIN_SECRET_LENGTH`` (8) characters is not blanked, since ordinary
+    words would be blanked with it; a warning is logged instead.
     """
 
     __slots__ = ("_source", "_env")
 
     def __init__(self, source: Source = None, env: Optional[str] = None):
-        if isinstance(source, str):
-            _remember(source)
+        if isinstance(source, str) and source:
+            _known.add(source)
         self._source = source
         self._env = env
 
@@ -54,7 +139,7 @@ class Credential:
         else:
             value = os.environ.get(self._env) if self._env else None
         if value:
-            _remember(value)
+            _known.add(value)
         return value or None
 
     def __bool__(self) -> bool:
@@ -64,19 +149,46 @@ class Credential:
         return f"Credential({_MASK})"
 
 
+class HiddenLines:
+    """Lines that carry a credential (a request's headers): iterable, never shown.
+
+    A list would print its items in a ``repr``, and so in every traceback
+    that shows local variables (``pytest -l``, error trackers); this prints
+    how many lines it holds and nothing else.
+    """
+
+    __slots__ = ("_lines",)
+
+    def __init__(self, lines: Iterable[str]):
+        self._lines = tuple(lines)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lines)
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __repr__(self) -> str:
+        return f"<{len(self._lines)} lines, not shown>"
+
+
 def redact(text: str) -> str:
     """``text`` with every credential livecall knows of blanked.
 
     Those are the values of every ``Credential`` made or read so far in this
     process: the clients' tokens and keys, and whatever secrets plugins hold in
-    a ``Credential`` of their own.
+    a ``Credential`` of their own.  Each is blanked as it is and in the forms
+    a server echoing it would use: percent-encoded (``quote``,
+    ``quote_plus``, upper or lower case hex), JSON-escaped and HTML-escaped.
+    A secret of 16 characters or more is blanked wherever it appears; a
+    shorter one only as a whole word, never inside a longer word; one
+    shorter than ``MIN_SECRET_LENGTH`` (8) is not blanked at all.  Redact
+    before cutting text short, or a secret's first characters survive the cut.
     """
-    with _known_lock:
-        values = list(_known)
-    for value in sorted(values, key=len, reverse=True):
-        if value and value in text:
-            text = text.replace(value, _MASK)
-    return text
+    pattern, anchors = _known.state
+    if pattern is None or not any(anchor in text for anchor in anchors):
+        return text
+    return pattern.sub(_MASK, text)
 
 
 class RedactingFilter(logging.Filter):
@@ -95,4 +207,12 @@ class RedactingFilter(logging.Filter):
             record.msg, record.args = clean, None
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+# websocket-client's trace (``websocket.enableTrace``) logs the handshake, the
+# Authorization header and the URL's query included, to a handler of its own:
+# a filter on its logger sees those records whatever handler writes them.
+logging.getLogger("websocket").addFilter(RedactingFilter())

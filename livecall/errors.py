@@ -4,7 +4,9 @@ Messages name the cause and never a credential: they end up in logs, CLI
 output and bug reports.
 """
 
-from typing import Optional
+from typing import Any, Optional
+
+from ._secrets import redact
 
 __all__ = [
     "AckTimeoutError",
@@ -19,7 +21,14 @@ __all__ = [
 
 
 class LivecallError(Exception):
-    """Base of every error livecall raises on purpose."""
+    """Base of every error livecall raises on purpose.
+
+    Its message is redacted as it is made, so an error carrying a server's
+    words (which may echo a token) is safe in any handler that logs it.
+    """
+
+    def __init__(self, *args: Any):
+        super().__init__(*[redact(arg) if isinstance(arg, str) else arg for arg in args])
 
 
 class ConfigurationError(LivecallError, ValueError):
@@ -36,7 +45,7 @@ class AuthenticationError(LivecallError):
     def __init__(self, message: str, *, status: int, server_message: Optional[str] = None):
         super().__init__(message)
         self.status = status
-        self.server_message = server_message
+        self.server_message = None if server_message is None else redact(server_message)
 
 
 class RetriesExhaustedError(LivecallError):

@@ -12,8 +12,9 @@ import uuid
 from typing import Any, Callable, Optional, Union
 from urllib.parse import urlencode
 
+from ._checks import header_text
 from ._client import LiveClient, Request
-from ._secrets import Credential
+from ._secrets import Credential, HiddenLines
 from .call import new_call_id
 from .errors import AckTimeoutError, ConfigurationError, ConnectionLostError, LivecallError
 from .events import Ack, CallEnded, CallStarted, Event
@@ -66,8 +67,8 @@ class HiyaClient(LiveClient):
         if not user_id:
             raise ConfigurationError("Hiya needs user_id (sent as x-hiya-account-user-id)")
         self._conversation_token = Credential(conversation_token)
-        self._user_id = user_id
-        self._product_version = product_version
+        self._user_id = header_text("user_id", user_id)
+        self._product_version = product_version and header_text("product_version", product_version)
         self._acks: dict[str, _PendingAck] = {}
         super().__init__(url=url or DEFAULT_URL, call_id=new_call_id(), **options)
 
@@ -75,13 +76,19 @@ class HiyaClient(LiveClient):
         token = self._token.get()
         if not token:
             raise ConfigurationError(f"the Hiya token source returned nothing (or {TOKEN_ENV} is empty)")
-        headers = [f"Authorization: Bearer {token}", f"x-hiya-account-user-id: {self._user_id}"]
-        if self._product_version:
-            headers.append(f"x-hiya-product-version: {self._product_version}")
-        query = urlencode({"conversationToken": self._conversation_token.get()})
+        optional = [f"x-hiya-product-version: {self._product_version}"] if self._product_version else []
+        query = urlencode(
+            {"conversationToken": header_text("the conversation token", self._conversation_token.get() or "")}
+        )
         return Request(
             url=f"{self.base_url}{PATH}?{query}",
-            headers=headers,
+            headers=HiddenLines(
+                [
+                    f"Authorization: Bearer {header_text('the token', token)}",
+                    f"x-hiya-account-user-id: {self._user_id}",
+                    *optional,
+                ]
+            ),
             safe_url=f"{self.base_url}{PATH}",
         )
 

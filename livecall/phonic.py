@@ -9,8 +9,9 @@ lines already emitted are not emitted again.
 from typing import Any, Optional
 from urllib.parse import quote, urlencode
 
+from ._checks import header_text
 from ._client import LiveClient, Request
-from ._secrets import Credential
+from ._secrets import Credential, HiddenLines
 from ._snapshots import SnapshotTracker, update_call
 from .errors import ConfigurationError
 from .events import ConversationEnded, ConversationUpdated, Event
@@ -44,6 +45,7 @@ class PhonicClient(LiveClient):
     ):
         if not conversation_id:
             raise ConfigurationError("Phonic needs the conversation_id to watch")
+        header_text("conversation_id", conversation_id)
         if api_key and session_token:
             raise ConfigurationError("pass api_key or session_token, not both: Phonic rejects the pair")
         self._session_token = Credential(session_token) if session_token else None
@@ -57,12 +59,18 @@ class PhonicClient(LiveClient):
     def _request(self) -> Request:
         safe_url = f"{self.base_url}{self._path}"
         if self._session_token is not None:
-            query = urlencode({"session_token": self._session_token.get()})
-            return Request(url=f"{safe_url}?{query}", headers=[], safe_url=safe_url)
+            query = urlencode(
+                {"session_token": header_text("the session token", self._session_token.get() or "")}
+            )
+            return Request(url=f"{safe_url}?{query}", headers=HiddenLines(()), safe_url=safe_url)
         api_key = self._api_key.get()
         if not api_key:
             raise ConfigurationError(f"{API_KEY_ENV} is empty")
-        return Request(url=safe_url, headers=[f"Authorization: Bearer {api_key}"], safe_url=safe_url)
+        return Request(
+            url=safe_url,
+            headers=HiddenLines([f"Authorization: Bearer {header_text('the API key', api_key)}"]),
+            safe_url=safe_url,
+        )
 
     def _handle(self, event: Event) -> list[Event]:
         if type(event) is not ConversationUpdated:

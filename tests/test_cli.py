@@ -363,7 +363,9 @@ def test_a_refused_handshake_that_is_not_about_credentials_exits_1():
 # --- signals -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    "signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_a_signal_closes_with_1000_flushes_plugins_and_exits(running, plugin_env, tmp_path, signum, status):
     log_path = tmp_path / "hooks.log"
     env = plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(log_path))
@@ -423,7 +425,18 @@ def test_a_signal_waits_for_plugins_to_finish_setting_up_or_flushing(running, pl
 def test_ctrl_c_while_reconnecting_exits_at_once(running):
     url = f"ws://127.0.0.1:{closed_port()}"
     process = running(
-        ["watch", "phonic", "--url", url, "--conversation-id", "c", "--api-key", "k", "--max-retries", "50"]
+        [
+            "watch",
+            "phonic",
+            "--url",
+            url,
+            "--conversation-id",
+            "c",
+            "--api-key",
+            "key-0123456789",
+            "--max-retries",
+            "50",
+        ]
     )
     process.line("reconnecting in")
     process.process.send_signal(signal.SIGINT)
@@ -790,3 +803,86 @@ def test_a_closed_pipe_ends_printing_quietly():
     assert process.returncode == 0
     assert stderr == ""
     assert call_ended, "the watch went on to the end"
+
+
+PHONIC_ARGS = ["watch", "phonic", "--conversation-id", "c", "--api-key", "key-0123456789"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([*PHONIC_ARGS, "--url", "ws://"], "url has no host: 'ws://'"),
+        ([*PHONIC_ARGS, "--url", "ws://example.com:99999"], "Port out of range"),
+        ([*PHONIC_ARGS, "--url", "ws://example.com:abc"], "url is not a valid URL"),
+        ([*PHONIC_ARGS, "--url", "ws://[::1"], "Invalid IPv6 URL"),
+        ([*PHONIC_ARGS, "--url", "ws://[zz::1]:80"], "url is not a valid URL"),
+        ([*PHONIC_ARGS, "--url", ""], "url must start with ws:// or wss://, not ''"),
+        ([*PHONIC_ARGS, "--url", "wss://me:pw@example.com"], "must not hold a user name or password"),
+        (
+            ["watch", "hiya", "--token", "tok-0123456789", "--conversation-token", "ct-0123456789"]
+            + ["--user-id", os.fsdecode(b"caf\xe9")],
+            "livecall: error: user_id must be printable text",
+        ),
+        (
+            ["watch", "phonic", "--conversation-id", "c\r\nX-Injected: 1", "--api-key", "key-0123456789"],
+            "printable",
+        ),
+        (["-p", "livecall_csv", *PHONIC_ARGS, "--csv", "{tmp}"], "it is a directory"),
+        (
+            ["-p", "livecall_webhook", *PHONIC_ARGS, "--webhook-url", "http://127.0.0.1:9/"]
+            + ["--webhook-drain-timeout", "nan"],
+            "--webhook-drain-timeout must be a number of seconds",
+        ),
+        (["simulate", "--pace", "nan"], "--pace"),
+        (["plugins", "\x1b]52;c;ZXZpbA==\x07"], "unrecognized arguments: \\x1b]52;c;ZXZpbA==\\x07"),
+        (["watch", "phonic", "--api-key", "key-0123456789"], "(see: livecall watch phonic --help)"),
+    ],
+)
+def test_every_mistake_exits_2_with_one_error_line_and_no_traceback(tmp_path, args, message):
+    result = livecall(*[arg.format(tmp=tmp_path) for arg in args])
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert result.stderr.startswith("livecall: error: ") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_stdout_on_a_full_disk_fails_the_run_with_one_line():
+    with Simulator("hiya", join_timeout=0.1) as sim, open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [*LIVECALL, *sim.watch_args()],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=base_env(),
+            timeout=TIMEOUT,
+        )
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == "livecall: error: cannot write to stdout: No space left on device; printing stopped\n"
+    )
+
+
+def test_a_closed_stdout_is_one_line_and_a_failure():
+    result = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *LIVECALL, "plugins"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=base_env(),
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 1
+    assert result.stderr == "livecall: error: stdout is closed; to discard the output, send it to /dev/null\n"
+
+
+def test_a_full_disk_under_a_command_that_prints_at_once_is_a_failure_too():
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [*LIVECALL, "plugins"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=base_env(),
+            timeout=TIMEOUT,
+        )
+    assert result.returncode == 1
+    assert "No space left on device" in result.stderr and "Traceback" not in result.stderr

@@ -885,3 +885,56 @@ def test_hiya_roles_beyond_the_documented_three_are_kept_as_text(role):
     event = hiya({"type": "transcript", "msg": "Hello", "role": role, "offset": 1.0})
     assert isinstance(event, Transcript) and event.role == role and type(event.role) is str
     assert to_record(HIYA_CALL, event)["role"] == role
+
+
+# --- text that cannot be written, JSON too deep to write ----------------------
+
+
+def _deep_call(depth: int, fn):
+    """``fn()`` called with ``depth`` more frames on the stack, as a plugin's hook is."""
+    return fn() if depth == 0 else _deep_call(depth - 1, fn)
+
+
+def test_a_lone_surrogate_is_replaced_visibly_and_the_event_kept():
+    frame = (
+        b'{"type": "transcript", "msg": "lone \\ud800 and \\udc00, a pair \\ud83d\\ude00, '
+        b'a backslash \\\\ud800", "role": "other", "offset": 1.0}'
+    )
+    event = new_decoder("hiya").decode(frame, RECEIVED)
+    assert event.text == "lone \ufffd and \ufffd, a pair \U0001f600, a backslash \\ud800"
+    record = json.loads(to_json(Call(provider="hiya", id="c"), event))
+    assert record["text"].encode("utf-8")  # writable to any UTF-8 sink
+
+
+def test_lone_surrogates_in_keys_and_unknown_messages_are_replaced_too():
+    frame = b'{"type": "odd\\udbff", "\\ud800": ["\\udfff", {"x": "\\ud800"}]}'
+    event = new_decoder("hiya").decode(frame, RECEIVED)
+    assert isinstance(event, UnknownMessage)
+    assert event.raw == {"type": "odd\ufffd", "\ufffd": ["\ufffd", {"x": "\ufffd"}]}
+    to_json(Call(provider="hiya", id="c"), event).encode("utf-8")
+
+
+@pytest.mark.parametrize("provider", ["hiya", "phonic"])
+@pytest.mark.parametrize("where", ["unknown", "extra"])
+def test_json_nested_too_deep_to_write_again_is_a_decode_error(provider, where):
+    deep = "[" * 300 + "]" * 300
+    if where == "unknown":
+        frame = f'{{"type": "mystery", "x": {deep}}}'
+    elif provider == "hiya":
+        frame = f'{{"type": "ack", "ackId": "a", "detail": {{"x": {deep}}}, "extra": {deep}}}'
+    else:
+        frame = f'{{"type": "conversation-updated", "conversation": {{"id": "c", "items": [], "x": {deep}}}}}'
+    event = new_decoder(provider).decode(frame.encode(), RECEIVED)
+    call = Call(provider=provider, id="c")
+    assert isinstance(event, DecodeError)
+    # cattrs before 24 words the reason for a field its own way; the field is named either way.
+    assert "nested more than 100 levels" in event.reason or ".extra" in event.reason
+    _deep_call(500, lambda: to_json(call, event))
+
+
+@settings(max_examples=100, deadline=None)
+@given(depth=st.integers(min_value=1, max_value=900))
+def test_every_frame_that_decodes_can_be_written_from_a_deep_stack(depth):
+    frame = '{"type": "mystery", "x": ' + "[" * depth + "]" * depth + "}"
+    event = new_decoder("hiya").decode(frame.encode(), RECEIVED)
+    _deep_call(500, lambda: to_json(Call(provider="hiya", id="c"), event))

@@ -56,6 +56,7 @@ from ._values import (
     frame_to_json,
     json_type,
     parse_timestamp,
+    shallow,
     structure_role,
 )
 
@@ -168,7 +169,7 @@ def _structure_server_error(message: dict[str, Any], _: Any) -> ServerError:
     """
     text = server_words(message)
     if text is not None:
-        extra = {key: value for key, value in message.items() if key not in _NOT_EXTRA}
+        extra = shallow({key: value for key, value in message.items() if key not in _NOT_EXTRA})
         return ServerError(message=text, received_at=message[RECEIVED_AT], extra=extra)
     raise Invalid("expected the error's text in description, message, error.message or error")
 
@@ -210,7 +211,7 @@ def _model_structure(cls: type) -> Callable[[Any, Any], Any]:
             del extra[name]
         if errors:
             raise ClassValidationError(f"While structuring {cls.__name__}", errors, cls)
-        return cls(**typed, extra=extra, wire_fields=frozenset(typed))
+        return cls(**typed, extra=shallow(extra), wire_fields=frozenset(typed))
 
     return structure
 
@@ -229,7 +230,7 @@ def _event_structure(cls: type) -> Callable[[Any, Any], Any]:
         cls,
         CONVERTER,
         received_at=override(struct_hook=as_is),
-        extra=override(struct_hook=as_is),
+        extra=override(struct_hook=shallow),
         **overrides,
     )
     read = _NOT_EXTRA | {
@@ -326,8 +327,9 @@ def _register_values() -> None:
     CONVERTER.register_structure_hook(datetime, parse_timestamp)
     CONVERTER.register_structure_hook_factory(_is_optional, _optional)
     CONVERTER.register_unstructure_hook(datetime, format_timestamp)
-    # JSON objects the model keeps as they are (agent, call_info, raw): no copy, no check inside.
-    CONVERTER.register_structure_hook_func(_is_json_object, exactly("object", dict))
+    # JSON objects the model keeps as they are (agent, call_info, raw): no copy, only their depth checked.
+    an_object = exactly("object", dict)
+    CONVERTER.register_structure_hook_func(_is_json_object, lambda value, _: shallow(an_object(value, _)))
     CONVERTER.register_unstructure_hook_func(_is_json_object, as_is)
 
 

@@ -9,6 +9,7 @@ frame neither kills the reader thread nor goes unseen.
 import json
 import logging
 import math
+import re
 from collections.abc import Hashable, Sequence
 from datetime import datetime
 from typing import Any, Optional, Union
@@ -29,7 +30,7 @@ from ._converter import (
     union_hook,
     wire_types,
 )
-from ._values import Invalid, json_type
+from ._values import Invalid, json_type, shallow
 
 __all__ = ["Decoder", "PhonicDecoder", "new_decoder"]
 
@@ -86,7 +87,7 @@ class Decoder:
         if kind.__class__ is not str:
             raise Invalid(f"expected a string 'type', got {json_type(kind)}")
         if kind not in self._types:
-            return UnknownMessage(type=kind, raw=message, received_at=received_at)
+            return UnknownMessage(type=kind, raw=shallow(message), received_at=received_at)
         sent_received_at = message.get(RECEIVED_AT, _ABSENT)
         message[RECEIVED_AT] = received_at
         event = self._structure(message, self._union)
@@ -167,9 +168,58 @@ def _parse(data: Frame, binary: bool) -> Any:
     except UnicodeDecodeError as exc:
         raise Invalid(f"invalid UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        return _loads(text)
+        message = _loads(text)
     except (ValueError, RecursionError) as exc:
         raise Invalid(f"invalid JSON: {exc}") from None
+    if "\\" in text and _SURROGATE_ESCAPE.search(text) or data.__class__ is str and not _is_text(text):
+        _replace_lone_surrogates(message)
+    return message
+
+
+#: A surrogate escape (``\ud800``): a pair, or half of one.  (A literal prefix
+#: keeps the search fast: a pattern with the surrogate range in it is not.)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _is_text(text: str) -> bool:
+    """Whether ``text`` (given as ``str``, not bytes) is free of surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: After parsing, a surrogate left in a string is a lone one: pairs became one character.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_REPLACEMENT = "\ufffd"
+
+
+def _replace_lone_surrogates(message: Any) -> None:
+    """Lone surrogates in any string (keys too) become U+FFFD, in place.
+
+    JSON lets a string escape half a UTF-16 pair (``"\\ud800"``).  Python keeps
+    it as a lone surrogate, which no UTF-8 file, terminal or request body can
+    take: the event would vanish from every sink that writes it.  Replaced,
+    the words around it are kept, and the replacement character shows where
+    the server sent something that is not text.
+    """
+    pending = [message]
+    while pending:
+        container = pending.pop()
+        if container.__class__ is list:
+            entries: Any = enumerate(container)
+        elif container.__class__ is dict:
+            entries = list(container.items())
+        else:
+            continue
+        for key, value in entries:
+            if value.__class__ is str:
+                container[key] = _SURROGATE.sub(_REPLACEMENT, value)
+            else:
+                pending.append(value)
+            if key.__class__ is str and _SURROGATE.search(key):
+                container[_SURROGATE.sub(_REPLACEMENT, key)] = container.pop(key)
 
 
 def _snapshot_items(message: Any) -> Optional[list[Any]]:

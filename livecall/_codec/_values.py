@@ -20,6 +20,7 @@ __all__ = [
     "format_timestamp",
     "frame_to_json",
     "json_type",
+    "shallow",
     "parse_timestamp",
     "structure_role",
 ]
@@ -61,6 +62,28 @@ def exactly(expected: str, *classes: type) -> Callable[[Any, Any], Any]:
 
 def as_is(value: Any, _: Any = None) -> Any:
     """A hook for values that are already what they should be (JSON objects, received_at)."""
+    return value
+
+
+#: Deeper JSON values are refused.  ``json.loads`` accepts nesting up to the
+#: recursion limit, but ``json.dumps`` then fails on the same value when called
+#: from a deeper stack (a plugin's hook): the event would vanish from that sink.
+MAX_NESTING = 100
+
+
+def shallow(value: Any, _: Any = None) -> Any:
+    """``value``, if no array or object in it is nested more than ``MAX_NESTING`` deep.
+
+    For the JSON values the model keeps as they are (``raw``, ``extra``); the
+    typed fields around them add a few levels at most.
+    """
+    pending = [(value, 1)] if value.__class__ is dict or value.__class__ is list else []
+    while pending:
+        container, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise Invalid(f"JSON nested more than {MAX_NESTING} levels deep")
+        children = container.values() if container.__class__ is dict else container
+        pending.extend((child, depth + 1) for child in children if child.__class__ in (dict, list))
     return value
 
 

@@ -14,6 +14,7 @@ from typing import Optional
 import pluggy
 
 from .._exit_status import ExitStatus
+from .._printable import printable, printable_lines
 from .._secrets import redact
 from ..config import Config
 from ..errors import ConfigurationError, LivecallError
@@ -37,6 +38,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``livecall`` and return its exit status (argparse still exits on bad usage)."""
     global_parser = global_options()
     early, _ = global_parser.parse_known_args(argv)
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        _error("stdout is closed; to discard the output, send it to /dev/null")
+        return ExitStatus.FAILURE
     config: Optional[Config] = None
     with logging_to_stderr(early.verbose), signals.handled():
         try:
@@ -51,8 +55,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             status = _report(error, early.verbose)
         if config is not None:
             status = _with_failures(config, status)
-    _flush_stdout()
-    return status
+    return _flush_stdout(status)
 
 
 def _plugin_manager(names: list[str]) -> pluggy.PluginManager:
@@ -69,7 +72,8 @@ def _plugin_manager(names: list[str]) -> pluggy.PluginManager:
 def _report(error: BaseException, verbose: int) -> int:
     """One line on stderr, after the traceback with ``-v``; credentials blanked either way."""
     if verbose:
-        sys.stderr.write(redact("".join(traceback.format_exception(type(error), error, error.__traceback__))))
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        sys.stderr.write(printable_lines(redact(text)))
     hint = "" if verbose or isinstance(error, LivecallError) else " (-v shows the traceback)"
     _error(describe(error) + hint)
     return status_for(error)
@@ -85,12 +89,24 @@ def _with_failures(config: Config, status: int) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"livecall: error: {redact(message)}", file=sys.stderr, flush=True)
+    """One line on stderr: credentials blanked, a server's text unable to forge another line."""
+    print(f"livecall: error: {printable(redact(message))}", file=sys.stderr, flush=True)
 
 
-def _flush_stdout() -> None:
-    """A reader that went away (``| head``) is no error; keep Python's exit from saying otherwise."""
+def _flush_stdout(status: int) -> int:
+    """The status, made a failure if stdout could not take what was printed (a full disk).
+
+    A reader that went away (``| head``) is no error.  Either way stdout is
+    pointed at /dev/null, so that Python's own flush at exit says nothing more.
+    """
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        pass
+    except OSError as error:
+        _error(f"cannot write to stdout: {error.strerror or error}")
+        status = status or ExitStatus.FAILURE
+    else:
+        return status
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return status

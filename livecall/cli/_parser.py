@@ -6,19 +6,34 @@ full by a parser that knows what the plugins added.
 """
 
 import argparse
+from typing import NoReturn
 
 import pluggy
 
 from .. import __version__
+from .._exit_status import ExitStatus
+from .._printable import printable
 from . import _demo, _plugins, _simulate, _watch
 from ._lifecycle import call_each
 
 __all__ = ["build_parser", "global_options"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line on stderr, and exit status 2.
+
+    argparse would print the usage first; the line says where to find it
+    instead.  What the user typed is escaped, as all stderr text is.
+    Subcommands' parsers, plugins' included, are of this class too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitStatus.USAGE, f"livecall: error: {printable(message)} (see: {self.prog} --help)\n")
+
+
 def global_options() -> argparse.ArgumentParser:
     """``-v``, ``-p`` and ``--version``, which come before the subcommand."""
-    parser = argparse.ArgumentParser(prog="livecall", add_help=False, allow_abbrev=False)
+    parser = _Parser(prog="livecall", add_help=False, allow_abbrev=False)
     parser.add_argument(
         "-v",
         "--verbose",
@@ -40,7 +55,7 @@ def global_options() -> argparse.ArgumentParser:
 
 def build_parser(pm: pluggy.PluginManager, global_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The full parser: built-in commands, plugins' options and plugins' commands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="livecall",
         parents=[global_parser],
         description="Watch live phone calls (Hiya) and AI voice conversations (Phonic) as they happen.",

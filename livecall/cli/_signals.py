@@ -19,7 +19,8 @@ from ._exit import signal_status
 
 __all__ = ["Interrupted", "signals"]
 
-_HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: SIGHUP (the terminal went away, or a service manager's stop) ends the command as SIGTERM does.
+_HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 class Interrupted(BaseException):

@@ -25,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--pace",
         metavar="S",
-        type=float,
+        type=_pace,
         default=1.0,
         help="seconds between scripted messages (default: %(default)s)",
     )
@@ -72,3 +72,13 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, not {text!r}")
     return port
+
+
+def _pace(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):  # nan too
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, not {text!r}")
+    return value

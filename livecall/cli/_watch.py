@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from .._checks import base_url
 from .._client import LiveClient
 from .._exit_status import ExitStatus
 from .._secrets import Credential
@@ -145,7 +146,9 @@ def _join(client: HiyaClient, ready: threading.Event, config: Config) -> None:
 def _connection_options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("connection")
-    group.add_argument("--url", metavar="BASE", help="the provider's WebSocket base URL (ws:// or wss://)")
+    group.add_argument(
+        "--url", metavar="BASE", type=_url, help="the provider's WebSocket base URL (ws:// or wss://)"
+    )
     group.add_argument(
         "--max-retries",
         metavar="N",
@@ -244,3 +247,11 @@ def _seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
     return value
+
+
+def _url(text: str) -> str:
+    """The client's own check, at parse time: an empty ``--url`` is a mistake, not the default."""
+    try:
+        return base_url(text)
+    except ConfigurationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

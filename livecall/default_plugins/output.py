@@ -1,5 +1,9 @@
 """What ``livecall watch`` prints on stdout: ``--format text`` or ``--format jsonl``.
 
+JSON lines are ASCII (JSON escapes every control character) and keep the
+exact words; the text transcript is for a terminal, so whatever a terminal
+would act on is shown escaped (``livecall.printable``).
+
 An ordinary plugin.  It adds ``--format``, and when the command configures
 it, registers a printer for the run and removes it afterwards.  A library
 user's client never configures plugins, so there this one prints nothing.
@@ -10,7 +14,7 @@ import logging
 from datetime import datetime
 from typing import Any, Callable, Optional
 
-from livecall import Call, Config, EndReason, Role, events, hookimpl, redact, to_json
+from livecall import Call, Config, EndReason, ExitStatus, Role, events, hookimpl, printable, redact, to_json
 
 log = logging.getLogger("livecall.output")
 
@@ -26,21 +30,42 @@ _ENDINGS = {
 
 
 class _Printer:
-    """Writes whole lines, flushed one by one so a pipe's reader sees them live."""
+    """Writes whole lines, flushed one by one so a pipe's reader sees them live.
+
+    A reader that went away (``| head``) stops the printing quietly; stdout
+    that cannot be written (a full disk) stops it too, and the run fails
+    with one line saying why.  Either way the watch goes on for the other
+    plugins.
+    """
 
     def __init__(self, config: Config):
+        self._config = config
         self._out = config.stdout
         self._closed = False
 
     def write(self, line: str) -> None:
         if self._closed:
             return
+        text = self.shown(line) + "\n"
         try:
-            self._out.write(redact(line) + "\n")
+            try:
+                self._out.write(text)
+            except UnicodeEncodeError:  # a terminal that cannot show every script
+                encoding = self._out.encoding
+                self._out.write(text.encode(encoding, "backslashreplace").decode(encoding))
             self._out.flush()
         except BrokenPipeError:  # `livecall watch ... | head`: the reader has all it wants
             self._closed = True
             log.info("stdout was closed; printing stops, the watch goes on")
+        except OSError as error:
+            self._closed = True
+            self._config.fail(
+                ExitStatus.FAILURE, f"cannot write to stdout: {error.strerror or error}; printing stopped"
+            )
+
+    def shown(self, line: str) -> str:
+        """The line as written: credentials blanked."""
+        return redact(line)
 
 
 class JsonLines(_Printer):
@@ -58,6 +83,10 @@ class TextTranscript(_Printer):
         super().__init__(config)
         self._joining = bool(getattr(config.options, "join", False))
         self._caller: Optional[str] = None
+
+    def shown(self, line: str) -> str:
+        """Credentials blanked, and what a terminal would act on escaped: one event, one line."""
+        return printable(redact(line))
 
     @hookimpl
     def livecall_call_start(self, call: Call) -> None:

@@ -7,10 +7,11 @@ gives one file per call.  Library users register a ``CsvWriter`` themselves:
 """
 
 import csv
+import logging
 import os
 import re
 import threading
-from typing import Optional
+from typing import Any, BinaryIO, Optional
 
 import livecall
 
@@ -19,6 +20,10 @@ __all__ = ["COLUMNS", "CsvWriter"]
 #: The header; the values are those of the JSON-lines record of the transcript.
 COLUMNS = ("received_at", "provider", "call_id", "role", "text", "offset", "item_idx")
 PLACEHOLDER = "{call_id}"
+#: A spreadsheet takes a cell starting with one of these for a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+log = logging.getLogger("livecall.csv")
 _REGISTERED_AS = "csv-writer"
 _NOT_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -31,13 +36,19 @@ def livecall_addoption(parser):
         metavar="PATH",
         help="append one row per transcript line to PATH; {call_id} in PATH makes one file per call",
     )
+    group.add_argument(
+        "--csv-keep-formulas",
+        action="store_true",
+        help="write cells starting with = + - @ as they are, for programs; by default they get a "
+        "leading ' so that a spreadsheet shows them as text",
+    )
 
 
 @livecall.hookimpl
 def livecall_configure(config):
     path = getattr(config.options, "csv", None)
     if path:
-        writer = CsvWriter(path)
+        writer = CsvWriter(path, keep_formulas=getattr(config.options, "csv_keep_formulas", False))
         config.register(writer, name=_REGISTERED_AS, close=writer.close)
 
 
@@ -52,10 +63,18 @@ class CsvWriter:
 
     Phonic transcripts are derived from snapshots: a turn gets a row again
     each time its words change, with the same ``item_idx``.
+
+    The file is safe to open in a spreadsheet: a cell starting with ``=``,
+    ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` so it
+    shows as text instead of running as a formula (``keep_formulas=True``
+    writes the words as they are, for programs).  Credentials are blanked.
+    A new file is readable by its owner only (it holds personal data); a
+    last row cut off by a crash is removed before appending.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, keep_formulas: bool = False):
         self.path = os.fspath(path)
+        self._keep_formulas = keep_formulas
         self._per_call = PLACEHOLDER in self.path
         self._lock = threading.Lock()
         self._files: dict[str, _CsvFile] = {}
@@ -64,6 +83,8 @@ class CsvWriter:
             raise livecall.ConfigurationError(
                 f"cannot write CSV to {self.path!r}: the directory {directory!r} does not exist"
             )
+        if os.path.isdir(self.path):
+            raise livecall.ConfigurationError(f"cannot write CSV to {self.path!r}: it is a directory")
         if not self._per_call:
             self._file(self.path)
 
@@ -82,7 +103,7 @@ class CsvWriter:
     @livecall.hookimpl
     def livecall_transcript(self, call, transcript):
         record = livecall.to_record(call, transcript)
-        row = [record[column] for column in COLUMNS]
+        row = [self._cell(record[column]) for column in COLUMNS]
         with self._lock:
             self._file(self.path_for(call)).write(row)
 
@@ -106,6 +127,14 @@ class CsvWriter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _cell(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = livecall.redact(value)
+        if not self._keep_formulas and value.startswith(FORMULA_STARTS):
+            return "'" + value
+        return value
+
     def _file(self, path: str) -> "_CsvFile":
         opened = self._files.get(path)
         if opened is None:
@@ -122,7 +151,14 @@ class _CsvFile:
             raise livecall.ConfigurationError(
                 f"{path!r} already holds a CSV with other columns ({', '.join(header)}); choose another file"
             )
-        self._file = open(path, "a", newline="", encoding="utf-8")
+        try:
+            if header is not None:
+                _cut_torn_row(path)
+            self._file = open(path, "a", newline="", encoding="utf-8", opener=livecall.owner_only)
+        except OSError as error:
+            raise livecall.ConfigurationError(
+                f"cannot write CSV to {path!r}: {error.strerror or error}"
+            ) from None
         self._writer = csv.writer(self._file)
         if header is None:
             self.write(COLUMNS)
@@ -135,6 +171,40 @@ class _CsvFile:
         self._file.close()
 
 
+def _cut_torn_row(path: str) -> None:
+    """Remove a last row that a crash or a full disk cut off, so appended rows stand alone.
+
+    Left there, an unclosed quote in it would swallow every row appended
+    after it.  Rows end with a line break outside quotes; the file is read
+    once, counting quotes, which is quick even for a large file.
+    """
+    with open(path, "rb+") as existing:
+        size = existing.seek(0, os.SEEK_END)
+        end = _last_row_end(existing, size)
+        if end < size:
+            existing.truncate(end)
+            log.warning("%s: removed its last row, cut off by an earlier run (%d bytes)", path, size - end)
+
+
+def _last_row_end(existing: BinaryIO, size: int) -> int:
+    """Where the last whole row ends: after a line break with an even number of quotes before it."""
+    existing.seek(size - 1)
+    ends_row = existing.read(1) == b"\n"
+    existing.seek(0)
+    quotes = sum(block.count(b'"') for block in iter(lambda: existing.read(1 << 20), b""))
+    if ends_row and quotes % 2 == 0:
+        return existing.tell()  # the usual case: nothing was cut off
+    existing.seek(0)
+    position = end = 0
+    inside_quotes = False
+    for line in existing:
+        position += len(line)
+        inside_quotes ^= line.count(b'"') % 2 == 1
+        if not inside_quotes and line.endswith(b"\n"):
+            end = position
+    return end
+
+
 def _header_of(path: str) -> Optional[list[str]]:
     """The first row of an existing non-empty file, else None."""
     try:
@@ -142,6 +212,10 @@ def _header_of(path: str) -> Optional[list[str]]:
             return next(csv.reader(existing), None)
     except FileNotFoundError:
         return None
+    except OSError as error:
+        raise livecall.ConfigurationError(
+            f"cannot read CSV file {path!r}: {error.strerror or error}"
+        ) from None
     except (UnicodeDecodeError, csv.Error):
         raise livecall.ConfigurationError(
             f"{path!r} exists and is not a CSV file; choose another file"

@@ -5,8 +5,15 @@ Records go to the logger ``livecall.events.<kind>`` (``livecall.events.transcrip
 ``provider`` attributes, so the handlers an application already has (files,
 syslog, JSON formatters) receive them and can filter on them.  Library users
 register an ``EventLogger``; ``livecall watch --log-file PATH`` adds a handler.
+
+Credentials are blanked in every record.  The file and stderr handlers the
+command line adds write one line per record, with control characters and
+the like escaped (``livecall.PrintableFormatter``): a newline in a
+transcript cannot forge a record.  The log file is created readable by its
+owner only, since it holds transcripts.
 """
 
+import io
 import logging
 import logging.handlers
 import sys
@@ -91,17 +98,31 @@ def _handler(path: Optional[str], max_bytes: Optional[int], backups: int) -> log
         if not path:
             handler: logging.Handler = logging.StreamHandler(sys.stderr)
         elif max_bytes:
-            handler = logging.handlers.RotatingFileHandler(
+            handler = _PrivateRotatingFileHandler(
                 path, mode="a", maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
             )
         else:
-            handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+            handler = _PrivateFileHandler(path, mode="a", encoding="utf-8")
     except OSError as error:
         raise livecall.ConfigurationError(
             f"cannot open log file {path!r}: {error.strerror or error}"
         ) from None
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(livecall.RedactingFilter())
+    handler.setFormatter(livecall.PrintableFormatter(FORMAT))
     return handler
+
+
+class _PrivateFileHandler(logging.FileHandler):
+    """A log file holds transcripts, personal data: created readable by its owner only."""
+
+    def _open(self) -> io.TextIOWrapper:
+        return open(
+            self.baseFilename, "a", encoding=self.encoding, errors=self.errors, opener=livecall.owner_only
+        )
+
+
+class _PrivateRotatingFileHandler(_PrivateFileHandler, logging.handlers.RotatingFileHandler):
+    """The rotating log file, and each one a rotation starts, readable by its owner only."""
 
 
 class EventLogger:
@@ -159,10 +180,18 @@ class EventLogger:
 
     def _log(self, call: livecall.Call, name: str, level: int, template: str, *arguments: Any) -> None:
         extra = {"call_id": call.id, "event": name, "provider": call.provider}
-        self._logger(name).log(level, template, *arguments, extra=extra)
+        self._logger(name).log(level, template, *map(_redacted, arguments), extra=extra)
 
     def _logger(self, name: str) -> logging.Logger:
         logger = self._loggers.get(name)
         if logger is None:
             logger = self._loggers[name] = logging.getLogger(f"{LOGGER_NAME}.{name}")
         return logger
+
+
+def _redacted(argument: Any) -> Any:
+    """A record's argument with credentials blanked, for the application's handlers too.
+
+    A server may echo a token in an error's text; numbers stay numbers for ``%d``.
+    """
+    return argument if isinstance(argument, (int, float)) else livecall.redact(str(argument))

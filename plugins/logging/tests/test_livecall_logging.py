@@ -251,3 +251,32 @@ def test_sigkill_mid_call_leaves_whole_records_and_the_next_run_appends(tmp_path
         watch(sim, plugin_manager=pm)
     config.close()
     assert logged_transcripts(path) == said + [f"flood message {n}" for n in range(1, 11)]
+
+
+def test_a_new_log_file_and_every_rotated_one_are_private_and_an_old_one_keeps_its_mode(
+    tmp_path, events_logger_level
+):
+    """Log files hold transcripts: personal data, readable by their owner only."""
+    kept = tmp_path / "kept.log"
+    kept.write_text("")
+    kept.chmod(0o640)
+    for path, extra in ((tmp_path / "rotating.log", ["--log-max-bytes", "600"]), (kept, [])):
+        config = configure(livecall_logging, "--log-file", str(path), *extra)
+        pm = config.plugin_manager
+        with Simulator("phonic") as sim:
+            watch(sim, plugin_manager=pm)
+        config.close()
+    modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
+    assert modes.pop("kept.log") == 0o640
+    assert len(modes) > 1 and set(modes.values()) == {0o600}, modes
+
+
+def test_a_server_echoing_a_token_reaches_no_record_of_any_handler(app_handler):
+    """The application's own handlers get the records too: their arguments are redacted."""
+    token = SECRETS["token"]
+    call = livecall.Call(provider="hiya", id="call_1")
+    logger = EventLogger()
+    logger.livecall_event(call, livecall.ServerError(message=f"bad token {token}\nERROR forged"))
+    logger.livecall_event(call, livecall.Transcript(text=f"it is {token}", role="other"))
+    messages = [record.getMessage() for record in app_handler.events()]
+    assert messages == ["server error: bad token ***\nERROR forged", "other: it is ***"]

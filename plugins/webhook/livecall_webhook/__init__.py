@@ -112,8 +112,10 @@ def livecall_configure(config):
             raise livecall.ConfigurationError(
                 f"--webhook-dead-letter: the directory {directory!r} does not exist"
             )
-        if not options.webhook_drain_timeout >= 0:  # not NaN either
-            raise livecall.ConfigurationError("--webhook-drain-timeout must be 0 or more")
+        if not 0 <= options.webhook_drain_timeout < float("inf"):  # nan too
+            raise livecall.ConfigurationError(
+                "--webhook-drain-timeout must be a number of seconds, 0 or more"
+            )
         sender = _sender(options)
         try:
             forwarder = WebhookForwarder(

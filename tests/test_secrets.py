@@ -1,0 +1,109 @@
+"""Secrets are blanked in every form a server could echo them, and never shown by a repr or a traceback."""
+
+import html
+import json
+import logging
+import traceback
+from urllib.parse import quote, quote_plus, urlencode
+
+import pytest
+
+import livecall
+from livecall.testing import Simulator
+
+LONG = 'tok+/=&%ü"SECRET-7f3a'
+
+
+@pytest.fixture(scope="module", autouse=True)
+def known():
+    livecall.Credential(LONG)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        LONG,
+        quote(LONG, safe=""),
+        quote(LONG),
+        quote_plus(LONG),
+        quote(LONG, safe="").lower().replace("secret", "SECRET"),  # lower-case hex
+        quote(quote(LONG, safe=""), safe=""),
+        json.dumps(LONG)[1:-1],
+        json.dumps(LONG, ensure_ascii=False)[1:-1],
+        json.dumps(LONG)[1:-1].replace("/", "\\/"),
+        html.escape(LONG),
+        urlencode({"conversationToken": LONG}).split("=", 1)[1],
+    ],
+)
+def test_every_usual_encoding_of_a_secret_is_blanked(form):
+    assert livecall.redact(f"said: {form}.") == "said: ***."
+    assert livecall.redact(f"glued{form}glued") == "glued***glued", "a long secret is blanked anywhere"
+
+
+def test_a_short_secret_is_blanked_as_a_whole_word_only():
+    livecall.Credential("hunter22")
+    assert livecall.redact("pw hunter22, again: (hunter22)") == "pw ***, again: (***)"
+    assert livecall.redact("hunter22s xhunter22") == "hunter22s xhunter22"
+
+
+@pytest.mark.parametrize("value", ["wxyz", "qzx", "seven77"])
+def test_a_secret_too_short_to_blank_safely_is_not_blanked_and_says_so(caplog, value):
+    with caplog.at_level(logging.WARNING, logger="livecall.secrets"):
+        livecall.Credential(value)
+    assert f"a credential of {len(value)} characters is too short" in caplog.text
+    assert value not in caplog.text
+    assert livecall.redact(f"the {value} in a sentence") == f"the {value} in a sentence"
+
+
+def test_errors_are_redacted_as_they_are_made():
+    error = livecall.AuthenticationError(f"refused: {LONG}", status=401, server_message=f"bad {LONG}")
+    assert str(error) == "refused: ***" and error.server_message == "bad ***"
+    assert LONG not in repr(livecall.ProtocolError(f"closed: {quote(LONG, safe='')}", code=4001))
+
+
+def test_requests_show_no_token_in_their_repr():
+    hiya = livecall.HiyaClient("bearer-SECRET-0001", "conversation-SECRET-02", "user", plugins=[object()])
+    phonic = livecall.PhonicClient("conv", session_token="session-SECRET-0003", plugins=[object()])
+    for request in (hiya._request(), phonic._request()):
+        assert "SECRET" in request.url or any("SECRET" in line for line in request.headers)
+        assert "SECRET" not in repr(request)
+
+
+def test_a_traceback_with_locals_shows_no_credential(plugin_manager):
+    """``pytest -l`` and error trackers print every frame's locals: the header list among them."""
+    with Simulator("hiya") as sim:
+        kwargs = dict(sim.client_kwargs(), token="wrong-bearer-SECRET-77aa")
+        client = livecall.HiyaClient(**kwargs, plugin_manager=plugin_manager, max_retries=0)
+        with pytest.raises(livecall.AuthenticationError) as raised:
+            client.run()
+    stack = traceback.TracebackException.from_exception(raised.value, capture_locals=True).stack
+    frames = [frame for frame in stack if "/livecall/" in frame.filename]
+    assert "open" in [frame.name for frame in frames], "the frame that sent the headers"
+    for frame in frames:
+        for value in (frame.locals or {}).values():
+            assert "wrong-bearer-SECRET-77aa" not in value
+            assert sim.credentials["conversation_token"] not in value
+
+
+def test_websocket_clients_trace_is_redacted_whatever_handler_writes_it():
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    trace = logging.getLogger("websocket")
+    trace.addHandler(handler)
+    previous = trace.level
+    trace.setLevel(logging.DEBUG)
+    try:
+        trace.debug("--- request header ---\nAuthorization: Bearer %s\nGET /?t=%s", LONG, quote_plus(LONG))
+    finally:
+        trace.removeHandler(handler)
+        trace.setLevel(previous)
+    assert [record.getMessage() for record in records] == [
+        "--- request header ---\nAuthorization: Bearer ***\nGET /?t=***"
+    ]
+
+
+def test_hidden_lines_iterate_but_never_print():
+    lines = livecall._secrets.HiddenLines(["Authorization: Bearer abc"])
+    assert list(lines) == ["Authorization: Bearer abc"] and len(lines) == 1
+    assert "abc" not in repr(lines) and "abc" not in repr({"header": lines})
