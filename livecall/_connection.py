@@ -9,6 +9,7 @@ a tick never splits a message.  Sending and closing are safe from any thread.
 """
 
 import json
+import logging
 import socket
 import ssl
 import struct
@@ -25,8 +26,19 @@ from .errors import AuthenticationError, ProtocolError
 
 __all__ = ["Connection", "ConnectFailed", "Outcome", "ProxySettings"]
 
+#: ``-v`` shows its progress, ``-vv`` its frames: never a payload, never a credential.
+log = logging.getLogger("livecall.connection")
+
 #: Close code when the peer vanished without a close frame (RFC 6455 7.1.5).
 ABNORMAL = 1006
+#: Frame types by opcode, for the ``-vv`` log.
+_FRAME_TYPES = {
+    TEXT: "text",
+    BINARY: "binary",
+    CLOSE: "close",
+    PING: "ping",
+    websocket.ABNF.OPCODE_PONG: "pong",
+}
 #: Handshake statuses worth another try: the service is busy or restarting.
 _RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -96,10 +108,13 @@ class Connection:
                 http_proxy_auth=self._proxy.auth,
                 proxy_type=self._proxy.type,
             )
+        via = f" through the proxy {self._proxy.host}:{self._proxy.port}" if self._proxy is not None else ""
+        log.info("connecting to %s%s", self.safe_url, via)
         try:
             self._ws.connect(self._url, **options)
         except websocket.WebSocketBadStatusException as error:
             self.abort()
+            log.info("handshake with %s: HTTP %s", self.safe_url, error.status_code)
             raise self._refused(error.status_code, _server_said(getattr(error, "resp_body", None))) from None
         except ssl.SSLCertVerificationError as error:
             self.abort()
@@ -110,6 +125,7 @@ class Connection:
             self.abort()
             raise ConnectFailed(f"could not connect to {self.safe_url}: {_describe(error)}") from None
         self._opened = True
+        log.info("handshake with %s: HTTP %s, connected", self.safe_url, self._ws.getstatus())
         self._ws.settimeout(self.tick)
 
     def _refused(self, status: int, said: Optional[str]) -> Exception:
@@ -150,6 +166,7 @@ class Connection:
                     return Outcome(ABNORMAL, f"no pong within {self._ping_timeout:g} s", heard_from_server)
                 if ping_sent is None and self._ping_interval and now - last_heard >= self._ping_interval:
                     ping_sent = now
+                    log.debug("ping sent after %.1f s of silence", now - last_heard)
                     self._send_quietly(ws.ping)
                 continue
             except (OSError, websocket.WebSocketException) as error:
@@ -160,6 +177,7 @@ class Connection:
             heard = True
             received_at = wall()
             for opcode, payload in received:
+                log.debug("frame in: %s, %d bytes", _FRAME_TYPES.get(opcode, opcode), len(payload))
                 if opcode == TEXT or opcode == BINARY:
                     heard_from_server = True
                     deliver(payload, opcode == BINARY, received_at)
@@ -167,14 +185,17 @@ class Connection:
                         self.abort()  # a peer that talks on past our close frame
                         return Outcome(ABNORMAL, "server kept sending after close", True)
                 elif opcode == PING:
+                    log.debug("frame out: pong, %d bytes", len(payload))
                     self._send_quietly(lambda payload=payload: ws.pong(payload))
                 elif opcode == CLOSE:
-                    self._send_quietly(ws.send_close)  # the closing handshake's reply
+                    log.debug("frame out: close, the closing handshake's reply")
+                    self._send_quietly(ws.send_close)
                     self.abort()
                     return Outcome(*_close_status(payload), heard_from_server)
 
     def send(self, text: str) -> None:
         """Send a text frame; safe from any thread (websocket-client locks sends)."""
+        log.debug("frame out: text, %d bytes", len(text.encode("utf-8")))
         self._ws.send(text)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -189,6 +210,7 @@ class Connection:
         elif self._close_deadline is None and self._send_quietly(
             lambda: self._ws.send_close(code, reason.encode())
         ):
+            log.debug("frame out: close, code %d", code)
             self._close_deadline = time.monotonic() + self._close_timeout
 
     def abort(self) -> None:

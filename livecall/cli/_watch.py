@@ -3,10 +3,13 @@
 import argparse
 import inspect
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable, Optional
 
+from .. import hiya as hiya_provider
+from .. import phonic as phonic_provider
 from .._client import LiveClient
 from .._exit_status import ExitStatus
 from .._secrets import Credential
@@ -15,6 +18,7 @@ from ..errors import ConfigurationError, ConnectionLostError, LivecallError
 from ..events import CallStarted, Event
 from ..hiya import TOKEN_ENV, HiyaClient
 from ..phonic import API_KEY_ENV, PhonicClient
+from ._guard import WatchGuard
 from ._lifecycle import configured
 
 __all__ = ["add_parser", "client_options", "watch"]
@@ -24,6 +28,8 @@ log = logging.getLogger("livecall.cli")
 #: Command line only: secrets in the environment stay out of ``ps``.
 CONVERSATION_TOKEN_ENV = "HIYA_CONVERSATION_TOKEN"
 SESSION_TOKEN_ENV = "PHONIC_SESSION_TOKEN"
+#: Not a secret, but the docs' programs read it from there too.
+USER_ID_ENV = "HIYA_USER_ID"
 #: How long ``--join`` waits for the call to be ready to join, and then for the server's ack.
 JOIN_WAIT = 30.0
 ACK_TIMEOUT = 10.0
@@ -45,9 +51,11 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
         "as a readable transcript (--format text) or JSON lines (--format jsonl).",
     )
     providers = watch.add_subparsers(dest="provider", metavar="PROVIDER", required=True)
-    parents = [_connection_options(), plugin_options]
     hiya = providers.add_parser(
-        "hiya", parents=parents, help="a Hiya live call", description="Watch a Hiya live call."
+        "hiya",
+        parents=[_connection_options(hiya_provider.DEFAULT_URL), plugin_options],
+        help="a Hiya live call",
+        description="Watch a Hiya live call.",
     )
     hiya.add_argument("--token", type=Credential, help=f"bearer token (default: ${TOKEN_ENV})")
     hiya.add_argument(
@@ -56,7 +64,11 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
         type=Credential,
         help=f"the call's liveConversationToken (default: ${CONVERSATION_TOKEN_ENV})",
     )
-    hiya.add_argument("--user-id", metavar="ID", required=True, help="sent as x-hiya-account-user-id")
+    hiya.add_argument(
+        "--user-id",
+        metavar="ID",
+        help=f"the logged-in user's id, sent as x-hiya-account-user-id (default: ${USER_ID_ENV})",
+    )
     hiya.add_argument("--product-version", metavar="V", help="sent as x-hiya-product-version")
     hiya.add_argument(
         "--join",
@@ -65,11 +77,16 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
     )
     phonic = providers.add_parser(
         "phonic",
-        parents=parents,
+        parents=[_connection_options(phonic_provider.DEFAULT_URL), plugin_options],
         help="a Phonic conversation",
         description="Watch a Phonic conversation.",
     )
-    phonic.add_argument("--conversation-id", metavar="ID", required=True)
+    phonic.add_argument(
+        "--conversation-id",
+        metavar="ID",
+        required=True,
+        help="the conversation to watch (conv_...), from Phonic's API or dashboard",
+    )
     credentials = phonic.add_mutually_exclusive_group()
     credentials.add_argument("--api-key", metavar="KEY", type=Credential, help=f"default: ${API_KEY_ENV}")
     credentials.add_argument(
@@ -82,37 +99,51 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
         parser.set_defaults(func=watch_command)
 
 
-def watch_command(config: Config) -> None:
+def watch_command(config: Config) -> Optional[int]:
     options = config.options
     client = _CLIENTS[options.provider](options, config)  # bad input fails before plugins act
     with configured(config):
         join_after = CallStarted if getattr(options, "join", False) else None
-        watch(client, config, join_after=join_after)
+        return watch(client, config, join_after=join_after)
 
 
-def watch(client: LiveClient, config: Config, join_after: Optional[type[Event]] = None) -> None:
+def watch(client: LiveClient, config: Config, join_after: Optional[type[Event]] = None) -> Optional[int]:
     """Watch the call to its end; a signal closes the client (a close frame) on the way out.
 
     With ``join_after``, a Hiya call is joined once an event of that type came.
-    Raises what ended the watch badly: ``AuthenticationError``,
-    ``RetriesExhaustedError``, ``Interrupted``...
+    Returns ``ExitStatus.TIME_LIMIT`` when ``--max-duration`` or
+    ``--idle-timeout`` ended the watch.  A reader of stdout gone ends it too,
+    as the call would.  Raises what ended the watch badly:
+    ``AuthenticationError``, ``RetriesExhaustedError``, ``Interrupted``...
     """
+    options = config.options
+    guard = WatchGuard(
+        client,
+        config.stdout,
+        max_duration=getattr(options, "max_duration", None),
+        idle_timeout=getattr(options, "idle_timeout", None),
+    )
+    hiya = client if isinstance(client, HiyaClient) else None
     ready = threading.Event()
     if join_after is not None:
         client.on(join_after, lambda call, event: ready.set())
     try:
-        client.start()
-        if join_after is not None:
-            _join(client, ready, config)
-        client.wait()
+        with guard:
+            client.start()
+            if join_after is not None and hiya is not None:
+                problem = _join(hiya, ready)
+                if problem is not None and not guard.fired:
+                    config.fail(ExitStatus.FAILURE, f"could not join the call: {problem}")
+            client.wait()
     finally:
         client.close()
+    return ExitStatus.TIME_LIMIT if guard.time_limit is not None else None
 
 
-def _join(client: HiyaClient, ready: threading.Event, config: Config) -> None:
+def _join(client: HiyaClient, ready: threading.Event) -> Optional[str]:
     """Join when ``ready``, again on the next connection if this one was lost meanwhile.
 
-    Failing to join leaves the call watched, and the run failed.
+    Returns why it could not join (None: it did); the call is watched either way.
     """
     deadline = time.monotonic() + JOIN_WAIT
     problem = "it was not ready to join"
@@ -123,20 +154,23 @@ def _join(client: HiyaClient, ready: threading.Event, config: Config) -> None:
             except ConnectionLostError as error:
                 problem = str(error)
             except LivecallError as error:
-                problem = str(error)
-                break
+                return str(error)
             else:
                 log.info("joined the call (ack %s)", ack.ack_id)
-                return
+                return None
         if client.wait(_POLL) or time.monotonic() >= deadline:
-            break
-    config.fail(ExitStatus.FAILURE, f"could not join the call: {problem}")
+            return problem
 
 
-def _connection_options() -> argparse.ArgumentParser:
+def _connection_options(default_url: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("connection")
-    group.add_argument("--url", metavar="BASE", help="the provider's WebSocket base URL (ws:// or wss://)")
+    group.add_argument(
+        "--url",
+        metavar="BASE",
+        default=default_url,
+        help="the provider's WebSocket base URL, ws:// or wss:// (default: %(default)s)",
+    )
     group.add_argument(
         "--max-retries",
         metavar="N",
@@ -157,6 +191,19 @@ def _connection_options() -> argparse.ArgumentParser:
         type=_seconds,
         default=_CLIENT_DEFAULTS["ping_timeout"],
         help="the connection is dead when a ping is not answered within this (default: %(default)s)",
+    )
+    limits = parser.add_argument_group("time limits (either ends the watch with exit status 6)")
+    limits.add_argument(
+        "--max-duration",
+        metavar="SECONDS",
+        type=_seconds,
+        help="stop watching after this long, whether or not the call is over (default: no limit)",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        help="stop watching when no event came for this long (default: no limit)",
     )
     return parser
 
@@ -186,10 +233,13 @@ def _hiya(options: argparse.Namespace, config: Config) -> HiyaClient:
     conversation_token = _secret(options.conversation_token, CONVERSATION_TOKEN_ENV)
     if not conversation_token:
         raise ConfigurationError(f"Hiya needs --conversation-token or ${CONVERSATION_TOKEN_ENV}")
+    user_id = options.user_id or os.environ.get(USER_ID_ENV)
+    if not user_id:
+        raise ConfigurationError(f"Hiya needs the user's id: --user-id or ${USER_ID_ENV}")
     return HiyaClient(
         options.token.get() if options.token else None,  # None: $HIYA_TOKEN, read on every attempt
         conversation_token,
-        options.user_id,
+        user_id,
         product_version=options.product_version,
         **client_options(config, **_connection(options)),
     )

@@ -138,6 +138,6 @@ def livecall_addoption(parser):
 
 @hookimpl
 def livecall_configure(config):
-    name = getattr(config.options, "format", None)
+    name = config.output_format  # None with --quiet: the printer stays out, other plugins run
     if name is not None:
         config.register(FORMATS[name](config), name=_PRINTER)
