@@ -1,5 +1,6 @@
 """The installed ``livecall`` command, run as a subprocess against the simulator on loopback."""
 
+import http.server
 import json
 import os
 import queue
@@ -14,6 +15,7 @@ import textwrap
 import threading
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Optional
 
 import attrs
@@ -919,3 +921,56 @@ def test_the_user_id_can_come_from_the_environment():
     assert missing.returncode == 2
     assert missing.stderr == "livecall: error: Hiya needs the user's id: --user-id or $HIYA_USER_ID\n"
     assert result.returncode == 0, result.stderr
+
+
+# --- the jsonl contract with every plugin ------------------------------------------------------
+
+
+def tutorial_module(name: str) -> str:
+    """The module a docs page builds, from its code block captioned with the file name."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "writing-plugins.rst").read_text()
+    match = re.search(rf"\.\. code-block:: python\n +:caption: {name}\n\n((?: {{4}}.*\n|\n)+)", page)
+    assert match, f"no code block captioned {name}"
+    return textwrap.dedent(match.group(1))
+
+
+class _Hooks(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook_url():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+def test_jsonl_stays_json_with_every_bundled_plugin_and_the_tutorials(plugin_env, tmp_path, webhook_url):
+    pytest.importorskip("livecall_csv", reason="the bundled plugins are not installed")
+    env = plugin_env("livecall_keywords", tutorial_module("livecall_keywords.py"))
+    plugins = ["livecall_keywords", "livecall_csv", "livecall_logging", "livecall_webhook"]
+    options = ["--keyword", "tuesday", "--csv", str(tmp_path / "calls.csv"), "--log-level", "INFO"]
+    options += ["--webhook-url", webhook_url]
+    loading = [word for plugin in plugins for word in ("-p", plugin)]
+    with Simulator("phonic", "conversation") as sim:
+        result = livecall(*loading, *watch_args(sim, "--format", "jsonl", *options), env=env)
+        text = livecall(*loading, *watch_args(sim, "--keyword", "tuesday"), env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [json.loads(line)["event"] for line in lines][-1] == "conversation_ended", "every line is JSON"
+    assert "** lines mentioning tuesday: 3" in result.stderr, "the tutorial's plugin wrote to stderr"
+    assert (tmp_path / "calls.csv").read_text().count("\n") == 1 + 6, "the CSV plugin ran"
+    assert text.stdout.splitlines()[-2:] == [
+        "== phonic call conv_simulated-0001: the call ended",
+        "** lines mentioning tuesday: 3",
+    ], "with the transcript, after the printer's last line"
