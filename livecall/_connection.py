@@ -151,6 +151,7 @@ class Connection:
         heard_from_server = False
         last_heard = clock()
         ping_sent: Optional[float] = None
+        frames_logged = log.isEnabledFor(logging.DEBUG)  # once: the loop below is the hot path
         while True:
             try:
                 received = frames.read()
@@ -177,7 +178,8 @@ class Connection:
             heard = True
             received_at = wall()
             for opcode, payload in received:
-                log.debug("frame in: %s, %d bytes", _FRAME_TYPES.get(opcode, opcode), len(payload))
+                if frames_logged:
+                    log.debug("frame in: %s, %d bytes", _FRAME_TYPES.get(opcode, opcode), len(payload))
                 if opcode == TEXT or opcode == BINARY:
                     heard_from_server = True
                     deliver(payload, opcode == BINARY, received_at)
