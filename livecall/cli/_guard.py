@@ -43,7 +43,6 @@ class WatchGuard:
         self._max_duration = max_duration
         self._idle_timeout = idle_timeout
         self._started = self._last_event = time.monotonic()
-        self._wake_read, self._wake_write = os.pipe()
         self._thread = threading.Thread(target=self._guard, name="livecall-watch-guard", daemon=True)
         self.time_limit: Optional[str] = None
         self.fired = False
@@ -52,6 +51,7 @@ class WatchGuard:
 
     def __enter__(self) -> "WatchGuard":
         self._started = self._last_event = time.monotonic()
+        self._wake_read, self._wake_write = os.pipe()  # how __exit__ wakes the thread
         self._thread.start()
         return self
 
