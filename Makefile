@@ -11,7 +11,10 @@ TEST_PATHS := tests $(addsuffix tests,$(PLUGIN_DIRS))
 OLDEST_VENV ?= .venv-oldest
 OLDEST_PYTHON ?= $(or $(shell for p in python3.9 "$$(pyenv prefix 3.9 2>/dev/null)/bin/python3.9"; do "$$p" -c '' 2>/dev/null && echo "$$p" && break; done),$(PYTHON))
 
-.PHONY: install lint format test test-oldest docs bench demo clean
+# dist: wheels of livecall and of every plugin, built with the venv's own setuptools (no download).
+DIST ?= dist
+
+.PHONY: install lint format test test-oldest docs bench demo dist clean
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -52,5 +55,10 @@ bench: install
 demo: install
 	$(BIN)/livecall demo
 
+dist: install
+	rm -rf $(DIST)
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(DIST) . $(PLUGIN_DIRS)
+	@ls $(DIST)
+
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) build *.egg-info docs/_build
+	rm -rf $(VENV) $(OLDEST_VENV) build *.egg-info docs/_build dist

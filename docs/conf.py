@@ -12,7 +12,7 @@ author = "livecall contributors"
 copyright = "livecall contributors"
 version = release = livecall.__version__
 
-extensions = ["sphinx.ext.autodoc", "livecall_reference"]
+extensions = ["sphinx.ext.autodoc", "sphinx_copybutton", "livecall_reference"]
 
 # Examples are executed by tests/test_docs.py, which only knows ``code-block``s:
 # a bare ``::`` block is plain text, never a code example in disguise.
@@ -20,11 +20,13 @@ highlight_language = "none"
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 
-html_theme = "alabaster"
+# Furo: code blocks as wide as the page allows, on a phone too.
+html_theme = "furo"
 html_title = f"livecall {release}"
-html_theme_options = {
-    "description": "Watch live calls and voice conversations as they happen",
-    "fixed_sidebar": True,
-}
 html_static_path = []
+
+# The copy button copies commands without their ``$`` prompt, and no output lines.
+copybutton_prompt_text = "$ "
+copybutton_only_copy_prompt_lines = True
+copybutton_exclude = ".linenos, .gp, .go"
 exclude_patterns = ["_build"]

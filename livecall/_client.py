@@ -42,6 +42,8 @@ from .events import Event, Reconnecting, ServerError, utcnow
 __all__ = ["LiveClient"]
 
 log = logging.getLogger("livecall.client")
+#: ``-v`` shows why the client reconnects, or does not.
+connection_log = logging.getLogger("livecall.connection")
 
 #: Close codes after which the same call can be picked up again.
 RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
@@ -64,6 +66,10 @@ class _ConnectionOptions(TypedDict):
     close_timeout: float
     sslopt: Optional[dict[str, Any]]
     proxy: Optional[ProxySettings]
+
+
+#: Why no connection follows, for the ``-v`` log.
+_STOPPED = {EndReason.ENDED: "the call ended", EndReason.CLOSED: "close() was called"}
 
 
 @attrs.frozen
@@ -348,22 +354,27 @@ class LiveClient:
         while True:
             stopped = self._stopped()
             if stopped is not None:
+                connection_log.info("not connecting again: %s", _STOPPED[stopped])
                 return _Finished(stopped)
             try:
                 outcome = self._attempt(first)
             except ConnectFailed as error:
                 cause = str(error)
             except AuthenticationError as error:
+                connection_log.info("not reconnecting: %s", error)
                 return _Finished(EndReason.AUTH_FAILED, error)
             except (ProtocolError, ConfigurationError) as error:
+                connection_log.info("not reconnecting: %s", error)
                 return _Finished(EndReason.ERROR, error)
             else:
                 first = False
                 stopped = self._stopped()
                 if stopped is not None:
+                    connection_log.info("connection closed (code %d); %s", outcome.code, _STOPPED[stopped])
                     return _Finished(stopped)
                 final = self._final_outcome(outcome)
                 if final is not None:
+                    connection_log.info("not reconnecting: the server closed with code %d", outcome.code)
                     return final
                 if outcome.heard_from_server:
                     attempt = 0
@@ -372,6 +383,7 @@ class LiveClient:
                 )
             attempt += 1
             if attempt > self.max_retries:
+                connection_log.info("not reconnecting: %s; all %d retries spent", cause, self.max_retries)
                 return self._gave_up(cause)
             self._back_off(attempt, cause)
 
@@ -407,7 +419,7 @@ class LiveClient:
 
     def _back_off(self, attempt: int, cause: str) -> None:
         delay = self._backoff.delay(attempt)
-        log.info("connection lost (%s); reconnecting in %.2f s (attempt %d)", cause, delay, attempt)
+        connection_log.info("connection lost (%s); reconnecting in %.2f s, attempt %d", cause, delay, attempt)
         self._queue.put(_Lost(attempt, delay, cause))
         self._wake.wait(delay)
 

@@ -10,6 +10,7 @@ a tick never splits a message.  Sending and closing are safe from any thread.
 
 import functools
 import json
+import logging
 import socket
 import ssl
 import struct
@@ -27,8 +28,19 @@ from .errors import AuthenticationError, ProtocolError
 
 __all__ = ["Connection", "ConnectFailed", "Outcome", "ProxySettings"]
 
+#: ``-v`` shows its progress, ``-vv`` its frames: never a payload, never a credential.
+log = logging.getLogger("livecall.connection")
+
 #: Close code when the peer vanished without a close frame (RFC 6455 7.1.5).
 ABNORMAL = 1006
+#: Frame types by opcode, for the ``-vv`` log.
+_FRAME_TYPES = {
+    TEXT: "text",
+    BINARY: "binary",
+    CLOSE: "close",
+    PING: "ping",
+    websocket.ABNF.OPCODE_PONG: "pong",
+}
 #: Handshake statuses worth another try: the service is busy or restarting.
 _RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -98,10 +110,13 @@ class Connection:
                 http_proxy_auth=self._proxy.auth,
                 proxy_type=self._proxy.type,
             )
+        via = f" through the proxy {self._proxy.host}:{self._proxy.port}" if self._proxy is not None else ""
+        log.info("connecting to %s%s", self.safe_url, via)
         try:
             self._ws.connect(self._url, **options)
         except websocket.WebSocketBadStatusException as error:
             self.abort()
+            log.info("handshake with %s: HTTP %s", self.safe_url, error.status_code)
             raise self._refused(error.status_code, _server_said(getattr(error, "resp_body", None))) from None
         except ssl.SSLCertVerificationError as error:
             self.abort()
@@ -112,6 +127,7 @@ class Connection:
             self.abort()
             raise ConnectFailed(f"could not connect to {self.safe_url}: {_describe(error)}") from None
         self._opened = True
+        log.info("handshake with %s: HTTP %s, connected", self.safe_url, self._ws.getstatus())
         self._ws.settimeout(self.tick)
 
     def _refused(self, status: int, said: Optional[str]) -> Exception:
@@ -139,6 +155,7 @@ class Connection:
         heard_from_server = False
         last_heard = clock()
         ping_sent: Optional[float] = None
+        frames_logged = log.isEnabledFor(logging.DEBUG)  # once: the loop below is the hot path
         while True:
             try:
                 received = frames.read()
@@ -154,6 +171,7 @@ class Connection:
                     return Outcome(ABNORMAL, f"no pong within {self._ping_timeout:g} s", heard_from_server)
                 if ping_sent is None and self._ping_interval and now - last_heard >= self._ping_interval:
                     ping_sent = now
+                    log.debug("ping sent after %.1f s of silence", now - last_heard)
                     self._send_quietly(ws.ping)
                 continue
             except (OSError, websocket.WebSocketException) as error:
@@ -164,6 +182,8 @@ class Connection:
             heard = True
             received_at = wall()
             for opcode, payload in received:
+                if frames_logged:
+                    log.debug("frame in: %s, %d bytes", _FRAME_TYPES.get(opcode, opcode), len(payload))
                 if opcode == TEXT or opcode == BINARY:
                     heard_from_server = True
                     deliver(payload, opcode == BINARY, received_at)
@@ -171,14 +191,17 @@ class Connection:
                         self.abort()  # a peer that talks on past our close frame
                         return Outcome(ABNORMAL, "server kept sending after close", True)
                 elif opcode == PING:
+                    log.debug("frame out: pong, %d bytes", len(payload))
                     self._send_quietly(functools.partial(ws.pong, payload))
                 elif opcode == CLOSE:
-                    self._send_quietly(ws.send_close)  # the closing handshake's reply
+                    log.debug("frame out: close, the closing handshake's reply")
+                    self._send_quietly(ws.send_close)
                     self.abort()
                     return Outcome(*_close_status(payload), heard_from_server)
 
     def send(self, text: str) -> None:
         """Send a text frame; safe from any thread (websocket-client locks sends)."""
+        log.debug("frame out: text, %d bytes", len(text.encode("utf-8")))
         self._ws.send(text)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -193,6 +216,7 @@ class Connection:
         elif self._close_deadline is None and self._send_quietly(
             lambda: self._ws.send_close(code, reason.encode())
         ):
+            log.debug("frame out: close, code %d", code)
             self._close_deadline = time.monotonic() + self._close_timeout
 
     def abort(self) -> None:

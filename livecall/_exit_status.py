@@ -27,6 +27,8 @@ class ExitStatus(enum.IntEnum):
     GAVE_UP = 4
     #: The call went well, but a plugin could not finish its work.
     INCOMPLETE = 5
+    #: The watch stopped at ``--max-duration`` or ``--idle-timeout``, before the call ended.
+    TIME_LIMIT = 6
     #: Interrupted by SIGINT (Ctrl-C).
     INTERRUPTED = 128 + signal.SIGINT
     #: Terminated by SIGTERM.

@@ -21,8 +21,10 @@ class Config:
     """One run of livecall: its parsed options and the plugins taking part.
 
     ``options`` holds every command line option, the ones plugins added
-    through ``livecall_addoption`` included.  ``stdout`` is where output for
-    a person or a program goes.  A plugin whose work did not complete (a
+    through ``livecall_addoption`` included.  ``stdout`` carries the call:
+    with ``--format jsonl`` it is data, one JSON object per line and no other
+    line, so a plugin that writes for a person writes to ``stderr`` then;
+    ``output_format`` says which it is.  A plugin whose work did not complete (a
     webhook that could not deliver everything, say) calls ``fail()``; the
     command then exits with that status once the call itself went well.
 
@@ -35,8 +37,23 @@ class Config:
     options: argparse.Namespace
     plugin_manager: pluggy.PluginManager = attrs.field(repr=False)
     stdout: TextIO = attrs.field(factory=lambda: sys.stdout, repr=False)
+    stderr: TextIO = attrs.field(factory=lambda: sys.stderr, repr=False)
     failures: list[tuple[int, str]] = attrs.field(factory=list)
     _cleanups: list[tuple[str, Callable[[], Any]]] = attrs.field(factory=list, init=False, repr=False)
+
+    @property
+    def output_format(self) -> Optional[str]:
+        """What the command prints on ``stdout``: ``"text"`` (a transcript to read),
+        ``"jsonl"`` (data: JSON lines only), or None when it prints nothing
+        there (``--quiet``, ``-p no:output``, a command without ``--format``).
+
+        A plugin's own lines go to ``stdout`` only when this is not
+        ``"jsonl"``; to ``stderr`` is always safe.
+        """
+        if getattr(self.options, "quiet", False):
+            return None
+        output_format = getattr(self.options, "format", None)
+        return output_format if isinstance(output_format, str) else None
 
     def fail(self, status: int, message: str) -> None:
         """Report that the run is incomplete: exit with ``status``, print ``message``."""

@@ -40,8 +40,11 @@ def utcnow() -> datetime:
 class Role(str, enum.Enum):
     """Who spoke a transcript line; a ``str``, so it compares equal to the wire value."""
 
+    #: The AI voice agent: Hiya's call assistant screening the call, or Phonic's agent.
     ASSISTANT = "assistant"
+    #: The other party: Hiya's caller, the person the call assistant screens.
     OTHER = "other"
+    #: The person the call is for: Hiya's user once put through, Phonic's caller.
     USER = "user"
 
     def __str__(self) -> str:

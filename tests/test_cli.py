@@ -1,5 +1,6 @@
 """The installed ``livecall`` command, run as a subprocess against the simulator on loopback."""
 
+import http.server
 import json
 import os
 import queue
@@ -14,13 +15,15 @@ import textwrap
 import threading
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Optional
 
+import attrs
 import pytest
 
 from livecall import PhonicClient
 from livecall.plugins import create_plugin_manager
-from livecall.testing import Simulator
+from livecall.testing import ScenarioOptions, Simulator
 
 _SCRIPT = shutil.which("livecall", path=os.path.dirname(sys.executable))
 #: The console script installed next to this Python; ``-m livecall`` if there is none.
@@ -639,18 +642,28 @@ def test_phonic_session_token_can_come_from_the_environment():
 # --- simulate and demo ------------------------------------------------------------
 
 
-def test_simulate_prints_a_watch_command_that_works(running):
-    server = running(["simulate", "phonic", "--pace", "0"])
-    command = shlex.split(server.line("livecall watch phonic"))
-    assert command[:3] == ["livecall", "watch", "phonic"]
+@pytest.mark.parametrize("provider, last_event", [("hiya", "call_ended"), ("phonic", "conversation_ended")])
+def test_simulate_prints_a_watch_command_that_works_and_exits_after_the_call(running, provider, last_event):
+    server = running(["simulate", provider, "--pace", "0"])
+    assert "one call, exits once it has ended" in server.line("Simulating")
+    command = shlex.split(server.line(f"livecall watch {provider}"))
+    assert command[:3] == ["livecall", "watch", provider]
     result = livecall(*command[1:], "--format", "jsonl")
     assert result.returncode == 0, result.stderr
-    assert records(result.stdout)[-1]["event"] == "conversation_ended"
+    events = [record["event"] for record in records(result.stdout)]
+    assert events[-1] == last_event
+    assert ("ack" in events) == (provider == "hiya"), "the Hiya command joins the call it waits on"
+    assert server.wait(timeout=10) == 0, "the simulator exits once its one call is over"
+
+
+def test_simulate_says_when_a_scenario_never_ends(running):
+    server = running(["simulate", "phonic", "--scenario", "auth"])
+    assert "never ends; Ctrl-C stops it" in server.line("Simulating")
     server.process.send_signal(signal.SIGINT)
     assert server.wait(timeout=10) == 130
 
 
-def test_simulate_lists_the_scenarios():
+def test_simulate_lists_the_scenarios_without_options_the_command_cannot_set():
     result = livecall("simulate", "--list")
     assert result.returncode == 0
     rows = [line.split()[:2] for line in result.stdout.splitlines()]
@@ -659,6 +672,9 @@ def test_simulate_lists_the_scenarios():
         and ["phonic", "conversation"] in rows
         and ["phonic", "auth-close"] in rows
     )
+    options = {field.name for field in attrs.fields(ScenarioOptions)}
+    named = options & set(re.findall(r"\w+", result.stdout))
+    assert not named, f"--list names Simulator options livecall simulate cannot set: {sorted(named)}"
 
 
 def test_demo_and_simulate_name_the_missing_extra():
@@ -672,7 +688,8 @@ def test_demo_and_simulate_name_the_missing_extra():
             timeout=TIMEOUT,
         )
         assert result.returncode == 2
-        assert "pip install 'livecall[testing]'" in result.stderr
+        assert "the simulator needs the websockets package" in result.stderr
+        assert "pip install 'livecall[testing]'" not in result.stderr, "not on the package index"
 
 
 #: Stands in for the CSV plugin: the demo sets a default for its --csv option.
@@ -784,8 +801,15 @@ def test_python_dash_m_is_the_same_command():
     assert re.fullmatch(r"livecall \d+\.\d+\.\d+\S*\n", result.stdout)
 
 
-def test_a_closed_pipe_ends_printing_quietly():
-    with Simulator("hiya", "flood", flood_count=3000) as sim:
+@pytest.mark.parametrize(
+    "scenario, options",
+    [("flood", {"flood_count": 100_000}), ("screening", {"join_timeout": 10 * TIMEOUT})],
+    ids=["busy", "waiting"],
+)
+def test_a_closed_pipe_ends_the_watch_promptly_and_cleanly(scenario, options):
+    """``livecall watch ... | head -2``: once ``head`` has its lines, the watch ends with a
+    close frame, even when the call goes on for minutes (waiting for a join), and exits 0."""
+    with Simulator("hiya", scenario, **options) as sim:
         process = subprocess.Popen(
             [*LIVECALL, *sim.watch_args("--format", "jsonl")],
             stdout=subprocess.PIPE,
@@ -795,14 +819,16 @@ def test_a_closed_pipe_ends_printing_quietly():
         )
         try:
             assert json.loads(process.stdout.readline())["event"] == "call_started"
-            process.stdout.close()  # like `| head -1`
+            assert json.loads(process.stdout.readline())["event"] == "transcript"
+            process.stdout.close()  # like `| head -2`
             _, stderr = process.communicate(timeout=TIMEOUT)
         finally:
             process.kill()
-        call_ended = sim.call_ended
+        sim.wait_for(lambda: sim.connections[0].closed, timeout=TIMEOUT)
+        close_code, call_ended = sim.connections[0].client_close_code, sim.call_ended
     assert process.returncode == 0
     assert stderr == ""
-    assert call_ended, "the watch went on to the end"
+    assert close_code == 1000 and not call_ended, "the watch stopped before the call ended"
 
 
 PHONIC_ARGS = ["watch", "phonic", "--conversation-id", "c", "--api-key", "key-0123456789"]
@@ -886,3 +912,199 @@ def test_a_full_disk_under_a_command_that_prints_at_once_is_a_failure_too():
         )
     assert result.returncode == 1
     assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- global options anywhere, -v, -vv and --quiet ----------------------------------------
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
+def test_global_options_work_before_and_after_the_command(plugin_env, tmp_path, before):
+    log_path = tmp_path / "hooks.log"
+    env = plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(log_path))
+    global_options = ["-v", "-p", "no:output", "-p", "recorder_plugin"]
+    with Simulator("phonic", "conversation") as sim:
+        args = [*global_options, *sim.watch_args()] if before else [*sim.watch_args(), *global_options]
+        result = livecall(*args, "--label", "anywhere", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "", "-p no:output took effect"
+    assert log_path.read_text().splitlines()[0] == "configure anywhere", "-p loaded the plugin"
+    assert "INFO livecall.connection: connecting to" in result.stderr, "-v took effect"
+
+
+def test_quiet_silences_the_printer_and_plugins_still_run(plugin_env, tmp_path):
+    log_path = tmp_path / "hooks.log"
+    env = plugin_env("recorder_plugin", RECORDER, RECORDER_LOG=str(log_path))
+    for quiet in (["-q"], ["--quiet"]):
+        with Simulator("phonic", "conversation") as sim:
+            result = livecall("-p", "recorder_plugin", *sim.watch_args("--format", "jsonl", *quiet), env=env)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert log_path.read_text().count("event transcript") == 2 * 6
+
+
+def test_v_logs_the_connection_its_handshake_and_reconnect_decisions():
+    with Simulator("hiya", "drop", join_timeout=0, **SECRETS["hiya"]) as sim:
+        result = livecall(*sim.watch_args(), "-v")
+        url = f"{sim.url}/ws/v1/liveCalls"
+    assert result.returncode == 0, result.stderr
+    progress = [line.split(" livecall.connection: ", 1)[1] for line in result.stderr.splitlines()]
+    assert progress[:2] == [f"connecting to {url}", f"handshake with {url}: HTTP 101, connected"]
+    assert re.fullmatch(r"connection lost \(.+\); reconnecting in [\d.]+ s, attempt 1", progress[2])
+    assert progress[3:5] == progress[:2]
+    assert progress[-1] in (  # whichever came first: the call's last event or the server's close
+        "connection closed (code 1000); the call ended",
+        "not reconnecting: the server closed with code 1000",
+    )
+    assert "SECRET" not in result.stderr and "conversationToken" not in result.stderr
+    assert "frame" not in result.stderr, "frames are for -vv"
+
+
+def test_v_says_why_it_does_not_reconnect():
+    url = f"ws://127.0.0.1:{closed_port()}"
+    result = livecall(
+        "watch",
+        "phonic",
+        "--url",
+        url,
+        "--conversation-id",
+        "c",
+        "--api-key",
+        "k",
+        "-v",
+        "--max-retries",
+        "1",
+    )
+    assert result.returncode == 4
+    assert "not reconnecting: could not connect to" in result.stderr
+    assert "all 1 retries spent" in result.stderr
+
+
+def test_vv_logs_frames_pings_and_pongs_but_no_payload():
+    # Paced, with a short ping interval: the client pings in the pauses.
+    with Simulator("phonic", "conversation", pace=0.3, **SECRETS["phonic"]) as sim:
+        result = livecall(*sim.watch_args("--ping-interval", "0.1", "-vv"))
+    assert result.returncode == 0, result.stderr
+    logged = result.stderr
+    assert re.search(r"DEBUG livecall.connection: frame in: text, \d+ bytes", logged)
+    assert re.search(r"DEBUG livecall.connection: ping sent after [\d.]+ s of silence", logged)
+    assert re.search(r"DEBUG livecall.connection: frame in: pong, 0 bytes", logged)
+    assert "frame out: close, code 1000" in logged or "closing handshake's reply" in logged
+    assert "Sunrise Dental" not in logged and "SECRET" not in logged, "no payload, no secret"
+
+
+# --- cron: time limits ---------------------------------------------------------------------
+
+
+def test_max_duration_ends_the_watch_with_its_own_status():
+    with Simulator("phonic", "conversation", pace=10 * TIMEOUT) as sim:  # a call that goes on and on
+        result = livecall(*sim.watch_args("--max-duration", "0.5", "--format", "jsonl"))
+        sim.wait_for(lambda: sim.connections[0].closed, timeout=TIMEOUT)
+        close_code = sim.connections[0].client_close_code
+    assert result.returncode == 6 == livecall_status("TIME_LIMIT")
+    assert close_code == 1000
+    assert result.stderr == "", "a time limit is not an error: the exit status says it"
+    assert "conversation_ended" not in [record["event"] for record in records(result.stdout)]
+
+
+def test_idle_timeout_ends_a_watch_that_hears_nothing():
+    with Simulator("hiya", "screening", join_timeout=10 * TIMEOUT) as sim:  # waits for a join, silent
+        result = livecall(*sim.watch_args("--idle-timeout", "0.5"))
+        call_ended = sim.call_ended
+    assert result.returncode == 6
+    assert "screening ended" in result.stdout and not call_ended
+
+
+def test_a_call_that_ends_in_time_exits_0():
+    with Simulator("phonic", "conversation") as sim:
+        result = livecall(*sim.watch_args("--max-duration", "600", "--idle-timeout", "600"))
+    assert result.returncode == 0, result.stderr
+
+
+def livecall_status(name: str) -> int:
+    """A member of ``livecall.ExitStatus``, as the installed package has it."""
+    import livecall
+
+    return int(livecall.ExitStatus[name])
+
+
+# --- help and usage --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "provider, default_url", [("hiya", "wss://voiceplatform.api.hiya.com"), ("phonic", "wss://api.phonic.ai")]
+)
+def test_help_shows_the_default_url(provider, default_url):
+    result = livecall("watch", provider, "--help")
+    assert result.returncode == 0
+    assert f"(default: {default_url})" in " ".join(result.stdout.split())
+
+
+def test_every_watch_option_has_help():
+    for provider in ("hiya", "phonic"):
+        usage = livecall("watch", provider, "--help").stdout
+        assert not re.search(r"^  --[\w-]+( [A-Z]+)?\n(?!  {10})", usage, re.M), usage
+    assert "the conversation to watch" in livecall("watch", "phonic", "--help").stdout
+
+
+def test_the_user_id_can_come_from_the_environment():
+    with Simulator("hiya", join_timeout=0) as sim:
+        args = sim.watch_args("--format", "jsonl")
+        user_id = args.pop(args.index("--user-id") + 1)
+        args.remove("--user-id")
+        missing = livecall(*args)
+        result = livecall(*args, env=base_env(HIYA_USER_ID=user_id))
+    assert missing.returncode == 2
+    assert missing.stderr == "livecall: error: Hiya needs the user's id: --user-id or $HIYA_USER_ID\n"
+    assert result.returncode == 0, result.stderr
+
+
+# --- the jsonl contract with every plugin ------------------------------------------------------
+
+
+def tutorial_module(name: str) -> str:
+    """The module a docs page builds, from its code block captioned with the file name."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "writing-plugins.rst").read_text()
+    match = re.search(rf"\.\. code-block:: python\n +:caption: {name}\n\n((?: {{4}}.*\n|\n)+)", page)
+    assert match, f"no code block captioned {name}"
+    return textwrap.dedent(match.group(1))
+
+
+class _Hooks(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook_url():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+def test_jsonl_stays_json_with_every_bundled_plugin_and_the_tutorials(plugin_env, tmp_path, webhook_url):
+    pytest.importorskip("livecall_csv", reason="the bundled plugins are not installed")
+    env = plugin_env("livecall_keywords", tutorial_module("livecall_keywords.py"))
+    plugins = ["livecall_keywords", "livecall_csv", "livecall_logging", "livecall_webhook"]
+    options = ["--keyword", "tuesday", "--csv", str(tmp_path / "calls.csv"), "--log-level", "INFO"]
+    options += ["--webhook-url", webhook_url]
+    loading = [word for plugin in plugins for word in ("-p", plugin)]
+    with Simulator("phonic", "conversation") as sim:
+        result = livecall(*loading, *sim.watch_args("--format", "jsonl", *options), env=env)
+        text = livecall(*loading, *sim.watch_args("--keyword", "tuesday"), env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [json.loads(line)["event"] for line in lines][-1] == "conversation_ended", "every line is JSON"
+    assert "** lines mentioning tuesday: 3" in result.stderr, "the tutorial's plugin wrote to stderr"
+    assert (tmp_path / "calls.csv").read_text().count("\n") == 1 + 6, "the CSV plugin ran"
+    assert text.stdout.splitlines()[-2:] == [
+        "== phonic call conv_simulated-0001: the call ended",
+        "** lines mentioning tuesday: 3",
+    ], "with the transcript, after the printer's last line"

@@ -14,7 +14,10 @@ page in order, in one namespace per page, in a fresh directory:
   process (``PARSED_ONLY`` commands are only parsed) and must exit with 0;
   ``pip install livecall[EXTRA]`` must name extras that exist; ``pip install -e
   .`` installs the tutorial's project (its entry points) and ``pytest`` runs
-  its tests.  ``NAME=value`` before a command sets the environment.  An
+  its tests.  ``pip install`` of livecall itself is from a checkout (``.``) or
+  from the wheels of ``make dist`` (``--find-links dist``): it is not on the
+  package index.  ``make dist`` must be a target of the Makefile (its wheels
+  are tested in ``test_dist.py``).  ``NAME=value`` before a command sets the environment.  An
   ``Output`` block after it is compared as for ``python``.
 
 Clients built without ``url=`` reach loopback simulators, started afresh for
@@ -25,6 +28,7 @@ Hiya call waits for a join only in examples that mention joining.
 import argparse
 import contextlib
 import doctest
+import enum
 import inspect
 import io
 import os
@@ -362,6 +366,9 @@ class ExampleRunner:
             self.monkeypatch.syspath_prepend(str(self.project))
         elif argv[:2] == ["pip", "install"]:
             check_requirements(argv[2:], block)
+        elif argv[0] == "make":
+            targets = re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M)
+            assert set(argv[1:]) <= set(targets), f"{block.where}: the Makefile has no target {argv[1:]}"
         elif argv == ["pytest"]:
             run_project_tests(self.project)
         elif argv[0] == "livecall":
@@ -551,11 +558,43 @@ def run_livecall(args: list[str], block: Block) -> None:
     assert exit.value.code == 0, f"{block.where}: livecall {shlex.join(args)} exited with {exit.value.code}"
 
 
-def check_requirements(requirements: list[str], block: Block) -> None:
-    """``pip install`` of livecall, with extras it has."""
+def check_requirements(arguments: list[str], block: Block) -> None:
+    """``pip install`` of livecall, with extras it has, and of bundled plugins: from a
+    checkout (``.``, ``./plugins/NAME``) or from the wheels of ``make dist``
+    (``--find-links dist``), never from the package index, where they are not."""
     known = set(project_table(ROOT / "pyproject.toml")["optional-dependencies"])
-    for requirement in requirements:
-        match = re.fullmatch(r"livecall(?:\[([\w,]+)\])?", requirement)
-        assert match, f"{block.where}: test_docs cannot check pip install {requirement!r}"
-        extras = set(match.group(1).split(",")) if match.group(1) else set()
+    from_wheels = arguments[:2] == ["--find-links", "dist"]
+    plugins = {path.name for path in (ROOT / "plugins").iterdir() if (path / "pyproject.toml").is_file()}
+    for requirement in arguments[2:] if from_wheels else arguments:
+        match = re.fullmatch(r"(livecall|\.)(?:\[([\w,]+)\])?", requirement)
+        plugin = re.fullmatch(r"(?:livecall-|\./plugins/)(\w+)", requirement)
+        assert match or plugin, f"{block.where}: test_docs cannot check pip install {requirement!r}"
+        from_index = requirement.startswith("livecall") and not from_wheels
+        assert not from_index, f"{block.where}: {requirement} is not on the package index"
+        if plugin:
+            assert plugin.group(1) in plugins, f"{block.where}: no bundled plugin {plugin.group(1)!r}"
+            continue
+        extras = set(match.group(2).split(",")) if match.group(2) else set()
         assert extras <= known, f"{block.where}: livecall has no extra {sorted(extras - known)}"
+
+
+@pytest.mark.parametrize(
+    "name", [name for name in livecall.__all__ if isinstance(getattr(livecall, name), enum.EnumMeta)]
+)
+def test_every_member_of_a_public_enum_has_its_meaning(name):
+    """The reference tables' "Meaning" column comes from the ``#:`` comment of each member."""
+    pycode = pytest.importorskip("sphinx.pycode", reason="the docs tools are not installed")
+    cls = getattr(livecall, name)
+    comments = pycode.ModuleAnalyzer.for_module(cls.__module__).find_attr_docs()
+    assert [member.name for member in cls if not comments.get((cls.__name__, member.name))] == []
+
+
+def test_the_site_has_wide_code_and_copy_buttons_that_leave_prompts_out():
+    """Furo lets code blocks use the page's width; sphinx-copybutton copies commands only."""
+    conf: dict[str, Any] = {"__file__": str(DOCS / "conf.py")}
+    exec(compile((DOCS / "conf.py").read_text(), str(DOCS / "conf.py"), "exec"), conf)
+    assert conf["html_theme"] == "furo"
+    assert "sphinx_copybutton" in conf["extensions"]
+    assert conf["copybutton_prompt_text"] == "$ " and conf["copybutton_only_copy_prompt_lines"]
+    docs_extra = " ".join(project_table(ROOT / "pyproject.toml")["optional-dependencies"]["docs"])
+    assert "furo" in docs_extra and "sphinx-copybutton" in docs_extra, "make install installs them"

@@ -173,8 +173,11 @@ class MessagesDirective(ReferenceDirective):
 
 class ScenariosDirective(ReferenceDirective):
     def generate(self) -> list[str]:
-        rows = [(info.provider, f"``{info.name}``", info.summary) for info in scenarios()]
-        return list_table(("Provider", "Scenario", "What it plays"), rows)
+        rows = [
+            (info.provider, f"``{info.name}``", info.summary, _literals(info.options) or "-")
+            for info in scenarios()
+        ]
+        return list_table(("Provider", "Scenario", "What it plays", "Simulator options"), rows)
 
 
 class HelpDirective(ReferenceDirective):
@@ -265,6 +268,10 @@ def _default(default: Any, missing: Any) -> str:
             return "set on arrival"
         default = default.factory()
     return f"``{default!r}``"
+
+
+def _literals(names: Iterable[str]) -> str:
+    return ", ".join(f"``{name}``" for name in names)
 
 
 def _members(cls: type) -> list[str]:

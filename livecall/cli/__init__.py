@@ -5,6 +5,7 @@ exit status (None for 0); plugins add their own through
 ``livecall_register_commands``.  Exit statuses are listed in ``_exit``.
 """
 
+import argparse
 import os
 import sys
 import traceback
@@ -46,7 +47,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         try:
             pm = _plugin_manager(early.plugins)
             options = build_parser(pm, global_parser).parse_args(argv)
-            config = Config(options, pm, sys.stdout)
+            _global_options_anywhere(options, early)
+            config = Config(options, pm, sys.stdout, sys.stderr)
             with signals.interruptible():
                 status = options.func(config) or ExitStatus.OK
         except Interrupted as interrupted:
@@ -56,6 +58,11 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         if config is not None:
             status = _with_failures(config, status)
     return _flush_stdout(status)
+
+
+def _global_options_anywhere(options: argparse.Namespace, early: argparse.Namespace) -> None:
+    """The global options as the first reading saw them: all of them, before the command and after."""
+    options.verbose, options.quiet, options.plugins = early.verbose, early.quiet, early.plugins
 
 
 def _plugin_manager(names: list[str]) -> pluggy.PluginManager:

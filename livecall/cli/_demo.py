@@ -15,7 +15,7 @@ from ..events import ScreeningEnded
 from ..hiya import HiyaClient
 from ..phonic import PhonicClient
 from ._lifecycle import configured
-from ._simulate import load_simulator
+from ._simulate import load_simulator, pace_seconds
 from ._watch import client_options, watch, watch_and_join
 
 __all__ = ["add_parser"]
@@ -37,7 +37,7 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
     parser.add_argument(
         "--pace",
         metavar="S",
-        type=float,
+        type=pace_seconds,
         default=PACE,
         help="seconds between simulated messages (default: %(default)s)",
     )
@@ -56,7 +56,7 @@ def demo_command(config: Config) -> None:
             client = HiyaClient(**client_options(config, **hiya.client_kwargs()))
             watch_and_join(client, config, after=ScreeningEnded)
             _say(f"A Phonic conversation, simulated at {phonic.url}:")
-            watch(PhonicClient(**client_options(config, **phonic.client_kwargs())))
+            watch(PhonicClient(**client_options(config, **phonic.client_kwargs())), config)
     csv = getattr(options, "csv", None)
     if csv and os.path.isfile(csv):
         _say(f"The CSV plugin wrote {os.path.abspath(csv)}")

@@ -1,12 +1,15 @@
-"""The command line: global options first, then the subcommands and plugins' options.
+"""The command line: global options, the subcommands and plugins' options.
 
 Plugins given with ``-p`` add options and commands, so the command line is
 read twice: once for the global options alone, to load the plugins, then in
-full by a parser that knows what the plugins added.
+full by a parser that knows what the plugins added.  The global options are
+accepted before the command and after it, as pytest takes ``-p`` and ``-v``
+anywhere: every command's parser is a :class:`_CommandParser`, which knows
+them too.
 """
 
 import argparse
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pluggy
 
@@ -31,26 +34,56 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitStatus.USAGE, f"livecall: error: {printable(message)} (see: {self.prog} --help)\n")
 
 
-def global_options() -> argparse.ArgumentParser:
-    """``-v``, ``-p`` and ``--version``, which come before the subcommand."""
-    parser = _Parser(prog="livecall", add_help=False, allow_abbrev=False)
+def _add_global_options(parser: Any, suppress: bool) -> None:
+    """``-v``, ``-q`` and ``-p`` on ``parser`` (or a group); with ``suppress``, no defaults."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
     parser.add_argument(
         "-v",
         "--verbose",
         action="count",
-        default=0,
-        help="log progress to stderr; -vv to debug (credentials are never shown)",
+        default=default(0),
+        help="log progress to stderr: the connection, its handshake and reconnects; "
+        "-vv adds every frame's type and size, pings and pongs (credentials are never shown)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="print no transcript or JSON lines on stdout; plugins still run",
     )
     parser.add_argument(
         "-p",
         dest="plugins",
         metavar="MODULE",
         action="append",
-        default=[],
+        default=default([]),
         help="load a plugin module by import name; -p no:NAME disables a plugin (repeatable)",
     )
+
+
+def global_options() -> argparse.ArgumentParser:
+    """``-v``, ``-q``, ``-p`` and ``--version``, wherever they are on the command line."""
+    parser = _Parser(prog="livecall", add_help=False, allow_abbrev=False)
+    _add_global_options(parser, suppress=False)
     parser.add_argument("--version", action="version", version=f"livecall {__version__}")
     return parser
+
+
+class _CommandParser(_Parser):
+    """A command's parser: its own options, and the global ones after the command.
+
+    Given after the command, a global option is only accepted here: its value
+    comes from the first reading of the command line, which sees them all.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        group = self.add_argument_group("global options (also before the command)")
+        _add_global_options(group, suppress=True)
 
 
 def build_parser(pm: pluggy.PluginManager, global_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -60,9 +93,12 @@ def build_parser(pm: pluggy.PluginManager, global_parser: argparse.ArgumentParse
         parents=[global_parser],
         description="Watch live phone calls (Hiya) and AI voice conversations (Phonic) as they happen.",
         epilog="Exit status: 0 the call ended, 1 failure, 2 usage, 3 credentials refused, "
-        "4 gave up reconnecting, 5 a plugin's work incomplete, 130/143 interrupted.",
+        "4 gave up reconnecting, 5 a plugin's work incomplete, 6 reached --max-duration or "
+        "--idle-timeout, 129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM).",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser
+    )
     plugin_options = argparse.ArgumentParser(add_help=False)
     _raise_first(call_each(pm, "livecall_addoption", parser=plugin_options))
     _watch.add_parser(commands, plugin_options)

@@ -7,7 +7,7 @@ from typing import Any
 from ..config import Config
 from ..errors import ConfigurationError
 
-__all__ = ["add_parser", "load_simulator"]
+__all__ = ["add_parser", "load_simulator", "pace_seconds"]
 
 PROVIDERS = ("hiya", "phonic")
 
@@ -17,7 +17,8 @@ def add_parser(subparsers: Any) -> None:
         "simulate",
         help="serve a simulated provider on this machine, to watch without credentials",
         description="Serve a simulated Hiya or Phonic live-call WebSocket on 127.0.0.1. "
-        "It plays one scripted call; Ctrl-C stops it.",
+        "It plays one scripted call and exits once the call has ended and its watchers have "
+        "disconnected; a scenario that refuses credentials (auth, auth-close) runs until Ctrl-C.",
     )
     parser.add_argument("provider", nargs="?", choices=PROVIDERS, help="default: hiya")
     parser.add_argument("--port", type=_port, default=0, help="default: a free port")
@@ -25,11 +26,15 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--pace",
         metavar="S",
-        type=_pace,
+        type=pace_seconds,
         default=1.0,
         help="seconds between scripted messages (default: %(default)s)",
     )
-    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list the scenarios and exit (from Python, the Simulator class takes options that tune them)",
+    )
     parser.set_defaults(func=simulate_command)
 
 
@@ -39,7 +44,8 @@ def load_simulator() -> Any:
         from ..testing import Simulator
     except ImportError:
         raise ConfigurationError(
-            "the simulator needs the websockets package: pip install 'livecall[testing]'"
+            "the simulator needs the websockets package (livecall's testing extra): "
+            "pip install 'websockets>=12'"
         ) from None
     return Simulator
 
@@ -49,7 +55,7 @@ def simulate_command(config: Config) -> None:
     if options.list:
         from ..testing import scenarios
 
-        for info in scenarios(options.provider):
+        for info in scenarios(options.provider):  # info.options are the Simulator's, not the CLI's
             out.write(f"{info.provider:<7} {info.name:<13} {info.summary}\n")
         return
     Simulator = load_simulator()
@@ -59,12 +65,17 @@ def simulate_command(config: Config) -> None:
     except ValueError as error:
         raise ConfigurationError(str(error)) from None
     with simulator:
+        until = "exits once it has ended" if simulator.ends_call else "never ends; Ctrl-C stops it"
+        join = ["--join"] if simulator.awaits_join else []  # else the call waits for a join that never comes
         out.write(
-            f"Simulating {provider} ({simulator.scenario}) at {simulator.url}: one call; Ctrl-C stops it.\n"
-            f"Watch it with:\n  livecall {shlex.join(simulator.watch_args())}\n"
+            f"Simulating {provider} ({simulator.scenario}) at {simulator.url}: one call, {until}.\n"
+            f"Watch it with:\n  livecall {shlex.join(simulator.watch_args(*join))}\n"
         )
         out.flush()
-        simulator.serve_forever()
+        if simulator.ends_call:
+            simulator.wait_for_call_over()
+        else:
+            simulator.serve_forever()
 
 
 def _port(text: str) -> int:
@@ -74,7 +85,7 @@ def _port(text: str) -> int:
     return port
 
 
-def _pace(text: str) -> float:
+def pace_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:

@@ -172,6 +172,6 @@ def livecall_addoption(parser: argparse.ArgumentParser) -> None:
 
 @hookimpl
 def livecall_configure(config: Config) -> None:
-    name = getattr(config.options, "format", None)
+    name = config.output_format  # None with --quiet: the printer stays out, other plugins run
     if name is not None:
         config.register(FORMATS[name](config), name=_PRINTER)

@@ -73,8 +73,12 @@ class Hiya(Provider):
     }
     client_credentials = ("token", "conversation_token", "user_id")
     scripts = {
-        "screening": BaseScript("a screened call; waits for client:joinCall, then the user talks", screening),
-        "flood": BaseScript("flood_count transcripts flat out, offset = send time (epoch s)", flood),
+        "screening": BaseScript(
+            "a screened call; waits for client:joinCall, then the user talks", screening, ("join_timeout",)
+        ),
+        "flood": BaseScript(
+            "a thousand transcripts flat out, offset = send time (epoch s)", flood, ("flood_count",)
+        ),
     }
 
     def check(self, request: Any, credentials: Mapping[str, str]) -> Optional[Rejection]:

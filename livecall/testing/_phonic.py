@@ -247,7 +247,9 @@ class Phonic(Provider):
     client_credentials = ("conversation_id", "api_key")  # the client may take session_token instead
     scripts = {
         "conversation": BaseScript("a conversation growing snapshot by snapshot, then ended", conversation),
-        "flood": BaseScript("flood_count snapshots flat out, item sent_at = send time (epoch s)", flood),
+        "flood": BaseScript(
+            "a thousand snapshots flat out, item sent_at = send time (epoch s)", flood, ("flood_count",)
+        ),
         "long": BaseScript(f"a conversation of {LONG_TURNS} turns, one new item per snapshot", long),
         "sdk": BaseScript(
             "an outbound call in the SDK's shape: late id, tool call, redactions, odd metadata", sdk

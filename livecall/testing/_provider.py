@@ -20,6 +20,8 @@ class BaseScript:
 
     summary: str
     build: Callable[[ScenarioOptions, Mapping[str, str]], Script]
+    #: The ``Simulator`` keyword options (``ScenarioOptions``) that tune it.
+    options: tuple[str, ...] = ()
 
 
 def same_secret(given: Optional[str], expected: str) -> bool:

@@ -35,11 +35,13 @@ Fault = Callable[[Script, _Context], Script]
 
 @attrs.frozen
 class ScenarioInfo:
-    """One line of ``livecall simulate --list``."""
+    """One line of ``livecall simulate --list``; ``options`` tune it from Python only."""
 
     provider: str
     name: str
     summary: str
+    #: The ``Simulator`` keyword options (``ScenarioOptions``) that tune it.
+    options: tuple[str, ...] = ()
 
 
 def _drop(script: Script, context: _Context) -> Script:
@@ -70,10 +72,15 @@ def _auth_close(context: _Context) -> Script:
     return Script((Close((error,), 1008, "unauthorized"),))
 
 
-_FAULTS: dict[str, tuple[str, Fault]] = {
-    "drop": ("cuts the connection mid-call (drop_mode, drops, drop_at, lose, seed)", _drop),
-    "silence": ("goes silent mid-call, TCP open, pings unanswered, until the client reconnects", _silence),
-    "malformed": ("mixes bad frames into the call: invalid JSON, binary, array, bad fields", _malformed),
+_DROP_OPTIONS = ("drop_mode", "drops", "drop_at", "lose", "seed")
+_FAULTS: dict[str, tuple[str, Fault, tuple[str, ...]]] = {
+    "drop": ("cuts the connection mid-call", _drop, _DROP_OPTIONS),
+    "silence": (
+        "goes silent mid-call, TCP open, pings unanswered, until the client reconnects",
+        _silence,
+        ("silence_at", "lose"),
+    ),
+    "malformed": ("mixes bad frames into the call: invalid JSON, binary, array, bad fields", _malformed, ()),
 }
 _STANDALONE: dict[str, tuple[str, Callable[[_Context], Script]]] = {
     "auth": ("refuses every handshake with HTTP 401", _auth),
@@ -88,8 +95,10 @@ def scenarios(provider: Optional[str] = None) -> tuple[ScenarioInfo, ...]:
         spec = provider_spec(name)
         bases = sorted(spec.scripts.items(), key=lambda item: item[0] != spec.default_scenario)
         for scenario, base in bases:
-            infos.append(ScenarioInfo(name, scenario, base.summary))
-        for scenario, (summary, _) in {**_FAULTS, **_STANDALONE}.items():
+            infos.append(ScenarioInfo(name, scenario, base.summary, base.options))
+        for scenario, (summary, _, options) in _FAULTS.items():
+            infos.append(ScenarioInfo(name, scenario, summary, options))
+        for scenario, (summary, _) in _STANDALONE.items():
             infos.append(ScenarioInfo(name, scenario, summary))
     return tuple(infos)
 

@@ -21,7 +21,9 @@ import attrs
 try:
     from websockets.sync.server import serve
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("livecall.testing needs websockets>=12: pip install 'livecall[testing]'") from exc
+    raise ImportError(
+        "livecall.testing needs websockets>=12 (the testing extra): pip install 'websockets>=12'"
+    ) from exc
 
 from ._call import CallState
 from ._driver import Driver
@@ -29,6 +31,7 @@ from ._options import ScenarioOptions
 from ._record import ConnectionRecord, Journal
 from ._scenarios import build, provider_spec
 from ._sockets import SimSocket
+from ._steps import AwaitJoin, Close
 
 T = TypeVar("T")
 _GRACE = 2.0  # seconds stop() lets connections close with 1001 before cutting them
@@ -242,6 +245,26 @@ class Simulator:
         return self._call.ended
 
     @property
+    def ends_call(self) -> bool:
+        """Whether the scenario plays the call to its end (``auth`` and ``auth-close`` never do)."""
+        last = self._call.script.steps[-1]
+        return isinstance(last, Close) and last.ends_call
+
+    @property
+    def awaits_join(self) -> bool:
+        """Whether the call waits for ``client:joinCall`` (Hiya's screening) before it goes on."""
+        return any(isinstance(step, AwaitJoin) for step in self._call.script.steps)
+
+    def wait_for_call_over(self, timeout: Optional[float] = None) -> bool:
+        """Block until the call has ended and every client has closed its connection;
+        False if ``timeout`` ran out first."""
+        try:
+            self.wait_for(lambda: self.call_ended and all(map(_gone, self.connections)), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
     def joined(self) -> bool:
         """Whether a Hiya client sent ``client:joinCall``."""
         return self._call.joined
@@ -316,3 +339,8 @@ class Simulator:
     def _handle(self, ws: Any) -> None:
         record = self._pending.pop(ws)
         Driver(ws, record, self._call, self._journal, self._spec, self.pace).run()
+
+
+def _gone(record: ConnectionRecord) -> bool:
+    """A connection that is over: closed, or refused at its handshake."""
+    return record.closed or (record.status is not None and not record.accepted)
