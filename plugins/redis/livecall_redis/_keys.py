@@ -1,0 +1,59 @@
+"""Each event's ``key``: the same on every worker that sees the same thing from the provider.
+
+The events stream takes an event only once per key and call, so a worker
+taking a call over writes nothing that its predecessor wrote.  Keys come from
+the provider's data:
+
+- a Phonic transcript line: its conversation item's index and its text (a
+  ``Transcript`` carries the index, its position when the item has none);
+- a Hiya transcript line with an ``offset``: type, role, offset and text;
+- the provider's other messages (a snapshot, a call's start and end, an
+  error): a digest of the event's content, its arrival time left out;
+- what one worker alone saw (a reconnect, an ack, a Hiya line without an
+  offset, an undecodable frame): unique to the watch, so always written.
+"""
+
+import hashlib
+import itertools
+import json
+from typing import Any
+
+import livecall
+
+__all__ = ["EventKeys"]
+
+#: Events from the provider whose content identifies them.
+_BY_CONTENT = (
+    livecall.ConversationUpdated,
+    livecall.ConversationEnded,
+    livecall.CallStarted,
+    livecall.CallEnded,
+    livecall.ScreeningEnded,
+    livecall.ServerError,
+)
+#: Fields of a record that differ between workers seeing the same message.
+_LOCAL_FIELDS = ("received_at", "call_id")
+
+
+def _digest(*parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class EventKeys:
+    """Keys for the events of one watch; ``watch`` tells this watch from any other."""
+
+    def __init__(self, watch: str):
+        self._watch = watch
+        self._counter = itertools.count(1)
+
+    def key(self, call: livecall.Call, event: livecall.Event, record: dict[str, Any]) -> str:
+        if isinstance(event, livecall.Transcript):
+            if call.provider == "phonic" and event.item_idx is not None:
+                return f"item:{_digest(event.item_idx, event.text)}"
+            if event.offset is not None:
+                return f"line:{_digest(event.role, event.offset, event.text)}"
+        elif isinstance(event, _BY_CONTENT):
+            content = {name: value for name, value in record.items() if name not in _LOCAL_FIELDS}
+            return f"{event.kind}:{_digest(content)}"
+        return f"watch:{self._watch}:{next(self._counter)}"
