@@ -123,6 +123,13 @@ class Worker:
             self._stop = stop
         stop = self._stop
         self._ensure_group()
+        log.info(
+            "worker %s takes up to %d calls from %s (group %s)",
+            self.consumer,
+            self.settings.calls,
+            self.settings.requests,
+            self.settings.group,
+        )
         self._pm.register(self._writer)
         renewer = threading.Thread(
             target=self._renew_loop, args=(stop,), name="livecall-redis-renewer", daemon=True
