@@ -27,8 +27,8 @@ from livecall_redis import DEFAULT_EVENTS, DEFAULT_GROUP, DEFAULT_REQUESTS, Watc
 
 SEED = 13
 #: Calls per provider: two CPU cores run the simulators and three workers, two threads a call each.
-PHONIC_CALLS = int(os.environ.get("LIVECALL_CAMPAIGN_PHONIC", "80"))
-HIYA_CALLS = int(os.environ.get("LIVECALL_CAMPAIGN_HIYA", "40"))
+PHONIC_CALLS = int(os.environ.get("LIVECALL_CAMPAIGN_PHONIC", "200"))
+HIYA_CALLS = int(os.environ.get("LIVECALL_CAMPAIGN_HIYA", "100"))
 LEASE, RENEW = 3.0, 1.0
 #: Seconds between messages of one call: a couple of events a second.
 PACE = (0.4, 0.6)
@@ -60,14 +60,18 @@ def start_calls(redis_client, rng: random.Random) -> list[Call]:
         else:
             sim = Simulator("hiya", pace=pace, token=HIYA_TOKEN, join_timeout=HIYA_JOIN_WAIT).start()
             token = livecall.Credential(sim.credentials["conversation_token"])
-            request = WatchRequest("hiya", conversation_token=token, user_id=sim.credentials["user_id"], url=sim.url)
+            request = WatchRequest(
+                "hiya", conversation_token=token, user_id=sim.credentials["user_id"], url=sim.url
+            )
         request_id = enqueue(redis_client, request)
         calls.append(Call(sim, request_id, request.call_id(request_id)))
     return calls
 
 
 def start_worker(redis_url: str, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PHONIC_API_KEY=API_KEY, HIYA_TOKEN=HIYA_TOKEN, LIVECALL_DISABLE_PLUGIN_AUTOLOAD="1")
+    env = dict(
+        os.environ, PHONIC_API_KEY=API_KEY, HIYA_TOKEN=HIYA_TOKEN, LIVECALL_DISABLE_PLUGIN_AUTOLOAD="1"
+    )
     argv = [sys.executable, "-m", "livecall", "-v", "-p", "livecall_redis", "worker", "--redis", redis_url]
     argv += ["--calls", str(PHONIC_CALLS + HIYA_CALLS), "--lease", str(LEASE), "--renew", str(RENEW)]
     with log.open("wb") as output:
@@ -75,7 +79,9 @@ def start_worker(redis_url: str, log: Path) -> subprocess.Popen:
 
 
 def held_by(redis_client, consumer: str) -> set[str]:
-    pending = redis_client.xpending_range(DEFAULT_REQUESTS, DEFAULT_GROUP, "-", "+", 100_000, consumername=consumer)
+    pending = redis_client.xpending_range(
+        DEFAULT_REQUESTS, DEFAULT_GROUP, "-", "+", 100_000, consumername=consumer
+    )
     return {entry["message_id"] for entry in pending}
 
 
@@ -90,6 +96,11 @@ def pending(redis_client) -> int:
 def ready(logs: list[Path]) -> bool:
     """Every worker said it takes calls (its log is written by another process: polled)."""
     return all(log.exists() and b"takes up to" in log.read_bytes() for log in logs)
+
+
+def last_delivered(redis_client) -> str:
+    groups = redis_client.xinfo_groups(DEFAULT_REQUESTS)
+    return next((group["last-delivered-id"] for group in groups if group["name"] == DEFAULT_GROUP), "")
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> None:
@@ -153,7 +164,7 @@ def sent_messages(sim: Simulator) -> list[tuple[int, dict]]:
 
 
 def phonic_lines(snapshots: list[dict]) -> list[tuple[int, str]]:
-    """The transcript lines one watcher of ``snapshots`` derives: each item's words, again when they change."""
+    """The lines one watcher of ``snapshots`` derives: each item's words, again when they change."""
     said: dict[object, str] = {}
     lines = []
     for snapshot in snapshots:
@@ -166,22 +177,27 @@ def phonic_lines(snapshots: list[dict]) -> list[tuple[int, str]]:
     return lines
 
 
-def check_phonic(call: Call, events: list[dict], paused: bool) -> None:
-    snapshots = [message for _, message in sent_messages(call.sim) if message["type"] == "conversation-updated"]
+def check_phonic(call: Call, events: list[dict], orphaned: bool) -> int:
+    """Asserts the call's lines are right; returns how many lines one watcher would have had more."""
+    snapshots = [
+        message for _, message in sent_messages(call.sim) if message["type"] == "conversation-updated"
+    ]
     lines = [(event["item_idx"], event["text"]) for event in events if event["event"] == "transcript"]
     assert len(set(lines)) == len(lines), f"{call.call_id}: a line twice: {lines}"
     assert [event["event"] for event in events].count("conversation_ended") == 1
     assert events[-1]["event"] == "conversation_ended"
-    if not paused:
+    if not orphaned:
         assert lines == phonic_lines(snapshots), call.call_id
-        return
-    # Snapshots sent to the paused worker were never read: a line the final words replaced may be
-    # missing, but the words of every item are there, in order, and every line was sent.
+        return 0
+    # Snapshots sent to the worker that died or paused may never have been read: a line that later
+    # words replaced may be missing, but every item's final words are there, in order, and every
+    # line was sent.
     final = phonic_lines(snapshots[-1:])
     last_words = {index: text for index, text in lines}
     assert [(index, last_words.get(index)) for index, _ in final] == final, call.call_id
     assert set(lines) <= set(phonic_lines(snapshots)), call.call_id
     assert [index for index, _ in lines] == sorted(index for index, _ in lines), call.call_id
+    return len(phonic_lines(snapshots)) - len(lines)
 
 
 HIYA_KINDS = {"event:start": "call_started", "event:end": "screening_ended", "event:callEnd": "call_ended"}
@@ -191,30 +207,37 @@ def hiya_summary(kind: str, text=None, role=None, offset=None) -> tuple:
     return (kind, text, role, offset)
 
 
-def check_hiya(call: Call, events: list[dict], paused: bool) -> None:
+def check_hiya(call: Call, events: list[dict], orphaned: bool) -> int:
+    """Asserts the call's events are right; returns how many the failed worker never wrote."""
     sent = []
     for connection, message in sent_messages(call.sim):
         if message["type"] == "transcript":
-            sent.append((connection, hiya_summary("transcript", message["msg"], message["role"], message["offset"])))
+            sent.append(
+                (connection, hiya_summary("transcript", message["msg"], message["role"], message["offset"]))
+            )
         elif message["type"] in HIYA_KINDS:
             text = message.get("msg")
             sent.append((connection, hiya_summary(HIYA_KINDS[message["type"]], text)))
     got = [
-        hiya_summary(event["event"], event.get("text", event.get("message")), event.get("role"), event.get("offset"))
+        hiya_summary(
+            event["event"], event.get("text", event.get("message")), event.get("role"), event.get("offset")
+        )
         for event in events
     ]
     assert len(set(got)) == len(got), f"{call.call_id}: an event twice"
     expected = [summary for _, summary in sent]
-    if not paused:
+    if not orphaned:
         assert got == expected, call.call_id
-        return
-    # Hiya does not replay: what was sent to the paused worker before the takeover is lost,
-    # and only that.  The rest is there, once each, in order.
-    replaced = {index for index, record in enumerate(call.sim.connections) if record.server_close_code == 1001}
+        return 0
+    # Hiya does not replay: what was sent to the worker that died or paused and that it had
+    # not written is lost, and only that.  The rest is there, once each, in order.
+    final = max(index for index, record in enumerate(call.sim.connections) if record.accepted)
+    replaced = set(range(final))
     positions = [expected.index(summary) for summary in got]
     assert positions == sorted(positions), call.call_id
     missing = [(connection, summary) for connection, summary in sent if summary not in set(got)]
     assert all(connection in replaced for connection, _ in missing), f"{call.call_id}: lost {missing}"
+    return len(missing)
 
 
 def test_takeover_campaign(redis_server, redis_client, tmp_path_factory, capsys):
@@ -229,7 +252,8 @@ def test_takeover_campaign(redis_server, redis_client, tmp_path_factory, capsys)
         wait_for(lambda: ready(logs), 30, "three workers reading")
         began = time.monotonic()
         calls = start_calls(redis_client, rng)
-        wait_for(lambda: pending(redis_client) == len(calls), 30, "every call taken")
+        last = calls[-1].request_id
+        wait_for(lambda: last_delivered(redis_client) == last, 30, "every call taken")
         killed, paused = workers[0], workers[1]
         by_id = {call.request_id: call for call in calls}
         killed_calls = [by_id[i] for i in held_by(redis_client, consumer_of(killed))]
@@ -257,9 +281,11 @@ def test_takeover_campaign(redis_server, redis_client, tmp_path_factory, capsys)
         for call in calls:
             call.sim.stop(timeout=1)
     events = provider_events(redis_client)
+    unseen = {"phonic": 0, "hiya": 0}
     for call in calls:
         check = check_phonic if call.sim.provider == "phonic" else check_hiya
-        check(call, events.get(call.call_id, []), paused=call.request_id in paused_ids)
+        orphaned = call.request_id in paused_ids or call in killed_calls
+        unseen[call.sim.provider] += check(call, events.get(call.call_id, []), orphaned=orphaned)
     interrupted = -signal.SIGTERM, 128 + signal.SIGTERM  # livecall exits with 143 on SIGTERM
     assert workers[1].returncode in interrupted and workers[2].returncode in interrupted
     orphans = [(call, killed_at) for call in killed_calls] + [(by_id[i], paused_at) for i in paused_ids]
@@ -274,7 +300,8 @@ def test_takeover_campaign(redis_server, redis_client, tmp_path_factory, capsys)
             f"paused worker's late writes fenced: {fenced}\n"
             f"  takeover after the failure: max {max(times):.2f} s, median {statistics.median(times):.2f} s "
             f"(bound: lease + renewal + connect)\n"
-            f"  events on the stream: {redis_client.xlen(DEFAULT_EVENTS)}"
+            f"  events on the stream: {redis_client.xlen(DEFAULT_EVENTS)}; sent to a failed worker and never "
+            f"written: {unseen['hiya']} Hiya events (no replay), {unseen['phonic']} superseded Phonic lines"
         )
     assert killed_calls and paused_ids
     assert max(times) <= LEASE + RENEW + 1.0 + 2.0, "a takeover took longer than lease + renewal + connect"
