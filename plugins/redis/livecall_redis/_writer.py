@@ -115,9 +115,10 @@ class EventWriter:
                 if not self._reachable():
                     break
                 time.sleep(RETRY_PAUSE)
-        log.warning(
-            "call %s (request %s): an event was not written, Redis unreachable",
-            lease.call_id,
-            lease.request_id,
-        )
+        if lease.lose("Redis unreachable"):
+            log.warning(
+                "lost call %s (request %s): Redis unreachable, an event unwritten",
+                lease.call_id,
+                lease.request_id,
+            )
         return None
