@@ -1,10 +1,12 @@
 """``livecall enqueue`` and ``livecall worker`` from the command line; dead letters; token sources."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +200,23 @@ def test_metrics_are_served(redis_server, redis_client):
         stop()
     assert "livecall_worker_calls_held 3.0" in body
     assert "livecall_worker_fenced_writes_total 2.0" in body
+
+
+def test_the_readme_consumer_prints_the_transcript(redis_server, redis_client, tmp_path):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    consumer = [block for block in readme.split("```python\n")[1:] if "xreadgroup" in block][0].split("```")[
+        0
+    ]
+    assert len([line for line in consumer.splitlines() if line.strip()]) <= 16
+    script = tmp_path / "consumer.py"
+    script.write_text(consumer.replace("redis://127.0.0.1:6379/0", redis_server.url))
+    line = {"event": "transcript", "role": "user", "text": "Tuesday at 10 works."}
+    redis_client.xadd("livecall:events", {"call_id": "conv_1", "key": "k", "event": json.dumps(line)})
+    reader = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        printed = reader.stdout.readline()
+        wait_for(lambda: redis_client.xpending("livecall:events", "transcripts")["pending"] == 0, 10, "acked")
+    finally:
+        reader.kill()
+        reader.wait()
+    assert printed == "conv_1 user Tuesday at 10 works.\n"
