@@ -100,6 +100,8 @@ class Worker:
         self.consumer = consumer or consumer_name()
         self.stats = stats or Stats()
         self._redis = settings.redis_client()
+        # XAUTOCLAIM's answer as Redis gives it: redis-py before 4.3 leaves its cursor out.
+        self._redis.set_response_callback("XAUTOCLAIM", lambda response, **options: response)
         self._scripts = Scripts(
             self._redis, settings.requests, settings.group, settings.events, settings.dead_letter
         )
@@ -197,19 +199,22 @@ class Worker:
 
     def _take_over(self, free: int) -> None:
         """Claim requests whose holder has not renewed within the lease (``XAUTOCLAIM``)."""
-        answer: Any = self._redis.xautoclaim(
+        answer: Any = self._redis.execute_command(
+            "XAUTOCLAIM",
             self.settings.requests,
             self.settings.group,
             self.consumer,
-            min_idle_time=int(self.settings.lease * 1000),
-            start_id=self._claim_from,
-            count=free,
+            int(self.settings.lease * 1000),
+            self._claim_from,
+            "COUNT",
+            free,
         )
         self._contact()
         self._claim_from = answer[0]
-        for request_id, fields in answer[1]:
-            if fields is None:  # deleted meanwhile (Redis < 7 says so this way)
+        for request_id, flat in answer[1]:
+            if flat is None:  # deleted meanwhile (Redis < 7 says so this way)
                 continue
+            fields = dict(zip(flat[::2], flat[1::2]))
             with self._lock:
                 mine = request_id in self._held
             if not mine:

@@ -78,6 +78,12 @@ def start_worker(redis_url: str, log: Path) -> subprocess.Popen:
         return subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
+def stopped(process: subprocess.Popen) -> bool:
+    """Whether the process is stopped (state ``T`` in /proc)."""
+    stat = Path(f"/proc/{process.pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
 def held_by(redis_client, consumer: str) -> set[str]:
     pending = redis_client.xpending_range(
         DEFAULT_REQUESTS, DEFAULT_GROUP, "-", "+", 100_000, consumername=consumer
@@ -256,16 +262,19 @@ def test_takeover_campaign(redis_server, redis_client, tmp_path_factory, capsys)
         wait_for(lambda: last_delivered(redis_client) == last, 30, "every call taken")
         killed, paused = workers[0], workers[1]
         by_id = {call.request_id: call for call in calls}
-        killed_calls = [by_id[i] for i in held_by(redis_client, consumer_of(killed))]
+        # The calls each failed worker leaves behind: those it holds once it can no longer act.
         killed.send_signal(signal.SIGKILL)
-        takeovers.orphaned(killed_calls)
         killed_at = time.monotonic()
-        paused_ids = held_by(redis_client, consumer_of(paused))
+        killed.wait(10)
+        killed_calls = [by_id[i] for i in held_by(redis_client, consumer_of(killed))]
+        takeovers.orphaned(killed_calls)
         paused.send_signal(signal.SIGSTOP)
         paused_at = time.monotonic()
+        wait_for(lambda: stopped(paused), 10, "the worker stopped")
+        paused_ids = held_by(redis_client, consumer_of(paused))
         takeovers.orphaned([by_id[i] for i in paused_ids])
-        stopped = threading.Event()
-        stopped.wait(LEASE + 2 * RENEW + 1)  # the worker stays stopped past its lease: the point of the test
+        pause = threading.Event()
+        pause.wait(LEASE + 2 * RENEW + 1)  # the worker stays stopped past its lease: the point of the test
         paused.send_signal(signal.SIGCONT)
         wait_for(lambda: redis_client.xlen(DEFAULT_REQUESTS) == 0, DEADLINE, "every request acknowledged")
         assert pending(redis_client) == 0
