@@ -285,21 +285,23 @@ class Worker:
     # --- one call -----------------------------------------------------------------
 
     def _watch(self, lease: Lease, client: livecall.LiveClient) -> None:
+        """Watch to the end, settle the request, and only then free the room (stopping waits on it)."""
+        failure: Optional[str] = None
         try:
-            client.start()
-            client.wait()
-        except Exception as error:
-            failure: Optional[str] = f"{type(error).__name__}: {livecall.redact(str(error))}"
-        else:
-            failure = None
+            try:
+                client.start()
+                client.wait()
+            except Exception as error:
+                failure = f"{type(error).__name__}: {livecall.redact(str(error))}"
+            finally:
+                client.close()
+                self._writer.detach(client.call)
+            self._settle(lease, client.call.end_reason, failure)
         finally:
-            client.close()
-            self._writer.detach(client.call)
             with self._lock:
                 self._held.pop(lease.request_id, None)
                 self.stats.set("calls_held", len(self._held))
                 self._changed.notify_all()
-        self._settle(lease, client.call.end_reason, failure)
 
     def _settle(self, lease: Lease, reason: Optional[livecall.EndReason], failure: Optional[str]) -> None:
         """Acknowledge a call that ended; give back one that did not, for another try."""

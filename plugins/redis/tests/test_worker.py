@@ -4,11 +4,14 @@ import json
 import threading
 from collections.abc import Iterator
 
+import attrs
 import pytest
 
 import livecall
 from livecall.plugins import create_plugin_manager
 from livecall_redis import DEFAULT_EVENTS, DEFAULT_REQUESTS, WatchRequest, Worker, WorkerSettings, enqueue
+
+from .test_campaign import wait_for
 
 
 @pytest.fixture
@@ -105,3 +108,36 @@ def test_a_hiya_call_keeps_its_conversation_token_out_of_the_events_and_drops_it
         [redis_client.xrange(key) for key in redis_client.keys("*") if redis_client.type(key) == "stream"]
     )
     assert secret not in dump
+
+
+def test_a_stopping_worker_gives_its_calls_back_at_once(
+    redis_server, redis_client, livecall_simulator, settings
+):
+    """Another worker takes the call over on its next look, long before the lease would lapse."""
+    sim = livecall_simulator("phonic", pace=0.3, conversation_id="conv_handover")
+    enqueue(redis_client, WatchRequest("phonic", conversation_id="conv_handover", url=sim.url))
+    slow_lease = attrs.evolve(settings, lease=60.0, renew=20.0)
+    first = Worker(slow_lease, create_plugin_manager(autoload=False), consumer="first:1")
+    first_stop = threading.Event()
+    first_thread = threading.Thread(target=first.run, args=(first_stop,), daemon=True)
+    first_thread.start()
+    second = Worker(slow_lease, create_plugin_manager(autoload=False), consumer="second:2")
+    second_stop = threading.Event()
+    second_thread = threading.Thread(target=second.run, args=(second_stop,), daemon=True)
+    try:
+        wait_for(lambda: first.stats.events_written >= 2, 10, "the first worker watching")
+        first_stop.set()
+        first_thread.join(15)
+        second_thread.start()
+        wait_for(lambda: second.stats.calls_held == 1, 10, "the second worker taking over")
+        wait_until_done(redis_client)
+    finally:
+        first_stop.set()
+        second_stop.set()
+        second_thread.join(15)
+    lines = [
+        event["text"]
+        for event in stream_events(redis_client, "conv_handover")
+        if event["event"] == "transcript"
+    ]
+    assert len(lines) == len(set(lines)) == 6
