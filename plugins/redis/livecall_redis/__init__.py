@@ -111,6 +111,14 @@ def _add_worker(subparsers: Any) -> None:
     group.add_argument("--hiya-url", metavar="BASE", help="Hiya's base URL for requests that name none")
     group.add_argument("--phonic-url", metavar="BASE", help="Phonic's base URL for requests that name none")
     group.add_argument(
+        "--allow-host",
+        metavar="HOST",
+        action="append",
+        default=[],
+        help="a host requests may name in their base URL, besides those of --hiya-url and "
+        "--phonic-url (repeatable; the worker's credentials go there)",
+    )
+    group.add_argument(
         "--hiya-token-command",
         metavar="CMD",
         help="run CMD for a fresh Hiya bearer token on every connection attempt (default: $HIYA_TOKEN)",
@@ -151,6 +159,7 @@ def worker_command(config: livecall.Config) -> int:
         events_maxlen=options.events_maxlen,
         hiya_url=options.hiya_url,
         phonic_url=options.phonic_url,
+        allowed_hosts=options.allow_host,
         hiya_token_command=options.hiya_token_command,
     )
     if options.processes == 1:

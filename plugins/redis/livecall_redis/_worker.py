@@ -13,12 +13,15 @@ import socket
 import threading
 import time
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 import attrs
 import pluggy
 import redis
 
 import livecall
+import livecall.hiya
+import livecall.phonic
 
 from ._keys import EventKeys
 from ._requests import DEFAULT_REQUESTS, SECRET_FIELDS, WatchRequest
@@ -67,12 +70,34 @@ class WorkerSettings:
     key_ttl: int = attrs.field(default=86_400, validator=_positive)
     hiya_url: Optional[str] = None
     phonic_url: Optional[str] = None
+    #: Hosts a request may name in its base URL, besides those of the worker's own base URLs.
+    allowed_hosts: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     hiya_token_command: Optional[str] = attrs.field(default=None, repr=False)
     connect_timeout: float = attrs.field(default=10.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.renew >= self.lease:
             raise livecall.ConfigurationError("--renew must be shorter than --lease")
+
+    def base_url(self, provider: str) -> str:
+        """The provider's base URL for requests that name none."""
+        if provider == "hiya":
+            return self.hiya_url or livecall.hiya.DEFAULT_URL
+        return self.phonic_url or livecall.phonic.DEFAULT_URL
+
+    def check_url(self, provider: str, url: Optional[str]) -> str:
+        """The base URL to connect to; a request's own only on a host the worker allows.
+
+        The worker sends its own credentials there: a request naming any host
+        would hand them to whoever can enqueue.
+        """
+        if url is None:
+            return self.base_url(provider)
+        host = urlsplit(url).hostname
+        allowed = {urlsplit(self.base_url(name)).hostname for name in ("hiya", "phonic")}
+        if host not in allowed | set(self.allowed_hosts):
+            raise livecall.ConfigurationError(f"the request's base URL names host {host!r}, not allowed here")
+        return url
 
     @property
     def outage_limit(self) -> float:
@@ -270,14 +295,14 @@ class Worker:
         if request.provider == "phonic":
             assert request.conversation_id is not None
             return livecall.PhonicClient(
-                request.conversation_id, url=request.url or self.settings.phonic_url, **options
+                request.conversation_id, url=self.settings.check_url("phonic", request.url), **options
             )
         assert request.conversation_token is not None
         return livecall.HiyaClient(
             self._hiya_token,
             request.conversation_token.get(),
             request.user_id,
-            url=request.url or self.settings.hiya_url,
+            url=self.settings.check_url("hiya", request.url),
             product_version=request.product_version,
             **options,
         )

@@ -54,7 +54,9 @@ def test_an_outage_stops_the_watches_and_every_call_is_watched_again_once(
             )
         request_id = enqueue(client, request)
         sims[request.call_id(request_id)] = sim
-    settings = WorkerSettings(redis_url=own_server.url, calls=10, lease=LEASE, renew=RENEW)
+    settings = WorkerSettings(
+        redis_url=own_server.url, calls=10, lease=LEASE, renew=RENEW, allowed_hosts=["127.0.0.1"]
+    )
     worker = Worker(settings, create_plugin_manager(autoload=False))
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), name="test-worker", daemon=True)

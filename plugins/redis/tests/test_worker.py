@@ -18,7 +18,9 @@ from .test_campaign import wait_for
 def settings(redis_server, redis_client, monkeypatch) -> WorkerSettings:
     monkeypatch.setenv("PHONIC_API_KEY", "sim-phonic-key")
     monkeypatch.setenv("HIYA_TOKEN", "sim-hiya-token")
-    return WorkerSettings(redis_url=redis_server.url, calls=4, lease=3.0, renew=1.0)
+    return WorkerSettings(
+        redis_url=redis_server.url, calls=4, lease=3.0, renew=1.0, allowed_hosts=["127.0.0.1"]
+    )
 
 
 @pytest.fixture
