@@ -174,9 +174,11 @@ class Worker:
                     log.debug("Redis unreachable: %s", type(error).__name__)
                     stop.wait(self.settings.renew / 2)
                 except redis.ResponseError as error:
-                    if "NOGROUP" not in str(error):
-                        raise
-                    self._ensure_group()
+                    if "NOGROUP" in str(error):  # Redis lost the group (restarted empty): make it again
+                        self._ensure_group()
+                    else:
+                        log.warning("Redis refused a command: %s", error)
+                        stop.wait(self.settings.renew)
         finally:
             stop.set()
             self._give_back()
@@ -349,6 +351,8 @@ class Worker:
                     )
         except (redis.ConnectionError, redis.TimeoutError):
             log.warning("lost call %s (request %s): Redis unreachable as the watch ended", *ids)
+        except redis.ResponseError as error:
+            log.warning("lost call %s (request %s): Redis refused to settle it: %s", *ids, error)
 
     def _release(self, lease: Lease) -> None:
         """Give the request back at once: its idle time set to the lease, so any worker claims it."""
@@ -375,7 +379,7 @@ class Worker:
             leases = [lease for lease in self._held.values() if lease.lost is None]
         try:
             for lease in leases:
-                if self._scripts.renew(self.consumer, lease.request_id, lease.token):
+                if self._renew(lease):
                     self.stats.add("lease_renewals")
                 elif lease.lose("taken over by another worker"):
                     log.warning("lost call %s (request %s): taken over", lease.call_id, lease.request_id)
@@ -391,6 +395,13 @@ class Worker:
                         lease.request_id,
                         time.monotonic() - self._last_contact,
                     )
+
+    def _renew(self, lease: Lease) -> bool:
+        try:
+            return self._scripts.renew(self.consumer, lease.request_id, lease.token)
+        except redis.ResponseError as error:  # the stream or group is gone: so is the lease
+            log.warning("Redis refused to renew request %s: %s", lease.request_id, error)
+            return False
 
     def _contact(self) -> None:
         self._last_contact = time.monotonic()

@@ -89,3 +89,30 @@ def test_an_outage_stops_the_watches_and_every_call_is_watched_again_once(
         # What reached the worker while Redis was away is like what reaches a worker that dies.
         check = check_phonic if sim.provider == "phonic" else check_hiya
         check(Call(sim, call_id, call_id), events[call_id], orphaned=True)
+
+
+def test_a_worker_outlives_a_redis_that_came_back_empty(own_server, livecall_simulator, monkeypatch):
+    """Its leases went with the data: it stops those watches, makes the group again, takes new requests."""
+    monkeypatch.setenv("PHONIC_API_KEY", "sim-phonic-key")
+    first = livecall_simulator("phonic", pace=0.5, conversation_id="conv_before")
+    client = own_server.client()
+    enqueue(client, WatchRequest("phonic", conversation_id="conv_before", url=first.url))
+    settings = WorkerSettings(redis_url=own_server.url, lease=LEASE, renew=RENEW, allowed_hosts=["127.0.0.1"])
+    worker = Worker(settings, create_plugin_manager(autoload=False))
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), name="test-worker", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: worker.stats.calls_held == 1, 10, "the first call watched")
+        own_server.stop(save=False)
+        own_server.start()
+        wait_for(lambda: worker.stats.calls_held == 0, 4 * LEASE, "the lost call let go")
+        second = livecall_simulator("phonic", conversation_id="conv_after")
+        enqueue(client, WatchRequest("phonic", conversation_id="conv_after", url=second.url))
+        wait_for(lambda: second.call_ended, 20, "the new request watched")
+        wait_for(lambda: client.xlen(DEFAULT_REQUESTS) == 0, 10, "the new request acknowledged")
+    finally:
+        stop.set()
+        thread.join(15)
+        client.close()
+    assert thread.is_alive() is False
