@@ -105,7 +105,9 @@ class WorkerSettings:
         return self.lease - self.renew
 
     def redis_client(self) -> "redis.Redis":
-        timeout = min(self.renew, 5.0)
+        """A client that notices an unresponsive server within about a renewal (at most 5 s),
+        besides the time ``XREADGROUP`` blocks on purpose."""
+        timeout = READ_BLOCK + min(self.renew, 5.0)
         return redis.Redis.from_url(
             self.redis_url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
         )
@@ -144,11 +146,9 @@ class Worker:
 
     # --- the main loop ------------------------------------------------------------
 
-    def run(self, stop: Optional[threading.Event] = None) -> None:
+    def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set (or the thread is interrupted), then give every call back."""
-        if stop is not None:
-            self._stop = stop
-        stop = self._stop
+        self._stop = stop
         self._ensure_group()
         log.info(
             "worker %s takes up to %d calls from %s (group %s)",
@@ -185,9 +185,6 @@ class Worker:
             renewer.join()
             self._pm.unregister(self._writer)
             self._redis.close()
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def _ensure_group(self) -> None:
         """The group reads the stream from its beginning, whichever worker creates it first."""
