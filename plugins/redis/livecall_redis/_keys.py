@@ -4,8 +4,9 @@ The events stream takes an event only once per key and call, so a worker
 taking a call over writes nothing that its predecessor wrote.  Keys come from
 the provider's data:
 
-- a Phonic transcript line: its conversation item's index and its text (a
-  ``Transcript`` carries the index, its position when the item has none);
+- a Phonic transcript line: its conversation item (``id``, else index) and
+  its text (a ``Transcript`` carries the index, or the item's position; the
+  id comes from the snapshot dispatched just before its lines);
 - a Hiya transcript line with an ``offset``: type, role, offset and text;
 - the provider's other messages (a snapshot, a call's start and end, an
   error): a digest of the event's content, its arrival time left out;
@@ -46,14 +47,27 @@ class EventKeys:
     def __init__(self, watch: str):
         self._watch = watch
         self._counter = itertools.count(1)
+        self._item_ids: dict[int, str] = {}  # a Phonic item's index (or position) -> its id
 
     def key(self, call: livecall.Call, event: livecall.Event, record: dict[str, Any]) -> str:
+        """The event's key; called for each event of the watch in order, on its dispatcher thread."""
+        if isinstance(event, livecall.ConversationUpdated):
+            self._remember_ids(event.conversation)
         if isinstance(event, livecall.Transcript):
             if call.provider == "phonic" and event.item_idx is not None:
-                return f"item:{_digest(event.item_idx, event.text)}"
+                item = self._item_ids.get(event.item_idx, event.item_idx)
+                return f"item:{_digest(item, event.text)}"
             if event.offset is not None:
                 return f"line:{_digest(event.role, event.offset, event.text)}"
         elif isinstance(event, _BY_CONTENT):
             content = {name: value for name, value in record.items() if name not in _LOCAL_FIELDS}
             return f"{event.kind}:{_digest(content)}"
         return f"watch:{self._watch}:{next(self._counter)}"
+
+    def _remember_ids(self, conversation: livecall.Conversation) -> None:
+        """The ids of the snapshot's items, by the index its transcript lines carry."""
+        self._item_ids = {
+            position if item.item_idx is None else item.item_idx: item.id
+            for position, item in enumerate(conversation.items)
+            if item.id
+        }
