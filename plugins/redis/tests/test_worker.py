@@ -1,6 +1,7 @@
 """A worker in this process against simulated providers and a real Redis."""
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 
@@ -89,9 +90,10 @@ def test_a_request_enqueued_before_any_worker_is_watched_to_its_end(
     assert request_id
 
 
-def test_a_hiya_call_keeps_its_conversation_token_out_of_the_events_and_drops_it_at_the_end(
-    redis_client, livecall_simulator, running_worker
+def test_a_hiya_call_keeps_its_conversation_token_out_of_the_events_and_logs_and_drops_it_at_the_end(
+    redis_client, livecall_simulator, running_worker, caplog
 ):
+    caplog.set_level(logging.DEBUG, logger="livecall")
     sim = livecall_simulator("hiya", join_timeout=0)
     secret = sim.credentials["conversation_token"]
     request = WatchRequest(
@@ -110,6 +112,8 @@ def test_a_hiya_call_keeps_its_conversation_token_out_of_the_events_and_drops_it
         [redis_client.xrange(key) for key in redis_client.keys("*") if redis_client.type(key) == "stream"]
     )
     assert secret not in dump
+    assert "took call" in caplog.text and "ended" in caplog.text
+    assert secret not in caplog.text
 
 
 def test_a_stopping_worker_gives_its_calls_back_at_once(
