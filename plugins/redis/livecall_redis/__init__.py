@@ -135,7 +135,7 @@ def _add_worker(subparsers: Any) -> None:
         "--events-maxlen",
         metavar="N",
         type=int,
-        default=1_000_000,
+        default=100_000,
         help="trim the events stream to about N entries (default: %(default)s)",
     )
     worker.set_defaults(func=worker_command)

@@ -66,7 +66,7 @@ class WorkerSettings:
     events: str = DEFAULT_EVENTS
     dead_letter: str = DEFAULT_DEAD
     max_deliveries: int = attrs.field(default=5, validator=_positive)
-    events_maxlen: int = attrs.field(default=1_000_000, validator=_positive)
+    events_maxlen: int = attrs.field(default=100_000, validator=_positive)
     key_ttl: int = attrs.field(default=86_400, validator=_positive)
     hiya_url: Optional[str] = None
     phonic_url: Optional[str] = None
