@@ -6,6 +6,7 @@ conversation token is a credential all the same; it lives in the request,
 is never logged, and goes when the request is deleted at the call's end.
 """
 
+import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -18,6 +19,7 @@ __all__ = ["DEFAULT_REQUESTS", "WatchRequest", "enqueue"]
 
 DEFAULT_REQUESTS = "livecall:requests"
 PROVIDERS = ("hiya", "phonic")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: The request's fields a dead letter leaves out.
 SECRET_FIELDS = frozenset({"conversation_token"})
 
@@ -45,6 +47,11 @@ class WatchRequest:
             raise livecall.ConfigurationError("a Hiya request needs conversation_token and user_id")
         if self.url is not None and not self.url.startswith(("ws://", "wss://")):
             raise livecall.ConfigurationError("url must start with ws:// or wss://")
+        for name in ("conversation_id", "user_id", "product_version", "url"):
+            value = getattr(self, name)
+            if value is not None and _CONTROL.search(value):
+                # user_id and product_version become headers: a line break would add headers of its own.
+                raise livecall.ConfigurationError(f"{name} holds a control character")
 
     def fields(self) -> dict[str, str]:
         """The stream entry's fields; absent values are left out."""

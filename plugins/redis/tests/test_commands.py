@@ -241,3 +241,14 @@ def test_the_readme_consumer_prints_the_transcript(redis_server, redis_client, t
         reader.kill()
         reader.wait()
     assert printed == "conv_1 user Tuesday at 10 works.\n"
+
+
+def test_a_request_that_would_smuggle_a_header_goes_to_the_dead_letter_stream(redis_server, redis_client):
+    redis_client.xadd(
+        DEFAULT_REQUESTS,
+        {"provider": "hiya", "conversation_token": "lct_x", "user_id": "u1\r\nAuthorization: Bearer stolen"},
+    )
+    settings = WorkerSettings(redis_url=redis_server.url, lease=3, renew=1)
+    run_worker_until(settings, lambda: redis_client.xlen(DEFAULT_DEAD) == 1)
+    [(_, fields)] = redis_client.xrange(DEFAULT_DEAD)
+    assert fields["reason"] == "user_id holds a control character"
