@@ -1,4 +1,5 @@
-"""Print ``name==floor`` for every run-time dependency in pyproject.toml, one per line.
+"""Print ``name==floor`` for every run-time dependency in pyproject.toml and the bundled
+plugins' (their ``livecall`` requirement aside: it is this checkout), one per line.
 
 ``make test-oldest`` installs these pins beside the package, so the test suite
 runs on the oldest versions livecall claims to support; reading them from
@@ -26,6 +27,8 @@ def oldest_requirements(pyproject: Path) -> list[str]:
         requirements = tomllib.load(file)["project"]["dependencies"]
     pins = []
     for requirement in requirements:
+        if re.match(r"livecall(?![\w-])", requirement.strip()):
+            continue
         match = FLOOR.match(requirement.strip())
         if match is None:
             raise SystemExit(f"{pyproject}: {requirement!r} needs a plain '>=' floor to be tested")
@@ -35,4 +38,5 @@ def oldest_requirements(pyproject: Path) -> list[str]:
 
 if __name__ == "__main__":
     root = Path(__file__).resolve().parent.parent
-    print("\n".join(oldest_requirements(root / "pyproject.toml")))
+    pyprojects = [root / "pyproject.toml", *sorted(root.glob("plugins/*/pyproject.toml"))]
+    print("\n".join(pin for pyproject in pyprojects for pin in oldest_requirements(pyproject)))

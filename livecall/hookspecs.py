@@ -1,6 +1,7 @@
 """The hooks livecall calls; plugins implement them with ``@livecall.hookimpl``."""
 
 import argparse
+from typing import Optional
 
 from pluggy import HookimplMarker, HookspecMarker
 
@@ -25,6 +26,15 @@ def livecall_register_commands(subparsers: "argparse._SubParsersAction[argparse.
 @hookspec
 def livecall_configure(config: Config) -> None:
     """Set up from the parsed options before any call is watched."""
+
+
+@hookspec(firstresult=True)
+def livecall_credential(provider: str, name: str) -> Optional[str]:
+    """A fresh ``name`` credential for ``provider`` (``"hiya"``, ``"token"``); None: ask the next source.
+
+    Asked on every connection attempt by code that accepts a credential
+    source (``livecall worker``), so tokens that expire are fetched again.
+    """
 
 
 @hookspec

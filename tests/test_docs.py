@@ -544,8 +544,8 @@ def run_project_tests(project: Path) -> None:
 # --- shell examples ---------------------------------------------------------------
 
 
-#: Commands that are only parsed: one serves until stopped, one sends beyond this machine.
-PARSED_ONLY = {"simulate", "webhook-replay"}
+#: Commands that are only parsed: some serve until stopped, some need a server beyond the docs' own.
+PARSED_ONLY = {"simulate", "webhook-replay", "worker", "enqueue"}
 
 
 def run_livecall(args: list[str], block: Block) -> None:

@@ -207,7 +207,10 @@ class PluginOptionsDirective(ReferenceDirective):
     def generate(self) -> list[str]:
         module = importlib.import_module(self.arguments[0])
         parser = argparse.ArgumentParser(prog="livecall watch PROVIDER", add_help=False)
-        module.livecall_addoption(parser=parser)
+        addoption = getattr(module, "livecall_addoption", None)
+        if addoption is None:  # a plugin that only adds commands
+            return []
+        addoption(parser=parser)
         _fixed_width(parser)
         formatter = parser._get_formatter()
         for group in parser._action_groups:

@@ -1,0 +1,250 @@
+"""Many workers share the calls to watch, over Redis Streams, with crash takeover.
+
+``livecall enqueue hiya|phonic ...`` (or :func:`enqueue`) puts a watch
+request on a stream; ``livecall worker --redis URL`` processes take requests
+in a consumer group, watch the calls, renew a lease on each, take over the
+calls of a worker whose lease lapsed, and write every event, fenced and keyed
+so that each is written once, to an events stream.
+"""
+
+import argparse
+import os
+import threading
+from typing import Any, Optional
+
+import livecall
+
+from ._keys import EventKeys
+from ._processes import run_processes, run_worker
+from ._requests import DEFAULT_REQUESTS, WatchRequest, enqueue
+from ._scripts import Scripts
+from ._stats import METRICS, Stats
+from ._tokens import TokenCommand
+from ._worker import DEFAULT_DEAD, DEFAULT_EVENTS, DEFAULT_GROUP, Worker, WorkerSettings, consumer_name
+from ._writer import EventWriter, Lease
+
+__all__ = [
+    "DEFAULT_DEAD",
+    "DEFAULT_EVENTS",
+    "DEFAULT_GROUP",
+    "DEFAULT_REQUESTS",
+    "METRICS",
+    "REDIS_URL_ENV",
+    "EventKeys",
+    "EventWriter",
+    "Lease",
+    "Scripts",
+    "Stats",
+    "TokenCommand",
+    "WatchRequest",
+    "Worker",
+    "WorkerSettings",
+    "consumer_name",
+    "enqueue",
+]
+
+#: Where ``--redis`` is read from when not given (it may hold a password).
+REDIS_URL_ENV = "LIVECALL_REDIS_URL"
+#: Command line only: secrets in the environment stay out of ``ps``.
+CONVERSATION_TOKEN_ENV = "HIYA_CONVERSATION_TOKEN"
+
+
+@livecall.hookimpl
+def livecall_register_commands(subparsers: Any) -> None:
+    _add_worker(subparsers)
+    _add_enqueue(subparsers)
+
+
+def _redis_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        type=livecall.Credential,
+        help=f"redis:// or rediss:// URL (default: ${REDIS_URL_ENV})",
+    )
+
+
+def _redis_url(options: argparse.Namespace) -> str:
+    url = (options.redis or livecall.Credential(env=REDIS_URL_ENV)).get()
+    if not url:
+        raise livecall.ConfigurationError(f"where is Redis? --redis URL or ${REDIS_URL_ENV}")
+    return url
+
+
+def _add_worker(subparsers: Any) -> None:
+    worker = subparsers.add_parser(
+        "worker",
+        help="watch the calls requested on a Redis stream, with other workers",
+        description="Take watch requests from a Redis stream in a consumer group, watch each call, "
+        "and write its events to an events stream; calls of a worker that stops renewing its "
+        "leases are taken over.  Runs until interrupted.",
+    )
+    _redis_option(worker)
+    group = worker.add_argument_group("workers")
+    group.add_argument(
+        "--calls", metavar="N", type=int, default=50, help="calls per process (default: %(default)s)"
+    )
+    group.add_argument(
+        "--processes", metavar="N", type=int, default=1, help="worker processes (default: %(default)s)"
+    )
+    group.add_argument(
+        "--lease",
+        metavar="S",
+        type=float,
+        default=30.0,
+        help="seconds a call stays held without renewal (default: %(default)s)",
+    )
+    group.add_argument(
+        "--renew",
+        metavar="S",
+        type=float,
+        default=10.0,
+        help="seconds between renewals (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-deliveries",
+        metavar="N",
+        type=int,
+        default=5,
+        help="deliveries of one request before it goes to the dead-letter stream (default: %(default)s)",
+    )
+    group.add_argument("--hiya-url", metavar="BASE", help="Hiya's base URL for requests that name none")
+    group.add_argument("--phonic-url", metavar="BASE", help="Phonic's base URL for requests that name none")
+    group.add_argument(
+        "--allow-host",
+        metavar="HOST",
+        action="append",
+        default=[],
+        help="a host requests may name in their base URL, besides those of --hiya-url and "
+        "--phonic-url (repeatable; the worker's credentials go there)",
+    )
+    group.add_argument(
+        "--hiya-token-command",
+        metavar="CMD",
+        help="run CMD for a fresh Hiya bearer token on every connection attempt (default: $HIYA_TOKEN)",
+    )
+    group.add_argument(
+        "--metrics-port", metavar="PORT", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT"
+    )
+    streams = worker.add_argument_group("streams")
+    streams.add_argument("--requests", metavar="KEY", default=DEFAULT_REQUESTS, help="(default: %(default)s)")
+    streams.add_argument("--group", metavar="NAME", default=DEFAULT_GROUP, help="(default: %(default)s)")
+    streams.add_argument("--events", metavar="KEY", default=DEFAULT_EVENTS, help="(default: %(default)s)")
+    streams.add_argument("--dead-letter", metavar="KEY", default=DEFAULT_DEAD, help="(default: %(default)s)")
+    streams.add_argument(
+        "--events-maxlen",
+        metavar="N",
+        type=int,
+        default=100_000,
+        help="trim the events stream to about N entries (default: %(default)s)",
+    )
+    worker.set_defaults(func=worker_command)
+
+
+def worker_command(config: livecall.Config) -> int:
+    """``livecall worker``: runs until interrupted; then every call is given back."""
+    options = config.options
+    if options.processes < 1:
+        raise livecall.ConfigurationError("--processes must be 1 or more")
+    settings = WorkerSettings(
+        redis_url=_redis_url(options),
+        calls=options.calls,
+        lease=options.lease,
+        renew=options.renew,
+        requests=options.requests,
+        group=options.group,
+        events=options.events,
+        dead_letter=options.dead_letter,
+        max_deliveries=options.max_deliveries,
+        events_maxlen=options.events_maxlen,
+        hiya_url=options.hiya_url,
+        phonic_url=options.phonic_url,
+        allowed_hosts=options.allow_host,
+        hiya_token_command=options.hiya_token_command,
+    )
+    if options.processes == 1:
+        run_worker(settings, config.plugin_manager, options.metrics_port, threading.Event())
+        return livecall.ExitStatus.OK
+    failed = run_processes(settings, options.processes, options.metrics_port)
+    return livecall.ExitStatus.FAILURE if failed else livecall.ExitStatus.OK
+
+
+def _add_enqueue(subparsers: Any) -> None:
+    command = subparsers.add_parser(
+        "enqueue",
+        help="ask the workers to watch a call",
+        description="Put a watch request on the requests stream and print its id.",
+    )
+    providers = command.add_subparsers(dest="provider", metavar="PROVIDER", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _redis_option(common)
+    common.add_argument("--requests", metavar="KEY", default=DEFAULT_REQUESTS, help="(default: %(default)s)")
+    connection = common.add_argument_group("connection")
+    connection.add_argument(
+        "--url", metavar="BASE", help="the provider's WebSocket base URL (default: the worker's)"
+    )
+    connection.add_argument(
+        "--max-retries", metavar="N", type=int, help="reconnect attempts before giving up"
+    )
+    connection.add_argument(
+        "--ping-interval", metavar="S", type=float, help="ping after this many seconds of silence"
+    )
+    connection.add_argument(
+        "--ping-timeout", metavar="S", type=float, help="seconds a ping may go unanswered"
+    )
+    hiya = providers.add_parser("hiya", parents=[common], help="a Hiya live call")
+    hiya.add_argument(
+        "--conversation-token",
+        metavar="CT",
+        type=livecall.Credential,
+        help=f"the call's liveConversationToken (default: ${CONVERSATION_TOKEN_ENV})",
+    )
+    hiya.add_argument("--user-id", metavar="ID", required=True, help="sent as x-hiya-account-user-id")
+    hiya.add_argument("--product-version", metavar="V", help="sent as x-hiya-product-version")
+    phonic = providers.add_parser("phonic", parents=[common], help="a Phonic conversation")
+    phonic.add_argument("--conversation-id", metavar="ID", required=True)
+    for parser in (hiya, phonic):
+        parser.set_defaults(func=enqueue_command)
+
+
+def enqueue_command(config: livecall.Config) -> int:
+    """``livecall enqueue``: prints the request's id."""
+    import redis
+
+    options = config.options
+    request = WatchRequest(
+        provider=options.provider,
+        url=options.url,
+        max_retries=options.max_retries,
+        ping_interval=options.ping_interval,
+        ping_timeout=options.ping_timeout,
+        **_call_fields(options),
+    )
+    client = redis.Redis.from_url(_redis_url(options), decode_responses=True)
+    try:
+        request_id = enqueue(client, request, options.requests)
+    except redis.RedisError as error:
+        raise livecall.ConfigurationError(f"could not enqueue: {type(error).__name__}") from None
+    finally:
+        client.close()
+    config.stdout.write(f"{request_id}\n")
+    return livecall.ExitStatus.OK
+
+
+def _call_fields(options: argparse.Namespace) -> dict[str, Any]:
+    if options.provider == "phonic":
+        return {"conversation_id": options.conversation_id}
+    token: Optional[livecall.Credential] = options.conversation_token
+    if not token:
+        token = (
+            livecall.Credential(os.environ.get(CONVERSATION_TOKEN_ENV))
+            if os.environ.get(CONVERSATION_TOKEN_ENV)
+            else None
+        )
+    if not token:
+        raise livecall.ConfigurationError(f"Hiya needs --conversation-token or ${CONVERSATION_TOKEN_ENV}")
+    return {
+        "conversation_token": token,
+        "user_id": options.user_id,
+        "product_version": options.product_version,
+    }

@@ -1,0 +1,417 @@
+"""One worker process: takes requests, watches their calls, renews its leases.
+
+Three kinds of threads: the main loop takes requests (its own pending ones
+whose lease lapsed, with ``XAUTOCLAIM``, then new ones with ``XREADGROUP``);
+a renewer renews every lease each renewal period; and each call has a
+thread that starts its client and waits for the watch to end, besides the
+client's own two.
+"""
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import attrs
+import pluggy
+import redis
+
+import livecall
+import livecall.hiya
+import livecall.phonic
+
+from ._keys import EventKeys
+from ._requests import DEFAULT_REQUESTS, SECRET_FIELDS, WatchRequest
+from ._scripts import Scripts
+from ._stats import Stats
+from ._tokens import credential_source
+from ._writer import EventWriter, Lease
+
+__all__ = ["Worker", "WorkerSettings", "consumer_name"]
+
+log = logging.getLogger("livecall.redis")
+
+DEFAULT_GROUP = "livecall-workers"
+DEFAULT_EVENTS = "livecall:events"
+DEFAULT_DEAD = "livecall:requests:dead"
+#: Seconds the main loop waits for a new request before it looks for lapsed leases again.
+READ_BLOCK = 1.0
+#: Seconds between two looks at the queue's depth.
+DEPTH_EVERY = 5.0
+
+
+def consumer_name() -> str:
+    """``host:pid``: who holds a call, for operators and ``XPENDING``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _positive(instance: object, attribute: "attrs.Attribute[Any]", value: float) -> None:
+    if not value > 0:
+        raise livecall.ConfigurationError(f"{attribute.name.replace('_', '-')} must be positive")
+
+
+@attrs.frozen(kw_only=True)
+class WorkerSettings:
+    """Everything a worker process needs; plain values, so child processes get a copy."""
+
+    redis_url: str = attrs.field(repr=False)  # may hold a password
+    calls: int = attrs.field(default=50, validator=_positive)
+    lease: float = attrs.field(default=30.0, validator=_positive)
+    renew: float = attrs.field(default=10.0, validator=_positive)
+    requests: str = DEFAULT_REQUESTS
+    group: str = DEFAULT_GROUP
+    events: str = DEFAULT_EVENTS
+    dead_letter: str = DEFAULT_DEAD
+    max_deliveries: int = attrs.field(default=5, validator=_positive)
+    events_maxlen: int = attrs.field(default=100_000, validator=_positive)
+    key_ttl: int = attrs.field(default=86_400, validator=_positive)
+    hiya_url: Optional[str] = None
+    phonic_url: Optional[str] = None
+    #: Hosts a request may name in its base URL, besides those of the worker's own base URLs.
+    allowed_hosts: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    hiya_token_command: Optional[str] = attrs.field(default=None, repr=False)
+    connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.renew >= self.lease:
+            raise livecall.ConfigurationError("--renew must be shorter than --lease")
+
+    def base_url(self, provider: str) -> str:
+        """The provider's base URL for requests that name none."""
+        if provider == "hiya":
+            return self.hiya_url or livecall.hiya.DEFAULT_URL
+        return self.phonic_url or livecall.phonic.DEFAULT_URL
+
+    def check_url(self, provider: str, url: Optional[str]) -> str:
+        """The base URL to connect to; a request's own only on a host the worker allows.
+
+        The worker sends its own credentials there: a request naming any host
+        would hand them to whoever can enqueue.
+        """
+        if url is None:
+            return self.base_url(provider)
+        host = urlsplit(url).hostname
+        allowed = {urlsplit(self.base_url(name)).hostname for name in ("hiya", "phonic")}
+        if host not in allowed | set(self.allowed_hosts):
+            raise livecall.ConfigurationError(f"the request's base URL names host {host!r}, not allowed here")
+        return url
+
+    @property
+    def outage_limit(self) -> float:
+        """How long Redis may stay out of reach before this worker stops its watches."""
+        return self.lease - self.renew
+
+    def redis_client(self) -> "redis.Redis":
+        """A client that notices an unresponsive server within about a renewal (at most 5 s),
+        besides the time ``XREADGROUP`` blocks on purpose."""
+        timeout = READ_BLOCK + min(self.renew, 5.0)
+        return redis.Redis.from_url(
+            self.redis_url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+
+
+class Worker:
+    """Watches up to ``settings.calls`` calls at once, and gives them back when it stops."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        plugin_manager: pluggy.PluginManager,
+        stats: Optional[Stats] = None,
+        consumer: Optional[str] = None,
+    ):
+        self.settings = settings
+        self.consumer = consumer or consumer_name()
+        self.stats = stats or Stats()
+        self._redis = settings.redis_client()
+        # XAUTOCLAIM's answer as Redis gives it: redis-py before 4.3 leaves its cursor out.
+        self._redis.set_response_callback("XAUTOCLAIM", lambda response, **options: response)
+        self._scripts = Scripts(
+            self._redis, settings.requests, settings.group, settings.events, settings.dead_letter
+        )
+        self._pm = plugin_manager
+        self._writer = EventWriter(
+            self._scripts, self.stats, self._reachable, settings.events_maxlen, settings.key_ttl
+        )
+        self._hiya_token = credential_source(plugin_manager, "hiya", "token", settings.hiya_token_command)
+        self._held: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._last_contact = time.monotonic()
+        self._stop = threading.Event()
+        self._claim_from = "0-0"
+
+    # --- the main loop ------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Work until ``stop`` is set (or the thread is interrupted), then give every call back."""
+        self._stop = stop
+        self._ensure_group()
+        log.info(
+            "worker %s takes up to %d calls from %s (group %s)",
+            self.consumer,
+            self.settings.calls,
+            self.settings.requests,
+            self.settings.group,
+        )
+        self._pm.register(self._writer)
+        renewer = threading.Thread(
+            target=self._renew_loop, args=(stop,), name="livecall-redis-renewer", daemon=True
+        )
+        renewer.start()
+        next_depth = 0.0
+        try:
+            while not stop.is_set():
+                try:
+                    self._take_requests(stop)
+                    if time.monotonic() >= next_depth:
+                        self._measure_depth()
+                        next_depth = time.monotonic() + DEPTH_EVERY
+                except (redis.ConnectionError, redis.TimeoutError) as error:
+                    log.debug("Redis unreachable: %s", type(error).__name__)
+                    stop.wait(self.settings.renew / 2)
+                except redis.ResponseError as error:
+                    if "NOGROUP" in str(error):  # Redis lost the group (restarted empty): make it again
+                        self._ensure_group()
+                    else:
+                        log.warning("Redis refused a command: %s", error)
+                        stop.wait(self.settings.renew)
+        finally:
+            stop.set()
+            self._give_back()
+            renewer.join()
+            self._pm.unregister(self._writer)
+            self._redis.close()
+
+    def _ensure_group(self) -> None:
+        """The group reads the stream from its beginning, whichever worker creates it first."""
+        try:
+            self._redis.xgroup_create(self.settings.requests, self.settings.group, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def _free(self) -> int:
+        with self._lock:
+            return self.settings.calls - len(self._held)
+
+    def _take_requests(self, stop: threading.Event) -> None:
+        free = self._free()
+        if free > 0:
+            self._take_over(free)
+        free = self._free()
+        if free <= 0:
+            with self._changed:
+                self._changed.wait_for(
+                    lambda: len(self._held) < self.settings.calls or stop.is_set(), READ_BLOCK
+                )
+            return
+        answer: Any = self._redis.xreadgroup(
+            self.settings.group,
+            self.consumer,
+            {self.settings.requests: ">"},
+            count=free,
+            block=int(READ_BLOCK * 1000),
+        )
+        self._contact()
+        for _, entries in answer or ():
+            for request_id, fields in entries:
+                self._take(request_id, fields, taken_over=False)
+
+    def _take_over(self, free: int) -> None:
+        """Claim requests whose holder has not renewed within the lease (``XAUTOCLAIM``)."""
+        answer: Any = self._redis.execute_command(
+            "XAUTOCLAIM",
+            self.settings.requests,
+            self.settings.group,
+            self.consumer,
+            int(self.settings.lease * 1000),
+            self._claim_from,
+            "COUNT",
+            free,
+        )
+        self._contact()
+        self._claim_from = answer[0]
+        for request_id, flat in answer[1]:
+            if flat is None:  # deleted meanwhile (Redis < 7 says so this way)
+                continue
+            fields = dict(zip(flat[::2], flat[1::2]))
+            with self._lock:
+                mine = request_id in self._held
+            if not mine:
+                self._take(request_id, fields, taken_over=True)
+
+    def _take(self, request_id: str, fields: dict[str, str], taken_over: bool) -> None:
+        acquired = self._scripts.acquire(self.consumer, request_id)
+        if acquired is None:
+            return  # another worker claimed it between our read and now
+        try:
+            request = WatchRequest.from_fields(fields)
+        except livecall.ConfigurationError as error:
+            self._bury(request_id, fields, str(error), acquired.deliveries)
+            return
+        if acquired.deliveries > self.settings.max_deliveries:
+            self._bury(request_id, fields, "delivered too many times", acquired.deliveries)
+            return
+        lease = Lease(
+            request_id,
+            request,
+            acquired.token,
+            acquired.deliveries,
+            EventKeys(f"{self.consumer}:{request_id}:{acquired.token}"),
+        )
+        try:
+            client = self._client(request)
+        except livecall.ConfigurationError as error:
+            self._bury(request_id, fields, str(error), acquired.deliveries)
+            return
+        lease.client = client
+        self._writer.attach(client.call, lease)
+        with self._lock:
+            self._held[request_id] = lease
+            self.stats.set("calls_held", len(self._held))
+        what = "took over" if taken_over else "took"
+        log.info("%s call %s (request %s, delivery %d)", what, lease.call_id, request_id, acquired.deliveries)
+        name = f"livecall-redis-watch-{request_id}"
+        threading.Thread(target=self._watch, args=(lease, client), name=name, daemon=True).start()
+
+    def _bury(self, request_id: str, fields: dict[str, str], reason: str, deliveries: int) -> None:
+        kept = {name: value for name, value in fields.items() if name not in SECRET_FIELDS}
+        kept.update(request_id=request_id, reason=reason, deliveries=str(deliveries), consumer=self.consumer)
+        if self._scripts.bury(self.consumer, request_id, kept, self.settings.events_maxlen):
+            log.warning("request %s moved to %s: %s", request_id, self.settings.dead_letter, reason)
+
+    def _client(self, request: WatchRequest) -> livecall.LiveClient:
+        options: dict[str, Any] = dict(
+            request.client_options(),
+            plugin_manager=self._pm,
+            connect_timeout=self.settings.connect_timeout,
+            close_timeout=1.0,
+        )
+        if request.provider == "phonic":
+            assert request.conversation_id is not None
+            return livecall.PhonicClient(
+                request.conversation_id, url=self.settings.check_url("phonic", request.url), **options
+            )
+        assert request.conversation_token is not None
+        return livecall.HiyaClient(
+            self._hiya_token,
+            request.conversation_token.get(),
+            request.user_id,
+            url=self.settings.check_url("hiya", request.url),
+            product_version=request.product_version,
+            **options,
+        )
+
+    # --- one call -----------------------------------------------------------------
+
+    def _watch(self, lease: Lease, client: livecall.LiveClient) -> None:
+        """Watch to the end, settle the request, and only then free the room (stopping waits on it)."""
+        failure: Optional[str] = None
+        try:
+            try:
+                client.start()
+                client.wait()
+            except Exception as error:
+                failure = f"{type(error).__name__}: {livecall.redact(str(error))}"
+            finally:
+                client.close()
+                self._writer.detach(client.call)
+            self._settle(lease, client.call.end_reason, failure)
+        finally:
+            with self._lock:
+                self._held.pop(lease.request_id, None)
+                self.stats.set("calls_held", len(self._held))
+                self._changed.notify_all()
+
+    def _settle(self, lease: Lease, reason: Optional[livecall.EndReason], failure: Optional[str]) -> None:
+        """Acknowledge a call that ended; give back one that did not, for another try."""
+        ids = (lease.call_id, lease.request_id)
+        if lease.lost is not None:
+            return
+        try:
+            if reason == livecall.EndReason.ENDED and failure is None:
+                if self._scripts.finish(lease.request_id, lease.token):
+                    log.info("call %s ended (request %s)", *ids)
+                else:
+                    log.warning("lost call %s (request %s): taken over before it ended", *ids)
+            else:
+                self._release(lease)
+                if reason == livecall.EndReason.CLOSED and self._stop.is_set():
+                    log.info("gave back call %s (request %s): the worker stops", *ids)
+                else:
+                    log.warning(
+                        "lost call %s (request %s): %s; left for another try", *ids, failure or reason
+                    )
+        except (redis.ConnectionError, redis.TimeoutError):
+            log.warning("lost call %s (request %s): Redis unreachable as the watch ended", *ids)
+        except redis.ResponseError as error:
+            log.warning("lost call %s (request %s): Redis refused to settle it: %s", *ids, error)
+
+    def _release(self, lease: Lease) -> None:
+        """Give the request back at once: its idle time set to the lease, so any worker claims it."""
+        self._scripts.renew(self.consumer, lease.request_id, lease.token, int(self.settings.lease * 1000))
+
+    def _give_back(self) -> None:
+        """Close every watch; each gives its request back for another worker."""
+        with self._lock:
+            leases = list(self._held.values())
+        for lease in leases:
+            if lease.client is not None:
+                lease.client.close(timeout=0)
+        with self._changed:
+            self._changed.wait_for(lambda: not self._held, self.settings.connect_timeout + 5)
+
+    # --- leases -------------------------------------------------------------------
+
+    def _renew_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.renew):
+            self._renew_all()
+
+    def _renew_all(self) -> None:
+        with self._lock:
+            leases = [lease for lease in self._held.values() if lease.lost is None]
+        try:
+            for lease in leases:
+                if self._renew(lease):
+                    self.stats.add("lease_renewals")
+                elif lease.lose("taken over by another worker"):
+                    log.warning("lost call %s (request %s): taken over", lease.call_id, lease.request_id)
+            self._contact()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if self._reachable():
+                return
+            for lease in leases:
+                if lease.lose("Redis unreachable"):
+                    log.warning(
+                        "lost call %s (request %s): Redis unreachable for %.1f s",
+                        lease.call_id,
+                        lease.request_id,
+                        time.monotonic() - self._last_contact,
+                    )
+
+    def _renew(self, lease: Lease) -> bool:
+        try:
+            return self._scripts.renew(self.consumer, lease.request_id, lease.token)
+        except redis.ResponseError as error:  # the stream or group is gone: so is the lease
+            log.warning("Redis refused to renew request %s: %s", lease.request_id, error)
+            return False
+
+    def _contact(self) -> None:
+        self._last_contact = time.monotonic()
+
+    def _reachable(self) -> bool:
+        """Whether Redis answered recently enough for our leases to still hold."""
+        return time.monotonic() - self._last_contact <= self.settings.outage_limit
+
+    def _measure_depth(self) -> None:
+        """Requests not yet delivered to any worker: the group's lag, where Redis tells it."""
+        for group in self._redis.xinfo_groups(self.settings.requests):
+            if group.get("name") == self.settings.group:
+                lag = group.get("lag")
+                if lag is None:
+                    lag = max(0, self._redis.xlen(self.settings.requests) - int(group.get("pending", 0)))
+                self.stats.set("queue_depth", int(lag))

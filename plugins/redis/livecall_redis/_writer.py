@@ -1,0 +1,124 @@
+"""The hook implementation that writes each event of a held call to the events stream."""
+
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+import attrs
+import redis
+
+import livecall
+
+from ._keys import EventKeys
+from ._requests import WatchRequest
+from ._scripts import DUPLICATE, STALE, WRITTEN, Scripts
+from ._stats import Stats
+
+__all__ = ["EventWriter", "Lease"]
+
+log = logging.getLogger("livecall.redis")
+
+#: Seconds between attempts to write an event while Redis cannot be reached.
+RETRY_PAUSE = 0.2
+
+
+@attrs.define(eq=False)
+class Lease:
+    """A request this worker holds: its fencing token, and the watch of its call."""
+
+    request_id: str
+    request: WatchRequest
+    token: int
+    deliveries: int
+    keys: EventKeys
+    client: Optional[livecall.LiveClient] = None
+    #: Why the lease is lost (taken over, fenced, Redis unreachable), or None while held.
+    lost: Optional[str] = None
+
+    @property
+    def call_id(self) -> str:
+        return self.request.call_id(self.request_id)
+
+    def lose(self, why: str) -> bool:
+        """Mark the lease lost and close the watch; False when it already was."""
+        if self.lost is not None:
+            return False
+        self.lost = why
+        if self.client is not None:
+            self.client.close(timeout=0)
+        return True
+
+
+class EventWriter:
+    """Writes every event of the calls it is told about, fenced and keyed; in order per call.
+
+    The write happens on the call's dispatcher thread, so a call's events
+    reach the stream in the order they came, and a slow Redis slows the watch
+    down (the client's queue pushes back) rather than growing memory.
+    """
+
+    def __init__(
+        self,
+        scripts: Scripts,
+        stats: Stats,
+        reachable: Callable[[], bool],
+        maxlen: int,
+        key_ttl: int,
+    ):
+        self._scripts = scripts
+        self._stats = stats
+        self._reachable = reachable
+        self._maxlen = maxlen
+        self._key_ttl = key_ttl
+        self._leases: dict[livecall.Call, Lease] = {}
+        self._lock = threading.Lock()
+
+    def attach(self, call: livecall.Call, lease: Lease) -> None:
+        with self._lock:
+            self._leases[call] = lease
+
+    def detach(self, call: livecall.Call) -> None:
+        with self._lock:
+            self._leases.pop(call, None)
+
+    @livecall.hookimpl
+    def livecall_event(self, call: livecall.Call, event: livecall.Event) -> None:
+        with self._lock:
+            lease = self._leases.get(call)
+        if lease is None or lease.lost is not None:
+            return
+        if isinstance(event, livecall.Reconnecting):
+            self._stats.add("reconnects")
+        record = livecall.to_record(call, event)
+        key = lease.keys.key(call, event, record)
+        outcome = self._write(lease, key, livecall.to_json(call, event))
+        if outcome == WRITTEN:
+            self._stats.add("events_written")
+        elif outcome == DUPLICATE:
+            self._stats.add("events_duplicate")
+        elif outcome == STALE:
+            self._stats.add("fenced_writes")
+            if lease.lose("another worker took it over (a write was fenced)"):
+                log.warning("lost call %s (request %s): fenced", lease.call_id, lease.request_id)
+        else:
+            self._stats.add("events_unwritten")
+
+    def _write(self, lease: Lease, key: str, event: str) -> Optional[int]:
+        """The script's outcome; None when Redis stayed out of reach for as long as the lease allows."""
+        while lease.lost is None:
+            try:
+                return self._scripts.write(
+                    lease.token, lease.request_id, lease.call_id, key, event, self._maxlen, self._key_ttl
+                )
+            except (redis.ConnectionError, redis.TimeoutError):
+                if not self._reachable():
+                    break
+                time.sleep(RETRY_PAUSE)
+        if lease.lose("Redis unreachable"):
+            log.warning(
+                "lost call %s (request %s): Redis unreachable, an event unwritten",
+                lease.call_id,
+                lease.request_id,
+            )
+        return None

@@ -1,0 +1,112 @@
+"""A real redis-server per test session: loopback, a free port, a temporary directory, no persistence.
+
+Without ``redis-server`` on the PATH the Redis tests are skipped, saying so;
+under ``CI=true`` they fail instead, so CI never passes without them.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+
+import pytest
+import redis
+
+REDIS_SERVER = shutil.which("redis-server")
+_START_TIMEOUT = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """One redis-server process; ``stop()`` and ``start()`` again keep its data (a dump on shutdown)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = _free_port()
+        self.process: Optional[subprocess.Popen[bytes]] = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> "redis.Redis":
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+    def start(self) -> None:
+        assert REDIS_SERVER is not None
+        # save "": no snapshots while running; appendonly no: no log.  stop() saves once, by hand.
+        argv = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        argv += ["--dir", str(self.directory), "--logfile", str(self.directory / "redis.log")]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = self.client()
+        deadline = time.monotonic() + _START_TIMEOUT
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"redis-server did not start; see {self.directory / 'redis.log'}"
+                    ) from None
+                time.sleep(0.05)  # polling a server that is starting: nothing to wait on
+            finally:
+                client.close()
+
+    def stop(self, save: bool = False) -> None:
+        """Shut the server down; with ``save``, its data comes back on the next ``start()``."""
+        if self.process is None:
+            return
+        client = self.client()
+        try:
+            client.shutdown(save=save, nosave=not save)
+        except redis.ConnectionError:
+            pass
+        finally:
+            client.close()
+        self.process.wait(10)
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if REDIS_SERVER is None:
+        reason = (
+            "redis-server is not installed (Debian: apt-get install redis-server): "
+            "the Redis tests need a real one"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; under CI=true they must run", pytrace=False)
+        pytest.skip(reason)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator["redis.Redis"]:
+    """A client on an emptied database."""
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
