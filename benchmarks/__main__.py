@@ -18,10 +18,11 @@ import websocket
 
 import livecall
 
-from . import concurrency, latency, slow_plugin, snapshots, throughput
+from . import concurrency, latency, shutdown, slow_plugin, snapshots, throughput
 from ._report import Row, missed, render
 
-BENCHMARKS = {module.NAME: module for module in (throughput, latency, concurrency, snapshots, slow_plugin)}
+MODULES = (throughput, latency, concurrency, snapshots, slow_plugin, shutdown)
+BENCHMARKS = {module.NAME: module for module in MODULES}
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 

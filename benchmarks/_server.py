@@ -163,6 +163,8 @@ class Server:
         now = time.monotonic()
         while self.schedule and self.schedule[0][0] <= now:
             due, _, peer = heapq.heappop(self.schedule)
+            if peer.ended:  # the client closed first: the script stops there
+                continue
             if peer.sent == self.script.count:
                 self._send(peer, self.ending)
                 peer.ended = True
@@ -213,6 +215,9 @@ class Server:
                 self._send(peer, frame(PONG, payload))
             elif opcode == CLOSE:
                 self.counts["closes_received"] += 1
+                if not peer.ended:  # the client closed first: answer, as RFC 6455 asks
+                    self._send(peer, frame(CLOSE, bytes(payload[:2])))
+                    peer.ended = True
 
 
 class ServerProcess:

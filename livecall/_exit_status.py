@@ -29,6 +29,8 @@ class ExitStatus(enum.IntEnum):
     INCOMPLETE = 5
     #: The watch stopped at ``--max-duration`` or ``--idle-timeout``, before the call ended.
     TIME_LIMIT = 6
+    #: Hung up: SIGHUP (the terminal went away, or a service manager's stop), handled as SIGTERM is.
+    HUNG_UP = 128 + 1  # SIGHUP is 1 wherever it exists; Windows has no signal.SIGHUP
     #: Interrupted by SIGINT (Ctrl-C).
     INTERRUPTED = 128 + signal.SIGINT
     #: Terminated by SIGTERM.

@@ -1,4 +1,6 @@
-"""Shared test helpers: a recording plugin, a manager holding only it, and client factories."""
+"""Shared test helpers: a recording plugin, a manager holding only it, client factories, a hang guard."""
+
+import threading
 
 import pytest
 
@@ -18,6 +20,41 @@ def plugin_manager(recorder):
     pm = create_plugin_manager(autoload=False)
     pm.register(recorder, name="recorder")
     return pm
+
+
+#: Seconds before a call that should return is declared hung.  Only a hang
+#: fails against it: it is a guard, not a speed target (those live in benchmarks/).
+HANG_GUARD = 30.0
+
+
+@pytest.fixture
+def returns():
+    """Run ``function(*args, **kwargs)`` on a helper thread and give back its result.
+
+    Fails the test if the call is still blocked after :data:`HANG_GUARD`
+    seconds, and re-raises what it raised: the test waits on the call's end,
+    never on the clock.
+    """
+
+    def call(function, *args, **kwargs):
+        outcome = {}
+
+        def target():
+            try:
+                outcome["result"] = function(*args, **kwargs)
+            except BaseException as error:  # handed back to the test's thread
+                outcome["error"] = error
+
+        worker = threading.Thread(target=target, name="hang-guarded call", daemon=True)
+        worker.start()
+        worker.join(HANG_GUARD)
+        name = getattr(function, "__qualname__", repr(function))
+        assert not worker.is_alive(), f"{name} still blocked after {HANG_GUARD:g} s"
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("result")
+
+    return call
 
 
 FAST = dict(ping_interval=5.0, ping_timeout=5.0, close_timeout=1.0, backoff=livecall.Backoff(0.01, 0.05))

@@ -65,3 +65,10 @@ def test_slow_plugin(tmp_path):
         assert watched["queue_high_water"] > 0
     assert result["default_queue"]["pings"] > 0
     assert result["default_queue"]["unanswered_pings"] == 0
+
+
+def test_shutdown(tmp_path):
+    result = run_benchmark("shutdown", tmp_path)
+    assert set(result["close_s"]) == {"other_thread", "inside_a_hook", "stuck_hook"}
+    assert all(spread["runs"] == result["rounds"] for spread in result["close_s"].values())
+    assert result["closes_received"] >= 3 * result["rounds"], "every watch was closed by the client"

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import attrs
 import pytest
 
-from livecall import PhonicClient
+from livecall import ExitStatus, PhonicClient
 from livecall.plugins import create_plugin_manager
 from livecall.testing import ScenarioOptions, Simulator
 
@@ -367,7 +367,12 @@ def test_a_refused_handshake_that_is_not_about_credentials_exits_1():
 
 
 @pytest.mark.parametrize(
-    "signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+    "signum, status",
+    [
+        (signal.SIGINT, ExitStatus.INTERRUPTED),
+        (signal.SIGTERM, ExitStatus.TERMINATED),
+        (signal.SIGHUP, ExitStatus.HUNG_UP),
+    ],
 )
 def test_a_signal_closes_with_1000_flushes_plugins_and_exits(running, plugin_env, tmp_path, signum, status):
     log_path = tmp_path / "hooks.log"

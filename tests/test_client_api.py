@@ -1,15 +1,12 @@
 """The client's API for library users: on()/off(), register(), strict mode, events()."""
 
-import threading
-import time
-
 import pluggy
 import pytest
 
 import livecall
 from livecall import EndReason, PluginError, Transcript
 from livecall.plugins import get_plugin_manager
-from livecall.testing import Simulator
+from livecall.testing import Simulator, wait_until
 
 from .conftest import FAST, Recorder
 
@@ -18,16 +15,6 @@ class Exploding:
     @livecall.hookimpl
     def livecall_transcript(self, call, transcript):
         raise RuntimeError("bang")
-
-
-def wait_until(condition, timeout=10.0):
-    """Poll ``condition`` until it holds or ``timeout`` runs out; returns whether it held."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.005)
-    return True
 
 
 # --- on() and off() ------------------------------------------------------------

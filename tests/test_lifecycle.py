@@ -3,7 +3,6 @@
 import inspect
 import socket
 import threading
-import time
 
 import pytest
 import websocket
@@ -43,18 +42,13 @@ def test_phonic_reconnect_loses_and_duplicates_nothing(client_for, recorder):
 def test_silent_peer_is_detected_and_replaced(client_for, recorder):
     with Simulator("hiya", "silence", join_timeout=0.2) as sim:
         client = client_for(sim, ping_interval=0.2, ping_timeout=0.3)
-        started = time.monotonic()
         client.start()
-        sim.wait_for(lambda: any(record.silenced for record in sim.connections), timeout=5)
-        silenced_at = time.monotonic()
-        recorder_reconnect = sim.wait_for(lambda: sim.accepted >= 2, timeout=5)
-        detected_after = time.monotonic() - silenced_at
-        assert client.wait(10)
-    assert recorder_reconnect
+        assert sim.wait_for(lambda: any(record.silenced for record in sim.connections), timeout=30)
+        assert sim.wait_for(lambda: sim.accepted >= 2, timeout=30)
+        assert client.wait(30)
     reasons = [r.reason for r in recorder.of("reconnect")]
-    assert reasons and "pong" in reasons[0]
-    # interval + timeout + one tick + backoff, with room for a loaded machine
-    assert detected_after < 0.2 + 0.3 + 0.1 + 0.05 + 2.0, (started, detected_after)
+    # Detected by the missing pong (ping interval + timeout), not by some slower way of noticing.
+    assert reasons and "no pong within 0.3 s" in reasons[0]
     assert client.call.end_reason is EndReason.ENDED
 
 
@@ -106,20 +100,15 @@ def test_gives_up_after_max_retries(plugin_manager, recorder):
     assert client.call.end_reason is EndReason.GAVE_UP
 
 
-def test_close_from_another_thread_returns_promptly(client_for, recorder):
+def test_close_from_another_thread_returns_promptly(client_for, recorder, returns):
     with Simulator("hiya", "screening", pace=0.2) as sim:
-        client = client_for(sim)
+        # A close timeout far beyond the hang guard: a close() that sat it out fails the guard.
+        client = client_for(sim, close_timeout=120.0)
         client.start()
         assert sim.wait_for(lambda: recorder.events(Transcript), timeout=5)
-        closer = threading.Thread(target=client.close)
-        began = time.monotonic()
-        closer.start()
-        closer.join(5)
-        assert not closer.is_alive()
-        assert client.wait(5)
-        took = time.monotonic() - began
+        returns(client.close)
+        assert client.wait(0), "close() returned once the watch was over, not by giving up on it"
         assert sim.wait_for(lambda: sim.connections[0].client_close_code == 1000, timeout=5)
-    assert took < 3.0
     assert recorder.of("call_end") == [EndReason.CLOSED]
 
 

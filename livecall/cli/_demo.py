@@ -15,7 +15,8 @@ from ..events import ScreeningEnded
 from ..hiya import HiyaClient
 from ..phonic import PhonicClient
 from ._lifecycle import configured
-from ._simulate import load_simulator, pace_seconds
+from ._numbers import pace_seconds
+from ._simulate import load_simulator
 from ._watch import client_options, watch, watch_and_join
 
 __all__ = ["add_parser"]

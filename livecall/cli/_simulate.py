@@ -6,8 +6,9 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConfigurationError
+from ._numbers import pace_seconds
 
-__all__ = ["add_parser", "load_simulator", "pace_seconds"]
+__all__ = ["add_parser", "load_simulator"]
 
 PROVIDERS = ("hiya", "phonic")
 
@@ -83,13 +84,3 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, not {text!r}")
     return port
-
-
-def pace_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):  # nan too
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, not {text!r}")
-    return value

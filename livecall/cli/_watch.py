@@ -21,6 +21,7 @@ from ..hiya import TOKEN_ENV, HiyaClient
 from ..phonic import API_KEY_ENV, PhonicClient
 from ._guard import WatchGuard
 from ._lifecycle import configured
+from ._numbers import count, positive_seconds
 
 __all__ = ["add_parser", "client_options", "watch", "watch_and_join"]
 
@@ -187,21 +188,21 @@ def _connection_options(default_url: str) -> argparse.ArgumentParser:
     group.add_argument(
         "--max-retries",
         metavar="N",
-        type=_count,
+        type=count,
         default=_CLIENT_DEFAULTS["max_retries"],
         help="reconnect attempts before giving up (default: %(default)s)",
     )
     group.add_argument(
         "--ping-interval",
         metavar="S",
-        type=_seconds,
+        type=positive_seconds,
         default=_CLIENT_DEFAULTS["ping_interval"],
         help="ping after this many seconds of silence (default: %(default)s)",
     )
     group.add_argument(
         "--ping-timeout",
         metavar="S",
-        type=_seconds,
+        type=positive_seconds,
         default=_CLIENT_DEFAULTS["ping_timeout"],
         help="the connection is dead when a ping is not answered within this (default: %(default)s)",
     )
@@ -209,13 +210,13 @@ def _connection_options(default_url: str) -> argparse.ArgumentParser:
     limits.add_argument(
         "--max-duration",
         metavar="SECONDS",
-        type=_seconds,
+        type=positive_seconds,
         help="stop watching after this long, whether or not the call is over (default: no limit)",
     )
     limits.add_argument(
         "--idle-timeout",
         metavar="SECONDS",
-        type=_seconds,
+        type=positive_seconds,
         help="stop watching when no event came for this long (default: no limit)",
     )
     return parser
@@ -278,26 +279,6 @@ _CLIENTS: dict[str, Callable[[argparse.Namespace, Config], LiveClient]] = {
     "hiya": _hiya,
     "phonic": _phonic,
 }
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, not {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
-    return value
 
 
 def _url(text: str) -> str:

@@ -1,5 +1,5 @@
 """An embedded simulator of both providers' live-call WebSockets, for tests and demos,
-and the plugins a plugin's tests need beside it (a recorder, a failing neighbour).
+and what a plugin's tests need beside it (a recorder, a failing neighbour, a poll).
 
 ``Simulator`` needs the optional ``websockets`` package (``livecall[testing]``);
 it is imported on first use so that the pytest plugin, loaded in every pytest
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._configure import configure
 from ._options import ScenarioOptions
 from ._plugins import Exploding, Recorder
+from ._polling import wait_until
 from ._record import ConnectionRecord
 from ._scenarios import ScenarioInfo, scenarios
 
@@ -26,6 +27,7 @@ __all__ = [
     "Simulator",
     "configure",
     "scenarios",
+    "wait_until",
 ]
 
 

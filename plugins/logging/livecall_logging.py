@@ -30,6 +30,29 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _REGISTERED_AS = "event-logger"
 
 _Describe = tuple[int, str, Callable[[Any], tuple[Any, ...]]]
+
+
+def _tool_call(event: livecall.ToolCall) -> tuple[Any, ...]:
+    """A tool call by its name (its id when the shape has none) and how it went.
+
+    Never its arguments or result: they are the tool's business and may hold
+    the credentials of the tool's own service.
+    """
+    code = event.status_code
+    if isinstance(code, float) and code.is_integer():
+        code = int(code)  # JSON numbers arrive as floats: "status 200", not "status 200.0"
+    if event.timed_out is True:
+        outcome = "timed out"
+    elif event.error is not None:
+        outcome = f"failed: {event.error}"
+    elif code is not None:
+        outcome = f"status {code}"
+    else:
+        outcome = "pending"
+    named = event.name if event.name is not None else event.tool_call_id
+    return (named, " (revised)" if event.revised else "", outcome)
+
+
 #: How each event reads in a log: its level, a message template and the template's arguments.
 _DESCRIPTIONS: dict[type, _Describe] = {
     livecall.CallStarted: (logging.INFO, "call from %s started", lambda e: (e.phone,)),
@@ -43,6 +66,7 @@ _DESCRIPTIONS: dict[type, _Describe] = {
         lambda e: (len(e.conversation.items),),
     ),
     livecall.ConversationEnded: (logging.INFO, "conversation ended", lambda e: ()),
+    livecall.ToolCall: (logging.INFO, "tool call %s%s: %s", _tool_call),
     livecall.ServerError: (logging.ERROR, "server error: %s", lambda e: (e.message,)),
     livecall.DecodeError: (logging.WARNING, "undecodable frame: %s", lambda e: (e.reason,)),
     livecall.UnknownMessage: (logging.WARNING, "unknown message type %r", lambda e: (e.type,)),

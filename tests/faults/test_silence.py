@@ -1,8 +1,12 @@
-"""Peers that go quiet with the TCP connection left open: noticed in bounded time, replaced."""
+"""Peers that go quiet with the TCP connection left open: noticed by the client's own timeouts, replaced.
+
+Each test checks which timeout noticed the silence (the missing pong, the
+unanswered handshake), not how many seconds it took: a hang guard fails the
+test only if nothing notices at all.  Speed targets live in benchmarks/.
+"""
 
 import json
 import socket
-import time
 
 import pytest
 
@@ -12,31 +16,26 @@ from livecall.testing import Simulator
 
 PING_INTERVAL, PING_TIMEOUT = 0.2, 0.3
 BACKOFF = livecall.Backoff(0.01, 0.05)
-TICK = min(PING_INTERVAL, PING_TIMEOUT) / 2
-#: Room for a loaded CI machine on top of what the client itself may take.
-SLACK = 1.0
+#: Seconds before a watch that should end is declared hung: a guard, not a speed target.
+HANG_GUARD = 30.0
 
 
 @pytest.mark.parametrize("provider, scenario", [("hiya", "silence"), ("phonic", "long+silence")])
-def test_a_silent_peer_is_replaced_within_ping_interval_plus_timeout_plus_backoff(
+def test_a_silent_peer_is_replaced_once_its_pong_is_overdue(
     client_for, recorder, figures, provider, scenario
 ):
     with Simulator(provider, scenario, join_timeout=0) as sim:
         client = client_for(sim, ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, backoff=BACKOFF)
         client.start()
-        sim.wait_for(lambda: any(record.silenced for record in sim.connections))
-        silenced_at = time.monotonic()
-        sim.wait_for(lambda: sim.accepted >= 2)
-        replaced_after = time.monotonic() - silenced_at
-        assert client.wait(10)
+        assert sim.wait_for(lambda: any(record.silenced for record in sim.connections), timeout=HANG_GUARD)
+        assert sim.wait_for(lambda: sim.accepted >= 2, timeout=HANG_GUARD)
+        assert client.wait(HANG_GUARD)
     said = [line.text for line in recorder.events(Transcript)]
     on_the_wire = _lines_sent(sim)
     lost = len(on_the_wire) - len(said)
     figures(events_sent=len(on_the_wire), events_received=len(said), events_lost=lost, faults_injected=1)
     assert said == on_the_wire
-    # Silence must last ping_interval before the ping, then ping_timeout; a tick late each.
-    bound = PING_INTERVAL + PING_TIMEOUT + 2 * TICK + BACKOFF.cap
-    assert replaced_after < bound + SLACK, f"replaced after {replaced_after:.2f} s, bound {bound:.2f} s"
+    # Noticed once, by the keepalive: a ping after PING_INTERVAL of quiet, no pong within PING_TIMEOUT.
     [reconnect] = recorder.events(Reconnecting)
     assert f"no pong within {PING_TIMEOUT:g} s" in reconnect.reason
     assert client.call.end_reason is EndReason.ENDED
@@ -51,7 +50,9 @@ def _lines_sent(sim):
     return [item["text"] or item["live_transcript"] for item in last["conversation"]["items"]]
 
 
-def test_a_server_that_never_answers_the_handshake_is_given_up_on_in_time(plugin_manager, recorder, figures):
+def test_a_server_that_never_answers_the_handshake_is_given_up_on_in_time(
+    plugin_manager, recorder, figures, returns
+):
     attempts = 3
     with socket.create_server(("127.0.0.1", 0), backlog=attempts + 1) as mute:  # never accepts, never answers
         client = livecall.PhonicClient(
@@ -63,11 +64,12 @@ def test_a_server_that_never_answers_the_handshake_is_given_up_on_in_time(plugin
             max_retries=attempts - 1,
             backoff=BACKOFF,
         )
-        started = time.monotonic()
-        with pytest.raises(livecall.RetriesExhaustedError):
-            client.run()
-        took = time.monotonic() - started
+        with pytest.raises(livecall.RetriesExhaustedError) as caught:
+            returns(client.run)
     figures(faults_injected=attempts)
-    assert took < attempts * (0.2 + BACKOFF.cap) + SLACK
-    assert [reconnect.attempt for reconnect in recorder.events(Reconnecting)] == [1, 2]
+    # Each attempt was cut by connect_timeout, not by the operating system's own, far longer, timeouts.
+    reconnects = recorder.events(Reconnecting)
+    assert [reconnect.attempt for reconnect in reconnects] == [1, 2]
+    assert all("timed out" in reconnect.reason for reconnect in reconnects)
+    assert "timed out" in str(caught.value)
     assert client.call.end_reason is EndReason.GAVE_UP

@@ -7,14 +7,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 import livecall
 import livecall_logging
 from livecall.plugins import DISABLE_AUTOLOAD_ENV
-from livecall.testing import Exploding, Simulator, configure
+from livecall.testing import Exploding, Simulator, configure, wait_until
 from livecall_logging import EventLogger
 
 SECRETS = dict(token="bearer-SECRET-1234", conversation_token="conv-token-SECRET-5678")
@@ -106,6 +105,42 @@ def test_a_raising_plugin_is_logged_as_an_error_and_costs_nothing(app_handler):
     assert "boom" in failures[0].getMessage() and "livecall_event" in failures[0].getMessage()
     logged = [r.event for r in app_handler.events() if r.event not in ("failure", "call_start", "call_end")]
     assert logged == [e.kind for e in events]
+
+
+def test_tool_calls_read_as_their_name_and_outcome_never_their_arguments(app_handler):
+    with Simulator("phonic", "sdk") as sim:
+        watch(sim, EventLogger())
+    tool_calls = app_handler.of("tool_call")
+    assert [r.getMessage() for r in tool_calls] == [
+        "tool call reschedule_appointment: pending",
+        "tool call reschedule_appointment (revised): status 200",
+    ]
+    assert {r.levelno for r in tool_calls} == {logging.INFO}
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(name="book", timed_out=True, status_code=504.0), "tool call book: timed out"),
+        (dict(name="book", error="down\nagain", status_code=500), "tool call book: failed: down\\nagain"),
+        (dict(name=None, status_code=201.5), "tool call tc_9: status 201.5"),
+    ],
+)
+def test_a_tool_call_line_is_one_escaped_line_without_arguments(
+    tmp_path, events_logger_level, fields, message
+):
+    path = tmp_path / "events.log"
+    event_logger = EventLogger(livecall_logging._handler(str(path), None, 5), "INFO")
+    call = livecall.Call(id="conv_tools", provider="phonic")
+    secret = "tool-SECRET-4242"
+    tool_call = livecall.ToolCall(
+        tool_call_id="tc_9", item_idx=2, arguments={"api_key": secret}, result=secret, **fields
+    )
+    event_logger.livecall_event(call=call, event=tool_call)
+    event_logger.close()
+    [line] = path.read_text(encoding="utf-8").splitlines()
+    assert line.endswith(f"phonic conv_tools tool_call: {message}")
+    assert "SECRET" not in line
 
 
 def test_no_secret_reaches_a_record(app_handler):
@@ -233,11 +268,9 @@ def test_sigkill_mid_call_leaves_whole_records_and_the_next_run_appends(tmp_path
         child = subprocess.Popen(
             watch_command(sim, "--log-file", str(path)), env=user_env(), stdout=subprocess.DEVNULL
         )
-        try:
-            deadline = time.monotonic() + 20
-            while path.read_bytes().count(b"\n") <= 500:  # files notify nobody: polled
-                assert time.monotonic() < deadline and child.poll() is None, "no 500 records in time"
-                time.sleep(0.005)
+        try:  # files notify nobody: polled
+            wait_until(lambda: child.poll() is not None or path.read_bytes().count(b"\n") > 500)
+            assert child.poll() is None, "the watch ended before writing 500 records"
         finally:
             child.kill()
             child.wait(10)

@@ -23,7 +23,7 @@ import standardwebhooks
 import livecall
 import livecall_webhook
 from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
-from livecall.testing import Exploding, Recorder, Simulator, configure
+from livecall.testing import Exploding, Recorder, Simulator, configure, wait_until
 from livecall_webhook import Sender, SigningKey, WebhookForwarder, replay
 
 SECRET = "whsec-SECRET-0123456789"
@@ -408,15 +408,16 @@ def readme_receiver(tmp_path, closed_port):
     process = subprocess.Popen(
         [sys.executable, str(tmp_path / "receiver.py")], env=env, stdout=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 10
-    while True:
+
+    def listening():
         try:
             socket.create_connection(("127.0.0.1", closed_port), timeout=1).close()
-            break
         except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise
-            time.sleep(0.05)  # polling for the port to open, not synchronising on time
+            return process.poll() is not None  # a receiver that died ends the wait too
+        return True
+
+    wait_until(listening)  # a port opening notifies nobody: polled
+    assert process.poll() is None, "the receiver exited before listening"
     yield f"http://127.0.0.1:{closed_port}/", process
     process.terminate()
     process.wait(10)
@@ -781,14 +782,6 @@ class Running:
 def spooled(directory) -> int:
     """Event lines in the spools under ``directory``."""
     return sum(path.read_bytes().count(b'{"webhook-id"') for path in directory.glob(".*.spool"))
-
-
-def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the condition never held")
-        time.sleep(0.05)  # polling a file another process writes, not synchronising on time
 
 
 def test_sigkill_mid_call_loses_no_event_the_plugin_accepted(tmp_path, black_hole, receiver):
