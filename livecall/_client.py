@@ -9,13 +9,14 @@ is bounded: a stuck plugin slows the reader down (TCP pushes back on the
 server) instead of growing memory without end, and nothing is dropped.
 """
 
+import functools
 import logging
 import ssl
 import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Optional, TypeVar, Union, cast
 
 import attrs
 import pluggy
@@ -23,8 +24,10 @@ import pluggy
 from ._backlog import Backlog, ClientStats
 from ._backoff import Backoff
 from ._codec import new_decoder
-from ._connection import ConnectFailed, Connection, Outcome, ProxySettings
+from ._connection import ConnectFailed, Connection, ProxySettings
 from ._dispatch import Dispatcher
+from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, Message
+from ._reconnect import Finish, ReconnectPolicy, Retry
 from ._secrets import redact
 from .call import Call, EndReason
 from .errors import (
@@ -33,7 +36,6 @@ from .errors import (
     ConnectionLostError,
     LivecallError,
     ProtocolError,
-    RetriesExhaustedError,
 )
 from .events import Event, Reconnecting, ServerError, utcnow
 
@@ -41,32 +43,18 @@ __all__ = ["LiveClient"]
 
 log = logging.getLogger("livecall.client")
 
-#: Close codes after which the same call can be picked up again.
-RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 AUTH_CLOSE_CODE = 1008
 NORMAL_CLOSE_CODE = 1000
-#: A close frame without a code: a deliberate close all the same.
-NO_STATUS_CLOSE_CODE = 1005
+#: Default bound on the bytes of messages waiting for the plugins.
+DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
 
 E = TypeVar("E", bound=Event)
+C = TypeVar("C", bound="LiveClient")
 
 
 @attrs.frozen
 class _Connected:
     first: bool
-
-
-@attrs.frozen
-class _Lost:
-    attempt: int
-    delay: float
-    reason: str
-
-
-@attrs.frozen
-class _Finished:
-    reason: EndReason
-    error: Optional[BaseException] = None
 
 
 @attrs.frozen
@@ -103,8 +91,14 @@ class LiveClient:
 
     Hooks go to ``plugin_manager`` if given, else to the plugins in
     ``plugins`` only, else to every installed plugin.  Liveness: a ping after
-    ``ping_interval`` seconds of silence, and the connection counts as dead
-    when nothing answers within ``ping_timeout``.
+    ``ping_interval`` seconds without a complete message or pong, and the
+    connection counts as dead when nothing answers within ``ping_timeout``,
+    however many bytes trickle in.  ``connect_timeout`` bounds the whole
+    opening handshake.  A message over ``max_message_size`` bytes fails the
+    connection (close code 1009).  At most ``queue_size`` messages and
+    ``queue_bytes`` bytes wait for the plugins.  A lost connection is retried
+    up to ``max_retries`` times in a row; the count starts again once a
+    connection stayed up ``stable_after`` seconds.
     """
 
     provider: ClassVar[str]
@@ -127,32 +121,39 @@ class LiveClient:
         plugin_manager: Optional[pluggy.PluginManager] = None,
         plugins: Iterable[object] = (),
         queue_size: int = 10_000,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        stable_after: float = 10.0,
     ):
         if not url.startswith(("ws://", "wss://")):
             raise ConfigurationError(f"url must start with ws:// or wss://, not {redact(url)!r}")
         if max_retries < 0:
             raise ConfigurationError("max_retries must be 0 or more")
-        if queue_size < 1:
-            raise ConfigurationError("queue_size must be 1 or more")
+        if queue_size < 1 or queue_bytes < 1:
+            raise ConfigurationError("queue_size and queue_bytes must be 1 or more")
+        if max_message_size < 1:
+            raise ConfigurationError("max_message_size must be 1 or more")
         if ping_interval is not None and ping_interval <= 0 or ping_timeout <= 0:
             raise ConfigurationError("ping_interval and ping_timeout must be positive")
         plugin_manager = _plugin_manager(plugin_manager, plugins)
         self.base_url = url.rstrip("/")
         self.call = Call(provider=self.provider, id=call_id)
         self.max_retries = max_retries
-        self._options = dict(
+        self._connection_for = functools.partial(
+            Connection,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             connect_timeout=connect_timeout,
             close_timeout=close_timeout,
-            sslopt={"context": ssl_context} if ssl_context is not None else None,
+            max_message_size=max_message_size,
+            ssl_context=ssl_context,
             proxy=proxy,
         )
-        self._backoff = backoff
+        self._policy = ReconnectPolicy(max_retries, backoff, stable_after)
         self._close_timeout = close_timeout
         self._decoder = new_decoder(self.provider)
         self.dispatcher = Dispatcher(plugin_manager, self.call)
-        self._queue = Backlog(queue_size)
+        self._queue = Backlog(queue_size, queue_bytes)
         self._lock = threading.Lock()
         self._wake = threading.Event()  # cuts a backoff short on close() or call end
         self._ready = threading.Event()  # connected once, or finished
@@ -190,7 +191,7 @@ class LiveClient:
         """
         if fn is None:
             return lambda fn: self.on(event_type, fn)
-        self.dispatcher.on(event_type, fn)
+        self.dispatcher.on(event_type, cast(Callable[[Call, Event], Any], fn))
         return fn
 
     def start(self, timeout: Optional[float] = None) -> None:
@@ -250,7 +251,7 @@ class LiveClient:
         finally:
             self.close()
 
-    def __enter__(self):
+    def __enter__(self: C) -> C:
         self.start()
         return self
 
@@ -273,83 +274,72 @@ class LiveClient:
     # --- reader thread ----------------------------------------------------------
 
     def _read_loop(self) -> None:
-        finished = _Finished(EndReason.ERROR, LivecallError("reader stopped unexpectedly"))
+        finished = Finish(EndReason.ERROR, LivecallError("reader stopped unexpectedly"))
         try:
             finished = self._connect_and_read()
         except BaseException as error:  # a bug must still end the watch cleanly
             log.exception("reader thread failed")
-            finished = _Finished(EndReason.ERROR, error)
+            finished = Finish(EndReason.ERROR, error)
         finally:
             self._queue.put(finished)
 
-    def _connect_and_read(self) -> _Finished:
-        attempt = 0
+    def _connect_and_read(self) -> Finish:
         first = True
         while True:
-            stopped = self._stopped()
-            if stopped is not None:
-                return _Finished(stopped)
+            decision: Union[Retry, Finish, None]
             try:
-                outcome = self._attempt(first)
+                decision = self._attempt(first)
             except ConnectFailed as error:
-                cause = str(error)
+                decision = self._policy.after_failed_connect(str(error))
             except AuthenticationError as error:
-                return _Finished(EndReason.AUTH_FAILED, error)
+                return Finish(EndReason.AUTH_FAILED, error)
             except (ProtocolError, ConfigurationError) as error:
-                return _Finished(EndReason.ERROR, error)
+                return Finish(EndReason.ERROR, error)
             else:
                 first = False
-                stopped = self._stopped()
-                if stopped is not None:
-                    return _Finished(stopped)
-                final = self._final_outcome(outcome)
-                if final is not None:
-                    return final
-                if outcome.heard_from_server:
-                    attempt = 0
-                cause = f"closed with code {outcome.code}" + (
-                    f" ({outcome.reason})" if outcome.reason else ""
-                )
-            attempt += 1
-            if attempt > self.max_retries:
-                return self._gave_up(cause)
-            self._back_off(attempt, cause)
+            stopped = self._stopped()
+            if stopped is not None:
+                return Finish(stopped)
+            if isinstance(decision, Finish):
+                return decision
+            if decision is not None:
+                self._back_off(decision)
 
-    def _attempt(self, first: bool) -> Outcome:
-        """One connection, from fresh credentials to its end."""
+    def _attempt(self, first: bool) -> Union[Retry, Finish, None]:
+        """One connection, from fresh credentials to the policy's word on its end; None if stopped."""
         try:
             request = self._request()
         except ConfigurationError:
             raise
         except Exception as error:  # a token source that failed this time
             raise ConnectFailed(f"could not get credentials: {type(error).__name__}") from None
-        connection = Connection(request.url, request.headers, safe_url=request.safe_url, **self._options)
+        connection = self._connection_for(request.url, request.headers, safe_url=request.safe_url)
         with self._lock:
+            # Checked with the connection published under one lock: a call end
+            # or close() from now on finds the connection and closes it.
+            if self._stopped() is not None:
+                return None
             self._connection = connection
         try:
             connection.open()
-            if self._closing:
-                connection.close(NORMAL_CLOSE_CODE)
             self._queue.put(_Connected(first))
             self._connected_once = True
             self._ready.set()
-            return connection.read(self._deliver)
+            outcome = connection.read(self._deliver)
+            return self._policy.after_connection(outcome, time.monotonic() - connection.opened_at)
         finally:
             with self._lock:
                 self._connection = None
 
-    def _gave_up(self, cause: str) -> _Finished:
-        error = RetriesExhaustedError(
-            f"gave up after {self.max_retries} failed reconnect attempts; last: {cause}",
-            attempts=self.max_retries,
+    def _back_off(self, retry: Retry) -> None:
+        log.info(
+            "connection lost (%s); reconnecting in %.2f s (attempt %d)",
+            retry.cause,
+            retry.delay,
+            retry.attempt,
         )
-        return _Finished(EndReason.GAVE_UP, error)
-
-    def _back_off(self, attempt: int, cause: str) -> None:
-        delay = self._backoff.delay(attempt)
-        log.info("connection lost (%s); reconnecting in %.2f s (attempt %d)", cause, delay, attempt)
-        self._queue.put(_Lost(attempt, delay, cause))
-        self._wake.wait(delay)
+        self._queue.put(retry)
+        self._wake.wait(retry.delay)
 
     def _stopped(self) -> Optional[EndReason]:
         if self._ended:
@@ -358,25 +348,8 @@ class LiveClient:
             return EndReason.CLOSED
         return None
 
-    def _final_outcome(self, outcome: Outcome) -> Optional[_Finished]:
-        code = outcome.code
-        if code in (NORMAL_CLOSE_CODE, NO_STATUS_CLOSE_CODE):
-            return _Finished(EndReason.ENDED)
-        if code == AUTH_CLOSE_CODE:
-            error = AuthenticationError(
-                "the server closed the connection with 1008 (authentication or authorization refused)",
-                status=code,
-            )
-            return _Finished(EndReason.AUTH_FAILED, error)
-        if code in RETRYABLE_CLOSE_CODES:
-            return None
-        detail = f": {outcome.reason}" if outcome.reason else ""
-        return _Finished(
-            EndReason.ERROR, ProtocolError(f"the server closed with code {code}{detail}", code=code)
-        )
-
-    def _deliver(self, data: bytes, binary: bool, received_at: float) -> None:
-        self._queue.put((data, binary, received_at))
+    def _deliver(self, message: Message, received_at: float) -> None:
+        self._queue.put((message, received_at), len(message))
 
     # --- dispatcher thread --------------------------------------------------------
 
@@ -390,11 +363,11 @@ class LiveClient:
             item = get()
             try:
                 if type(item) is tuple:
-                    data, binary, frame_read_at = item
+                    data, frame_read_at = item
                     if frame_read_at != read_at:
                         read_at, received_at = frame_read_at, from_timestamp(frame_read_at, utc)
-                    self._dispatch(decode(data, received_at, binary))
-                elif type(item) is _Finished:
+                    self._dispatch(decode(data, received_at, data.__class__ is bytes))
+                elif type(item) is Finish:
                     self._finish(item)
                     return
                 elif type(item) is _Connected:
@@ -428,12 +401,12 @@ class LiveClient:
         if connection is not None:
             connection.close(NORMAL_CLOSE_CODE)
 
-    def _lost(self, lost: _Lost) -> None:
-        self._fail_pending(ConnectionLostError(f"connection lost: {lost.reason}"))
+    def _lost(self, retry: Retry) -> None:
+        self._fail_pending(ConnectionLostError(f"connection lost: {retry.cause}"))
         if self._stopped() is None:
-            self.dispatcher.event(Reconnecting(lost.attempt, lost.delay, lost.reason))
+            self.dispatcher.event(Reconnecting(retry.attempt, retry.delay, retry.cause))
 
-    def _finish(self, finished: _Finished) -> None:
+    def _finish(self, finished: Finish) -> None:
         call, error = self.call, finished.error
         said = self._last_server_error
         if isinstance(error, AuthenticationError) and error.status == AUTH_CLOSE_CODE and said:
