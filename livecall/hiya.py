@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Union
 from urllib.parse import urlencode
 
 from ._client import LiveClient, Request
+from ._handshake import check_header_value
 from ._secrets import Credential
 from .call import new_call_id
 from .errors import AckTimeoutError, ConfigurationError, ConnectionLostError, LivecallError
@@ -65,6 +66,11 @@ class HiyaClient(LiveClient):
             raise ConfigurationError("Hiya needs the call's conversation_token (liveConversationToken)")
         if not user_id:
             raise ConfigurationError("Hiya needs user_id (sent as x-hiya-account-user-id)")
+        check_header_value("user_id", user_id)
+        if product_version:
+            check_header_value("product_version", product_version)
+        if isinstance(token, str):
+            check_header_value("token", token)
         self._conversation_token = Credential(conversation_token)
         self._user_id = user_id
         self._product_version = product_version
@@ -75,6 +81,7 @@ class HiyaClient(LiveClient):
         token = self._token.get()
         if not token:
             raise ConfigurationError(f"the Hiya token source returned nothing (or {TOKEN_ENV} is empty)")
+        check_header_value("token", token)
         headers = [f"Authorization: Bearer {token}", f"x-hiya-account-user-id: {self._user_id}"]
         if self._product_version:
             headers.append(f"x-hiya-product-version: {self._product_version}")

@@ -10,6 +10,7 @@ from typing import Any, Optional
 from urllib.parse import quote, urlencode
 
 from ._client import LiveClient, Request
+from ._handshake import check_header_value
 from ._secrets import Credential
 from ._snapshots import TranscriptTracker
 from .errors import ConfigurationError
@@ -50,6 +51,8 @@ class PhonicClient(LiveClient):
         self._api_key = Credential(api_key, env=API_KEY_ENV)
         if self._session_token is None and not self._api_key:
             raise ConfigurationError(f"Phonic needs api_key=, session_token= or {API_KEY_ENV}")
+        if api_key:
+            check_header_value("api_key", api_key)
         self._tracker = TranscriptTracker()
         super().__init__(url=url or DEFAULT_URL, call_id=conversation_id, **options)
         self._path = f"/v1/conversations/{quote(conversation_id, safe='')}/live/ws"
@@ -62,6 +65,7 @@ class PhonicClient(LiveClient):
         api_key = self._api_key.get()
         if not api_key:
             raise ConfigurationError(f"{API_KEY_ENV} is empty")
+        check_header_value("api_key", api_key)
         return Request(url=safe_url, headers=[f"Authorization: Bearer {api_key}"], safe_url=safe_url)
 
     def _handle(self, event: Event) -> list[Event]:
@@ -70,4 +74,4 @@ class PhonicClient(LiveClient):
         conversation = event.conversation
         if self.call.phone is None:
             self.call.phone = conversation.caller_phone
-        return self._tracker.new_lines(conversation, event.received_at)
+        return [*self._tracker.new_lines(conversation, event.received_at)]
