@@ -11,7 +11,12 @@ TEST_PATHS := tests $(addsuffix tests,$(PLUGIN_DIRS))
 OLDEST_VENV ?= .venv-oldest
 OLDEST_PYTHON ?= $(or $(shell for p in python3.9 "$$(pyenv prefix 3.9 2>/dev/null)/bin/python3.9"; do "$$p" -c '' 2>/dev/null && echo "$$p" && break; done),$(PYTHON))
 
-.PHONY: install lint format test test-oldest docs bench demo clean
+# conformance: the Autobahn|Testsuite fuzzing server in a venv of its own, ported to
+# Python 3 at set-up time; it needs Python 3.11 or 3.12 (lib2to3).
+CONFORMANCE_VENV ?= conformance/.fuzzingserver
+CONFORMANCE_PYTHON ?= $(or $(shell for p in python3.11 python3.12; do "$$p" -c '' 2>/dev/null && echo "$$p" && break; done),$(PYTHON))
+
+.PHONY: install lint format test test-oldest docs bench demo conformance clean
 
 $(STAMP): setup.cfg pyproject.toml $(wildcard plugins/*/setup.cfg plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +53,16 @@ docs: install
 bench: install
 	$(BIN)/python -m benchmarks
 
+$(CONFORMANCE_VENV)/.installed: conformance/setup.sh conformance/port_autobahntestsuite.py
+	PYTHON=$(CONFORMANCE_PYTHON) conformance/setup.sh $(CONFORMANCE_VENV)
+	touch $@
+
+# CONFORMANCE_AGENTS=livecall runs livecall's client alone (CI: about a minute).
+conformance: install $(CONFORMANCE_VENV)/.installed
+	$(BIN)/python conformance/run.py $(CONFORMANCE_VENV)/bin/python $(CONFORMANCE_AGENTS)
+
 demo: install
 	$(BIN)/livecall demo
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) build *.egg-info docs/_build
+	rm -rf $(VENV) $(OLDEST_VENV) $(CONFORMANCE_VENV) conformance/reports build *.egg-info docs/_build

@@ -18,10 +18,13 @@ import websocket
 
 import livecall
 
-from . import concurrency, latency, slow_plugin, snapshots, throughput
+from . import concurrency, large_messages, latency, slow_plugin, snapshots, throughput
 from ._report import Row, missed, render
 
-BENCHMARKS = {module.NAME: module for module in (throughput, latency, concurrency, snapshots, slow_plugin)}
+BENCHMARKS = {
+    module.NAME: module
+    for module in (throughput, latency, concurrency, snapshots, slow_plugin, large_messages)
+}
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 

@@ -24,6 +24,8 @@ __all__ = ["Connection", "ConnectFailed", "Outcome", "ProxySettings"]
 Deliver = Callable[[Message, float], None]
 #: Bytes asked of the socket per read: a few hundred typical frames.
 _READ_SIZE = 64 * 1024
+#: poll() needs no file descriptor of its own (epoll does); a thousand calls are a thousand sockets.
+_Selector = getattr(selectors, "PollSelector", selectors.SelectSelector)
 
 
 class Connection:
@@ -99,7 +101,7 @@ class Connection:
         assert protocol is not None and sock is not None and wake is not None
         clock, wall = time.monotonic, time.time
         sock.settimeout(self._io_timeout)
-        selector = selectors.DefaultSelector()
+        selector = _Selector()
         selector.register(sock, selectors.EVENT_READ)
         selector.register(wake, selectors.EVENT_READ)
         data: Optional[bytes] = self._rest
@@ -165,13 +167,13 @@ class Connection:
             return b""
         return data if data else None
 
-    def send(self, text: str) -> None:
-        """Send a text message; safe from any thread."""
+    def send(self, message: Message) -> None:
+        """Send a text (``str``) or binary (``bytes``) message; safe from any thread."""
         with self._lock:
             protocol, sock = self._protocol, self._sock
             if protocol is None or sock is None:
                 raise ConnectionError("not connected")
-            protocol.send(text)
+            protocol.send(message)
             self._flush(protocol, sock)
 
     def close(self, code: int = 1000, reason: str = "") -> None:

@@ -65,3 +65,10 @@ def test_slow_plugin(tmp_path):
         assert watched["queue_high_water"] > 0
     assert result["default_queue"]["pings"] > 0
     assert result["default_queue"]["unanswered_pings"] == 0
+
+
+def test_large_messages(tmp_path):
+    result = run_benchmark("large_messages", tmp_path)
+    assert set(result) == {"1MiB"}
+    assert set(result["1MiB"]["seconds"]) == {"livecall", "websocket-client"}
+    assert result["1MiB"]["livecall_vs_websocket_client"] > 0
