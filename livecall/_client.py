@@ -23,10 +23,10 @@ import pluggy
 
 from ._backlog import Backlog, ClientStats
 from ._backoff import Backoff
-from ._codec import new_decoder
 from ._connection import ConnectFailed, Connection, ProxySettings
 from ._dispatch import Dispatcher
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, Message
+from ._provider import Provider
 from ._reconnect import Finish, ReconnectPolicy, Retry
 from ._secrets import redact
 from .call import Call, EndReason
@@ -101,9 +101,8 @@ class LiveClient:
     connection stayed up ``stable_after`` seconds.
     """
 
-    provider: ClassVar[str]
-    #: Events after which the provider has nothing more to say.
-    final_events: ClassVar[tuple[type[Event], ...]]
+    #: What makes the provider: its decoder, final events, command-line face.
+    provider: ClassVar[Provider]
 
     def __init__(
         self,
@@ -137,7 +136,7 @@ class LiveClient:
             raise ConfigurationError("ping_interval and ping_timeout must be positive")
         plugin_manager = _plugin_manager(plugin_manager, plugins)
         self.base_url = url.rstrip("/")
-        self.call = Call(provider=self.provider, id=call_id)
+        self.call = Call(provider=self.provider.name, id=call_id)
         self.max_retries = max_retries
         self._connection_for = functools.partial(
             Connection,
@@ -151,7 +150,7 @@ class LiveClient:
         )
         self._policy = ReconnectPolicy(max_retries, backoff, stable_after)
         self._close_timeout = close_timeout
-        self._decoder = new_decoder(self.provider)
+        self._decoder = self.provider.new_decoder()
         self.dispatcher = Dispatcher(plugin_manager, self.call)
         self._queue = Backlog(queue_size, queue_bytes)
         self._lock = threading.Lock()
@@ -163,7 +162,7 @@ class LiveClient:
         self._connection: Optional[Connection] = None
         self._error: Optional[BaseException] = None
         self._last_server_error: Optional[str] = None
-        name = f"{self.provider}-{call_id}"
+        name = f"{self.provider.name}-{call_id}"
         self._reader = threading.Thread(target=self._read_loop, name=f"livecall-reader-{name}", daemon=True)
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name=f"livecall-dispatch-{name}", daemon=True
@@ -386,7 +385,7 @@ class LiveClient:
         self.dispatcher.event(event)
         for extra in derived:
             self.dispatcher.event(extra)
-        if isinstance(event, self.final_events):
+        if isinstance(event, self.provider.final_events):
             self._stop(ended=True)
 
     def _stop(self, ended: bool) -> None:

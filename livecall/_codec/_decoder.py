@@ -16,19 +16,17 @@ from cattrs.errors import AttributeValidationNote, BaseValidationError
 from cattrs.v import format_exception
 
 from .._snapshots import item_key
-from ..errors import ConfigurationError
 from ..events import DecodeError, Event, UnknownMessage
 from ._converter import (
     RECEIVED_AT,
     WIRE_NAMES,
-    HiyaMessage,
     PhonicMessage,
     union_hook,
     wire_types,
 )
 from ._values import Invalid, json_type
 
-__all__ = ["Decoder", "PhonicDecoder", "new_decoder"]
+__all__ = ["Decoder", "PhonicDecoder"]
 
 Frame = Union[bytes, str]
 
@@ -106,15 +104,6 @@ class PhonicDecoder(Decoder):
         event = super()._event(message, received_at)
         self._items = dict(zip(keys, zip(raw_items, event.conversation.items)))
         return event
-
-
-def new_decoder(provider: str) -> Decoder:
-    """A decoder for one watch of ``provider`` ("hiya" or "phonic")."""
-    if provider == "hiya":
-        return Decoder(HiyaMessage)
-    if provider == "phonic":
-        return PhonicDecoder()
-    raise ConfigurationError(f"unknown provider {provider!r}: expected 'hiya' or 'phonic'")
 
 
 def _parse(data: Frame, binary: bool) -> Any:

@@ -144,7 +144,7 @@ def test_ten_thousand_fuzzed_frames_and_the_call_still_ends_normally(
     lost = FRAMES + 1 - len(messages)
     figures(events_sent=FRAMES + 1, events_received=len(messages), events_lost=lost, fuzz_cases=FRAMES)
     assert len(messages) == FRAMES + 1, "an event per message, the broken ones included"
-    assert isinstance(messages[-1], client.final_events)
+    assert isinstance(messages[-1], client.provider.final_events)
     assert client.call.end_reason is EndReason.ENDED
     assert server.accepted == 1 and not recorder.events(Reconnecting), "one connection, one reader, all along"
     assert len(recorder.events(livecall.DecodeError)) > FRAMES // 4
