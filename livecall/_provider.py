@@ -4,7 +4,7 @@ Each provider's module (``hiya``, ``phonic``) builds its :class:`Provider`
 from its own parts: the decoder of its wire union, the events after which it
 has nothing more to say, and its ``livecall watch`` arguments.  Its client
 class adds the request builder and the per-event bookkeeping.  Adding a
-provider is one module, plus its line in :data:`livecall.cli` 's list; no
+provider is one module, plus its entry in the command's ``PROVIDERS``; no
 code switches on a provider's name.
 """
 
