@@ -3,9 +3,9 @@
 import json
 from datetime import datetime, timezone
 
-from livecall._codec import new_decoder
 from livecall._snapshots import UNKNOWN_ROLE, TranscriptTracker
 from livecall.events import Conversation, ConversationItem, Role, Transcript
+from livecall.phonic import PHONIC
 
 FIRST = datetime(2025, 7, 30, 23, 45, 1, tzinfo=timezone.utc)
 LATER = datetime(2025, 7, 30, 23, 45, 9, tzinfo=timezone.utc)
@@ -125,10 +125,10 @@ def test_reconnect_snapshot_emits_nothing_already_emitted():
         },
     }
     tracker = TranscriptTracker()
-    before = new_decoder("phonic").decode(json.dumps(message), FIRST)
+    before = PHONIC.new_decoder().decode(json.dumps(message), FIRST)
     assert len(tracker.new_lines(before.conversation, FIRST)) == 2
     message["conversation"]["items"].append(
         {"id": "c", "item_idx": 2, "role": "assistant", "text": "Welcome."}
     )
-    after = new_decoder("phonic").decode(json.dumps(message), LATER)
+    after = PHONIC.new_decoder().decode(json.dumps(message), LATER)
     assert said(tracker.new_lines(after.conversation, LATER)) == [("Welcome.", Role.ASSISTANT, 2)]
