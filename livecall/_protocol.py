@@ -45,6 +45,8 @@ from .errors import ConnectionLostError
 __all__ = ["Cause", "Message", "Outcome", "Protocol", "DEFAULT_MAX_MESSAGE_SIZE"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: First header byte of a whole, unfragmented text or binary frame: the usual case.
+_WHOLE_TEXT, _WHOLE_BINARY = 0x80 | TEXT, 0x80 | BINARY
 #: Close code standing for "no close frame came" (RFC 6455 7.1.5); never sent.
 ABNORMAL = 1006
 
@@ -129,10 +131,31 @@ class Protocol:
             return
         buffer = self._buffer
         buffer += data
-        position = 0
+        position, end = 0, len(buffer)
+        messages, heard = self._messages, False
         try:
             while True:
                 header = self._header
+                if header is None and self._fragments is None and end - position >= 4:
+                    # The usual frame, whole text or binary under 64 KiB, cut out inline.
+                    first, length = buffer[position], buffer[position + 1]
+                    if (first == _WHOLE_TEXT or first == _WHOLE_BINARY) and length <= 126:
+                        start = position + 2
+                        if length == 126:
+                            length, start = buffer[start] << 8 | buffer[start + 1], start + 2
+                        stop = start + length
+                        if stop <= end and length <= self._max_message_size:
+                            payload = bytes(buffer[start:stop])
+                            position = stop
+                            if first == _WHOLE_TEXT:
+                                try:
+                                    messages.append(payload.decode("utf-8"))
+                                except UnicodeDecodeError:
+                                    raise Violation(INVALID_DATA, "text message is not valid UTF-8") from None
+                            else:
+                                messages.append(payload)
+                            heard = True
+                            continue
                 if header is None:
                     header = parse_header(buffer, position)
                     if header is None:
@@ -153,6 +176,8 @@ class Protocol:
             self._fail(violation.code, violation.reason, now)
             buffer.clear()
             return
+        if heard:
+            self._heard(now)
         if position:
             del buffer[:position]  # bytearray drops a prefix without copying the rest
 

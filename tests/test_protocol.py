@@ -346,3 +346,11 @@ def test_failed_connects_count_against_the_same_attempts():
     rules = policy(max_retries=1)
     assert rules.after_failed_connect("refused") == Retry(1, 1.0, "refused")
     assert isinstance(rules.after_failed_connect("refused"), Finish)
+
+
+@pytest.mark.parametrize("size", [11, 200])
+def test_a_small_whole_frame_over_the_limit_is_refused_too(size):
+    protocol = connection(max_message_size=10)
+    protocol.receive_data(frame(TEXT, b"x" * size) + frame(TEXT, b"x" * 10), 1.0)
+    assert [code for code, _ in closes_sent(protocol)] == [1009]
+    assert protocol.messages_received() == []
