@@ -45,6 +45,9 @@ from .errors import ConnectionLostError
 __all__ = ["Cause", "Message", "Outcome", "Protocol", "DEFAULT_MAX_MESSAGE_SIZE"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: A payload at least this large is gathered in pieces rather than in the buffer,
+#: which would copy itself as it grows.
+_LARGE_PAYLOAD = 64 * 1024
 #: First header byte of a whole, unfragmented text or binary frame: the usual case.
 _WHOLE_TEXT, _WHOLE_BINARY = 0x80 | TEXT, 0x80 | BINARY
 #: Close code standing for "no close frame came" (RFC 6455 7.1.5); never sent.
@@ -110,6 +113,8 @@ class Protocol:
         self._state = _State.OPEN
         self._buffer = bytearray()
         self._header: Optional[Header] = None  # of a frame whose payload is still arriving
+        self._payload_parts: Optional[list[bytes]] = None  # that payload's pieces, when large
+        self._payload_missing = 0
         self._fragments: Optional[list[bytes]] = None  # a message still arriving in pieces
         self._fragments_size = 0
         self._fragmented_opcode = TEXT
@@ -129,6 +134,10 @@ class Protocol:
         """Take bytes read from the socket; complete messages become :meth:`messages_received`."""
         if self._discarding or self._state is _State.CLOSED or self.finished:
             return
+        if self._payload_parts is not None:
+            data = self._continue_payload(data, now)
+            if not data or self._discarding or self._state is _State.CLOSED:
+                return
         buffer = self._buffer
         buffer += data
         position, end = 0, len(buffer)
@@ -164,6 +173,9 @@ class Protocol:
                     position += header.size
                     self._header = header
                 if len(buffer) - position < header.length:
+                    if header.length >= _LARGE_PAYLOAD:
+                        self._start_payload(buffer, position, header.length)
+                        position = len(buffer)
                     break
                 with memoryview(buffer) as view:
                     payload = bytes(view[position : position + header.length])
@@ -180,6 +192,29 @@ class Protocol:
             self._heard(now)
         if position:
             del buffer[:position]  # bytearray drops a prefix without copying the rest
+
+    def _start_payload(self, buffer: bytearray, position: int, length: int) -> None:
+        """A large payload is still arriving: its pieces are kept as read, joined once at the end."""
+        self._payload_parts = [bytes(buffer[position:])]
+        self._payload_missing = length - (len(buffer) - position)
+
+    def _continue_payload(self, data: bytes, now: float) -> bytes:
+        """Add ``data`` to the large payload under way; the bytes past its end."""
+        parts, missing = self._payload_parts, self._payload_missing
+        assert parts is not None and self._header is not None
+        if len(data) < missing:
+            parts.append(data)
+            self._payload_missing = missing - len(data)
+            return b""
+        parts.append(data[:missing])
+        header, payload = self._header, b"".join(parts)
+        self._header, self._payload_parts = None, None
+        try:
+            self._frame(header, payload, now)
+        except Violation as violation:
+            self._fail(violation.code, violation.reason, now)
+            return b""
+        return data[missing:]
 
     def connection_lost(self, reason: str = "the server ended TCP without a close frame") -> None:
         """TCP ended (EOF or an error); the connection is over."""

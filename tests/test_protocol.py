@@ -354,3 +354,15 @@ def test_a_small_whole_frame_over_the_limit_is_refused_too(size):
     protocol.receive_data(frame(TEXT, b"x" * size) + frame(TEXT, b"x" * 10), 1.0)
     assert [code for code, _ in closes_sent(protocol)] == [1009]
     assert protocol.messages_received() == []
+
+
+def test_a_large_payload_arriving_in_pieces_is_joined_once_and_what_follows_is_read():
+    big = "é" * 100_000
+    stream = frame(TEXT, big.encode()) + frame(BINARY, b"after")
+    protocol = connection()
+    for cut in range(0, len(stream), 65_536):
+        protocol.receive_data(stream[cut : cut + 65_536], 1.0)
+    assert protocol.messages_received() == [big, b"after"]
+    protocol.receive_data(frame(TEXT, b"\xff" * 70_000) + frame(TEXT, b"never"), 2.0)
+    assert protocol.messages_received() == []
+    assert [code for code, _ in closes_sent(protocol)] == [1007]
