@@ -20,8 +20,8 @@ import summarize
 
 HERE = Path(__file__).resolve().parent
 AGENTS = ("livecall", "websocket-client", "websockets")
-#: Per agent: the suite takes livecall about 40 s, websockets 80 s, websocket-client
-#: 5 minutes (it checks UTF-8 in pure Python) on a loaded 2-core machine.
+#: Per agent: the suite takes livecall 20-50 s, websockets 45-80 s, websocket-client
+#: 1-5 minutes (it checks UTF-8 in pure Python) on a shared 2-core machine.
 AGENT_TIMEOUT = 15 * 60
 REPORTS = HERE / "reports" / "clients"
 
