@@ -13,8 +13,13 @@ OLDEST_PYTHON ?= $(or $(shell for p in python3.9 "$$(pyenv prefix 3.9 2>/dev/nul
 
 # dist: wheels of livecall and of every plugin, built with the venv's own setuptools (no download).
 DIST ?= dist
+# conformance: the Autobahn|Testsuite fuzzing server in a venv of its own, ported to
+# Python 3 at set-up time; it needs Python 3.11 or 3.12 (lib2to3).
+CONFORMANCE_VENV ?= conformance/.fuzzingserver
+CONFORMANCE_PYTHON ?= $(or $(shell for p in python3.11 python3.12; do "$$p" -c '' 2>/dev/null && echo "$$p" && break; done),$(PYTHON))
 
-.PHONY: install lint format test test-oldest docs bench demo dist clean
+
+.PHONY: install lint format test test-oldest docs bench demo dist conformance clean
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +57,14 @@ docs: install
 bench: install
 	$(BIN)/python -m benchmarks
 
+$(CONFORMANCE_VENV)/.installed: conformance/setup.sh conformance/port_autobahntestsuite.py
+	PYTHON=$(CONFORMANCE_PYTHON) conformance/setup.sh $(CONFORMANCE_VENV)
+	touch $@
+
+# CONFORMANCE_AGENTS=livecall runs livecall's client alone (CI: about a minute).
+conformance: install $(CONFORMANCE_VENV)/.installed
+	$(BIN)/python conformance/run.py $(CONFORMANCE_VENV)/bin/python $(CONFORMANCE_AGENTS)
+
 demo: install
 	$(BIN)/livecall demo
 
@@ -61,4 +74,4 @@ dist: install
 	@ls $(DIST)
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) build *.egg-info docs/_build dist
+	rm -rf $(VENV) $(OLDEST_VENV) $(CONFORMANCE_VENV) conformance/reports build *.egg-info docs/_build dist

@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import livecall
-from livecall._codec import new_decoder
 from livecall._snapshots import SnapshotTracker
+from livecall.phonic import PHONIC
 
 from . import _payloads
 from ._report import Row, number, verdict
@@ -38,7 +38,7 @@ def _one_round(frames: list[bytes]) -> list[tuple]:
     """(json.loads seconds, decode-and-diff seconds) per update, with fresh state."""
     clock = time.perf_counter
     received_at = datetime.now(timezone.utc)
-    decoder, tracker = new_decoder("phonic"), SnapshotTracker()
+    decoder, tracker = PHONIC.new_decoder(), SnapshotTracker()
     timings = []
     for frame in frames:
         started = clock()
@@ -52,7 +52,7 @@ def _one_round(frames: list[bytes]) -> list[tuple]:
 
 def _cold_decode(frame: bytes) -> float:
     received_at = datetime.now(timezone.utc)
-    decoder, tracker = new_decoder("phonic"), SnapshotTracker()
+    decoder, tracker = PHONIC.new_decoder(), SnapshotTracker()
     started = time.perf_counter()
     tracker.new_events(decoder.decode(frame, received_at).conversation, received_at)
     return time.perf_counter() - started
@@ -61,7 +61,7 @@ def _cold_decode(frame: bytes) -> float:
 def _reused_items(frames: list[bytes]) -> int:
     """How many items of the last update are the very objects the one before decoded."""
     received_at = datetime.now(timezone.utc)
-    decoder = new_decoder("phonic")
+    decoder = PHONIC.new_decoder()
     before = decoder.decode(frames[-2], received_at).conversation.items
     after = decoder.decode(frames[-1], received_at).conversation.items
     return sum(old is new for old, new in zip(before, after))

@@ -7,7 +7,7 @@ so that noise from the machine falls on all of them alike:
 (a) raw loop: ``recv()`` + ``json.loads``, UTF-8 validation off;
 (b) the same loop with websocket-client's defaults (UTF-8 checked in Python);
 (c) livecall: ``HiyaClient`` decoding into events, one plugin counting them;
-(d) the raw loop again, reading with livecall's own frame reader instead of
+(d) the raw loop again, reading with livecall's own protocol core instead of
     websocket-client's: what parsing alone costs when frames are read the way
     livecall reads them, so (c) / (d) is what decoding, dispatch and the
     thread hand-off cost.
@@ -21,7 +21,7 @@ from typing import Any, Optional
 import websocket
 
 import livecall
-from livecall._frames import FrameReader
+from livecall._protocol import Protocol
 
 from ._report import Row, spread_text, verdict
 from ._server import Script, ServerProcess
@@ -54,10 +54,11 @@ def frames_loop(url: str) -> dict[str, float]:
     ws = websocket.WebSocket(skip_utf8_validation=True)
     started = time.perf_counter()
     ws.connect(url)
-    frames = FrameReader(ws.sock)
+    protocol = Protocol(time.monotonic())
     count = 0
     while True:
-        for _, payload in frames.read():
+        protocol.receive_data(ws.sock.recv(65536), time.monotonic())
+        for payload in protocol.messages_received():
             message = json.loads(payload)
             count += 1
             if message["type"] == "event:callEnd":

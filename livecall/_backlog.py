@@ -23,18 +23,24 @@ class ClientStats:
 
 
 class Backlog:
-    """The bounded queue from the reader to the dispatcher.
+    """The bounded queue from the reader to the dispatcher, in items and in bytes.
 
+    The byte bound matters because a message may be megabytes: a count alone
+    would let a few hundred large ones take gigabytes.  One item larger than
+    the byte bound still goes in when the queue is empty, so nothing is lost.
     ``queue.Queue`` takes a condition's lock and signals it for every item:
     at tens of thousands of frames a second that costs as much as decoding
     them.  Here each side holds a plain lock briefly and wakes the other only
     when it is asleep.  It also keeps its high-water mark.
     """
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, max_bytes: int):
         self.limit = limit
+        self.max_bytes = max_bytes
         self.high_water = 0
+        self.queued_bytes = 0
         self._items: collections.deque[Any] = collections.deque()
+        self._sizes: collections.deque[int] = collections.deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
@@ -43,13 +49,16 @@ class Backlog:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, item: Any) -> None:
-        """Append ``item``; blocks while ``limit`` items wait."""
+    def put(self, item: Any, size: int = 0) -> None:
+        """Append ``item`` of ``size`` bytes; blocks while ``limit`` items or ``max_bytes`` bytes wait."""
         with self._lock:
-            while len(self._items) >= self.limit:
+            items = self._items
+            while len(items) >= self.limit or (items and self.queued_bytes + size > self.max_bytes):
                 self._putter_asleep = True
                 self._not_full.wait()
-            self._items.append(item)
+            items.append(item)
+            self._sizes.append(size)
+            self.queued_bytes += size
             if len(self._items) > self.high_water:
                 self.high_water = len(self._items)
             if self._getter_asleep:
@@ -63,6 +72,7 @@ class Backlog:
                 self._getter_asleep = True
                 self._not_empty.wait()
             item = self._items.popleft()
+            self.queued_bytes -= self._sizes.popleft()
             if self._putter_asleep:
                 self._putter_asleep = False
                 self._not_full.notify()

@@ -9,13 +9,14 @@ is bounded: a stuck plugin slows the reader down (TCP pushes back on the
 server) instead of growing memory without end, and nothing is dropped.
 """
 
+import functools
 import logging
 import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Optional, TypedDict, TypeVar, Union, overload
+from typing import Any, Callable, ClassVar, Optional, TypeVar, Union, overload
 
 import attrs
 import pluggy
@@ -23,10 +24,12 @@ import pluggy
 from ._backlog import Backlog, ClientStats
 from ._backoff import Backoff
 from ._checks import base_url
-from ._codec import new_decoder
-from ._connection import ConnectFailed, Connection, Outcome, ProxySettings
+from ._connection import ConnectFailed, Connection, ProxySettings
 from ._dispatch import Dispatcher
 from ._event_stream import event_stream
+from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, Message
+from ._provider import Provider
+from ._reconnect import Finish, ReconnectPolicy, Retry
 from ._secrets import HiddenLines
 from .call import Call, EndReason
 from .errors import (
@@ -35,7 +38,6 @@ from .errors import (
     ConnectionLostError,
     LivecallError,
     ProtocolError,
-    RetriesExhaustedError,
 )
 from .events import Event, Reconnecting, ServerError, utcnow
 
@@ -45,28 +47,14 @@ log = logging.getLogger("livecall.client")
 #: ``-v`` shows why the client reconnects, or does not.
 connection_log = logging.getLogger("livecall.connection")
 
-#: Close codes after which the same call can be picked up again.
-RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 AUTH_CLOSE_CODE = 1008
 NORMAL_CLOSE_CODE = 1000
-#: A close frame without a code: a deliberate close all the same.
-NO_STATUS_CLOSE_CODE = 1005
+#: Default bound on the bytes of messages waiting for the plugins.
+DEFAULT_QUEUE_BYTES = 64 * 1024 * 1024
 
 E = TypeVar("E", bound=Event)
 R = TypeVar("R")
 Self = TypeVar("Self", bound="LiveClient")
-
-
-class _ConnectionOptions(TypedDict):
-    """What every ``Connection`` of one client is opened with."""
-
-    ping_interval: Optional[float]
-    ping_timeout: float
-    connect_timeout: float
-    close_timeout: float
-    sslopt: Optional[dict[str, Any]]
-    proxy: Optional[ProxySettings]
-
 
 #: Why no connection follows, for the ``-v`` log.
 _STOPPED = {EndReason.ENDED: "the call ended", EndReason.CLOSED: "close() was called"}
@@ -75,19 +63,6 @@ _STOPPED = {EndReason.ENDED: "the call ended", EndReason.CLOSED: "close() was ca
 @attrs.frozen
 class _Connected:
     first: bool
-
-
-@attrs.frozen
-class _Lost:
-    attempt: int
-    delay: float
-    reason: str
-
-
-@attrs.frozen
-class _Finished:
-    reason: EndReason
-    error: Optional[BaseException] = None
 
 
 @attrs.frozen
@@ -125,13 +100,18 @@ class LiveClient:
     client's own: those in ``plugins`` and those added with ``register()``.
     ``strict`` makes ``wait()`` re-raise the first plugin or callback
     failure, for tests.  Liveness: a ping after
-    ``ping_interval`` seconds of silence, and the connection counts as dead
-    when nothing answers within ``ping_timeout``.
+    ``ping_interval`` seconds without a complete message or pong, and the
+    connection counts as dead when nothing answers within ``ping_timeout``,
+    however many bytes trickle in.  ``connect_timeout`` bounds the whole
+    opening handshake.  A message over ``max_message_size`` bytes fails the
+    connection (close code 1009).  At most ``queue_size`` messages and
+    ``queue_bytes`` bytes wait for the plugins.  A lost connection is retried
+    up to ``max_retries`` times in a row; the count starts again once a
+    connection stayed up ``stable_after`` seconds.
     """
 
-    provider: ClassVar[str]
-    #: Events after which the provider has nothing more to say.
-    final_events: ClassVar[tuple[type[Event], ...]]
+    #: What makes the provider: its decoder, final events, command-line face.
+    provider: ClassVar[Provider]
 
     def __init__(
         self,
@@ -150,33 +130,40 @@ class LiveClient:
         plugins: Optional[Iterable[object]] = None,
         queue_size: int = 10_000,
         strict: bool = False,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        stable_after: float = 10.0,
     ):
         base_url(url)
         if max_retries < 0:
             raise ConfigurationError("max_retries must be 0 or more")
-        if queue_size < 1:
-            raise ConfigurationError("queue_size must be 1 or more")
+        if queue_size < 1 or queue_bytes < 1:
+            raise ConfigurationError("queue_size and queue_bytes must be 1 or more")
+        if max_message_size < 1:
+            raise ConfigurationError("max_message_size must be 1 or more")
         if ping_interval is not None and ping_interval <= 0 or ping_timeout <= 0:
             raise ConfigurationError("ping_interval and ping_timeout must be positive")
         plugin_manager = _plugin_manager(plugin_manager, plugins)
         self.base_url = url.rstrip("/")
-        self.call = Call(provider=self.provider, id=call_id)
+        self.call = Call(provider=self.provider.name, id=call_id)
         self.max_retries = max_retries
-        self._options = _ConnectionOptions(
+        self._connection_for = functools.partial(
+            Connection,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             connect_timeout=connect_timeout,
             close_timeout=close_timeout,
-            sslopt={"context": ssl_context} if ssl_context is not None else None,
+            max_message_size=max_message_size,
+            ssl_context=ssl_context,
             proxy=proxy,
         )
-        self._backoff = backoff
+        self._policy = ReconnectPolicy(max_retries, backoff, stable_after)
         self._close_timeout = close_timeout
-        self._decoder = new_decoder(self.provider)
+        self._decoder = self.provider.new_decoder()
         self.dispatcher = Dispatcher(plugin_manager, self.call, strict=strict)
         for plugin in plugins or ():
             self.dispatcher.register(plugin)
-        self._queue = Backlog(queue_size)
+        self._queue = Backlog(queue_size, queue_bytes)
         self._lock = threading.Lock()
         self._wake = threading.Event()  # cuts a backoff short on close() or call end
         self._ready = threading.Event()  # connected once, or finished
@@ -186,7 +173,7 @@ class LiveClient:
         self._connection: Optional[Connection] = None
         self._error: Optional[BaseException] = None
         self._last_server_error: Optional[str] = None
-        name = f"{self.provider}-{call_id}"
+        name = f"{self.provider.name}-{call_id}"
         self._reader = threading.Thread(target=self._read_loop, name=f"livecall-reader-{name}", daemon=True)
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name=f"livecall-dispatch-{name}", daemon=True
@@ -339,89 +326,82 @@ class LiveClient:
     # --- reader thread ----------------------------------------------------------
 
     def _read_loop(self) -> None:
-        finished = _Finished(EndReason.ERROR, LivecallError("reader stopped unexpectedly"))
+        finished = Finish(EndReason.ERROR, LivecallError("reader stopped unexpectedly"))
         try:
             finished = self._connect_and_read()
         except BaseException as error:  # a bug must still end the watch cleanly
             log.exception("reader thread failed")
-            finished = _Finished(EndReason.ERROR, error)
+            finished = Finish(EndReason.ERROR, error)
         finally:
             self._queue.put(finished)
 
-    def _connect_and_read(self) -> _Finished:
-        attempt = 0
+    def _connect_and_read(self) -> Finish:
         first = True
         while True:
-            stopped = self._stopped()
-            if stopped is not None:
-                connection_log.info("not connecting again: %s", _STOPPED[stopped])
-                return _Finished(stopped)
+            decision: Union[Retry, Finish, None]
             try:
-                outcome = self._attempt(first)
+                decision = self._attempt(first)
             except ConnectFailed as error:
-                cause = str(error)
+                decision = self._policy.after_failed_connect(str(error))
             except AuthenticationError as error:
                 connection_log.info("not reconnecting: %s", error)
-                return _Finished(EndReason.AUTH_FAILED, error)
+                return Finish(EndReason.AUTH_FAILED, error)
             except (ProtocolError, ConfigurationError) as error:
                 connection_log.info("not reconnecting: %s", error)
-                return _Finished(EndReason.ERROR, error)
+                return Finish(EndReason.ERROR, error)
             else:
                 first = False
-                stopped = self._stopped()
-                if stopped is not None:
-                    connection_log.info("connection closed (code %d); %s", outcome.code, _STOPPED[stopped])
-                    return _Finished(stopped)
-                final = self._final_outcome(outcome)
-                if final is not None:
-                    connection_log.info("not reconnecting: the server closed with code %d", outcome.code)
-                    return final
-                if outcome.heard_from_server:
-                    attempt = 0
-                cause = f"closed with code {outcome.code}" + (
-                    f" ({outcome.reason})" if outcome.reason else ""
-                )
-            attempt += 1
-            if attempt > self.max_retries:
-                connection_log.info("not reconnecting: %s; all %d retries spent", cause, self.max_retries)
-                return self._gave_up(cause)
-            self._back_off(attempt, cause)
+            stopped = self._stopped()
+            if stopped is not None:
+                if decision is None:  # else the connection's end said so
+                    connection_log.info("not connecting again: %s", _STOPPED[stopped])
+                return Finish(stopped)
+            if isinstance(decision, Finish):
+                why = decision.error or "the server closed the connection normally"
+                connection_log.info("not reconnecting: %s", why)
+                return decision
+            if decision is not None:
+                self._back_off(decision)
 
-    def _attempt(self, first: bool) -> Outcome:
-        """One connection, from fresh credentials to its end."""
+    def _attempt(self, first: bool) -> Union[Retry, Finish, None]:
+        """One connection, from fresh credentials to the policy's word on its end; None if stopped."""
         try:
             request = self._request()
         except ConfigurationError:
             raise
         except Exception as error:  # a token source that failed this time
             raise ConnectFailed(f"could not get credentials: {type(error).__name__}") from None
-        connection = Connection(request.url, request.headers, safe_url=request.safe_url, **self._options)
+        connection = self._connection_for(request.url, request.headers, safe_url=request.safe_url)
         with self._lock:
+            # Checked with the connection published under one lock: a call end
+            # or close() from now on finds the connection and closes it.
+            if self._stopped() is not None:
+                return None
             self._connection = connection
         try:
             connection.open()
-            if self._closing:
-                connection.close(NORMAL_CLOSE_CODE)
             self._queue.put(_Connected(first))
             self._connected_once = True
             self._ready.set()
-            return connection.read(self._deliver)
+            outcome = connection.read(self._deliver)
+            stopped = self._stopped()
+            if stopped is not None:
+                said = _STOPPED[stopped]
+                connection_log.info("connection closed (code %d); %s", outcome.code, said)
+            return self._policy.after_connection(outcome, time.monotonic() - connection.opened_at)
         finally:
             with self._lock:
                 self._connection = None
 
-    def _gave_up(self, cause: str) -> _Finished:
-        error = RetriesExhaustedError(
-            f"gave up after {self.max_retries} failed reconnect attempts; last: {cause}",
-            attempts=self.max_retries,
+    def _back_off(self, retry: Retry) -> None:
+        connection_log.info(
+            "connection lost (%s); reconnecting in %.2f s, attempt %d",
+            retry.cause,
+            retry.delay,
+            retry.attempt,
         )
-        return _Finished(EndReason.GAVE_UP, error)
-
-    def _back_off(self, attempt: int, cause: str) -> None:
-        delay = self._backoff.delay(attempt)
-        connection_log.info("connection lost (%s); reconnecting in %.2f s, attempt %d", cause, delay, attempt)
-        self._queue.put(_Lost(attempt, delay, cause))
-        self._wake.wait(delay)
+        self._queue.put(retry)
+        self._wake.wait(retry.delay)
 
     def _stopped(self) -> Optional[EndReason]:
         if self._ended:
@@ -430,25 +410,8 @@ class LiveClient:
             return EndReason.CLOSED
         return None
 
-    def _final_outcome(self, outcome: Outcome) -> Optional[_Finished]:
-        code = outcome.code
-        if code in (NORMAL_CLOSE_CODE, NO_STATUS_CLOSE_CODE):
-            return _Finished(EndReason.ENDED)
-        if code == AUTH_CLOSE_CODE:
-            error = AuthenticationError(
-                "the server closed the connection with 1008 (authentication or authorization refused)",
-                status=code,
-            )
-            return _Finished(EndReason.AUTH_FAILED, error)
-        if code in RETRYABLE_CLOSE_CODES:
-            return None
-        detail = f": {outcome.reason}" if outcome.reason else ""
-        return _Finished(
-            EndReason.ERROR, ProtocolError(f"the server closed with code {code}{detail}", code=code)
-        )
-
-    def _deliver(self, data: bytes, binary: bool, received_at: float) -> None:
-        self._queue.put((data, binary, received_at))
+    def _deliver(self, message: Message, received_at: float) -> None:
+        self._queue.put((message, received_at), len(message))
 
     # --- dispatcher thread --------------------------------------------------------
 
@@ -462,11 +425,11 @@ class LiveClient:
             item = get()
             try:
                 if type(item) is tuple:
-                    data, binary, frame_read_at = item
+                    data, frame_read_at = item
                     if frame_read_at != read_at:
                         read_at, received_at = frame_read_at, from_timestamp(frame_read_at, utc)
-                    self._dispatch(decode(data, received_at, binary))
-                elif type(item) is _Finished:
+                    self._dispatch(decode(data, received_at, data.__class__ is bytes))
+                elif type(item) is Finish:
                     self._finish(item)
                     return
                 elif type(item) is _Connected:
@@ -485,7 +448,7 @@ class LiveClient:
         self.dispatcher.event(event)
         for extra in derived:
             self.dispatcher.event(extra)
-        if isinstance(event, self.final_events):
+        if isinstance(event, self.provider.final_events):
             self._stop(ended=True)
 
     def _stop(self, ended: bool) -> None:
@@ -500,12 +463,12 @@ class LiveClient:
         if connection is not None:
             connection.close(NORMAL_CLOSE_CODE)
 
-    def _lost(self, lost: _Lost) -> None:
-        self._fail_pending(ConnectionLostError(f"connection lost: {lost.reason}"))
+    def _lost(self, retry: Retry) -> None:
+        self._fail_pending(ConnectionLostError(f"connection lost: {retry.cause}"))
         if self._stopped() is None:
-            self.dispatcher.event(Reconnecting(lost.attempt, lost.delay, lost.reason))
+            self.dispatcher.event(Reconnecting(retry.attempt, retry.delay, retry.cause))
 
-    def _finish(self, finished: _Finished) -> None:
+    def _finish(self, finished: Finish) -> None:
         call, error = self.call, finished.error
         said = self._last_server_error
         if isinstance(error, AuthenticationError) and error.status == AUTH_CLOSE_CODE and said:

@@ -1,77 +1,41 @@
-"""One WebSocket connection: open it, read frames with a heartbeat, close it.
+"""One WebSocket connection driven by one thread: the socket loop around the protocol core.
 
-Reading happens on one thread only.  The socket has a short timeout (the
-*tick*) so the reading thread regains control while the peer is quiet: that
-is when it sends keepalive pings, notices a missed pong, and enforces the
-close deadline.  websocket-client opens the connection and sends; frames are
-read by :class:`FrameReader`, which keeps partial frames across timeouts, so
-a tick never splits a message.  Sending and closing are safe from any thread.
+The reading thread opens the connection (:mod:`._handshake`), then waits on
+the socket until data comes or the protocol's next deadline passes, feeds
+what it read to :class:`~._protocol.Protocol`, hands complete messages over
+and writes what the protocol wants written.  Idle, it sleeps until the next
+heartbeat is due.  Other threads send and close through the same protocol
+object, under a lock, and wake the reading thread so it sees the new
+deadline at once.
 """
 
-import functools
-import json
 import logging
+import selectors
 import socket
 import ssl
-import struct
+import threading
 import time
 from collections.abc import Iterable
-from typing import Any, Callable, Optional
+from typing import Callable, Optional, Union
 
-import attrs
-import websocket
-
-from ._frames import BINARY, CLOSE, PING, TEXT, FrameReader
-from ._secrets import redact
-from ._server_words import server_words
-from .errors import AuthenticationError, ProtocolError
+from ._handshake import ConnectFailed, ProxySettings, describe, open_connection
+from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, Cause, Message, Outcome, Protocol
+from ._secrets import HiddenText
 
 __all__ = ["Connection", "ConnectFailed", "Outcome", "ProxySettings"]
 
 #: ``-v`` shows its progress, ``-vv`` its frames: never a payload, never a credential.
 log = logging.getLogger("livecall.connection")
 
-#: Close code when the peer vanished without a close frame (RFC 6455 7.1.5).
-ABNORMAL = 1006
-#: Frame types by opcode, for the ``-vv`` log.
-_FRAME_TYPES = {
-    TEXT: "text",
-    BINARY: "binary",
-    CLOSE: "close",
-    PING: "ping",
-    websocket.ABNF.OPCODE_PONG: "pong",
-}
-#: Handshake statuses worth another try: the service is busy or restarting.
-_RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-Deliver = Callable[[bytes, bool, float], None]
-
-
-@attrs.frozen
-class ProxySettings:
-    """An HTTP proxy to tunnel through; websocket-client otherwise reads ``https_proxy``."""
-
-    host: str
-    port: int
-    auth: Optional[tuple] = attrs.field(default=None, repr=False)
-    type: str = "http"
-
-
-@attrs.frozen
-class Outcome:
-    """How a connection ended: the close code (1006 when no close frame came) and why."""
-
-    code: int
-    reason: str
-    heard_from_server: bool
-
-
-class ConnectFailed(Exception):
-    """The connection could not be opened but a later attempt may succeed."""
+Deliver = Callable[[Message, float], None]
+#: Bytes asked of the socket per read: a few hundred typical frames.
+_READ_SIZE = 64 * 1024
+#: poll() needs no file descriptor of its own (epoll does); a thousand calls are a thousand sockets.
+_Selector = getattr(selectors, "PollSelector", selectors.SelectSelector)
 
 
 class Connection:
-    """A connected socket plus the state its heartbeat needs; one per attempt."""
+    """A socket plus its protocol state; one per attempt."""
 
     def __init__(
         self,
@@ -82,127 +46,155 @@ class Connection:
         ping_timeout: float,
         connect_timeout: float,
         close_timeout: float,
-        sslopt: Optional[dict[str, Any]] = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        ssl_context: Optional[ssl.SSLContext] = None,
         proxy: Optional[ProxySettings] = None,
         safe_url: str = "",
     ):
-        self._url = url
+        self._url = HiddenText(url)  # its query may hold a token: kept out of tracebacks
         self._headers = headers
-        self._ping_interval = ping_interval
-        self._ping_timeout = ping_timeout
         self._connect_timeout = connect_timeout
-        self._close_timeout = close_timeout
+        self._ssl_context = ssl_context
         self._proxy = proxy
         self.safe_url = safe_url
-        bounds = [t for t in (ping_interval, ping_timeout, close_timeout) if t]
-        self.tick = max(0.01, min(bounds + [1.0]) / 2)
-        self._close_deadline: Optional[float] = None
-        self._opened = False  # the handshake is over: a close frame can go out
-        self._ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=True)
+        self._protocol_options = dict(
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+            max_message_size=max_message_size,
+        )
+        #: A socket operation that blocks this long is a dead peer (a TLS record
+        #: trickled byte by byte, a server that stopped reading).
+        self._io_timeout = max(0.05, min(ping_timeout, close_timeout))
+        self._lock = threading.Lock()  # the protocol object and socket writes
+        self._sock: Optional[Union[socket.socket, ssl.SSLSocket]] = None
+        self._protocol: Optional[Protocol] = None
+        self._rest = b""
+        self._closing = False  # close() came before the connection opened
+        self._wake_reader: Optional[socket.socket] = None
+        self._wake_writer: Optional[socket.socket] = None
+        self.opened_at = 0.0
 
     def open(self) -> None:
         """Connect and handshake; raises ``AuthenticationError``, ``ProtocolError`` or ``ConnectFailed``."""
-        options: dict[str, Any] = {"header": self._headers, "timeout": self._connect_timeout}
-        if self._proxy is not None:
-            options.update(
-                http_proxy_host=self._proxy.host,
-                http_proxy_port=self._proxy.port,
-                http_proxy_auth=self._proxy.auth,
-                proxy_type=self._proxy.type,
-            )
+        clock = time.monotonic
         via = f" through the proxy {self._proxy.host}:{self._proxy.port}" if self._proxy is not None else ""
         log.info("connecting to %s%s", self.safe_url, via)
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_writer.setblocking(False)
         try:
-            self._ws.connect(self._url, **options)
-        except websocket.WebSocketBadStatusException as error:
-            self.abort()
-            log.info("handshake with %s: HTTP %s", self.safe_url, error.status_code)
-            raise self._refused(error.status_code, _server_said(getattr(error, "resp_body", None))) from None
-        except ssl.SSLCertVerificationError as error:
-            self.abort()
-            raise ProtocolError(
-                f"TLS certificate of {self.safe_url} could not be verified: {error.verify_message}"
-            ) from None
-        except (OSError, websocket.WebSocketException) as error:
-            self.abort()
-            raise ConnectFailed(f"could not connect to {self.safe_url}: {_describe(error)}") from None
-        self._opened = True
-        log.info("handshake with %s: HTTP %s, connected", self.safe_url, self._ws.getstatus())
-        self._ws.settimeout(self.tick)
-
-    def _refused(self, status: int, said: Optional[str]) -> Exception:
-        detail = f": {said}" if said else ""
-        if status in (401, 403):
-            return AuthenticationError(
-                f"{self.safe_url} refused the credentials (HTTP {status}){detail}",
-                status=status,
-                server_message=said,
+            handshake = open_connection(
+                self._url,
+                self._headers,
+                safe_url=self.safe_url,
+                deadline=clock() + self._connect_timeout,
+                clock=clock,
+                ssl_context=self._ssl_context,
+                proxy=self._proxy,
+                on_socket=self._adopt,
             )
-        message = f"{self.safe_url} refused the WebSocket handshake (HTTP {status}){detail}"
-        if status in _RETRYABLE_STATUSES:
-            return ConnectFailed(message)
-        return ProtocolError(message, code=status)
+        except BaseException:
+            self._close_wakers()
+            raise
+        log.info("handshake with %s: HTTP 101, connected", self.safe_url)
+        with self._lock:
+            self.opened_at = now = clock()
+            self._sock, self._rest = handshake.sock, handshake.rest
+            self._protocol = Protocol(now, **self._protocol_options)  # type: ignore[arg-type]
+            if self._closing:
+                self._protocol.close(now)
 
     def read(self, deliver: Deliver) -> Outcome:
-        """Hand every data message to ``deliver`` until the connection ends; never raises."""
-        ws = self._ws
-        sock = ws.sock
-        assert sock is not None, "read() comes after a successful open()"
-        frames = FrameReader(sock)
-        clock = time.monotonic
-        wall = time.time
-        heard = False
-        heard_from_server = False
-        last_heard = clock()
-        ping_sent: Optional[float] = None
+        """Hand every message to ``deliver`` until the connection ends; never raises."""
+        protocol, sock, wake = self._protocol, self._sock, self._wake_reader
+        assert protocol is not None and sock is not None and wake is not None
+        clock, wall = time.monotonic, time.time
+        sock.settimeout(self._io_timeout)
+        selector = _Selector()
+        selector.register(sock, selectors.EVENT_READ)
+        selector.register(wake, selectors.EVENT_READ)
+        data: Optional[bytes] = self._rest
+        self._rest = b""
         frames_logged = log.isEnabledFor(logging.DEBUG)  # once: the loop below is the hot path
-        while True:
-            try:
-                received = frames.read()
-            except socket.timeout:
-                now = clock()
-                if heard:
-                    heard, last_heard, ping_sent = False, now, None
-                if self._close_deadline is not None and now >= self._close_deadline:
-                    self.abort()
-                    return Outcome(ABNORMAL, "no close frame from the server in time", heard_from_server)
-                if ping_sent is not None and now - ping_sent >= self._ping_timeout:
-                    self.abort()
-                    return Outcome(ABNORMAL, f"no pong within {self._ping_timeout:g} s", heard_from_server)
-                if ping_sent is None and self._ping_interval and now - last_heard >= self._ping_interval:
-                    ping_sent = now
-                    log.debug("ping sent after %.1f s of silence", now - last_heard)
-                    self._send_quietly(ws.ping)
-                continue
-            except (OSError, websocket.WebSocketException) as error:
-                self.abort()
-                return Outcome(ABNORMAL, _describe(error), heard_from_server)
-            if not received:
-                continue
-            heard = True
-            received_at = wall()
-            for opcode, payload in received:
-                if frames_logged:
-                    log.debug("frame in: %s, %d bytes", _FRAME_TYPES.get(opcode, opcode), len(payload))
-                if opcode == TEXT or opcode == BINARY:
-                    heard_from_server = True
-                    deliver(payload, opcode == BINARY, received_at)
-                    if self._close_deadline is not None and clock() >= self._close_deadline:
-                        self.abort()  # a peer that talks on past our close frame
-                        return Outcome(ABNORMAL, "server kept sending after close", True)
-                elif opcode == PING:
-                    log.debug("frame out: pong, %d bytes", len(payload))
-                    self._send_quietly(functools.partial(ws.pong, payload))
-                elif opcode == CLOSE:
-                    log.debug("frame out: close, the closing handshake's reply")
-                    self._send_quietly(ws.send_close)
-                    self.abort()
-                    return Outcome(*_close_status(payload), heard_from_server)
+        pings = pongs = 0
+        try:
+            while True:
+                # Timers run on the time of the read, not of the end of delivery:
+                # a reader held up by busy plugins reads what the server sent
+                # meanwhile (a pong, say) before it judges the server silent.
+                read_at = clock()
+                if data:
+                    with self._lock:
+                        protocol.receive_data(data, read_at)
+                    messages = protocol.messages_received()
+                    if frames_logged:
+                        _log_frames_in(messages, protocol.pongs_received - pongs)
+                        pongs = protocol.pongs_received
+                    if messages:
+                        received_at = wall()
+                        for message in messages:
+                            deliver(message, received_at)
+                            if protocol.close_expired(clock()):
+                                read_at = clock()  # we closed: whatever is left goes unread
+                                break
+                with self._lock:
+                    protocol.handle_timer(read_at)
+                    if frames_logged and protocol.pings_sent != pings:
+                        pings = protocol.pings_sent
+                        log.debug("ping sent after %.1f s of silence", protocol.silence_before_ping)
+                    self._flush(protocol, sock)
+                    if protocol.finished:
+                        break
+                    deadline = protocol.next_deadline()
+                data = self._receive(sock, wake, selector, deadline, clock)
+                if data is None:
+                    with self._lock:
+                        protocol.connection_lost()
+        except (OSError, ssl.SSLError) as error:
+            with self._lock:
+                protocol.connection_lost(describe(error))
+        finally:
+            selector.close()
+            self._shut_down()
+            sock.close()
+            self._close_wakers()
+        assert protocol.outcome is not None
+        if frames_logged and protocol.outcome.cause is Cause.SERVER_CLOSED:
+            log.debug("frame out: close, the closing handshake's reply")
+        return protocol.outcome
 
-    def send(self, text: str) -> None:
-        """Send a text frame; safe from any thread (websocket-client locks sends)."""
-        log.debug("frame out: text, %d bytes", len(text.encode("utf-8")))
-        self._ws.send(text)
+    def _receive(
+        self,
+        sock: socket.socket,
+        wake: socket.socket,
+        selector: selectors.BaseSelector,
+        deadline: Optional[float],
+        clock: Callable[[], float],
+    ) -> Optional[bytes]:
+        """Bytes read (``b""`` when a deadline or a wake-up came first); None at end of stream."""
+        pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
+        if not pending:
+            timeout = None if deadline is None else max(0.0, deadline - clock())
+            ready = {key.fileobj for key, _ in selector.select(timeout)}
+            if wake in ready:
+                wake.recv(4096)
+            if sock not in ready:
+                return b""
+        try:
+            data = sock.recv(_READ_SIZE)
+        except (socket.timeout, ssl.SSLWantReadError):
+            return b""
+        return data if data else None
+
+    def send(self, message: Message) -> None:
+        """Send a text (``str``) or binary (``bytes``) message; safe from any thread."""
+        with self._lock:
+            protocol, sock = self._protocol, self._sock
+            if protocol is None or sock is None:
+                raise ConnectionError("not connected")
+            protocol.send(message)
+            log.debug("frame out: %s, %d bytes", *_kind_and_size(message))
+            self._flush(protocol, sock)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake; the reading thread finishes it or gives up in time.
@@ -211,57 +203,64 @@ class Connection:
         socket is shut down, so a handshake waiting on a mute server ends now,
         not at the connect timeout.
         """
-        if not self._opened:
-            self._shut_down()
-        elif self._close_deadline is None and self._send_quietly(
-            lambda: self._ws.send_close(code, reason.encode())
-        ):
-            log.debug("frame out: close, code %d", code)
-            self._close_deadline = time.monotonic() + self._close_timeout
+        with self._lock:
+            protocol = self._protocol
+            if protocol is None:
+                self._closing = True
+                self._shut_down()
+                return
+            protocol.close(time.monotonic(), code, reason)
+        log.debug("frame out: close, code %d", code)
+        self._wake()
 
-    def abort(self) -> None:
-        """Drop the socket at once; wakes a reader blocked in recv."""
-        self._shut_down()
-        self._ws.shutdown()
+    def _flush(self, protocol: Protocol, sock: socket.socket) -> None:
+        """Write what the protocol has for the server; a failed write ends the connection."""
+        data = protocol.data_to_send()
+        if not data:
+            return
+        try:
+            sock.sendall(data)
+        except OSError as error:
+            protocol.connection_lost(describe(error))
+            self._wake()
+
+    def _adopt(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self._closing:
+                self._shut_down()
+
+    def _wake(self) -> None:
+        try:
+            if self._wake_writer is not None:
+                self._wake_writer.send(b"\0")
+        except OSError:
+            pass  # already awake, or already over
 
     def _shut_down(self) -> None:
         """Wake whoever waits on the socket; it stays open for its owner to close."""
-        sock = self._ws.sock
+        sock = self._sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
-    @staticmethod
-    def _send_quietly(send: Callable[[], Any]) -> bool:
-        # A send on a dying socket fails; the reader notices the death itself.
-        try:
-            send()
-        except (OSError, websocket.WebSocketException):
-            return False
-        return True
+    def _close_wakers(self) -> None:
+        for sock in (self._wake_reader, self._wake_writer):
+            if sock is not None:
+                sock.close()
 
 
-def _server_said(body: Optional[bytes]) -> Optional[str]:
-    """The server's words in a refused handshake's body: a JSON message, else the text."""
-    if not body:
-        return None
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        said = server_words(json.loads(text))
-    except ValueError:
-        said = None
-    return redact(said or text)[:200] or None
+def _kind_and_size(message: Message) -> tuple[str, int]:
+    if isinstance(message, str):
+        return "text", len(message.encode("utf-8", "replace"))
+    return "binary", len(message)
 
 
-def _close_status(payload: bytes) -> tuple[int, str]:
-    if len(payload) < 2:
-        return 1005, ""
-    (code,) = struct.unpack("!H", payload[:2])
-    return code, redact(payload[2:].decode("utf-8", "replace"))
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return redact(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+def _log_frames_in(messages: list[Message], new_pongs: int) -> None:
+    """Each message's type and size, never its words; then the pongs that came."""
+    for message in messages:
+        log.debug("frame in: %s, %d bytes", *_kind_and_size(message))
+    for _ in range(new_pongs):
+        log.debug("frame in: pong, 0 bytes")

@@ -1,92 +1,143 @@
-"""Cutting WebSocket frames (RFC 6455 section 5) out of large socket reads."""
+"""WebSocket frames (RFC 6455 section 5) as a client sees them: the header rules, and encoding.
 
-import socket
+Pure functions over bytes, so the rules can be tested without a socket and
+shared by every driver.  A rule broken by the server is a :class:`Violation`
+carrying the close code the connection must fail with.
+"""
+
 from typing import Optional
 
-import websocket
+__all__ = [
+    "BINARY",
+    "CLOSE",
+    "CONTINUATION",
+    "Header",
+    "PING",
+    "PONG",
+    "TEXT",
+    "Violation",
+    "close_payload",
+    "encode_frame",
+    "mask",
+    "parse_close",
+    "parse_header",
+]
 
-__all__ = ["BINARY", "CLOSE", "PING", "TEXT", "FrameReader"]
+CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+_KNOWN_OPCODES = frozenset({CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG})
+#: Control frames carry at most this much (RFC 6455 5.5).
+MAX_CONTROL_PAYLOAD = 125
 
-CONT = websocket.ABNF.OPCODE_CONT
-TEXT = websocket.ABNF.OPCODE_TEXT
-BINARY = websocket.ABNF.OPCODE_BINARY
-CLOSE = websocket.ABNF.OPCODE_CLOSE
-PING = websocket.ABNF.OPCODE_PING
-#: First header byte of a whole, unfragmented text or binary frame: the usual case.
-_WHOLE_TEXT, _WHOLE_BINARY = 0x80 | TEXT, 0x80 | BINARY
-#: Bytes asked of the socket per read: a few hundred typical frames.
-_READ_SIZE = 64 * 1024
+PROTOCOL_ERROR = 1002
+INVALID_DATA = 1007
+TOO_BIG = 1009
 
 
-class FrameReader:
-    """Messages and control frames cut out of large reads (RFC 6455 section 5).
+class Violation(Exception):
+    """The server broke RFC 6455; ``code`` is the close code to fail the connection with."""
 
-    websocket-client reads each frame with two or three small ``recv`` calls
-    and wraps it in objects: on a busy stream that costs more than decoding
-    the JSON, and every ``recv`` hands the GIL over.  This reads whatever the
-    socket has, up to ``_READ_SIZE`` bytes, and returns every complete frame in
-    it; a frame cut across reads waits for its rest, so a read that times out
-    (``socket.timeout``) loses nothing.  Frames get websocket-client's own
-    checks, with its messages.
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Header:
+    """One frame's header: whether it ends a message, its opcode, payload length and own size."""
+
+    __slots__ = ("fin", "opcode", "length", "size")
+
+    def __init__(self, fin: bool, opcode: int, length: int, size: int):
+        self.fin = fin
+        self.opcode = opcode
+        self.length = length
+        self.size = size
+
+
+def parse_header(buffer: bytearray, position: int) -> Optional[Header]:
+    """The header starting at ``position``; None while it is incomplete.
+
+    Raises :class:`Violation` as soon as the header breaks a rule, before any
+    payload is awaited: reserved bits, unknown opcodes, masking by the server,
+    oversized or fragmented control frames, a 64-bit length with its top bit set.
     """
-
-    def __init__(self, sock: socket.socket):
-        self._recv = sock.recv
-        self._buffer = b""
-        self._fragments: Optional[list[bytes]] = None  # a message still arriving in pieces
-        self._fragmented_opcode = TEXT
-
-    def read(self) -> list[tuple[int, bytes]]:
-        """(opcode, payload) of each message (pieces joined) and control frame in one read."""
-        chunk = self._recv(_READ_SIZE)
-        if not chunk:
-            raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
-        buffer = self._buffer + chunk if self._buffer else chunk
-        end = len(buffer)
-        position = 0
-        received = []
-        while end - position >= 2:
-            first, second = buffer[position], buffer[position + 1]
-            size, start = second & 0x7F, position + 2
-            if size == 126:
-                size, start = int.from_bytes(buffer[start : start + 2], "big"), start + 2
-            elif size == 127:
-                size, start = int.from_bytes(buffer[start : start + 8], "big"), start + 8
-            if second & 0x80:
-                start += 4  # a masked frame; servers should not, but may
-            stop = start + size
-            if stop > end:
-                break
-            payload = buffer[start:stop]
-            position = stop
-            if second & 0x80:
-                payload = websocket.ABNF.mask(buffer[start - 4 : start], payload)
-            if (first == _WHOLE_TEXT or first == _WHOLE_BINARY) and self._fragments is None:
-                received.append((first & 0x0F, payload))
-            else:
-                frame = self._unusual(first, payload)
-                if frame is not None:
-                    received.append(frame)
-        self._buffer = buffer[position:]
-        return received
-
-    def _unusual(self, first: int, payload: bytes) -> Optional[tuple[int, bytes]]:
-        """A control frame or a piece of a message, checked; None while a message is incomplete."""
-        fin, opcode = first >> 7, first & 0x0F
-        websocket.ABNF(fin, first >> 6 & 1, first >> 5 & 1, first >> 4 & 1, opcode, 0, payload).validate(
-            skip_utf8_validation=True
-        )
-        if opcode >= CLOSE:
-            if opcode == PING and len(payload) >= 126:
-                raise websocket.WebSocketProtocolException("Ping message is too long")
-            return opcode, payload
-        if (opcode == CONT) == (self._fragments is None):
-            raise websocket.WebSocketProtocolException("Illegal frame")
-        if self._fragments is None:
-            self._fragments, self._fragmented_opcode = [], opcode
-        self._fragments.append(payload)
+    available = len(buffer) - position
+    if available < 2:
+        return None
+    first, second = buffer[position], buffer[position + 1]
+    if first & 0x70:
+        raise Violation(PROTOCOL_ERROR, "reserved bits set without a negotiated extension")
+    opcode = first & 0x0F
+    if opcode not in _KNOWN_OPCODES:
+        raise Violation(PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
+    if second & 0x80:
+        raise Violation(PROTOCOL_ERROR, "the server masked a frame")
+    fin = bool(first & 0x80)
+    length, size = second & 0x7F, 2
+    if opcode >= CLOSE:
         if not fin:
+            raise Violation(PROTOCOL_ERROR, "fragmented control frame")
+        if length > MAX_CONTROL_PAYLOAD:
+            raise Violation(PROTOCOL_ERROR, "control frame longer than 125 bytes")
+    elif length == 126:
+        if available < 4:
             return None
-        message = b"".join(self._fragments)
-        self._fragments = None
-        return self._fragmented_opcode, message
+        length, size = int.from_bytes(buffer[position + 2 : position + 4], "big"), 4
+    elif length == 127:
+        if available < 10:
+            return None
+        length, size = int.from_bytes(buffer[position + 2 : position + 10], "big"), 10
+        if length >> 63:
+            raise Violation(PROTOCOL_ERROR, "64-bit payload length with its top bit set")
+    return Header(fin, opcode, length, size)
+
+
+#: Close codes a server may send (RFC 6455 7.4 and the IANA registry): 1004-1006
+#: and 1015 are reserved for local use, 1016-2999 are unassigned.
+def _valid_close_code(code: int) -> bool:
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """The code and reason of a close frame's payload; 1005 when it has none."""
+    if not payload:
+        return 1005, ""
+    if len(payload) == 1:
+        raise Violation(PROTOCOL_ERROR, "close frame with a one-byte payload")
+    code = int.from_bytes(payload[:2], "big")
+    if not _valid_close_code(code):
+        raise Violation(PROTOCOL_ERROR, f"invalid close code {code}")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise Violation(INVALID_DATA, "close reason is not valid UTF-8") from None
+    return code, reason
+
+
+def close_payload(code: int, reason: str = "") -> bytes:
+    """A close frame's payload; the reason is cut to fit a control frame, on a character boundary."""
+    if code == 1005:
+        return b""
+    encoded = reason.encode("utf-8")[: MAX_CONTROL_PAYLOAD - 2].decode("utf-8", "ignore").encode("utf-8")
+    return code.to_bytes(2, "big") + encoded
+
+
+def mask(key: bytes, data: bytes) -> bytes:
+    """``data`` XOR the repeated 4-byte ``key``, at C speed (one big-integer XOR)."""
+    size = len(data)
+    if not size:
+        return b""
+    repeated = (key * (size // 4 + 1))[:size]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")).to_bytes(size, "little")
+
+
+def encode_frame(opcode: int, payload: bytes, mask_key: bytes) -> bytes:
+    """One final, masked client frame (clients must mask, RFC 6455 5.3)."""
+    size = len(payload)
+    if size < 126:
+        length = bytes((0x80 | size,))
+    elif size < 1 << 16:
+        length = b"\xfe" + size.to_bytes(2, "big")
+    else:
+        length = b"\xff" + size.to_bytes(8, "big")
+    return bytes((0x80 | opcode,)) + length + mask_key + mask(mask_key, payload)

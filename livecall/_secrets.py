@@ -149,6 +149,19 @@ class Credential:
         return f"Credential({_MASK})"
 
 
+class HiddenText(str):
+    """A string that carries a credential (a URL with a token in its query): never shown.
+
+    It is the string for every use but ``repr``, which tracebacks with local
+    variables print.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<text, not shown>"
+
+
 class HiddenLines:
     """Lines that carry a credential (a request's headers): iterable, never shown.
 

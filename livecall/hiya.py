@@ -6,7 +6,10 @@ what was said while a client was disconnected, so a reconnect is reported
 (``livecall_reconnect``) and the gap is the caller's to judge.
 """
 
+import argparse
+import functools
 import json
+import os
 import threading
 import uuid
 from typing import Any, Callable, Optional, Union
@@ -14,17 +17,75 @@ from urllib.parse import urlencode
 
 from ._checks import header_text
 from ._client import LiveClient, Request
+from ._codec import Decoder
+from ._codec._converter import HiyaMessage
+from ._provider import Provider
 from ._secrets import Credential, HiddenLines
 from .call import new_call_id
 from .errors import AckTimeoutError, ConfigurationError, ConnectionLostError, LivecallError
 from .events import Ack, CallEnded, CallStarted, Event
 
-__all__ = ["HiyaClient"]
+__all__ = ["HIYA", "HiyaClient"]
 
 #: The public docs do not name the WebSocket host; this is the REST API's host, a guess.
 DEFAULT_URL = "wss://voiceplatform.api.hiya.com"
 PATH = "/ws/v1/liveCalls"
 TOKEN_ENV = "HIYA_TOKEN"
+#: Command line only: secrets in the environment stay out of ``ps``.
+CONVERSATION_TOKEN_ENV = "HIYA_CONVERSATION_TOKEN"
+#: Not a secret, but the docs' programs read it from there too.
+USER_ID_ENV = "HIYA_USER_ID"
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--token", type=Credential, help=f"bearer token (default: ${TOKEN_ENV})")
+    parser.add_argument(
+        "--conversation-token",
+        metavar="CT",
+        type=Credential,
+        help=f"the call's liveConversationToken (default: ${CONVERSATION_TOKEN_ENV})",
+    )
+    parser.add_argument(
+        "--user-id",
+        metavar="ID",
+        help=f"the logged-in user's id, sent as x-hiya-account-user-id (default: ${USER_ID_ENV})",
+    )
+    parser.add_argument("--product-version", metavar="V", help="sent as x-hiya-product-version")
+    parser.add_argument(
+        "--join",
+        action="store_true",
+        help="join the call (client:joinCall) once it has started, and report the ack",
+    )
+
+
+def _from_arguments(options: argparse.Namespace, common: dict[str, Any]) -> "HiyaClient":
+    if not (options.token or Credential(env=TOKEN_ENV)).get():
+        raise ConfigurationError(f"Hiya needs a bearer token: --token or ${TOKEN_ENV}")
+    conversation_token = (options.conversation_token or Credential(env=CONVERSATION_TOKEN_ENV)).get()
+    if not conversation_token:
+        raise ConfigurationError(f"Hiya needs --conversation-token or ${CONVERSATION_TOKEN_ENV}")
+    user_id = options.user_id or os.environ.get(USER_ID_ENV)
+    if not user_id:
+        raise ConfigurationError(f"Hiya needs the user's id: --user-id or ${USER_ID_ENV}")
+    return HiyaClient(
+        options.token.get() if options.token else None,  # None: $HIYA_TOKEN, read on every attempt
+        conversation_token,
+        user_id,
+        product_version=options.product_version,
+        **common,
+    )
+
+
+#: Hiya as livecall sees it; see :class:`~livecall._provider.Provider`.
+HIYA = Provider(
+    name="hiya",
+    description="a Hiya live call",
+    default_url=DEFAULT_URL,
+    new_decoder=functools.partial(Decoder, HiyaMessage),
+    final_events=(CallEnded,),
+    add_arguments=_add_arguments,
+    from_arguments=_from_arguments,
+)
 
 
 class _PendingAck:
@@ -46,8 +107,7 @@ class HiyaClient(LiveClient):
     :class:`LiveClient` (timeouts, retries, TLS, proxy, plugins).
     """
 
-    provider = "hiya"
-    final_events = (CallEnded,)
+    provider = HIYA
 
     def __init__(
         self,
@@ -66,6 +126,8 @@ class HiyaClient(LiveClient):
             raise ConfigurationError("Hiya needs the call's conversation_token (liveConversationToken)")
         if not user_id:
             raise ConfigurationError("Hiya needs user_id (sent as x-hiya-account-user-id)")
+        if isinstance(token, str):
+            header_text("token", token)  # now, not at the first connection attempt
         self._conversation_token = Credential(conversation_token)
         self._user_id = header_text("user_id", user_id)
         self._product_version = product_version and header_text("product_version", product_version)

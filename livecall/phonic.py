@@ -6,21 +6,71 @@ nothing: the first snapshot after it brings back whatever was missed, and
 lines already emitted are not emitted again.
 """
 
+import argparse
 from typing import Any, Optional
 from urllib.parse import quote, urlencode
 
 from ._checks import header_text
 from ._client import LiveClient, Request
+from ._codec._decoder import PhonicDecoder
+from ._provider import Provider
 from ._secrets import Credential, HiddenLines
 from ._snapshots import SnapshotTracker, update_call
 from .errors import ConfigurationError
 from .events import ConversationEnded, ConversationUpdated, Event
 
-__all__ = ["PhonicClient"]
+__all__ = ["PHONIC", "PhonicClient"]
 
 #: The official SDK's default; older docs show api.phonic.co, which serves the same API.
 DEFAULT_URL = "wss://api.phonic.ai"
 API_KEY_ENV = "PHONIC_API_KEY"
+
+
+#: Command line only: secrets in the environment stay out of ``ps``.
+SESSION_TOKEN_ENV = "PHONIC_SESSION_TOKEN"
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--conversation-id",
+        metavar="ID",
+        required=True,
+        help="the conversation to watch (conv_...), from Phonic's API or dashboard",
+    )
+    credentials = parser.add_mutually_exclusive_group()
+    credentials.add_argument("--api-key", metavar="KEY", type=Credential, help=f"default: ${API_KEY_ENV}")
+    credentials.add_argument(
+        "--session-token",
+        metavar="TOKEN",
+        type=Credential,
+        help=f"a short-lived session token (default: ${SESSION_TOKEN_ENV}, if no API key is set)",
+    )
+
+
+def _from_arguments(options: argparse.Namespace, common: dict[str, Any]) -> "PhonicClient":
+    if options.api_key:
+        credentials = {"api_key": options.api_key.get()}
+    elif options.session_token or not Credential(env=API_KEY_ENV).get():
+        credentials = {"session_token": (options.session_token or Credential(env=SESSION_TOKEN_ENV)).get()}
+        if not credentials["session_token"]:
+            raise ConfigurationError(
+                f"Phonic needs --api-key, --session-token, ${API_KEY_ENV} or ${SESSION_TOKEN_ENV}"
+            )
+    else:
+        credentials = {}  # $PHONIC_API_KEY, read on every attempt
+    return PhonicClient(options.conversation_id, **credentials, **common)
+
+
+#: Phonic as livecall sees it; see :class:`~livecall._provider.Provider`.
+PHONIC = Provider(
+    name="phonic",
+    description="a Phonic conversation",
+    default_url=DEFAULT_URL,
+    new_decoder=PhonicDecoder,
+    final_events=(ConversationEnded,),
+    add_arguments=_add_arguments,
+    from_arguments=_from_arguments,
+)
 
 
 class PhonicClient(LiveClient):
@@ -31,8 +81,7 @@ class PhonicClient(LiveClient):
     Authorization header, as Phonic requires.  Neither is ever printed.
     """
 
-    provider = "phonic"
-    final_events = (ConversationEnded,)
+    provider = PHONIC
 
     def __init__(
         self,
@@ -49,6 +98,8 @@ class PhonicClient(LiveClient):
         if api_key and session_token:
             raise ConfigurationError("pass api_key or session_token, not both: Phonic rejects the pair")
         self._session_token = Credential(session_token) if session_token else None
+        if api_key:
+            header_text("api_key", api_key)  # now, not at the first connection attempt
         self._api_key = Credential(api_key, env=API_KEY_ENV)
         if self._session_token is None and not self._api_key:
             raise ConfigurationError(f"Phonic needs api_key=, session_token= or {API_KEY_ENV}")

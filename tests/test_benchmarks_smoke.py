@@ -72,3 +72,10 @@ def test_shutdown(tmp_path):
     assert set(result["close_s"]) == {"other_thread", "inside_a_hook", "stuck_hook"}
     assert all(spread["runs"] == result["rounds"] for spread in result["close_s"].values())
     assert result["closes_received"] >= 3 * result["rounds"], "every watch was closed by the client"
+
+
+def test_large_messages(tmp_path):
+    result = run_benchmark("large_messages", tmp_path)
+    assert set(result) == {"1MiB"}
+    assert set(result["1MiB"]["seconds"]) == {"livecall", "websocket-client"}
+    assert result["1MiB"]["livecall_vs_websocket_client"] > 0

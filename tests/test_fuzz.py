@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from livecall import Call, Event, to_json
-from livecall._codec import new_decoder
 from livecall._codec._values import Invalid, format_timestamp, parse_timestamp
 from livecall.events import (
     Ack,
@@ -36,6 +35,8 @@ from livecall.events import (
     Transcript,
     UnknownMessage,
 )
+from livecall.hiya import HIYA
+from livecall.phonic import PHONIC
 
 FUZZ = settings(
     derandomize=True,
@@ -101,6 +102,8 @@ def lenient(proper):
 
 #: Fields no version of the spec has: a newer server's, to be tolerated.
 unknown_fields = {"x_future_field": json_values}
+
+PROVIDERS = {provider.name: provider for provider in (HIYA, PHONIC)}
 
 
 def message(wire_type, required, **optional):
@@ -241,7 +244,7 @@ def mutated(draw, valid):
 
 def _decodes_to_an_event(provider, data, decoder=None):
     """The event for ``data``: one of the provider's, and its record is JSON that round-trips."""
-    event = (decoder or new_decoder(provider)).decode(data, RECEIVED)
+    event = (decoder or PROVIDERS[provider].new_decoder()).decode(data, RECEIVED)
     assert isinstance(event, Event) and event.received_at is RECEIVED
     assert type(event) in {DecodeError, UnknownMessage, *CLASSES[provider].values()}
     record = json.loads(to_json(CALLS[provider], event))
@@ -249,7 +252,7 @@ def _decodes_to_an_event(provider, data, decoder=None):
     if type(event) not in (DecodeError, UnknownMessage):
         payload = _provider_payload(record)
         assert payload == _normalised(json.loads(data)), "the record keeps what the server sent"
-        assert new_decoder(provider).decode(json.dumps(payload), RECEIVED) == event
+        assert PROVIDERS[provider].new_decoder().decode(json.dumps(payload), RECEIVED) == event
     return event
 
 
@@ -297,9 +300,9 @@ def test_a_phonic_decoder_decodes_a_stream_as_fresh_decoders_would(record_proper
     @given(stream)
     def check(datas):
         frames.extend(datas)
-        decoder = new_decoder("phonic")
+        decoder = PHONIC.new_decoder()
         for data in datas:
-            assert _decodes_to_an_event("phonic", data, decoder) == new_decoder("phonic").decode(
+            assert _decodes_to_an_event("phonic", data, decoder) == PHONIC.new_decoder().decode(
                 data, RECEIVED
             )
 

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livecall import Call
-from livecall._codec import new_decoder
 from livecall._snapshots import UNKNOWN_ROLE, SnapshotTracker, update_call
 from livecall.events import Conversation, ConversationItem, Role, ToolCall, Transcript
+from livecall.phonic import PHONIC
 
 FIRST = datetime(2025, 7, 30, 23, 45, 1, tzinfo=timezone.utc)
 LATER = datetime(2025, 7, 30, 23, 45, 9, tzinfo=timezone.utc)
@@ -133,12 +133,12 @@ def test_reconnect_snapshot_emits_nothing_already_emitted():
         },
     }
     tracker = SnapshotTracker()
-    before = new_decoder("phonic").decode(json.dumps(message), FIRST)
+    before = PHONIC.new_decoder().decode(json.dumps(message), FIRST)
     assert len(tracker.new_events(before.conversation, FIRST)) == 2
     message["conversation"]["items"].append(
         {"id": "c", "item_idx": 2, "role": "assistant", "text": "Welcome."}
     )
-    after = new_decoder("phonic").decode(json.dumps(message), LATER)
+    after = PHONIC.new_decoder().decode(json.dumps(message), LATER)
     assert said(tracker.new_events(after.conversation, LATER)) == [("Welcome.", Role.ASSISTANT, 2)]
 
 
@@ -149,7 +149,7 @@ class Watch:
     """One decoder and one tracker, as a PhonicClient has for a watch."""
 
     def __init__(self):
-        self.decoder = new_decoder("phonic")
+        self.decoder = PHONIC.new_decoder()
         self.tracker = SnapshotTracker()
 
     def see(self, *items, **conversation):
@@ -283,7 +283,7 @@ def test_spec_tool_call_ids_are_events_too():
 def test_the_call_learns_both_numbers_and_which_is_the_other_party(origin, call_info, phone):
     # Defect 6: phone was from_phone_number, the agent's own number on an outbound call.
     conversation = (
-        new_decoder("phonic")
+        PHONIC.new_decoder()
         .decode(json.dumps(sdk.update(sdk.conversation(origin=origin, call_info=call_info))), FIRST)
         .conversation
     )

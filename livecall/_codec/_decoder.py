@@ -19,20 +19,18 @@ from cattrs import transform_error
 from cattrs.errors import AttributeValidationNote, BaseValidationError
 from cattrs.v import format_exception
 
-from ..errors import ConfigurationError
 from ..events import Conversation, ConversationItem, ConversationUpdated, DecodeError, Event, UnknownMessage
 from ._converter import (
     NEEDED_FIELDS,
     RECEIVED_AT,
     WIRE_NAMES,
-    HiyaMessage,
     PhonicMessage,
     union_hook,
     wire_types,
 )
 from ._values import Invalid, json_type, shallow
 
-__all__ = ["Decoder", "PhonicDecoder", "new_decoder"]
+__all__ = ["Decoder", "PhonicDecoder"]
 
 log = logging.getLogger("livecall.decoder")
 
@@ -149,15 +147,6 @@ class PhonicDecoder(Decoder):
 def _lenient(model: Union[Conversation, ConversationItem]) -> "frozenset[str]":
     """The typed fields of ``model`` whose values could not be read: they are in its ``extra``."""
     return _LENIENT[type(model)] & model.extra.keys()
-
-
-def new_decoder(provider: str) -> Decoder:
-    """A decoder for one watch of ``provider`` ("hiya" or "phonic")."""
-    if provider == "hiya":
-        return Decoder(HiyaMessage)
-    if provider == "phonic":
-        return PhonicDecoder()
-    raise ConfigurationError(f"unknown provider {provider!r}: expected 'hiya' or 'phonic'")
 
 
 def _parse(data: Frame, binary: bool) -> Any:

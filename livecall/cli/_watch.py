@@ -3,22 +3,18 @@
 import argparse
 import inspect
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable, Optional
 
-from .. import hiya as hiya_provider
-from .. import phonic as phonic_provider
 from .._checks import base_url
 from .._client import LiveClient
 from .._exit_status import ExitStatus
-from .._secrets import Credential
 from ..config import Config
 from ..errors import ConfigurationError, ConnectionLostError, LivecallError
 from ..events import CallStarted, Event
-from ..hiya import TOKEN_ENV, HiyaClient
-from ..phonic import API_KEY_ENV, PhonicClient
+from ..hiya import HIYA, HiyaClient
+from ..phonic import PHONIC
 from ._guard import WatchGuard
 from ._lifecycle import configured
 from ._numbers import count, positive_seconds
@@ -27,11 +23,8 @@ __all__ = ["add_parser", "client_options", "watch", "watch_and_join"]
 
 log = logging.getLogger("livecall.cli")
 
-#: Command line only: secrets in the environment stay out of ``ps``.
-CONVERSATION_TOKEN_ENV = "HIYA_CONVERSATION_TOKEN"
-SESSION_TOKEN_ENV = "PHONIC_SESSION_TOKEN"
-#: Not a secret, but the docs' programs read it from there too.
-USER_ID_ENV = "HIYA_USER_ID"
+#: Every provider the command watches; each brings its own arguments.
+PROVIDERS = {provider.name: provider for provider in (HIYA, PHONIC)}
 #: How long ``--join`` waits for the call to be ready to join, and then for the server's ack.
 JOIN_WAIT = 30.0
 ACK_TIMEOUT = 10.0
@@ -53,57 +46,21 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
         "as a readable transcript (--format text) or JSON lines (--format jsonl).",
     )
     providers = watch.add_subparsers(dest="provider", metavar="PROVIDER", required=True)
-    hiya = providers.add_parser(
-        "hiya",
-        parents=[_connection_options(hiya_provider.DEFAULT_URL), plugin_options],
-        help="a Hiya live call",
-        description="Watch a Hiya live call.",
-    )
-    hiya.add_argument("--token", type=Credential, help=f"bearer token (default: ${TOKEN_ENV})")
-    hiya.add_argument(
-        "--conversation-token",
-        metavar="CT",
-        type=Credential,
-        help=f"the call's liveConversationToken (default: ${CONVERSATION_TOKEN_ENV})",
-    )
-    hiya.add_argument(
-        "--user-id",
-        metavar="ID",
-        help=f"the logged-in user's id, sent as x-hiya-account-user-id (default: ${USER_ID_ENV})",
-    )
-    hiya.add_argument("--product-version", metavar="V", help="sent as x-hiya-product-version")
-    hiya.add_argument(
-        "--join",
-        action="store_true",
-        help="join the call (client:joinCall) once it has started, and report the ack",
-    )
-    phonic = providers.add_parser(
-        "phonic",
-        parents=[_connection_options(phonic_provider.DEFAULT_URL), plugin_options],
-        help="a Phonic conversation",
-        description="Watch a Phonic conversation.",
-    )
-    phonic.add_argument(
-        "--conversation-id",
-        metavar="ID",
-        required=True,
-        help="the conversation to watch (conv_...), from Phonic's API or dashboard",
-    )
-    credentials = phonic.add_mutually_exclusive_group()
-    credentials.add_argument("--api-key", metavar="KEY", type=Credential, help=f"default: ${API_KEY_ENV}")
-    credentials.add_argument(
-        "--session-token",
-        metavar="TOKEN",
-        type=Credential,
-        help=f"a short-lived session token (default: ${SESSION_TOKEN_ENV}, if no API key is set)",
-    )
-    for parser in (hiya, phonic):
+    for provider in PROVIDERS.values():
+        parser = providers.add_parser(
+            provider.name,
+            parents=[_connection_options(provider.default_url), plugin_options],
+            help=provider.description,
+            description=f"Watch {provider.description}.",
+        )
+        provider.add_arguments(parser)
         parser.set_defaults(func=watch_command)
 
 
 def watch_command(config: Config) -> Optional[int]:
     options = config.options
-    client = _CLIENTS[options.provider](options, config)  # bad input fails before plugins act
+    common = client_options(config, **_connection(options))
+    client = PROVIDERS[options.provider].from_arguments(options, common)  # bad input fails before plugins act
     with configured(config):
         if isinstance(client, HiyaClient) and getattr(options, "join", False):
             return watch_and_join(client, config, after=CallStarted)
@@ -182,8 +139,8 @@ def _connection_options(default_url: str) -> argparse.ArgumentParser:
         "--url",
         metavar="BASE",
         type=_url,
-        default=default_url,
-        help="the provider's WebSocket base URL, ws:// or wss:// (default: %(default)s)",
+        # None: the client's own default, read when the client is made.
+        help=f"the provider's WebSocket base URL, ws:// or wss:// (default: {default_url})",
     )
     group.add_argument(
         "--max-retries",
@@ -234,51 +191,6 @@ def _connection(options: argparse.Namespace) -> dict[str, Any]:
         ping_interval=options.ping_interval,
         ping_timeout=options.ping_timeout,
     )
-
-
-def _secret(option: Optional[Credential], env: str) -> Optional[str]:
-    """A credential from its option, else from the environment (kept out of ``ps``)."""
-    return (option or Credential(env=env)).get()
-
-
-def _hiya(options: argparse.Namespace, config: Config) -> HiyaClient:
-    if not _secret(options.token, TOKEN_ENV):
-        raise ConfigurationError(f"Hiya needs a bearer token: --token or ${TOKEN_ENV}")
-    conversation_token = _secret(options.conversation_token, CONVERSATION_TOKEN_ENV)
-    if not conversation_token:
-        raise ConfigurationError(f"Hiya needs --conversation-token or ${CONVERSATION_TOKEN_ENV}")
-    user_id = options.user_id or os.environ.get(USER_ID_ENV)
-    if not user_id:
-        raise ConfigurationError(f"Hiya needs the user's id: --user-id or ${USER_ID_ENV}")
-    return HiyaClient(
-        options.token.get() if options.token else None,  # None: $HIYA_TOKEN, read on every attempt
-        conversation_token,
-        user_id,
-        product_version=options.product_version,
-        **client_options(config, **_connection(options)),
-    )
-
-
-def _phonic(options: argparse.Namespace, config: Config) -> PhonicClient:
-    if options.api_key:
-        credentials = {"api_key": options.api_key.get()}
-    elif options.session_token or not _secret(None, API_KEY_ENV):
-        credentials = {"session_token": _secret(options.session_token, SESSION_TOKEN_ENV)}
-        if not credentials["session_token"]:
-            raise ConfigurationError(
-                f"Phonic needs --api-key, --session-token, ${API_KEY_ENV} or ${SESSION_TOKEN_ENV}"
-            )
-    else:
-        credentials = {}  # $PHONIC_API_KEY, read on every attempt
-    return PhonicClient(
-        options.conversation_id, **credentials, **client_options(config, **_connection(options))
-    )
-
-
-_CLIENTS: dict[str, Callable[[argparse.Namespace, Config], LiveClient]] = {
-    "hiya": _hiya,
-    "phonic": _phonic,
-}
 
 
 def _url(text: str) -> str:

@@ -1,10 +1,12 @@
 """The whole client against a server sending 10,000 fuzzed frames, then ending the call.
 
-Payloads are valid messages mutated, random bytes (invalid UTF-8 included),
-binary and empty frames; messages come whole or in fragments with pings
+Payloads are valid messages mutated, random text and bytes, binary and
+empty frames; messages come whole or in fragments with pings
 between them, some large; and the byte stream is written in random-sized
 pieces.  Every frame is legal WebSocket, so the connection must survive all
 of them: one reader, one connection, an event per message, a normal end.
+(Text that is not UTF-8 is not legal WebSocket: it fails the connection with
+1007, as the protocol tests show.)
 """
 
 import json
@@ -81,7 +83,8 @@ def _payload(rng, provider):
     if roll < 0.1:
         return 0x2, rng.randbytes(rng.randrange(64))  # binary
     if roll < 0.25:
-        return 0x1, rng.randbytes(rng.randrange(64))  # text that is rarely UTF-8, never JSON
+        text = rng.randbytes(rng.randrange(64)).decode("utf-8", "replace")
+        return 0x1, text.encode()  # text, never JSON
     message = _mutate(rng, rng.choice(VALID[provider])) if roll < 0.9 else rng.choice(VALID[provider])
     if isinstance(message, dict) and message.get("type") == ENDING[provider]["type"]:
         message = {**message, "type": "fuzzed"}
@@ -141,7 +144,7 @@ def test_ten_thousand_fuzzed_frames_and_the_call_still_ends_normally(
     lost = FRAMES + 1 - len(messages)
     figures(events_sent=FRAMES + 1, events_received=len(messages), events_lost=lost, fuzz_cases=FRAMES)
     assert len(messages) == FRAMES + 1, "an event per message, the broken ones included"
-    assert isinstance(messages[-1], client.final_events)
+    assert isinstance(messages[-1], client.provider.final_events)
     assert client.call.end_reason is EndReason.ENDED
     assert server.accepted == 1 and not recorder.events(Reconnecting), "one connection, one reader, all along"
     assert len(recorder.events(livecall.DecodeError)) > FRAMES // 4

@@ -1,0 +1,367 @@
+"""The sans-I/O protocol core and the reconnect policy: bytes in, a fake clock, no sockets.
+
+One test per rule of RFC 6455 a client enforces, and per decision of the
+reconnect policy.
+"""
+
+import pytest
+
+from livecall._backoff import Backoff
+from livecall._frames import encode_frame, mask, parse_close
+from livecall._protocol import Cause, Outcome, Protocol
+from livecall._reconnect import Finish, ReconnectPolicy, Retry
+from livecall.call import EndReason
+from livecall.errors import AuthenticationError, ConnectionLostError, ProtocolError, RetriesExhaustedError
+
+TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+KEY = b"\x01\x02\x03\x04"
+
+
+def frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0) -> bytes:
+    """A server frame (unmasked)."""
+    size = len(payload)
+    if size < 126:
+        encoded = bytes((size,))
+    elif size < 1 << 16:
+        encoded = b"\x7e" + size.to_bytes(2, "big")
+    else:
+        encoded = b"\x7f" + size.to_bytes(8, "big")
+    return bytes((fin << 7 | rsv << 4 | opcode,)) + encoded + payload
+
+
+def close_frame(code: int, reason: bytes = b"") -> bytes:
+    return frame(CLOSE, code.to_bytes(2, "big") + reason)
+
+
+def connection(**options) -> Protocol:
+    return Protocol(0.0, mask_key=lambda: KEY, **options)
+
+
+def sent_frames(protocol: Protocol) -> list[tuple[int, bytes]]:
+    """(opcode, unmasked payload) of each frame the client wrote; checks that each is masked."""
+    data, frames, position = protocol.data_to_send(), [], 0
+    while position < len(data):
+        first, second = data[position], data[position + 1]
+        assert first & 0x80 and second & 0x80, "client frames are final and masked"
+        size, position = second & 0x7F, position + 2
+        if size == 126:
+            size, position = int.from_bytes(data[position : position + 2], "big"), position + 2
+        elif size == 127:
+            size, position = int.from_bytes(data[position : position + 8], "big"), position + 8
+        key, position = data[position : position + 4], position + 4
+        frames.append((first & 0x0F, mask(key, data[position : position + size])))
+        position += size
+    return frames
+
+
+def closes_sent(protocol: Protocol) -> list[tuple[int, str]]:
+    return [parse_close(payload) for opcode, payload in sent_frames(protocol) if opcode == CLOSE]
+
+
+# --- messages -------------------------------------------------------------------
+
+
+def test_messages_cut_anywhere_arrive_whole_and_in_order():
+    payloads = [b"", b"x" * 125, b"y" * 126, b"z" * 70_000]
+    stream = b"".join(frame(BINARY, p) for p in payloads) + frame(TEXT, "héllo".encode())
+    protocol = connection()
+    for cut in range(0, len(stream), 997):
+        protocol.receive_data(stream[cut : cut + 997], 1.0)
+    assert protocol.messages_received() == [*payloads, "héllo"]
+    assert protocol.outcome is None
+
+
+def test_fragments_are_joined_and_a_ping_between_them_is_answered():
+    protocol = connection()
+    protocol.receive_data(
+        frame(TEXT, b"ab", fin=False) + frame(PING, b"p") + frame(CONT, b"cd", fin=False) + frame(CONT, b"e"),
+        1.0,
+    )
+    assert protocol.messages_received() == ["abcde"]
+    assert sent_frames(protocol) == [(PONG, b"p")]
+
+
+def test_text_sent_is_one_masked_frame():
+    protocol = connection()
+    protocol.send("hi")
+    protocol.send(b"\x00")
+    assert sent_frames(protocol) == [(TEXT, b"hi"), (BINARY, b"\x00")]
+    assert encode_frame(TEXT, b"hi", KEY)[2:6] == KEY
+
+
+# --- refusals: each fails with its close code, once ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "data, code",
+    [
+        (bytes((0x81, 0x82)) + KEY + mask(KEY, b"hi"), 1002),  # masked by the server
+        (frame(PONG, b"x" * 126), 1002),  # control frame over 125 bytes
+        (frame(PING, b"x", fin=False), 1002),  # fragmented control frame
+        (frame(CLOSE, b"\x03\xe8", fin=False), 1002),  # fragmented close
+        (frame(TEXT, b"x", rsv=4), 1002),  # RSV1 without an extension
+        (frame(TEXT, b"x", rsv=1), 1002),  # RSV3
+        (frame(0x3), 1002),  # reserved data opcode
+        (frame(0xB), 1002),  # reserved control opcode
+        (b"\x82\x7f" + (1 << 63 | 5).to_bytes(8, "big"), 1002),  # 64-bit length, top bit set
+        (frame(CONT, b"x"), 1002),  # continuation with nothing to continue
+        (frame(TEXT, b"a", fin=False) + frame(TEXT, b"b"), 1002),  # new message inside another
+        (frame(TEXT, b"\xff"), 1007),  # text not UTF-8
+        (frame(TEXT, b"\xce", fin=False) + frame(CONT, b"\x00\xff"), 1007),  # fragmented, not UTF-8
+        (frame(CLOSE, b"\x03"), 1002),  # one-byte close payload
+        (close_frame(1000, b"\xff\xfe"), 1007),  # close reason not UTF-8
+    ],
+)
+def test_a_violation_fails_the_connection_with_one_close_frame(data, code):
+    protocol = connection()
+    protocol.receive_data(data, 1.0)
+    assert closes_sent(protocol) == [(code, closes_reason(protocol))]
+    assert protocol.outcome is not None and protocol.outcome.code == code
+    assert protocol.outcome.cause is Cause.PROTOCOL_ERROR
+    assert protocol.messages_received() == []
+
+
+def closes_reason(protocol: Protocol) -> str:
+    assert protocol.outcome is not None
+    return protocol.outcome.reason
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])
+def test_invalid_close_codes_are_refused(code):
+    protocol = connection()
+    protocol.receive_data(close_frame(code), 1.0)
+    assert [c for c, _ in closes_sent(protocol)] == [1002]
+    assert protocol.outcome == Outcome(1002, f"invalid close code {code}", Cause.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999])
+def test_valid_close_codes_are_answered_with_the_same_code(code):
+    protocol = connection()
+    protocol.receive_data(close_frame(code, "bye ✓".encode()), 1.0)
+    assert closes_sent(protocol) == [(code, "")]
+    assert protocol.outcome == Outcome(code, "bye ✓", Cause.SERVER_CLOSED)
+
+
+def test_good_messages_before_a_bad_frame_in_the_same_read_are_delivered_in_order():
+    protocol = connection()
+    good, bad = frame(TEXT, b"one") + frame(BINARY, b"two"), frame(TEXT, b"\xc3") + frame(TEXT, b"x")
+    protocol.receive_data(good + bad, 1.0)
+    assert protocol.messages_received() == ["one", b"two"]
+    assert protocol.outcome is not None and protocol.outcome.code == 1007
+
+
+def test_after_a_violation_nothing_more_is_read_or_stored():
+    protocol = connection()
+    protocol.receive_data(frame(0x3) + frame(TEXT, b"later"), 1.0)
+    protocol.receive_data(frame(TEXT, b"much later") + frame(PING, b"p") + close_frame(1000), 1.5)
+    assert protocol.messages_received() == []
+    assert [opcode for opcode, _ in sent_frames(protocol)] == [CLOSE]
+    assert len(protocol._buffer) == 0
+    assert not protocol.finished
+    protocol.connection_lost()
+    assert protocol.finished and protocol.outcome is not None and protocol.outcome.code == 1002
+
+
+# --- size limits ------------------------------------------------------------------
+
+
+def test_an_oversized_frame_is_refused_at_its_header():
+    protocol = connection(max_message_size=1000)
+    protocol.receive_data(b"\x82\x7f" + (1 << 62).to_bytes(8, "big"), 1.0)
+    assert closes_sent(protocol) == [(1009, "message over 1000 bytes")]
+    assert protocol.outcome is not None and protocol.outcome.cause is Cause.TOO_BIG
+    protocol.receive_data(b"\x00" * 65536, 1.1)
+    assert len(protocol._buffer) == 0
+
+
+def test_a_fragmented_message_is_refused_on_its_running_total():
+    protocol = connection(max_message_size=1000)
+    protocol.receive_data(frame(TEXT, b"a" * 600, fin=False), 1.0)
+    assert closes_sent(protocol) == []
+    protocol.receive_data(frame(CONT, b"a" * 401, fin=False)[:4], 1.0)
+    assert [code for code, _ in closes_sent(protocol)] == [1009]
+
+
+def test_a_message_of_exactly_the_limit_is_accepted():
+    protocol = connection(max_message_size=1000)
+    protocol.receive_data(frame(BINARY, b"a" * 500, fin=False) + frame(CONT, b"b" * 500), 1.0)
+    assert protocol.messages_received() == [b"a" * 500 + b"b" * 500]
+
+
+# --- closing handshake: one close frame each way ----------------------------------------
+
+
+def test_when_the_client_closes_first_the_servers_close_is_not_answered():
+    protocol = connection(close_timeout=2.0)
+    protocol.close(1.0)
+    assert closes_sent(protocol) == [(1000, "")]
+    protocol.receive_data(close_frame(1000), 1.5)
+    assert sent_frames(protocol) == []
+    assert protocol.outcome == Outcome(1000, "", Cause.CLIENT_CLOSED)
+    protocol.close(1.6)
+    assert sent_frames(protocol) == []
+    with pytest.raises(ConnectionLostError):
+        protocol.send("too late")
+
+
+def test_messages_arriving_while_closing_are_still_delivered():
+    protocol = connection()
+    protocol.close(1.0)
+    protocol.receive_data(frame(TEXT, b"in flight") + close_frame(1000), 1.1)
+    assert protocol.messages_received() == ["in flight"]
+
+
+def test_an_unanswered_close_drops_tcp_at_the_close_timeout():
+    protocol = connection(close_timeout=2.0)
+    protocol.close(1.0)
+    assert protocol.next_deadline() == 3.0
+    protocol.handle_timer(2.9)
+    assert not protocol.finished
+    protocol.handle_timer(3.0)
+    assert protocol.finished
+    assert protocol.outcome is not None and protocol.outcome.cause is Cause.CLOSE_TIMEOUT
+
+
+def test_after_the_closing_handshake_tcp_ends_and_nothing_more_is_read():
+    protocol = connection(close_timeout=2.0)
+    protocol.receive_data(close_frame(1001) + frame(TEXT, b"after close"), 1.0)
+    assert protocol.finished and protocol.next_deadline() is None
+    assert protocol.messages_received() == []
+    protocol.connection_lost()
+    assert protocol.outcome == Outcome(1001, "", Cause.SERVER_CLOSED)
+
+
+def test_a_close_frame_without_a_code_is_answered_without_one():
+    protocol = connection()
+    protocol.receive_data(frame(CLOSE), 1.0)
+    assert sent_frames(protocol) == [(CLOSE, b"")]
+    assert protocol.outcome == Outcome(1005, "", Cause.SERVER_CLOSED)
+
+
+def test_tcp_ending_without_a_close_frame_is_a_drop():
+    protocol = connection()
+    protocol.connection_lost()
+    assert protocol.finished and protocol.outcome is not None and protocol.outcome.code == 1006
+    assert protocol.outcome.cause is Cause.DROPPED
+
+
+# --- heartbeat: deadlines by time, not by quiet -------------------------------------------
+
+
+def test_the_heartbeat_pings_after_the_interval_and_gives_up_after_the_timeout():
+    protocol = connection(ping_interval=20.0, ping_timeout=10.0)
+    assert protocol.next_deadline() == 20.0
+    protocol.handle_timer(20.0)
+    assert sent_frames(protocol) == [(PING, b"")]
+    assert protocol.next_deadline() == 30.0
+    protocol.handle_timer(30.0)
+    assert protocol.finished
+    assert protocol.outcome == Outcome(1006, "no pong within 10 s", Cause.NO_PONG)
+
+
+def test_a_trickle_of_bytes_does_not_hold_the_heartbeat_off():
+    protocol = connection(ping_interval=20.0, ping_timeout=10.0)
+    frame_bytes = frame(TEXT, b"x" * 200)
+    for step in range(len(frame_bytes) - 1):  # one byte every 0.3 s, never a whole message
+        now = step * 0.3
+        protocol.receive_data(frame_bytes[step : step + 1], now)
+        deadline = protocol.next_deadline()
+        if deadline is not None and now >= deadline:
+            protocol.handle_timer(now)
+    assert protocol.finished and protocol.outcome is not None and protocol.outcome.cause is Cause.NO_PONG
+
+
+def test_a_pong_or_a_message_answers_the_heartbeat():
+    protocol = connection(ping_interval=20.0, ping_timeout=10.0)
+    protocol.handle_timer(20.0)
+    protocol.receive_data(frame(PONG), 21.0)
+    assert protocol.next_deadline() == 41.0
+    protocol.handle_timer(41.0)
+    protocol.receive_data(frame(TEXT, b"{}"), 42.0)
+    assert protocol.next_deadline() == 62.0
+    assert not protocol.finished
+
+
+def test_without_a_ping_interval_there_is_no_deadline_while_open():
+    protocol = connection(ping_interval=None)
+    assert protocol.next_deadline() is None
+
+
+# --- the reconnect policy ---------------------------------------------------------------
+
+
+def policy(max_retries: int = 2, stable_after: float = 10.0) -> ReconnectPolicy:
+    return ReconnectPolicy(max_retries, Backoff(base=1.0, cap=8.0), stable_after, draw=lambda: 1.0)
+
+
+@pytest.mark.parametrize(
+    "outcome, expected",
+    [
+        (Outcome(1000, "", Cause.SERVER_CLOSED), Finish(EndReason.ENDED)),
+        (Outcome(1005, "", Cause.SERVER_CLOSED), Finish(EndReason.ENDED)),
+        (Outcome(1001, "", Cause.SERVER_CLOSED), Retry(1, 1.0, "closed with code 1001")),
+        (Outcome(1006, "gone", Cause.DROPPED), Retry(1, 1.0, "closed with code 1006: gone")),
+        (Outcome(1006, "no pong", Cause.NO_PONG), Retry(1, 1.0, "closed with code 1006: no pong")),
+        (Outcome(1006, "late", Cause.CLOSE_TIMEOUT), Retry(1, 1.0, "closed with code 1006: late")),
+        (Outcome(1011, "", Cause.SERVER_CLOSED), Retry(1, 1.0, "closed with code 1011")),
+        (Outcome(1012, "", Cause.SERVER_CLOSED), Retry(1, 1.0, "closed with code 1012")),
+        (Outcome(1013, "", Cause.SERVER_CLOSED), Retry(1, 1.0, "closed with code 1013")),
+        (Outcome(1014, "", Cause.SERVER_CLOSED), Retry(1, 1.0, "closed with code 1014")),
+    ],
+)
+def test_the_policy_table(outcome, expected):
+    assert policy().after_connection(outcome, up_for=1.0) == expected
+
+
+@pytest.mark.parametrize(
+    "outcome, error_type, reason",
+    [
+        (Outcome(1008, "", Cause.SERVER_CLOSED), AuthenticationError, EndReason.AUTH_FAILED),
+        (Outcome(4000, "", Cause.SERVER_CLOSED), ProtocolError, EndReason.ERROR),
+        (Outcome(1002, "bad", Cause.PROTOCOL_ERROR), ProtocolError, EndReason.ERROR),
+        (Outcome(1007, "bad", Cause.PROTOCOL_ERROR), ProtocolError, EndReason.ERROR),
+        (Outcome(1009, "big", Cause.TOO_BIG), ProtocolError, EndReason.ERROR),
+    ],
+)
+def test_protocol_errors_size_refusals_and_auth_are_not_retried(outcome, error_type, reason):
+    decision = policy().after_connection(outcome, up_for=100.0)
+    assert isinstance(decision, Finish) and decision.reason is reason
+    assert isinstance(decision.error, error_type)
+
+
+def test_attempts_reset_only_after_a_stable_connection():
+    rules = policy(max_retries=2, stable_after=10.0)
+    drop = Outcome(1006, "", Cause.DROPPED)
+    assert rules.after_connection(drop, up_for=9.9) == Retry(1, 1.0, "closed with code 1006")
+    assert rules.after_connection(drop, up_for=9.9) == Retry(2, 2.0, "closed with code 1006")
+    gave_up = rules.after_connection(drop, up_for=9.9)
+    assert isinstance(gave_up, Finish) and isinstance(gave_up.error, RetriesExhaustedError)
+    stable = policy(max_retries=2, stable_after=10.0)
+    for _ in range(5):
+        assert stable.after_connection(drop, up_for=10.0) == Retry(1, 1.0, "closed with code 1006")
+
+
+def test_failed_connects_count_against_the_same_attempts():
+    rules = policy(max_retries=1)
+    assert rules.after_failed_connect("refused") == Retry(1, 1.0, "refused")
+    assert isinstance(rules.after_failed_connect("refused"), Finish)
+
+
+@pytest.mark.parametrize("size", [11, 200])
+def test_a_small_whole_frame_over_the_limit_is_refused_too(size):
+    protocol = connection(max_message_size=10)
+    protocol.receive_data(frame(TEXT, b"x" * size) + frame(TEXT, b"x" * 10), 1.0)
+    assert [code for code, _ in closes_sent(protocol)] == [1009]
+    assert protocol.messages_received() == []
+
+
+def test_a_large_payload_arriving_in_pieces_is_joined_once_and_what_follows_is_read():
+    big = "é" * 100_000
+    stream = frame(TEXT, big.encode()) + frame(BINARY, b"after")
+    protocol = connection()
+    for cut in range(0, len(stream), 65_536):
+        protocol.receive_data(stream[cut : cut + 65_536], 1.0)
+    assert protocol.messages_received() == [big, b"after"]
+    protocol.receive_data(frame(TEXT, b"\xff" * 70_000) + frame(TEXT, b"never"), 2.0)
+    assert protocol.messages_received() == []
+    assert [code for code, _ in closes_sent(protocol)] == [1007]
