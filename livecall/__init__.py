@@ -9,7 +9,9 @@ from ._backlog import ClientStats
 from ._backoff import Backoff
 from ._client import LiveClient
 from ._codec import to_json, to_record
-from ._connection import ProxySettings
+from ._handshake import ProxySettings
+from ._hub import configure_hub
+from ._waiting import wait_all, wait_any
 from .call import Call, EndReason
 from .config import Config
 from .errors import (
@@ -78,7 +80,10 @@ __all__ = [
     "ServerError",
     "Transcript",
     "UnknownMessage",
+    "configure_hub",
     "hookimpl",
     "to_json",
     "to_record",
+    "wait_all",
+    "wait_any",
 ]

@@ -7,7 +7,7 @@ plugin's name and reported through ``livecall_error``.
 """
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pluggy
 
@@ -48,14 +48,27 @@ def hook_plan(pm: pluggy.PluginManager, hook_name: str) -> list[_Step]:
     return steps
 
 
-def call_each(steps: list[_Step], hook_name: str, kwargs: dict[str, Any]) -> list[PluginError]:
-    """Call every step, whatever the others do; one ``PluginError`` per failure."""
+def call_each(
+    steps: list[_Step],
+    hook_name: str,
+    kwargs: dict[str, Any],
+    running: Optional[Callable[[Optional[str]], None]] = None,
+) -> list[PluginError]:
+    """Call every step, whatever the others do; one ``PluginError`` per failure.
+
+    ``running`` hears each plugin's name as it starts, and None at the end,
+    so a watchdog can name a plugin that does not return.
+    """
     failures = []
     for plugin_name, function, argnames in steps:
+        if running is not None:
+            running(plugin_name)
         try:
             function(*[kwargs[name] for name in argnames])
         except (Exception, SystemExit) as error:  # sys.exit() in a hook ends nothing either
             failures.append(PluginError(plugin_name, hook_name, error))
+    if running is not None:
+        running(None)
     return failures
 
 
@@ -73,6 +86,8 @@ class Dispatcher:
         self._plans: dict[str, list[_Step]] = {}
         self._callbacks: list[tuple[type[Event], Callback]] = []
         self._callbacks_by_type: dict[type, list[Callback]] = {}
+        #: The plugin or callback running now, if any: for the watchdog's warning.
+        self.running: Optional[str] = None
 
     def prepare(self) -> None:
         """Work out every hook's plan; raises ``PluginError`` for a plugin that cannot take part."""
@@ -84,7 +99,7 @@ class Dispatcher:
         self._callbacks_by_type = {}
 
     def call_hook(self, hook_name: str, **kwargs: Any) -> None:
-        for failure in call_each(self._plans[hook_name], hook_name, kwargs):
+        for failure in call_each(self._plans[hook_name], hook_name, kwargs, self._note_running):
             self._report(failure)
 
     def event(self, event: Event) -> None:
@@ -96,10 +111,15 @@ class Dispatcher:
             hook_name, argname = specific
             self.call_hook(hook_name, call=call, **{argname: event})
         for fn in self._callbacks_for(type(event)):
+            self.running = _callback_name(fn)
             try:
                 fn(call, event)
             except (Exception, SystemExit) as error:
                 self._report(PluginError(_callback_name(fn), "callback", error))
+            self.running = None
+
+    def _note_running(self, name: Optional[str]) -> None:
+        self.running = name
 
     def _callbacks_for(self, event_type: type) -> list[Callback]:
         cache = self._callbacks_by_type  # a cache that on() replaced is only written to, never read
