@@ -9,7 +9,8 @@ touches a socket, so every rule is tested with bytes and a fake clock, and
 one thread may drive many connections.
 
 The closing handshake sends one close frame each way, never two: the side
-that closes first waits for the other's answer, the other answers once.
+that closes first waits for the other's answer, the other answers once;
+then TCP ends.
 A protocol violation fails the connection with a close frame (1002, 1007,
 or 1009 for a message over ``max_message_size``) and everything the server
 sends afterwards is discarded, never stored; the messages completed before
@@ -92,7 +93,9 @@ class Protocol:
     a complete message or pong (``None``: never) and gives up ``ping_timeout``
     seconds after that, however many bytes trickle in meanwhile.  A close
     frame, ours or the server's, leaves ``close_timeout`` seconds for the rest
-    of the closing handshake and the end of TCP.
+    of the closing handshake; once a close frame went each way, TCP ends at
+    once (servers differ on which side closes it first, and waiting on one
+    that waits too would cost every watch its ``close_timeout``).
     """
 
     def __init__(
@@ -336,9 +339,7 @@ class Protocol:
             cause = Cause.SERVER_CLOSED
         else:
             cause = Cause.CLIENT_CLOSED
-        self._state = _State.CLOSED
-        self.outcome = Outcome(code, reason, cause)
-        self._close_deadline = now + self._close_timeout  # for the server to end TCP
+        self._end(Outcome(code, reason, cause))
 
     def _heard(self, now: float) -> None:
         self._last_heard = now

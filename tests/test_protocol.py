@@ -222,14 +222,13 @@ def test_an_unanswered_close_drops_tcp_at_the_close_timeout():
     assert protocol.outcome is not None and protocol.outcome.cause is Cause.CLOSE_TIMEOUT
 
 
-def test_after_the_handshake_the_client_waits_for_the_server_to_end_tcp():
+def test_after_the_closing_handshake_tcp_ends_and_nothing_more_is_read():
     protocol = connection(close_timeout=2.0)
-    protocol.receive_data(close_frame(1001), 1.0)
-    assert not protocol.finished and protocol.next_deadline() == 3.0
-    protocol.receive_data(frame(TEXT, b"after close"), 1.2)
+    protocol.receive_data(close_frame(1001) + frame(TEXT, b"after close"), 1.0)
+    assert protocol.finished and protocol.next_deadline() is None
     assert protocol.messages_received() == []
     protocol.connection_lost()
-    assert protocol.finished and protocol.outcome == Outcome(1001, "", Cause.SERVER_CLOSED)
+    assert protocol.outcome == Outcome(1001, "", Cause.SERVER_CLOSED)
 
 
 def test_a_close_frame_without_a_code_is_answered_without_one():
