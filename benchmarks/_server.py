@@ -45,7 +45,8 @@ class Script:
     spread evenly over the group.  With ``ping_every`` the server pings every
     connection that often and records how long each pong took.  Every script
     ends with the provider's final message and a close frame; a paced one
-    ``hold`` seconds after its last transcript.
+    ``hold`` seconds after its last transcript (or after pacing starts, when
+    ``count`` is 0: idle calls).
     """
 
     count: int
@@ -200,6 +201,8 @@ class Server:
     def _start_pacing(self) -> None:
         now = time.monotonic()
         spacing = 1.0 / (self.script.rate * len(self.arrived))
+        if self.script.count == 0:
+            now += self.script.hold  # idle calls: nothing but the ending, after the hold
         for number, peer in enumerate(self.arrived):
             heapq.heappush(self.schedule, (now + number * spacing, next(self.order), peer))
         self.arrived = []

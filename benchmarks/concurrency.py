@@ -83,8 +83,12 @@ def watch_livecall(calls: int, seconds: int, idle: bool = False) -> dict[str, An
         connect_s = time.perf_counter() - started
         usage = Usage().start()
         threads = threading.active_count()
+        if idle:  # only the quiet time: the calls end after it
+            livecall.wait_all(clients, timeout=seconds)
+            figures = usage.stop()
         finished = livecall.wait_all(clients, timeout=seconds + 60)
-        figures = usage.stop()
+        if not idle:
+            figures = usage.stop()
         unfinished = 0 if finished else sum(not client.finished for client in clients)
         for client in clients:
             client.close(timeout=0)
