@@ -97,7 +97,10 @@ def watch_livecall(calls: int, seconds: int, idle: bool = False) -> dict[str, An
 
 def watch_asyncio(calls: int, seconds: int) -> dict[str, Any]:
     """The same calls through ``websockets``' asyncio client, N connections in one loop."""
-    import websockets.asyncio.client as ws_client
+    try:
+        from websockets.asyncio.client import connect
+    except ImportError:  # websockets before 13: the same client, under its older name
+        from websockets.client import connect  # type: ignore[no-redef]
 
     raise_open_files_limit()
     baseline_mb = rss_mb()
@@ -105,7 +108,7 @@ def watch_asyncio(calls: int, seconds: int) -> dict[str, Any]:
     measured: dict[str, Any] = {}
 
     async def one(url: str, index: int, connected: asyncio.Event, all_in: list[int]) -> None:
-        async with ws_client.connect(url, ping_interval=20, ping_timeout=10, max_size=2**24) as ws:
+        async with connect(url, ping_interval=20, ping_timeout=10, max_size=2**24) as ws:
             all_in[0] += 1
             if all_in[0] == calls:
                 connected.set()
