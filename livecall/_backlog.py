@@ -29,8 +29,8 @@ class Mailbox:
     The I/O thread never blocks: :meth:`put` always takes the item and says
     whether the mailbox is now full, and the I/O thread stops reading that
     call's socket until ``on_room`` reports room again (TCP then pushes back on
-    that call's server alone).  So at most one read's worth of messages goes
-    past the bound.  The byte bound matters because a message may be
+    that call's server alone).  So at most what one wake-up read (256 KiB)
+    goes past the bound.  The byte bound matters because a message may be
     megabytes: a count alone would let a few hundred large ones take
     gigabytes.  ``schedule`` hands the mailbox to the dispatcher pool when it
     gets its first item; the pool gives it back with :meth:`take`.

@@ -1,9 +1,12 @@
 """The process's hub: many calls on a few threads, isolation between calls, TLS, fork, the watchdog."""
 
 import contextlib
+import json
 import logging
 import multiprocessing
 import ssl
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -169,3 +172,49 @@ def test_the_watchdog_names_a_stuck_hook_and_grows_the_pool(caplog):
     finally:
         release.set()
         pool.stop()
+
+
+WATCHDOG_CHILD = """
+import json, logging, sys, threading, livecall
+logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
+livecall.configure_hub(dispatchers=1, max_dispatchers=2, stuck_after=0.2)
+stuck_kwargs, other_kwargs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+release = threading.Event()
+
+class Slowpoke:
+    @livecall.hookimpl
+    def livecall_transcript(self, call, transcript):
+        release.wait(20)
+
+stuck = livecall.PhonicClient(**stuck_kwargs, plugins=[Slowpoke()])
+other = livecall.PhonicClient(**other_kwargs, plugins=[])
+stuck.start()
+other.start()
+ended = other.wait(15)  # only a dispatcher added by the watchdog can run it
+release.set()
+stuck.close()
+print(json.dumps({"other_ended": ended, "reason": str(other.call.end_reason)}))
+"""
+
+
+def test_the_watchdog_lets_other_calls_go_on_past_a_stuck_hook():
+    with Simulator("phonic", "conversation", conversation_id="conv_stuck", pace=0.2) as stuck:
+        with Simulator("phonic", "conversation", conversation_id="conv_other", pace=0.2) as other:
+            child = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    WATCHDOG_CHILD,
+                    json.dumps(stuck.client_kwargs()),
+                    json.dumps(other.client_kwargs()),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+    assert child.returncode == 0, child.stderr
+    result = json.loads(child.stdout)
+    assert result == {"other_ended": True, "reason": "ended"}
+    assert "livecall.hub a dispatcher has been stuck" in child.stderr
+    assert "call phonic:conv_stuck" in child.stderr and "plugin " in child.stderr
+    assert "dispatcher pool grown to 2 threads" in child.stderr
