@@ -18,6 +18,7 @@ import json
 import os
 import selectors
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -56,6 +57,9 @@ class Script:
     connections: int = 1
     ping_every: Optional[float] = None
     hold: float = 0.0
+    #: TLS (``wss://``) with this certificate and key (PEM files), else plain ``ws://``.
+    certfile: Optional[str] = None
+    keyfile: Optional[str] = None
 
 
 def frame(payload: bytes, opcode: int = _TEXT) -> bytes:
@@ -138,6 +142,10 @@ class Server:
         self.blob = _burst(script) if script.burst else b""
         self.ending = _ending(script.provider)
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
+        self.tls: Optional[ssl.SSLContext] = None
+        if script.certfile:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(script.certfile, script.keyfile)
         self.selector = selectors.DefaultSelector()
         self.schedule: list[Any] = []  # heap of (due, tie-breaker, peer)
         self.order = itertools.count()
@@ -182,6 +190,12 @@ class Server:
             return
         sock.setblocking(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            try:
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError):
+                sock.close()
+                return
         _handshake(sock)
         self.counts["connections"] += 1
         peer = _Peer(sock)
@@ -246,7 +260,9 @@ class Server:
     def _read(self, peer: _Peer) -> None:
         try:
             data = peer.sock.recv(65536)
-        except BlockingIOError:
+            while isinstance(peer.sock, ssl.SSLSocket) and peer.sock.pending():
+                data += peer.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError:
             data = b""
@@ -290,7 +306,8 @@ class ServerProcess:
         if not port:
             self._process.wait()
             raise RuntimeError("the benchmark server did not start")
-        self.url = f"ws://127.0.0.1:{int(port)}"
+        scheme = "wss" if self.script.certfile else "ws"
+        self.url = f"{scheme}://127.0.0.1:{int(port)}"
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -10,13 +10,16 @@ library's asyncio client, N connections in one event loop, a handler that
 parses each message and notes the same.  Pacing starts once all N are
 connected, spread evenly over the second, so the figures describe the steady
 state.  ``idle``: N livecall calls that get no event for ``seconds``, pinging
-every 20 s: what watching costs between events.
+every 20 s: what watching costs between events.  ``tls``: livecall's calls
+over ``wss://`` to the same server behind TLS, with a self-signed certificate.
 """
 
 import asyncio
 import json
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -32,8 +35,8 @@ from ._stats import Usage, percentiles, raise_open_files_limit, rss_mb
 from .throughput import hiya_client
 
 NAME = "concurrency"
-FULL = dict(calls=(1000, 5000, 10000), seconds=10, idle_calls=10000, idle_seconds=30)
-QUICK = dict(calls=(3,), seconds=1, idle_calls=3, idle_seconds=1)
+FULL = dict(calls=(1000, 5000, 10000), seconds=10, idle_calls=10000, idle_seconds=30, tls_calls=3000)
+QUICK = dict(calls=(3,), seconds=1, idle_calls=3, idle_seconds=1, tls_calls=3)
 SIDES = ("livecall", "asyncio")
 #: Targets: the p99 at 5,000 and 10,000 calls, memory and CPU at 10,000, idle CPU.
 P99_MS = {5000: 10.0, 10000: 50.0}
@@ -63,18 +66,29 @@ class Tracker:
         self.note(call.id, transcript.text, transcript.offset or 0.0)
 
 
-def watch_livecall(calls: int, seconds: int, idle: bool = False) -> dict[str, Any]:
+def watch_livecall(calls: int, seconds: int, idle: bool = False, tls: bool = False) -> dict[str, Any]:
     """Watch ``calls`` calls in this process until each has had ``seconds`` transcripts."""
     raise_open_files_limit()
     baseline_mb = rss_mb()
     tracker = Tracker()
     plugin_manager = create_plugin_manager(autoload=False)
     plugin_manager.register(tracker)
+    folder = tempfile.TemporaryDirectory()
+    certfile, keyfile = _certificate(Path(folder.name)) if tls else (None, None)
+    context = ssl.create_default_context(cafile=certfile) if tls else None
     script = Script(
-        count=0 if idle else seconds, burst=False, rate=1.0, connections=calls, hold=seconds if idle else 0
+        count=0 if idle else seconds,
+        burst=False,
+        rate=1.0,
+        connections=calls,
+        hold=seconds + 2 if idle else 0,  # idle calls outlast the quiet window measured
+        certfile=certfile,
+        keyfile=keyfile,
     )
-    with ServerProcess(script) as server:
-        clients = [hiya_client(server.url, plugin_manager=plugin_manager) for _ in range(calls)]
+    with folder, ServerProcess(script) as server:
+        clients = [
+            hiya_client(server.url, plugin_manager=plugin_manager, ssl_context=context) for _ in range(calls)
+        ]
         started = time.perf_counter()
         for client in clients:
             client.start(wait=False)
@@ -93,6 +107,34 @@ def watch_livecall(calls: int, seconds: int, idle: bool = False) -> dict[str, An
         for client in clients:
             client.close(timeout=0)
     return _row(calls, threads, baseline_mb, connect_s, unfinished, server.stats, tracker, figures)
+
+
+def _certificate(folder: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1, made by the ``openssl`` command."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)
 
 
 def watch_asyncio(calls: int, seconds: int) -> dict[str, Any]:
@@ -184,14 +226,17 @@ def _measure(side: str, calls: int, seconds: int) -> dict[str, Any]:
     return dict(json.loads(output))
 
 
-def run(calls: Sequence[int], seconds: int, idle_calls: int, idle_seconds: int) -> dict[str, Any]:
+def run(
+    calls: Sequence[int], seconds: int, idle_calls: int, idle_seconds: int, tls_calls: int
+) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     peer: list[dict[str, Any]] = []
     for count in calls:
         runs.append(_measure("livecall", count, seconds))
         peer.append(_measure("asyncio", count, seconds))
     idle = _measure("idle", idle_calls, idle_seconds)
-    return dict(seconds=seconds, runs=runs, peer=peer, idle=idle)
+    tls = _measure("tls", tls_calls, seconds)
+    return dict(seconds=seconds, runs=runs, peer=peer, idle=idle, tls=tls)
 
 
 def table(result: dict[str, Any]) -> list[Row]:
@@ -222,6 +267,12 @@ def table(result: dict[str, Any]) -> list[Row]:
                         verdict(cpu <= peer_cpu and memory <= 1.5),
                     )
                 )
+    tls = result.get("tls")
+    if tls is not None:
+        lossless = tls["received"] == tls["sent"] == tls["calls"] * result["seconds"]
+        rows.append(
+            Row(f"{tls['calls']} calls over TLS, livecall", _figures(tls), "no loss", verdict(lossless))
+        )
     idle = result.get("idle")
     if idle is not None:
         rows.append(
@@ -250,4 +301,4 @@ if __name__ == "__main__":
     if side == "asyncio":
         print(json.dumps(watch_asyncio(count, duration)))
     else:
-        print(json.dumps(watch_livecall(count, duration, idle=side == "idle")))
+        print(json.dumps(watch_livecall(count, duration, idle=side == "idle", tls=side == "tls")))
