@@ -18,6 +18,7 @@ import json
 import os
 import selectors
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -45,7 +46,8 @@ class Script:
     spread evenly over the group.  With ``ping_every`` the server pings every
     connection that often and records how long each pong took.  Every script
     ends with the provider's final message and a close frame; a paced one
-    ``hold`` seconds after its last transcript.
+    ``hold`` seconds after its last transcript (or after pacing starts, when
+    ``count`` is 0: idle calls).
     """
 
     count: int
@@ -55,6 +57,9 @@ class Script:
     connections: int = 1
     ping_every: Optional[float] = None
     hold: float = 0.0
+    #: TLS (``wss://``) with this certificate and key (PEM files), else plain ``ws://``.
+    certfile: Optional[str] = None
+    keyfile: Optional[str] = None
 
 
 def _ending(provider: str) -> bytes:
@@ -90,6 +95,10 @@ class Server:
         self.blob = _burst(script) if script.burst else b""
         self.ending = _ending(script.provider)
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
+        self.tls: Optional[ssl.SSLContext] = None
+        if script.certfile:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(script.certfile, script.keyfile)
         self.selector = selectors.DefaultSelector()
         self.schedule: list[Any] = []  # heap of (due, tie-breaker, peer)
         self.order = itertools.count()
@@ -134,6 +143,12 @@ class Server:
             return
         sock.setblocking(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            try:
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError):
+                sock.close()
+                return
         accept_handshake(sock)
         self.counts["connections"] += 1
         peer = _Peer(sock)
@@ -153,6 +168,8 @@ class Server:
     def _start_pacing(self) -> None:
         now = time.monotonic()
         spacing = 1.0 / (self.script.rate * len(self.arrived))
+        if self.script.count == 0:
+            now += self.script.hold  # idle calls: nothing but the ending, after the hold
         for number, peer in enumerate(self.arrived):
             heapq.heappush(self.schedule, (now + number * spacing, next(self.order), peer))
         self.arrived = []
@@ -198,7 +215,9 @@ class Server:
     def _read(self, peer: _Peer) -> None:
         try:
             data = peer.sock.recv(65536)
-        except BlockingIOError:
+            while isinstance(peer.sock, ssl.SSLSocket) and peer.sock.pending():
+                data += peer.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError:
             data = b""
@@ -245,7 +264,8 @@ class ServerProcess:
         if not port:
             self._process.wait()
             raise RuntimeError("the benchmark server did not start")
-        self.url = f"ws://127.0.0.1:{int(port)}"
+        scheme = "wss" if self.script.certfile else "ws"
+        self.url = f"{scheme}://127.0.0.1:{int(port)}"
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -1,100 +1,304 @@
 """(3) Concurrency: one process watching N calls at once, a transcript per call per second.
 
-Each N runs in a fresh process (``python -m benchmarks.concurrency N SECONDS``)
-so that its memory is its own.  The clients share one plugin manager, as an
-application watching many calls would; the plugin notes each transcript's
-delay from the server's send.  Pacing starts once all N are connected, spread
-evenly over the second, so the figures describe the steady state.
+Each N runs in a fresh process (``python -m benchmarks.concurrency SIDE N
+SECONDS``) so that its memory is its own, against a server in yet another
+process.  ``livecall``: N ``HiyaClient`` sharing one plugin manager and the
+process's hub, started from one thread with ``start(wait=False)``; the plugin
+notes each transcript's delay from the server's send and checks each call's
+order.  ``asyncio``: the peer a user would otherwise pick, the ``websockets``
+library's asyncio client, N connections in one event loop, a handler that
+parses each message and notes the same.  Pacing starts once all N are
+connected, spread evenly over the second, so the figures describe the steady
+state.  ``idle``: N livecall calls that get no event for ``seconds``, pinging
+every 20 s: what watching costs between events.  ``tls``: livecall's calls
+over ``wss://`` to the same server behind TLS, with a self-signed certificate.
 """
 
+import asyncio
 import json
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import livecall
 from livecall.plugins import create_plugin_manager
 
 from ._report import Row, number, verdict
 from ._server import Script, ServerProcess
 from ._stats import Usage, percentiles, raise_open_files_limit, rss_mb
-from .latency import Delays
 from .throughput import hiya_client
 
 NAME = "concurrency"
-FULL = dict(calls=(10, 100, 500, 1000), seconds=15)
-QUICK = dict(calls=(3,), seconds=1)
-#: The target holds for this many calls; smaller runs show how the figures grow.
-TARGET_CALLS, TARGET_RSS_MB = 1000, 400
+FULL = dict(calls=(1000, 5000, 10000), seconds=10, idle_calls=10000, idle_seconds=30, tls_calls=3000)
+QUICK = dict(calls=(3,), seconds=1, idle_calls=3, idle_seconds=1, tls_calls=3)
+SIDES = ("livecall", "asyncio")
+#: Targets: the p99 at 5,000 and 10,000 calls, memory and CPU at 10,000, idle CPU.
+P99_MS = {5000: 10.0, 10000: 50.0}
+TARGET_RSS_MB, TARGET_CPU_PER_S, IDLE_CPU_PER_S = 200, 0.5, 0.05
 
 
-def watch(calls: int, seconds: int) -> dict[str, Any]:
+class Tracker:
+    """Each transcript's delay from the server's send, and whether it came in its call's order."""
+
+    def __init__(self) -> None:
+        self.ms: list[float] = []
+        self.reordered = 0
+        self._last: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def note(self, call_id: str, text: str, offset: float) -> None:
+        delay = 1000 * (time.time() - offset)
+        number = int(text.rsplit(" ", 1)[-1]) if text[-1:].isdigit() else 0
+        with self._lock:
+            self.ms.append(delay)
+            if number < self._last.get(call_id, -1):
+                self.reordered += 1
+            self._last[call_id] = number
+
+    @livecall.hookimpl
+    def livecall_transcript(self, call: livecall.Call, transcript: livecall.Transcript) -> None:
+        self.note(call.id, transcript.text, transcript.offset or 0.0)
+
+
+def watch_livecall(calls: int, seconds: int, idle: bool = False, tls: bool = False) -> dict[str, Any]:
     """Watch ``calls`` calls in this process until each has had ``seconds`` transcripts."""
     raise_open_files_limit()
     baseline_mb = rss_mb()
-    delays = Delays()
+    tracker = Tracker()
     plugin_manager = create_plugin_manager(autoload=False)
-    plugin_manager.register(delays)
-    with ServerProcess(Script(count=seconds, burst=False, rate=1.0, connections=calls)) as server:
-        clients = [hiya_client(server.url, plugin_manager=plugin_manager) for _ in range(calls)]
+    plugin_manager.register(tracker)
+    folder = tempfile.TemporaryDirectory()
+    certfile, keyfile = _certificate(Path(folder.name)) if tls else (None, None)
+    context = ssl.create_default_context(cafile=certfile) if tls else None
+    script = Script(
+        count=0 if idle else seconds,
+        burst=False,
+        rate=1.0,
+        connections=calls,
+        hold=seconds + 2 if idle else 0,  # idle calls outlast the quiet window measured
+        certfile=certfile,
+        keyfile=keyfile,
+    )
+    with folder, ServerProcess(script) as server:
+        clients = [
+            hiya_client(server.url, plugin_manager=plugin_manager, ssl_context=context) for _ in range(calls)
+        ]
         started = time.perf_counter()
         for client in clients:
-            client.start(timeout=30)
+            client.start(wait=False)
+        for client in clients:
+            client._ready.wait(60)  # all connected: the server's pacing starts now
         connect_s = time.perf_counter() - started
         usage = Usage().start()
         threads = threading.active_count()
-        unfinished = sum(not client.wait(timeout=seconds + 30) for client in clients)
-        figures = usage.stop()
+        if idle:  # only the quiet time: the calls end after it
+            livecall.wait_all(clients, timeout=seconds)
+            figures = usage.stop()
+        finished = livecall.wait_all(clients, timeout=seconds + 60)
+        if not idle:
+            figures = usage.stop()
+        unfinished = 0 if finished else sum(not client.finished for client in clients)
         for client in clients:
-            client.close()
+            client.close(timeout=0)
+    return _row(calls, threads, baseline_mb, connect_s, unfinished, server.stats, tracker, figures)
+
+
+def _certificate(folder: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1, made by the ``openssl`` command."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+def watch_asyncio(calls: int, seconds: int) -> dict[str, Any]:
+    """The same calls through ``websockets``' asyncio client, N connections in one loop."""
+    try:
+        from websockets.asyncio.client import connect
+    except ImportError:  # websockets before 13: the same client, under its older name
+        from websockets.client import connect  # type: ignore[no-redef]
+
+    raise_open_files_limit()
+    baseline_mb = rss_mb()
+    tracker = Tracker()
+    measured: dict[str, Any] = {}
+
+    async def one(url: str, index: int, connected: asyncio.Event, all_in: list[int]) -> None:
+        async with connect(url, ping_interval=20, ping_timeout=10, max_size=2**24) as ws:
+            all_in[0] += 1
+            if all_in[0] == calls:
+                connected.set()
+            async for message in ws:
+                data = json.loads(message)
+                if data.get("type") == "transcript":
+                    tracker.note(str(index), data["msg"], data["offset"])
+                elif data.get("type") == "callEnd":
+                    return
+
+    async def main(url: str) -> None:
+        connected, all_in = asyncio.Event(), [0]
+        started = time.perf_counter()
+        tasks = [asyncio.create_task(one(url, index, connected, all_in)) for index in range(calls)]
+        await asyncio.wait_for(connected.wait(), 120)
+        measured["connect_s"] = time.perf_counter() - started
+        usage = Usage().start()
+        measured["threads"] = threading.active_count()
+        done, pending = await asyncio.wait(tasks, timeout=seconds + 60)
+        measured["figures"] = usage.stop()
+        measured["unfinished"] = len(pending)
+        for task in pending:
+            task.cancel()
+
+    with ServerProcess(Script(count=seconds, burst=False, rate=1.0, connections=calls)) as server:
+        asyncio.run(main(server.url))
+    return _row(
+        calls,
+        measured["threads"],
+        baseline_mb,
+        measured["connect_s"],
+        measured["unfinished"],
+        server.stats,
+        tracker,
+        measured["figures"],
+    )
+
+
+def _row(
+    calls: int,
+    threads: int,
+    baseline_mb: float,
+    connect_s: float,
+    unfinished: int,
+    stats: dict[str, Any],
+    tracker: Tracker,
+    figures: dict[str, float],
+) -> dict[str, Any]:
+    received = len(tracker.ms)
     return dict(
         calls=calls,
         threads=threads,
         baseline_rss_mb=baseline_mb,
         connect_s=connect_s,
         unfinished=unfinished,
-        sent=server.stats["frames_sent"],
-        received=len(delays.ms),
-        latency_ms=percentiles(delays.ms, (50, 99)),
+        sent=stats["frames_sent"],
+        received=received,
+        reordered=tracker.reordered,
+        latency_ms=percentiles(tracker.ms, (50, 99)) if tracker.ms else {},
+        cpu_us_per_event=1e6 * figures["cpu_s"] / received if received else None,
         **figures,
     )
 
 
-def run(calls: Sequence[int], seconds: int) -> dict[str, Any]:
+def _measure(side: str, calls: int, seconds: int) -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
-    rows: list[dict[str, Any]] = []
+    output = subprocess.run(
+        [sys.executable, "-m", "benchmarks.concurrency", side, str(calls), str(seconds)],
+        cwd=root,
+        check=True,
+        stdout=subprocess.PIPE,
+    ).stdout
+    return dict(json.loads(output))
+
+
+def run(
+    calls: Sequence[int], seconds: int, idle_calls: int, idle_seconds: int, tls_calls: int
+) -> dict[str, Any]:
+    runs: list[dict[str, Any]] = []
+    peer: list[dict[str, Any]] = []
     for count in calls:
-        output = subprocess.run(
-            [sys.executable, "-m", "benchmarks.concurrency", str(count), str(seconds)],
-            cwd=root,
-            check=True,
-            stdout=subprocess.PIPE,
-        ).stdout
-        rows.append(json.loads(output))
-    return dict(seconds=seconds, runs=rows)
+        runs.append(_measure("livecall", count, seconds))
+        peer.append(_measure("asyncio", count, seconds))
+    idle = _measure("idle", idle_calls, idle_seconds)
+    tls = _measure("tls", tls_calls, seconds)
+    return dict(seconds=seconds, runs=runs, peer=peer, idle=idle, tls=tls)
 
 
 def table(result: dict[str, Any]) -> list[Row]:
     rows = []
-    for watched in result["runs"]:
-        lossless = watched["received"] == watched["sent"] == watched["calls"] * result["seconds"]
-        value = (
-            f"{watched['threads']} threads, {watched['peak_rss_mb']:.0f} MB, "
-            f"{watched['cpu_per_s']:.3f} CPU s/s, "
-            f"p99 {number(watched['latency_ms']['p99'])} ms, {watched['received']}/{watched['sent']} events"
+    for watched, other in zip(result["runs"], result.get("peer", [None] * len(result["runs"]))):
+        calls = watched["calls"]
+        lossless = watched["received"] == watched["sent"] == calls * result["seconds"]
+        met = lossless and watched["reordered"] == 0
+        target = "no loss, in order"
+        p99 = watched["latency_ms"].get("p99", float("nan"))
+        if calls in P99_MS:
+            target += f", p99 < {P99_MS[calls]:g} ms"
+            met = met and p99 < P99_MS[calls]
+        if calls == max(P99_MS):
+            target += f", < {TARGET_RSS_MB} MB, <= {TARGET_CPU_PER_S} CPU s/s"
+            met = met and watched["peak_rss_mb"] < TARGET_RSS_MB and watched["cpu_per_s"] <= TARGET_CPU_PER_S
+        rows.append(Row(f"{calls} calls, livecall", _figures(watched), target, verdict(met)))
+        if other is not None:
+            rows.append(Row(f"{calls} calls, websockets asyncio", _figures(other)))
+            cpu, peer_cpu = watched["cpu_us_per_event"], other["cpu_us_per_event"]
+            if cpu and peer_cpu:
+                memory = watched["peak_rss_mb"] / other["peak_rss_mb"]
+                rows.append(
+                    Row(
+                        f"{calls} calls, livecall / asyncio",
+                        f"CPU per event {cpu / peer_cpu:.2f}x, memory {memory:.2f}x",
+                        "CPU <= 1x, memory <= 1.5x",
+                        verdict(cpu <= peer_cpu and memory <= 1.5),
+                    )
+                )
+    tls = result.get("tls")
+    if tls is not None:
+        lossless = tls["received"] == tls["sent"] == tls["calls"] * result["seconds"]
+        rows.append(
+            Row(f"{tls['calls']} calls over TLS, livecall", _figures(tls), "no loss", verdict(lossless))
         )
-        target, met = "no loss", lossless
-        if watched["calls"] == TARGET_CALLS:
-            target, met = (
-                f"< {TARGET_RSS_MB} MB, no loss",
-                lossless and watched["peak_rss_mb"] < TARGET_RSS_MB,
+    idle = result.get("idle")
+    if idle is not None:
+        rows.append(
+            Row(
+                f"{idle['calls']} idle calls",
+                f"{idle['threads']} threads, {idle['peak_rss_mb']:.0f} MB, {idle['cpu_per_s']:.3f} CPU s/s",
+                f"< {IDLE_CPU_PER_S} CPU s/s",
+                verdict(idle["cpu_per_s"] < IDLE_CPU_PER_S),
             )
-        rows.append(Row(f"{watched['calls']} calls", value, target, verdict(met)))
+        )
     return rows
 
 
+def _figures(watched: dict[str, Any]) -> str:
+    p99 = watched["latency_ms"].get("p99")
+    per_event = watched["cpu_us_per_event"]
+    return (
+        f"{watched['threads']} threads, {watched['peak_rss_mb']:.0f} MB, {watched['cpu_per_s']:.3f} CPU s/s"
+        f" ({number(per_event) if per_event else '-'} us/event), p99 {number(p99) if p99 else '-'} ms, "
+        f"{watched['received']}/{watched['sent']} events, {watched['reordered']} reordered"
+    )
+
+
 if __name__ == "__main__":
-    print(json.dumps(watch(int(sys.argv[1]), int(sys.argv[2]))))
+    side, count, duration = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if side == "asyncio":
+        print(json.dumps(watch_asyncio(count, duration)))
+    else:
+        print(json.dumps(watch_livecall(count, duration, idle=side == "idle", tls=side == "tls")))

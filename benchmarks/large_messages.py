@@ -2,7 +2,7 @@
 
 A loopback server sends one text frame of the size right after the
 handshake.  Each reader's time runs from the open connection to the whole
-message in hand: livecall's connection (its protocol core, UTF-8 checked at
+message in hand: livecall's engine (its protocol core, UTF-8 checked at
 C speed, ``max_message_size`` raised to fit) against websocket-client's
 ``recv()`` with UTF-8 validation off, its fastest.  They take turns, so that
 noise falls on both alike.  Target: livecall at most twice websocket-client's
@@ -16,8 +16,8 @@ from typing import Any
 
 import websocket
 
-from livecall._connection import Connection
-from livecall._protocol import Message
+from livecall._handshake import open_connection
+from livecall._protocol import Protocol
 from livecall.testing._wire import TEXT, accept_handshake, frame
 
 from ._report import Row, number, verdict
@@ -57,30 +57,36 @@ class OneFrameServer:
 
 
 def livecall_read(url: str, size: int) -> float:
-    connection = Connection(
+    """livecall's handshake and protocol core, read on a plain blocking socket: the engine alone."""
+    clock = time.monotonic
+    handshake = open_connection(
         url,
         [],
-        ping_interval=None,
-        ping_timeout=10.0,
-        connect_timeout=10.0,
-        close_timeout=1.0,
-        max_message_size=2 * size,
         safe_url=url,
+        deadline=clock() + 10.0,
+        clock=clock,
+        ssl_context=None,
+        proxy=None,
+        on_socket=lambda sock: None,
     )
-    connection.open()
+    sock = handshake.sock
     started = time.perf_counter()
-    took: list[float] = []
-
-    def deliver(message: Message, received_at: float) -> None:
-        took.append(time.perf_counter() - started)
-        if len(message) != size:
-            raise RuntimeError(f"got {len(message)} bytes, not {size}")
-        connection.close()
-
-    connection.read(deliver)
-    if not took:
-        raise RuntimeError("livecall did not deliver the message")
-    return took[0]
+    protocol = Protocol(clock(), max_message_size=2 * size)
+    protocol.receive_data(handshake.rest, clock())
+    try:
+        while True:
+            messages = protocol.messages_received()
+            if messages:
+                took = time.perf_counter() - started
+                if len(messages[0]) != size:
+                    raise RuntimeError(f"got {len(messages[0])} bytes, not {size}")
+                return took
+            data = sock.recv(256 * 1024)
+            if not data:
+                raise RuntimeError("livecall did not deliver the message")
+            protocol.receive_data(data, clock())
+    finally:
+        sock.close()
 
 
 def websocket_client_read(url: str, size: int) -> float:

@@ -9,11 +9,13 @@ from ._backlog import ClientStats
 from ._backoff import Backoff
 from ._client import LiveClient
 from ._codec import to_json, to_record
-from ._connection import ProxySettings
 from ._exit_status import ExitStatus
 from ._files import owner_only
+from ._handshake import ProxySettings
+from ._hub import configure_hub
 from ._printable import PrintableFormatter, printable
 from ._secrets import MIN_SECRET_LENGTH, Credential, RedactingFilter, redact
+from ._waiting import wait_all, wait_any
 from .call import Call, EndReason
 from .config import Config
 from .errors import (
@@ -89,10 +91,13 @@ __all__ = [
     "ToolCall",
     "Transcript",
     "UnknownMessage",
+    "configure_hub",
     "hookimpl",
     "owner_only",
     "printable",
     "redact",
     "to_json",
     "to_record",
+    "wait_all",
+    "wait_any",
 ]

@@ -1,20 +1,21 @@
-"""The bounded queue between a client's reader and its dispatcher."""
+"""The bounded mailbox between the hub's I/O thread and a call's dispatcher."""
 
 import collections
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 
-__all__ = ["Backlog", "ClientStats"]
+__all__ = ["ClientStats", "Mailbox"]
 
 
 @attrs.frozen
 class ClientStats:
-    """A look at the queue between a client's reader and its dispatcher.
+    """A look at the mailbox between the hub's reader and a call's dispatcher.
 
     ``queued`` frames wait now; ``queue_high_water`` is the most that ever
-    waited; at ``queue_size`` the reader stops reading until plugins catch up.
+    waited; at ``queue_size`` the hub stops reading this call's socket until
+    plugins catch up.
     """
 
     queued: int
@@ -22,58 +23,79 @@ class ClientStats:
     queue_size: int
 
 
-class Backlog:
-    """The bounded queue from the reader to the dispatcher, in items and in bytes.
+class Mailbox:
+    """One call's items waiting for a dispatcher, bounded in count and in bytes.
 
-    The byte bound matters because a message may be megabytes: a count alone
-    would let a few hundred large ones take gigabytes.  One item larger than
-    the byte bound still goes in when the queue is empty, so nothing is lost.
-    ``queue.Queue`` takes a condition's lock and signals it for every item:
-    at tens of thousands of frames a second that costs as much as decoding
-    them.  Here each side holds a plain lock briefly and wakes the other only
-    when it is asleep.  It also keeps its high-water mark.
+    The I/O thread never blocks: :meth:`put` always takes the item and says
+    whether the mailbox is now full, and the I/O thread stops reading that
+    call's socket until ``on_room`` reports room again (TCP then pushes back on
+    that call's server alone).  So at most what one wake-up read (256 KiB)
+    goes past the bound.  The byte bound matters because a message may be
+    megabytes: a count alone would let a few hundred large ones take
+    gigabytes.  ``schedule`` hands the mailbox to the dispatcher pool when it
+    gets its first item; the pool gives it back with :meth:`take`.
     """
 
-    def __init__(self, limit: int, max_bytes: int):
+    def __init__(
+        self,
+        limit: int,
+        max_bytes: int,
+        schedule: Callable[["Mailbox"], None],
+        handle: Callable[[Any], None],
+        on_room: Callable[[], None],
+        describe: Callable[[], str],
+    ):
         self.limit = limit
         self.max_bytes = max_bytes
         self.high_water = 0
         self.queued_bytes = 0
+        #: Runs one item on a dispatcher thread.
+        self.handle = handle
+        #: Names the call, and the plugin running now, for the watchdog's warning.
+        self.describe = describe
+        self._schedule = schedule
+        self._on_room = on_room
         self._items: collections.deque[Any] = collections.deque()
         self._sizes: collections.deque[int] = collections.deque()
         self._lock = threading.Lock()
-        self._not_empty = threading.Condition(self._lock)
-        self._not_full = threading.Condition(self._lock)
-        self._getter_asleep = self._putter_asleep = False
+        self._scheduled = False  # in the pool's line, or being run
+        self._full = False
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, item: Any, size: int = 0) -> None:
-        """Append ``item`` of ``size`` bytes; blocks while ``limit`` items or ``max_bytes`` bytes wait."""
+    def put(self, item: Any, size: int = 0) -> bool:
+        """Append ``item`` of ``size`` bytes; True if the mailbox is now full."""
         with self._lock:
             items = self._items
-            while len(items) >= self.limit or (items and self.queued_bytes + size > self.max_bytes):
-                self._putter_asleep = True
-                self._not_full.wait()
             items.append(item)
             self._sizes.append(size)
             self.queued_bytes += size
-            if len(self._items) > self.high_water:
-                self.high_water = len(self._items)
-            if self._getter_asleep:
-                self._getter_asleep = False
-                self._not_empty.notify()
+            if len(items) > self.high_water:
+                self.high_water = len(items)
+            full = self._full = len(items) >= self.limit or self.queued_bytes >= self.max_bytes
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
+            self._schedule(self)
+        return full
 
-    def get(self) -> Any:
-        """The oldest item; blocks while there is none."""
+    def take(self, most: int) -> list[Any]:
+        """Up to ``most`` of the oldest items, for the dispatcher running this mailbox."""
         with self._lock:
-            while not self._items:
-                self._getter_asleep = True
-                self._not_empty.wait()
-            item = self._items.popleft()
-            self.queued_bytes -= self._sizes.popleft()
-            if self._putter_asleep:
-                self._putter_asleep = False
-                self._not_full.notify()
-            return item
+            items, sizes = self._items, self._sizes
+            batch = [items.popleft() for _ in range(min(most, len(items)))]
+            for _ in batch:
+                self.queued_bytes -= sizes.popleft()
+            room = self._full and len(items) < self.limit and self.queued_bytes < self.max_bytes
+            if room:
+                self._full = False
+        if room:
+            self._on_room()
+        return batch
+
+    def release(self) -> bool:
+        """The dispatcher is done with a batch: True if more items wait (the mailbox stays scheduled)."""
+        with self._lock:
+            self._scheduled = bool(self._items)
+            return self._scheduled

@@ -1,16 +1,18 @@
-"""The blocking client both providers share: threads, reconnects, lifecycle.
+"""The blocking client both providers share: lifecycle, reconnects, dispatch, on the hub.
 
-Two threads per watch.  The *reader* owns the socket: it connects, reads
-frames and queues them untouched, so it answers pings however long plugins
-take (until the queue is full); on a lost connection it backs off and
-reconnects.  The *dispatcher* decodes the
-queued frames and calls hooks and callbacks in order.  The queue between them
-is bounded: a stuck plugin slows the reader down (TCP pushes back on the
-server) instead of growing memory without end, and nothing is dropped.
+A watch owns no thread.  The process's hub (:mod:`._hub`) drives it: a
+connector thread opens each connection, the I/O thread reads it into the
+protocol core and puts complete messages in the watch's mailbox, and a
+dispatcher thread decodes them and calls hooks and callbacks in order.  The
+mailbox is bounded: a stuck plugin stops the reading of its own call's
+socket (TCP pushes back on that call's server) instead of growing memory
+without end, and nothing is dropped.  Reconnect backoff is a timer on the
+hub, not a sleeping thread.
 """
 
 import functools
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -21,16 +23,19 @@ from typing import Any, Callable, ClassVar, Optional, TypeVar, Union, overload
 import attrs
 import pluggy
 
-from ._backlog import Backlog, ClientStats
+from ._backlog import ClientStats, Mailbox
 from ._backoff import Backoff
 from ._checks import base_url
-from ._connection import ConnectFailed, Connection, ProxySettings
 from ._dispatch import Dispatcher
 from ._event_stream import event_stream
-from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, Message
+from ._handshake import ConnectFailed, Handshake, ProxySettings, open_connection
+from ._hub import Hub, Timer, acquire_hub, release_hub
+from ._link import Link
+from ._pools import current_mailbox
+from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, Message, Outcome, Protocol
 from ._provider import Provider
 from ._reconnect import Finish, ReconnectPolicy, Retry
-from ._secrets import HiddenLines
+from ._secrets import HiddenLines, HiddenText
 from .call import Call, EndReason
 from .errors import (
     AuthenticationError,
@@ -147,37 +152,41 @@ class LiveClient:
         self.base_url = url.rstrip("/")
         self.call = Call(provider=self.provider.name, id=call_id)
         self.max_retries = max_retries
-        self._connection_for = functools.partial(
-            Connection,
+        self._protocol_for = functools.partial(
+            Protocol,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
-            connect_timeout=connect_timeout,
             close_timeout=close_timeout,
             max_message_size=max_message_size,
-            ssl_context=ssl_context,
-            proxy=proxy,
         )
+        self._connect_timeout = connect_timeout
+        self._ssl_context = ssl_context
+        self._proxy = proxy
         self._policy = ReconnectPolicy(max_retries, backoff, stable_after)
         self._close_timeout = close_timeout
+        self._queue_size, self._queue_bytes = queue_size, queue_bytes
         self._decoder = self.provider.new_decoder()
         self.dispatcher = Dispatcher(plugin_manager, self.call, strict=strict)
         for plugin in plugins or ():
             self.dispatcher.register(plugin)
-        self._queue = Backlog(queue_size, queue_bytes)
         self._lock = threading.Lock()
-        self._wake = threading.Event()  # cuts a backoff short on close() or call end
         self._ready = threading.Event()  # connected once, or finished
         self._finished = threading.Event()
+        self._when_finished: list[Callable[[], None]] = []
         self._started = self._closing = self._ended = False
         self._connected_once = self._call_started = False
-        self._connection: Optional[Connection] = None
         self._error: Optional[BaseException] = None
         self._last_server_error: Optional[str] = None
-        name = f"{self.provider.name}-{call_id}"
-        self._reader = threading.Thread(target=self._read_loop, name=f"livecall-reader-{name}", daemon=True)
-        self._dispatcher = threading.Thread(
-            target=self._dispatch_loop, name=f"livecall-dispatch-{name}", daemon=True
-        )
+        self._hub: Optional[Hub] = None
+        self._mailbox: Optional[Mailbox] = None
+        # Owned by the I/O thread once started:
+        self._link: Optional[Link] = None
+        self._backoff: Optional[Timer] = None
+        self._finishing = False
+        # The socket of a handshake under way, for close() to cut it short (under _lock).
+        self._handshake_sock: Optional[Any] = None
+        # The dispatcher's: frames of one read share their time.
+        self._read_at, self._received_at = 0.0, datetime.now(timezone.utc)
 
     # --- what providers supply ------------------------------------------------
 
@@ -206,7 +215,7 @@ class LiveClient:
     ) -> Union[Callable[[Call, E], R], Callable[[Callable[[Call, E], R]], Callable[[Call, E], R]]]:
         """Call ``fn(call, event)`` for every event of ``event_type`` or a subclass.
 
-        Usable as a decorator; returns ``fn``.  Callbacks run on the dispatcher
+        Usable as a decorator; returns ``fn``.  Callbacks run on a dispatcher
         thread after the plugins, isolated like them.  ``TypeError`` at once
         if ``event_type`` is not an event class or ``fn`` is not callable.
         """
@@ -244,11 +253,12 @@ class LiveClient:
         """
         return event_stream(self, buffer_size)
 
-    def start(self, timeout: Optional[float] = None) -> None:
-        """Connect and start watching; returns once connected.
+    def start(self, timeout: Optional[float] = None, *, wait: bool = True) -> None:
+        """Connect and start watching; returns once connected (or at once with ``wait=False``).
 
         Raises the fatal error of a watch that never connected, such as
         ``AuthenticationError``; once connected, ``wait()`` raises them.
+        With ``wait=False`` every error is raised by ``wait()``.
         Plugins must be registered by now: those registered later take no part.
         """
         with self._lock:
@@ -256,8 +266,15 @@ class LiveClient:
                 raise LivecallError("start() was already called: a client watches one call")
             self._started = True
         self.dispatcher.prepare()
-        self._dispatcher.start()
-        self._reader.start()
+        hub = acquire_hub()
+        self._mailbox = hub.new_mailbox(
+            self._queue_size, self._queue_bytes, self._dispatch_item, self._room, self._describe
+        )
+        with self._lock:
+            self._hub = hub
+        hub.call_soon(self._begin_attempt)
+        if not wait:
+            return
         if not self._ready.wait(timeout):
             raise TimeoutError(f"not connected within {timeout} s")
         if not self._connected_once:
@@ -277,21 +294,14 @@ class LiveClient:
         """Stop watching: idempotent, from any thread, also from inside a hook.
 
         Sends a close frame and waits at most ``timeout`` seconds (default:
-        the close timeout plus one) for the threads to finish.  From inside a
-        hook it returns at once: the reader may be waiting for that very
-        thread to take its frames, and the watch ends once the hook returns.
+        the close timeout plus one) for the watch to end.  From inside one of
+        this call's hooks it returns at once: the watch ends once the hook
+        returns.  It never holds up the hub or the other calls.
         """
         self._stop(ended=False)
-        if not self._started:
+        if not self._started or current_mailbox() is self._mailbox:
             return
-        limit = self._close_timeout + 1.0 if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        current = threading.current_thread()
-        if current is self._dispatcher:
-            return
-        for thread in (self._reader, self._dispatcher):
-            if thread is not current and thread.is_alive():
-                thread.join(max(0.0, deadline - time.monotonic()))
+        self._finished.wait(self._close_timeout + 1.0 if timeout is None else timeout)
 
     def run(self) -> None:
         """Watch the call to its end: ``start()``, ``wait()``, ``close()``."""
@@ -309,10 +319,17 @@ class LiveClient:
         self.close()
 
     @property
+    def finished(self) -> bool:
+        """Whether the watch is over (``wait()`` would return at once)."""
+        return self._finished.is_set()
+
+    @property
     def stats(self) -> ClientStats:
         """How many frames wait for the plugins now, and the most that ever did."""
-        queue = self._queue
-        return ClientStats(queued=len(queue), queue_high_water=queue.high_water, queue_size=queue.limit)
+        mailbox = self._mailbox
+        if mailbox is None:
+            return ClientStats(queued=0, queue_high_water=0, queue_size=self._queue_size)
+        return ClientStats(queued=len(mailbox), queue_high_water=mailbox.high_water, queue_size=mailbox.limit)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} call={self.call.id} url={self.base_url}>"
@@ -323,85 +340,187 @@ class LiveClient:
         if self.dispatcher.first_failure is not None:  # strict mode
             raise self.dispatcher.first_failure
 
-    # --- reader thread ----------------------------------------------------------
-
-    def _read_loop(self) -> None:
-        finished = Finish(EndReason.ERROR, LivecallError("reader stopped unexpectedly"))
-        try:
-            finished = self._connect_and_read()
-        except BaseException as error:  # a bug must still end the watch cleanly
-            log.exception("reader thread failed")
-            finished = Finish(EndReason.ERROR, error)
-        finally:
-            self._queue.put(finished)
-
-    def _connect_and_read(self) -> Finish:
-        first = True
-        while True:
-            decision: Union[Retry, Finish, None]
-            try:
-                decision = self._attempt(first)
-            except ConnectFailed as error:
-                decision = self._policy.after_failed_connect(str(error))
-            except AuthenticationError as error:
-                connection_log.info("not reconnecting: %s", error)
-                return Finish(EndReason.AUTH_FAILED, error)
-            except (ProtocolError, ConfigurationError) as error:
-                connection_log.info("not reconnecting: %s", error)
-                return Finish(EndReason.ERROR, error)
-            else:
-                first = False
-            stopped = self._stopped()
-            if stopped is not None:
-                if decision is None:  # else the connection's end said so
-                    connection_log.info("not connecting again: %s", _STOPPED[stopped])
-                return Finish(stopped)
-            if isinstance(decision, Finish):
-                why = decision.error or "the server closed the connection normally"
-                connection_log.info("not reconnecting: %s", why)
-                return decision
-            if decision is not None:
-                self._back_off(decision)
-
-    def _attempt(self, first: bool) -> Union[Retry, Finish, None]:
-        """One connection, from fresh credentials to the policy's word on its end; None if stopped."""
-        try:
-            request = self._request()
-        except ConfigurationError:
-            raise
-        except Exception as error:  # a token source that failed this time
-            raise ConnectFailed(f"could not get credentials: {type(error).__name__}") from None
-        connection = self._connection_for(request.url, request.headers, safe_url=request.safe_url)
+    def _add_done_callback(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` once the watch is over (at once if it is)."""
         with self._lock:
-            # Checked with the connection published under one lock: a call end
-            # or close() from now on finds the connection and closes it.
-            if self._stopped() is not None:
-                return None
-            self._connection = connection
-        try:
-            connection.open()
-            self._queue.put(_Connected(first))
-            self._connected_once = True
-            self._ready.set()
-            outcome = connection.read(self._deliver)
-            stopped = self._stopped()
-            if stopped is not None:
-                said = _STOPPED[stopped]
-                connection_log.info("connection closed (code %d); %s", outcome.code, said)
-            return self._policy.after_connection(outcome, time.monotonic() - connection.opened_at)
-        finally:
-            with self._lock:
-                self._connection = None
+            if not self._finished.is_set():
+                self._when_finished.append(fn)
+                return
+        fn()
 
-    def _back_off(self, retry: Retry) -> None:
-        connection_log.info(
-            "connection lost (%s); reconnecting in %.2f s, attempt %d",
-            retry.cause,
-            retry.delay,
-            retry.attempt,
-        )
-        self._queue.put(retry)
-        self._wake.wait(retry.delay)
+    def _remove_done_callback(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if fn in self._when_finished:
+                self._when_finished.remove(fn)
+
+    def _in_own_hook(self) -> bool:
+        """Whether this thread is dispatching this very call."""
+        return self._mailbox is not None and current_mailbox() is self._mailbox
+
+    def _send(self, message: Message, failed: Callable[[BaseException], None]) -> None:
+        """Send ``message`` on the open connection from the I/O thread; ``failed`` hears if it cannot."""
+        hub = self._hub
+        if hub is None or self._link is None:
+            raise ConnectionLostError("not connected")
+
+        def send() -> None:
+            link = self._link
+            if link is None:
+                failed(ConnectionLostError("not connected"))
+                return
+            try:
+                link.send(message)
+            except Exception as error:
+                failed(error)
+
+        hub.call_soon(send)
+
+    # --- connecting: a connector thread, then the I/O thread ------------------------
+
+    def _begin_attempt(self) -> None:
+        """On the I/O thread: a connection attempt, unless the watch is stopping."""
+        self._backoff = None
+        stopped = self._stopped()
+        if stopped is not None:
+            connection_log.info("not connecting again: %s", _STOPPED[stopped])
+            self._finish(Finish(stopped))
+            return
+        assert self._hub is not None
+        self._hub.connectors.submit(functools.partial(self._handshake, not self._connected_once))
+
+    def _handshake(self, first: bool) -> None:
+        """On a connector thread: fresh credentials and the blocking opening handshake."""
+        result: Union[Handshake, BaseException]
+        try:
+            try:
+                request = self._request()
+            except ConfigurationError:
+                raise
+            except Exception as error:  # a token source that failed this time
+                raise ConnectFailed(f"could not get credentials: {type(error).__name__}") from None
+            clock = time.monotonic
+            proxy = self._proxy
+            via = f" through the proxy {proxy.host}:{proxy.port}" if proxy is not None else ""
+            connection_log.info("connecting to %s%s", request.safe_url, via)
+            result = open_connection(
+                HiddenText(request.url),  # its query may hold a token: kept out of tracebacks
+                request.headers,
+                safe_url=request.safe_url,
+                deadline=clock() + self._connect_timeout,
+                clock=clock,
+                ssl_context=self._ssl_context,
+                proxy=self._proxy,
+                on_socket=self._adopt,
+            )
+            connection_log.info("handshake with %s: HTTP 101, connected", request.safe_url)
+        except BaseException as error:
+            result = error
+        assert self._hub is not None
+        self._hub.call_soon(functools.partial(self._attempt_over, result, first))
+
+    def _adopt(self, sock: Any) -> None:
+        with self._lock:
+            self._handshake_sock = sock
+            stopped = self._stopped() is not None
+        if stopped:
+            _shut_down(sock)
+
+    def _attempt_over(self, result: Union[Handshake, BaseException], first: bool) -> None:
+        """On the I/O thread: the handshake's result becomes a link, a retry or the end."""
+        with self._lock:
+            self._handshake_sock = None
+            stopped = self._stopped()
+        if isinstance(result, Handshake):
+            if stopped is not None:
+                result.sock.close()
+                connection_log.info("not connecting again: %s", _STOPPED[stopped])
+                self._finish(Finish(stopped))
+                return
+            assert self._hub is not None and self._mailbox is not None
+            self._mailbox.put(_Connected(first))
+            self._connected_once = True
+            protocol = self._protocol_for(time.monotonic())
+            link = Link(self._hub, result.sock, result.rest, protocol, self._deliver, self._link_ended)
+            if not link.over:
+                self._link = link
+            self._ready.set()  # after the link is in place: start() returning means send() works
+            return
+        decision: Union[Finish, Retry]
+        if isinstance(result, ConnectFailed):
+            decision = self._policy.after_failed_connect(str(result))
+            self._decide(decision, stopped)
+            return
+        if isinstance(result, AuthenticationError):
+            connection_log.info("not reconnecting: %s", result)
+            decision = Finish(EndReason.AUTH_FAILED, result)
+        elif isinstance(result, (ProtocolError, ConfigurationError)):
+            connection_log.info("not reconnecting: %s", result)
+            decision = Finish(EndReason.ERROR, result)
+        else:  # a bug must still end the watch cleanly
+            log.error("connection attempt failed", exc_info=result)
+            decision = Finish(EndReason.ERROR, result)
+        self._finish(decision)
+
+    # --- the I/O thread ------------------------------------------------------------
+
+    def _deliver(self, messages: list[Message], received_at: float) -> bool:
+        mailbox = self._mailbox
+        assert mailbox is not None
+        full = False
+        for message in messages:
+            full = mailbox.put((message, received_at), len(message))
+        return full
+
+    def _room(self) -> None:
+        """From a dispatcher: the mailbox has room; reading may go on."""
+        hub = self._hub
+        if hub is not None:
+            hub.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        if self._link is not None:
+            self._link.resume()
+
+    def _link_ended(self, outcome: Outcome, up_for: float) -> None:
+        self._link = None
+        stopped = self._stopped()
+        if stopped is not None:
+            connection_log.info("connection closed (code %d); %s", outcome.code, _STOPPED[stopped])
+        self._decide(self._policy.after_connection(outcome, up_for), stopped)
+
+    def _decide(self, decision: Union[Retry, Finish], stopped: Optional[EndReason]) -> None:
+        if stopped is not None:
+            self._finish(Finish(stopped))
+        elif isinstance(decision, Finish):
+            connection_log.info(
+                "not reconnecting: %s", decision.error or "the server closed the connection normally"
+            )
+            self._finish(decision)
+        else:
+            connection_log.info(
+                "connection lost (%s); reconnecting in %.2f s, attempt %d",
+                decision.cause,
+                decision.delay,
+                decision.attempt,
+            )
+            assert self._hub is not None and self._mailbox is not None
+            self._mailbox.put(decision)
+            self._backoff = self._hub.call_later(decision.delay, self._begin_attempt)
+
+    def _on_stop(self) -> None:
+        """On the I/O thread: close the open connection with 1000, or cut a backoff short."""
+        if self._link is not None:
+            self._link.close(NORMAL_CLOSE_CODE)
+        elif self._backoff is not None:
+            self._backoff.cancel()
+            self._begin_attempt()
+
+    def _finish(self, finished: Finish) -> None:
+        if self._finishing:
+            return
+        self._finishing = True
+        assert self._mailbox is not None
+        self._mailbox.put(finished)
 
     def _stopped(self) -> Optional[EndReason]:
         if self._ended:
@@ -410,36 +529,43 @@ class LiveClient:
             return EndReason.CLOSED
         return None
 
-    def _deliver(self, message: Message, received_at: float) -> None:
-        self._queue.put((message, received_at), len(message))
+    def _stop(self, ended: bool) -> None:
+        """No more connections: the call ended, or ``close()``; closes the current one with 1000."""
+        with self._lock:
+            if ended:
+                self._ended = True
+            else:
+                self._closing = True
+            hub, sock = self._hub, self._handshake_sock
+        if sock is not None:
+            _shut_down(sock)  # a handshake waiting on a mute server ends now
+        if hub is not None:
+            hub.call_soon(self._on_stop)
 
-    # --- dispatcher thread --------------------------------------------------------
+    # --- a dispatcher thread --------------------------------------------------------
 
-    def _dispatch_loop(self) -> None:
-        get = self._queue.get
-        decode = self._decoder.decode
-        utc = timezone.utc
-        from_timestamp = datetime.fromtimestamp
-        read_at, received_at = 0.0, datetime.now(utc)  # frames of one read share their time
-        while True:
-            item = get()
-            try:
-                if type(item) is tuple:
-                    data, frame_read_at = item
-                    if frame_read_at != read_at:
-                        read_at, received_at = frame_read_at, from_timestamp(frame_read_at, utc)
-                    self._dispatch(decode(data, received_at, data.__class__ is bytes))
-                elif type(item) is Finish:
-                    self._finish(item)
-                    return
-                elif type(item) is _Connected:
-                    if item.first:
-                        self._call_started = True
-                        self.dispatcher.call_hook("livecall_call_start", call=self.call)
-                else:
-                    self._lost(item)
-            except BaseException:  # hooks are isolated; this is a bug, or a plugin calling sys.exit()
-                log.exception("dispatcher failed on %r", type(item).__name__)
+    def _describe(self) -> str:
+        running = self.dispatcher.running
+        return f"call {self.call.provider}:{self.call.id}" + (f", plugin {running}" if running else "")
+
+    def _dispatch_item(self, item: Any) -> None:
+        try:
+            if type(item) is tuple:
+                data, read_at = item
+                if read_at != self._read_at:
+                    self._read_at = read_at
+                    self._received_at = datetime.fromtimestamp(read_at, timezone.utc)
+                self._dispatch(self._decoder.decode(data, self._received_at, data.__class__ is bytes))
+            elif type(item) is Finish:
+                self._finish_watch(item)
+            elif type(item) is _Connected:
+                if item.first:
+                    self._call_started = True
+                    self.dispatcher.call_hook("livecall_call_start", call=self.call)
+            else:
+                self._lost(item)
+        except BaseException:  # hooks are isolated; this is a bug, or a plugin calling sys.exit()
+            log.exception("dispatcher failed on %r", type(item).__name__)
 
     def _dispatch(self, event: Event) -> None:
         if type(event) is ServerError:
@@ -451,24 +577,12 @@ class LiveClient:
         if isinstance(event, self.provider.final_events):
             self._stop(ended=True)
 
-    def _stop(self, ended: bool) -> None:
-        """No more connections: the call ended, or ``close()``; closes the current one with 1000."""
-        with self._lock:
-            if ended:
-                self._ended = True
-            else:
-                self._closing = True
-            connection = self._connection
-        self._wake.set()
-        if connection is not None:
-            connection.close(NORMAL_CLOSE_CODE)
-
     def _lost(self, retry: Retry) -> None:
         self._fail_pending(ConnectionLostError(f"connection lost: {retry.cause}"))
         if self._stopped() is None:
             self.dispatcher.event(Reconnecting(retry.attempt, retry.delay, retry.cause))
 
-    def _finish(self, finished: Finish) -> None:
+    def _finish_watch(self, finished: Finish) -> None:
         call, error = self.call, finished.error
         said = self._last_server_error
         if isinstance(error, AuthenticationError) and error.status == AUTH_CLOSE_CODE and said:
@@ -483,5 +597,19 @@ class LiveClient:
             if self._call_started:  # call_end only pairs with a call_start
                 self.dispatcher.call_hook("livecall_call_end", call=call, reason=finished.reason)
         finally:  # whatever happened, wait() must return
-            self._finished.set()
+            assert self._hub is not None
+            release_hub(self._hub)  # first: once wait() returns, the hub may be configured anew
+            with self._lock:
+                self._finished.set()
+                callbacks, self._when_finished = self._when_finished, []
             self._ready.set()
+            for callback in callbacks:
+                callback()
+
+
+def _shut_down(sock: Any) -> None:
+    """Wake whoever waits on the socket; it stays open for its owner to close."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -67,14 +67,27 @@ def _group(impl: Any) -> int:
     return 0 if impl.tryfirst else 2 if impl.trylast else 1
 
 
-def call_each(steps: Sequence[Step], hook_name: str, kwargs: dict[str, Any]) -> list[PluginError]:
-    """Call every step, whatever the others do; one ``PluginError`` per failure."""
+def call_each(
+    steps: Sequence[Step],
+    hook_name: str,
+    kwargs: dict[str, Any],
+    running: Optional[Callable[[Optional[str]], None]] = None,
+) -> list[PluginError]:
+    """Call every step, whatever the others do; one ``PluginError`` per failure.
+
+    ``running`` hears each plugin's name as it starts, and None at the end,
+    so a watchdog can name a plugin that does not return.
+    """
     failures = []
     for plugin_name, function, argnames in steps:
+        if running is not None:
+            running(plugin_name)
         try:
             function(*[kwargs[name] for name in argnames])
         except (Exception, SystemExit) as error:  # sys.exit() in a hook ends nothing either
             failures.append(PluginError(plugin_name, hook_name, error))
+    if running is not None:
+        running(None)
     return failures
 
 
@@ -102,6 +115,8 @@ class Dispatcher:
         self._plans: dict[str, list[Step]] = {}
         self._callbacks: list[tuple[type[Event], Callback]] = []
         self._callbacks_by_type: dict[type, list[Callback]] = {}
+        #: The plugin or callback running now, if any: for the watchdog's warning.
+        self.running: Optional[str] = None
 
     def prepare(self) -> None:
         """Work out every hook's plan; raises ``PluginError`` for a plugin that cannot take part."""
@@ -181,7 +196,7 @@ class Dispatcher:
         self._callbacks_by_type = {}
 
     def call_hook(self, hook_name: str, **kwargs: Any) -> None:
-        for failure in call_each(self._plans[hook_name], hook_name, kwargs):
+        for failure in call_each(self._plans[hook_name], hook_name, kwargs, self._note_running):
             self._report(failure)
 
     def event(self, event: Event) -> None:
@@ -193,10 +208,15 @@ class Dispatcher:
             hook_name, argname = specific
             self.call_hook(hook_name, call=call, **{argname: event})
         for fn in self._callbacks_for(type(event)):
+            self.running = _callback_name(fn)
             try:
                 fn(call, event)
             except (Exception, SystemExit) as error:
                 self._report(PluginError(_callback_name(fn), "callback", error))
+            self.running = None
+
+    def _note_running(self, name: Optional[str]) -> None:
+        self.running = name
 
     def _callbacks_for(self, event_type: type) -> list[Callback]:
         cache = self._callbacks_by_type  # a cache that on() replaced is only written to, never read

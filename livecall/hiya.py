@@ -179,21 +179,24 @@ class HiyaClient(LiveClient):
         return self._request_ack("client:endCall", timeout)
 
     def _request_ack(self, message_type: str, timeout: float) -> Ack:
-        if threading.current_thread() is self._dispatcher:
+        if self._in_own_hook():
             raise LivecallError(
                 f"{message_type} waits for its ack, which the dispatcher thread delivers: "
                 "call it from outside hooks and callbacks"
             )
-        connection = self._connection
-        if connection is None:
-            raise ConnectionLostError(f"cannot send {message_type}: not connected")
         message_id = uuid.uuid4().hex
         pending = self._acks[message_id] = _PendingAck()
+
+        def failed(error: BaseException) -> None:
+            if self._acks.pop(message_id, None) is not None:
+                pending.error = ConnectionLostError(f"cannot send {message_type}: {type(error).__name__}")
+                pending.done.set()
+
         try:
-            connection.send(json.dumps({"type": message_type, "id": message_id}))
-        except Exception as error:
+            self._send(json.dumps({"type": message_type, "id": message_id}), failed)
+        except ConnectionLostError:
             self._acks.pop(message_id, None)
-            raise ConnectionLostError(f"cannot send {message_type}: {type(error).__name__}") from None
+            raise ConnectionLostError(f"cannot send {message_type}: not connected") from None
         if not pending.done.wait(timeout):
             self._acks.pop(message_id, None)
             raise AckTimeoutError(f"no ack for {message_type} within {timeout:g} s")

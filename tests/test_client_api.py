@@ -216,12 +216,14 @@ def test_a_slow_loop_holds_the_watch_up_and_loses_nothing(plugin_manager, record
         )
         stream = client.events(buffer_size=4)
         first = next(stream)
-        assert wait_until(lambda: client.stats.queued == queue_size), "the reader waits on the loop"
+        assert wait_until(lambda: client.stats.queued >= queue_size), "the reading waits on the loop"
         rest = list(stream)
         connections = len(sim.connections)
     lines = [event.text for event in [first, *rest] if isinstance(event, Transcript)]
     assert lines == [f"flood message {n}" for n in range(1, count + 1)]
-    assert client.stats.queue_high_water == queue_size and connections == 1
+    # Reading stops once the mailbox is full; what one wake-up had read already (at most
+    # 256 KiB: here, maybe the whole flood) may go past it.
+    assert client.stats.queue_high_water >= queue_size and connections == 1
 
 
 def test_events_raises_the_watch_error_like_wait(plugin_manager):

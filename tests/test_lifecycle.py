@@ -141,13 +141,17 @@ def test_context_manager_closes(client_for):
     assert client.call.end_reason is EndReason.CLOSED
 
 
-def test_threads_are_named_daemons_and_gone_after_close(client_for):
+def test_hub_threads_are_named_daemons_and_gone_after_close(client_for):
     with Simulator("hiya", "screening", join_timeout=0.2) as sim:
         client = client_for(sim)
-        client.run()
-    names = [t.name for t in threading.enumerate() if client.call.id in t.name]
-    assert names == []
-    assert client._reader.daemon and client._dispatcher.daemon
+        client.start()
+        threads = [t for t in threading.enumerate() if t.name.startswith("livecall-hub")]
+        assert threads and all(t.daemon for t in threads)
+        client.close()
+    for thread in threads:
+        thread.join(5)
+    assert [t.name for t in threads if t.is_alive()] == []
+    assert not [t.name for t in threading.enumerate() if client.call.id in t.name]
 
 
 def test_a_refused_handshake_carries_the_server_words(client_for):

@@ -73,7 +73,7 @@ def test_wrapper_implementations_are_refused_by_name(plugin_manager):
     client = livecall.PhonicClient("conv_1", api_key="key-1", plugin_manager=plugin_manager)
     with pytest.raises(livecall.PluginError, match="wrapping.*cannot be wrappers"):
         client.start()
-    assert not client._reader.is_alive() and not client._dispatcher.is_alive()
+    assert client._hub is None, "a refused watch never takes a share of the hub"
 
 
 def test_get_plugins_lists_names_and_hooks(recorder):

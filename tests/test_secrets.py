@@ -78,7 +78,7 @@ def test_a_traceback_with_locals_shows_no_credential(plugin_manager):
             client.run()
     stack = traceback.TracebackException.from_exception(raised.value, capture_locals=True).stack
     frames = [frame for frame in stack if "/livecall/" in frame.filename]
-    assert "open" in [frame.name for frame in frames], "the frame that sent the headers"
+    assert "open_connection" in [frame.name for frame in frames], "the frame that sent the headers"
     for frame in frames:
         for value in (frame.locals or {}).values():
             assert "wrong-bearer-SECRET-77aa" not in value

@@ -16,7 +16,7 @@ import pluggy
 from .. import __version__
 from .._exit_status import ExitStatus
 from .._printable import printable
-from . import _demo, _plugins, _simulate, _watch
+from . import _demo, _plugins, _simulate, _watch, _watch_many
 from ._lifecycle import call_each
 
 __all__ = ["build_parser", "global_options"]
@@ -102,6 +102,7 @@ def build_parser(pm: pluggy.PluginManager, global_parser: argparse.ArgumentParse
     plugin_options = argparse.ArgumentParser(add_help=False)
     _raise_first(call_each(pm, "livecall_addoption", parser=plugin_options))
     _watch.add_parser(commands, plugin_options)
+    _watch_many.add_parser(commands, plugin_options)
     _demo.add_parser(commands, plugin_options)
     _simulate.add_parser(commands)
     _plugins.add_parser(commands)

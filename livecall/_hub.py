@@ -1,0 +1,247 @@
+"""One hub per process: a single I/O thread for every watched call's socket.
+
+The I/O thread owns every open connection's socket through ``selectors``
+(epoll on Linux): each wake-up reads every ready socket into that
+connection's protocol core and writes what the cores want written, so no
+two threads ever touch one TLS connection.  One timer heap holds every
+heartbeat, pong, close and backoff deadline: an idle call costs nothing
+between its pings.  Handshakes run on a few connector threads and hooks on
+a small dispatcher pool (:mod:`._pools`), never on the I/O thread.
+
+The hub is created on the first ``start()``, stops once its last call has
+ended (no thread is left behind) and starts again on demand; a child
+process after ``fork()`` starts a hub of its own.
+"""
+
+import heapq
+import itertools
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from typing import Callable, Optional
+
+import attrs
+
+from ._backlog import Mailbox
+from ._pools import ConnectorPool, DispatcherPool
+from .errors import ConfigurationError
+
+__all__ = ["Hub", "HubOptions", "Timer", "acquire_hub", "configure_hub"]
+
+log = logging.getLogger("livecall.hub")
+
+
+@attrs.frozen
+class HubOptions:
+    """The hub's threads: see :func:`configure_hub`."""
+
+    dispatchers: int = 2
+    max_dispatchers: int = 16
+    connectors: int = 4
+    stuck_after: float = 10.0
+
+
+class Timer:
+    """A deadline on the hub's heap; ``cancel()`` makes it a no-op."""
+
+    __slots__ = ("when", "callback", "cancelled")
+
+    def __init__(self, when: float, callback: Callable[[], None]):
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Hub:
+    """The I/O thread, its selector and timer heap, and the worker pools."""
+
+    def __init__(self, options: HubOptions):
+        self.options = options
+        self.selector = selectors.DefaultSelector()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        self.selector.register(self._wake_reader, selectors.EVENT_READ, None)
+        self._soon: list[Callable[[], None]] = []
+        self._soon_lock = threading.Lock()
+        self._asleep = False
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._sequence = itertools.count()
+        self.users = 0
+        self._stopping = False
+        self.connectors = ConnectorPool(options.connectors, "livecall-hub")
+        self.dispatchers = DispatcherPool(
+            options.dispatchers, options.max_dispatchers, options.stuck_after, "livecall-hub"
+        )
+        self._thread = threading.Thread(target=self._loop, name="livecall-hub-io", daemon=True)
+        self._thread.start()
+        self.call_later(options.stuck_after / 2, self._watchdog)
+
+    # --- from any thread ------------------------------------------------------------
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the I/O thread at its next turn."""
+        with self._soon_lock:
+            self._soon.append(fn)
+            wake, self._asleep = self._asleep, False
+        if wake and threading.current_thread() is not self._thread:
+            try:
+                self._wake_writer.send(b"\0")
+            except OSError:
+                pass  # the pipe is full: the thread is awake anyway
+
+    def on_io_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def new_mailbox(
+        self,
+        limit: int,
+        max_bytes: int,
+        handle: Callable[[object], None],
+        on_room: Callable[[], None],
+        describe: Callable[[], str],
+    ) -> Mailbox:
+        return Mailbox(limit, max_bytes, self.dispatchers.schedule, handle, on_room, describe)
+
+    # --- on the I/O thread ------------------------------------------------------------
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return self.call_at(time.monotonic() + delay, callback)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(when, callback)
+        heapq.heappush(self._timers, (when, next(self._sequence), timer))
+        return timer
+
+    def _stop(self) -> None:
+        """Called with no user left: the threads end once their work is done."""
+        self._stopping = True
+        self.connectors.stop()
+        self.dispatchers.stop()
+        self.call_soon(lambda: None)
+
+    def _watchdog(self) -> None:
+        self.dispatchers.check(time.monotonic())
+        self.call_later(self.options.stuck_after / 2, self._watchdog)
+
+    def _loop(self) -> None:
+        select, clock, timers = self.selector.select, time.monotonic, self._timers
+        try:
+            while True:
+                self._run_soon()
+                if self._stopping and not self._soon:
+                    return
+                now = clock()
+                while timers and timers[0][0] <= now:
+                    timer = heapq.heappop(timers)[2]
+                    if not timer.cancelled:
+                        self._run(timer.callback)
+                self._run_soon()
+                with self._soon_lock:
+                    timeout: Optional[float] = 0.0 if self._soon else None
+                    self._asleep = not self._soon
+                if timeout is None and timers:
+                    timeout = max(0.0, timers[0][0] - clock())
+                ready = select(timeout)
+                with self._soon_lock:
+                    self._asleep = False
+                for key, mask in ready:
+                    if key.data is None:
+                        self._drain_wakeups()
+                    else:
+                        self._run(key.data, mask)
+        finally:
+            self.selector.close()
+            self._wake_reader.close()
+            self._wake_writer.close()
+
+    def _run_soon(self) -> None:
+        while self._soon:
+            with self._soon_lock:
+                batch, self._soon = self._soon, []
+            for fn in batch:
+                self._run(fn)
+
+    @staticmethod
+    def _run(fn: Callable[..., None], *args: int) -> None:
+        try:
+            fn(*args)
+        except BaseException:  # the I/O thread must outlive any bug in one connection
+            log.exception("hub I/O callback failed")
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_reader.recv(4096):
+                pass
+        except OSError:
+            pass
+
+
+_lock = threading.Lock()
+_hub: Optional[Hub] = None
+_options = HubOptions()
+
+
+def configure_hub(
+    *,
+    dispatchers: int = 2,
+    max_dispatchers: int = 16,
+    connectors: int = 4,
+    stuck_after: float = 10.0,
+) -> None:
+    """Set the hub's threads for the process; only while no client is watching.
+
+    ``dispatchers`` threads run hooks and callbacks; when one is stuck in a
+    hook for ``stuck_after`` seconds a warning names the plugin and the call,
+    and the pool grows by one thread, up to ``max_dispatchers``.
+    ``connectors`` threads do the opening handshakes.  The hub starts with
+    these on the next ``start()``; raises ``ConfigurationError`` while a hub
+    runs, since its threads are already there.
+    """
+    global _options
+    if dispatchers < 1 or connectors < 1 or max_dispatchers < dispatchers:
+        raise ConfigurationError("need dispatchers >= 1, connectors >= 1, max_dispatchers >= dispatchers")
+    if stuck_after <= 0:
+        raise ConfigurationError("stuck_after must be positive")
+    with _lock:
+        if _hub is not None:
+            raise ConfigurationError("configure_hub() must come before the first client starts")
+        _options = HubOptions(dispatchers, max_dispatchers, connectors, stuck_after)
+
+
+def acquire_hub() -> Hub:
+    """The running hub, started if need be, counting one more user."""
+    global _hub
+    with _lock:
+        if _hub is None:
+            _hub = Hub(_options)
+        _hub.users += 1
+        return _hub
+
+
+def release_hub(hub: Hub) -> None:
+    """One user fewer; the last one stops the hub."""
+    global _hub
+    with _lock:
+        hub.users -= 1
+        if hub.users > 0:
+            return
+        if _hub is hub:
+            _hub = None
+    hub._stop()
+
+
+def _after_fork_in_child() -> None:
+    """The parent's hub threads do not exist here: the child starts its own hub on demand."""
+    global _lock, _hub
+    _lock = threading.Lock()
+    _hub = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,152 @@
+"""``livecall watch-many``: many calls at once in one process, listed as JSON lines.
+
+Each line is one call: ``provider`` plus the options of ``livecall watch
+PROVIDER`` by their long names with underscores (``conversation_id``,
+``user_id``, ``conversation_token``, ``join``, ``url``, ``max_retries``...),
+credentials from the environment as for ``watch``.  Every line is checked
+before any call is watched, so a typo fails the run up front.  The command
+exits once every watch is over, with the worst exit status among them.
+"""
+
+import argparse
+import functools
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from typing import IO, Any, NoReturn
+
+from .._client import LiveClient
+from .._exit_status import ExitStatus
+from .._printable import printable
+from .._secrets import redact
+from .._waiting import wait_all
+from ..config import Config
+from ..errors import ConfigurationError, LivecallError
+from ..events import CallStarted
+from ..hiya import HiyaClient
+from ._exit import describe, status_for
+from ._lifecycle import configured
+from ._watch import PROVIDERS, _connection, _connection_options, _join, client_options
+
+__all__ = ["add_parser"]
+
+#: Seconds the watches get to end after a signal, together.
+_CLOSE_WAIT = 3.0
+
+
+class _LineParser(argparse.ArgumentParser):
+    """One provider's ``watch`` options, read from a line: errors are raised, never printed and exited."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigurationError(message)
+
+
+def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "watch-many",
+        parents=[plugin_options],
+        help="watch many calls at once, listed as JSON lines",
+        description="Watch every call listed in FILE (default: standard input), one JSON object "
+        'per line: {"provider": "phonic", "conversation_id": "..."}, with the options of '
+        "`livecall watch PROVIDER` by their names with underscores. Credentials come from the "
+        "environment as for `watch`. Exits once every call has ended, with the worst status.",
+    )
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        nargs="?",
+        type=argparse.FileType("r"),
+        default=sys.stdin,
+        help="default: stdin",
+    )
+    parser.set_defaults(func=watch_many_command)
+
+
+def watch_many_command(config: Config) -> int:
+    source: IO[str] = config.options.file
+    with source:
+        watches = [_client(config, number, fields) for number, fields in _lines(source)]
+    with configured(config):
+        return _watch_all(watches, config)
+
+
+def _lines(source: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            raise ConfigurationError(f"line {number} is not JSON") from None
+        if not isinstance(fields, dict):
+            raise ConfigurationError(f"line {number} is not a JSON object")
+        yield number, fields
+
+
+def _client(config: Config, number: int, fields: dict[str, Any]) -> tuple[LiveClient, bool]:
+    """The line's client, built as ``livecall watch`` builds one from its arguments; and whether to join."""
+    fields = dict(fields)
+    provider = PROVIDERS.get(str(fields.pop("provider", "")))
+    if provider is None:
+        raise ConfigurationError(f"line {number}: provider must be one of {', '.join(PROVIDERS)}")
+    parser = _LineParser(
+        prog=f"line {number}", parents=[_connection_options(provider.default_url)], add_help=False
+    )
+    provider.add_arguments(parser)
+    argv = []
+    for name, value in fields.items():
+        flag = "--" + str(name).replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not None and value is not False:
+            argv += [flag, str(value)]
+    try:
+        options = parser.parse_args(argv)
+        client = provider.from_arguments(options, client_options(config, **_connection(options)))
+    except ConfigurationError as error:
+        raise ConfigurationError(f"line {number}: {error}") from None
+    return client, bool(getattr(options, "join", False))
+
+
+def _join_or_fail(client: LiveClient, ready: threading.Event, config: Config) -> None:
+    """Join as ``livecall watch --join`` does; a call that could not be joined fails the run."""
+    assert isinstance(client, HiyaClient)  # only Hiya has --join
+    problem = _join(client, ready)
+    if problem is not None:
+        config.fail(ExitStatus.FAILURE, f"call {client.call.id}: could not join the call: {problem}")
+
+
+def _set(ready: threading.Event, call: object, event: object) -> None:
+    ready.set()
+
+
+def _watch_all(watches: list[tuple[LiveClient, bool]], config: Config) -> int:
+    """Start every watch without waiting, join those asked to, wait for all; the worst status."""
+    clients = [client for client, _ in watches]
+    joins = []
+    try:
+        for client, join in watches:
+            if join:
+                ready = threading.Event()
+                client.on(CallStarted, functools.partial(_set, ready))
+                joins.append(
+                    threading.Thread(target=_join_or_fail, args=(client, ready, config), daemon=True)
+                )
+            client.start(wait=False)
+        for thread in joins:
+            thread.start()
+        wait_all(clients)
+    finally:
+        for client in clients:
+            client.close(timeout=0)  # every close frame goes out at once; then they end together
+        wait_all(clients, _CLOSE_WAIT)
+    status: int = ExitStatus.OK
+    for client in clients:
+        try:
+            client.wait(0)
+        except LivecallError as error:
+            message = printable(redact(f"livecall: error: call {client.call.id}: {describe(error)}"))
+            print(message, file=sys.stderr, flush=True)
+            status = max(status, status_for(error))
+    return status

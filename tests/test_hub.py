@@ -1,0 +1,220 @@
+"""The process's hub: many calls on a few threads, isolation between calls, TLS, fork, the watchdog."""
+
+import contextlib
+import json
+import logging
+import multiprocessing
+import ssl
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import livecall
+from livecall import EndReason, Transcript
+from livecall._backlog import Mailbox
+from livecall._pools import DispatcherPool
+from livecall.plugins import create_plugin_manager
+from livecall.testing import Simulator
+
+from .conftest import FAST, Recorder
+from .test_transport import certificate, tls_front  # noqa: F401  (fixtures)
+
+CALLS = 30
+
+
+def _hub_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("livecall-hub")]
+
+
+def _phonic(sim, **kwargs):
+    options = dict(sim.client_kwargs(), plugin_manager=create_plugin_manager(autoload=False), **FAST)
+    options.update(kwargs)
+    return livecall.PhonicClient(**options)
+
+
+def test_many_calls_from_one_thread_share_a_few_threads():
+    recorders = [Recorder() for _ in range(CALLS)]
+    with contextlib.ExitStack() as stack:
+        # One simulator per call: a simulated conversation has one watcher at a time.
+        sims = [stack.enter_context(Simulator("phonic", "conversation")) for _ in range(CALLS)]
+        clients = []
+        for sim, recorder in zip(sims, recorders):
+            client = _phonic(sim, plugins=[recorder], plugin_manager=None)
+            client.start(wait=False)
+            clients.append(client)
+        threads = len(_hub_threads())
+        assert livecall.wait_all(clients, timeout=60)
+    assert threads <= 16, "the calls share the hub's threads"
+    assert [c.call.end_reason for c in clients] == [EndReason.ENDED] * CALLS
+    lines = [[line.text for line in r.events(Transcript)] for r in recorders]
+    assert len(lines[0]) == 6, "the whole conversation"
+    assert all(said == lines[0] for said in lines), "every call saw every line, in order"
+
+
+def test_wait_any_returns_the_watches_that_are_over():
+    with Simulator("phonic", "conversation") as quick, Simulator("phonic", "conversation", pace=5) as slow:
+        done, busy = _phonic(quick), _phonic(slow)
+        for client in (busy, done):
+            client.start(wait=False)
+        assert livecall.wait_any([busy, done], timeout=30) == [done]
+        assert livecall.wait_any([busy], timeout=0.05) == []
+        assert not livecall.wait_all([busy, done], timeout=0.05)
+        busy.close()
+        assert livecall.wait_all([busy, done], timeout=5)
+    assert busy.call.end_reason is EndReason.CLOSED
+
+
+def test_start_without_waiting_reports_errors_through_wait():
+    with Simulator("phonic", "conversation") as sim:
+        client = _phonic(sim, api_key="wrong-key-value")
+        client.start(wait=False)
+        with pytest.raises(livecall.AuthenticationError):
+            client.wait(10)
+
+
+def test_a_hook_that_blocks_raises_or_closes_costs_only_its_own_call():
+    release = threading.Event()
+
+    def misbehave(call, line):
+        release.wait(10)
+        client.close()
+        raise RuntimeError("this callback is broken")
+
+    with contextlib.ExitStack() as stack:
+        stuck_sim = stack.enter_context(Simulator("phonic", "conversation", pace=1))
+        client = _phonic(stuck_sim)
+        client.on(Transcript, misbehave)
+        others = [_phonic(stack.enter_context(Simulator("phonic", "conversation"))) for _ in range(4)]
+        said = {id(other): [] for other in others}
+        for other in others:
+            other.on(Transcript, lambda call, line, other=other: said[id(other)].append(line.text))
+        client.start()
+        for other in others:
+            other.start(wait=False)
+        assert livecall.wait_all(others, timeout=30), "the others end while one hook blocks"
+        release.set()
+        assert client.wait(10)
+    assert client.call.end_reason is EndReason.CLOSED
+    assert all(o.call.end_reason is EndReason.ENDED for o in others)
+    assert all(lines and lines == said[id(others[0])] for lines in said.values())
+
+
+def test_hub_stops_with_its_last_call_and_starts_again():
+    with Simulator("phonic", "conversation") as sim:
+        first = _phonic(sim)
+        first.run()
+        threads = _hub_threads()
+        for thread in threads:
+            thread.join(5)
+        assert not [t.name for t in threads if t.is_alive()]
+        second = _phonic(sim)
+        second.run()
+    assert second.call.end_reason is EndReason.ENDED
+
+
+def _watch_in_child(kwargs, result):
+    client = livecall.PhonicClient(**kwargs, plugin_manager=create_plugin_manager(autoload=False))
+    client.run()
+    result.put(client.call.end_reason.value)
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork()")
+def test_a_forked_child_gets_a_hub_of_its_own():
+    context = multiprocessing.get_context("fork")
+    result = context.Queue()
+    with Simulator("phonic", "conversation", pace=0.2) as sim:
+        parent = _phonic(sim)
+        parent.start()  # the parent's hub runs while the child is forked
+        child = context.Process(target=_watch_in_child, args=(sim.client_kwargs(), result))
+        child.start()
+        assert result.get(timeout=60) == "ended"
+        child.join(10)
+        parent.close()
+    assert child.exitcode == 0
+
+
+def test_a_tls_flood_through_a_small_mailbox_loses_nothing(tls_front, certificate, recorder):  # noqa: F811
+    context = ssl.create_default_context(cafile=str(certificate[0]))
+    with Simulator("hiya", "flood", flood_count=3000) as sim:
+        options = dict(sim.client_kwargs(), url=tls_front(sim), ssl_context=context, queue_size=8)
+        client = livecall.HiyaClient(**options, plugins=[recorder], **FAST)
+        client.run()
+    said = [line.text for line in recorder.events(Transcript)]
+    assert said == [f"flood message {n}" for n in range(1, 3001)]
+    assert client.stats.queue_high_water >= 8, "the mailbox filled, so reading paused and resumed"
+    assert client.call.end_reason is EndReason.ENDED
+
+
+def test_the_watchdog_names_a_stuck_hook_and_grows_the_pool(caplog):
+    pool = DispatcherPool(1, 2, stuck_after=0.01, name="test-pool")
+    entered, release, ran = threading.Event(), threading.Event(), threading.Event()
+
+    def stuck(item):
+        entered.set()
+        release.wait(10)
+
+    def mailbox(handle, name):
+        return Mailbox(10, 1000, pool.schedule, handle, lambda: None, lambda: name)
+
+    blocked = mailbox(stuck, "call phonic:stuck, plugin slowpoke")
+    waiting = mailbox(lambda item: ran.set(), "call phonic:waiting")
+    try:
+        blocked.put("x")
+        assert entered.wait(5)
+        waiting.put("y")
+        with caplog.at_level(logging.WARNING, logger="livecall.hub"):
+            pool.check(float("inf"))
+        assert "plugin slowpoke" in caplog.text and "call phonic:stuck" in caplog.text
+        assert pool.size == 2
+        assert ran.wait(5), "the new dispatcher runs the call that waited"
+    finally:
+        release.set()
+        pool.stop()
+
+
+WATCHDOG_CHILD = """
+import json, logging, sys, threading, livecall
+logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
+livecall.configure_hub(dispatchers=1, max_dispatchers=2, stuck_after=0.2)
+stuck_kwargs, other_kwargs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+release = threading.Event()
+
+class Slowpoke:
+    @livecall.hookimpl
+    def livecall_transcript(self, call, transcript):
+        release.wait(20)
+
+stuck = livecall.PhonicClient(**stuck_kwargs, plugins=[Slowpoke()])
+other = livecall.PhonicClient(**other_kwargs, plugins=[])
+stuck.start()
+other.start()
+ended = other.wait(15)  # only a dispatcher added by the watchdog can run it
+release.set()
+stuck.close()
+print(json.dumps({"other_ended": ended, "reason": str(other.call.end_reason)}))
+"""
+
+
+def test_the_watchdog_lets_other_calls_go_on_past_a_stuck_hook():
+    with Simulator("phonic", "conversation", conversation_id="conv_stuck", pace=0.2) as stuck:
+        with Simulator("phonic", "conversation", conversation_id="conv_other", pace=0.2) as other:
+            child = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    WATCHDOG_CHILD,
+                    json.dumps(stuck.client_kwargs()),
+                    json.dumps(other.client_kwargs()),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+    assert child.returncode == 0, child.stderr
+    result = json.loads(child.stdout)
+    assert result == {"other_ended": True, "reason": "ended"}
+    assert "livecall.hub a dispatcher has been stuck" in child.stderr
+    assert "call phonic:conv_stuck" in child.stderr and "plugin " in child.stderr
+    assert "dispatcher pool grown to 2 threads" in child.stderr
