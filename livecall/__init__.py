@@ -10,6 +10,7 @@ from ._backoff import Backoff
 from ._client import LiveClient
 from ._codec import to_json, to_record
 from ._connection import ProxySettings
+from ._credential_source import CredentialSource
 from ._exit_status import ExitStatus
 from ._files import owner_only
 from ._printable import PrintableFormatter, printable
@@ -67,6 +68,7 @@ __all__ = [
     "ConversationItem",
     "ConversationUpdated",
     "Credential",
+    "CredentialSource",
     "DecodeError",
     "EndReason",
     "Event",
