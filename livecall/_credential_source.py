@@ -48,7 +48,7 @@ class CredentialSource:
     ):
         self._argv = shlex.split(command) if command is not None else None
         if self._argv is not None and not self._argv:
-            raise ConfigurationError(f"the {provider} {name} command is empty")
+            raise ConfigurationError(f"the {provider} {name.replace('_', ' ')} command is empty")
         if timeout <= 0:
             raise ConfigurationError("the credential command's timeout must be positive")
         self._provider = provider
@@ -94,7 +94,7 @@ class CredentialSource:
         return value
 
     def _failed(self, program: str, why: str) -> NoReturn:
-        message = f"the {self._provider} {self._name} command {program!r} {why}"
+        message = f"the {self._provider} {self._name.replace('_', ' ')} command {program!r} {why}"
         raise (LivecallError if self._worked else ConfigurationError)(message)
 
     def __repr__(self) -> str:
