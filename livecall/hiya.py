@@ -125,7 +125,8 @@ class HiyaClient(LiveClient):
     """Watch a Hiya live call.
 
     ``token`` is the bearer JWT (a string, or a callable returning a fresh one,
-    read again on every connection attempt; falls back on ``HIYA_TOKEN``),
+    read again on every connection attempt, such as a ``CredentialSource``;
+    falls back on ``HIYA_TOKEN``),
     ``conversation_token`` the call log entry's ``liveConversationToken``.
     Neither is ever printed.  Other keyword arguments are those of
     :class:`LiveClient` (timeouts, retries, TLS, proxy, plugins).
