@@ -9,6 +9,7 @@ from ._backlog import ClientStats
 from ._backoff import Backoff
 from ._client import LiveClient
 from ._codec import to_json, to_record
+from ._credential_source import CredentialSource
 from ._exit_status import ExitStatus
 from ._files import owner_only
 from ._handshake import ProxySettings
@@ -69,6 +70,7 @@ __all__ = [
     "ConversationItem",
     "ConversationUpdated",
     "Credential",
+    "CredentialSource",
     "DecodeError",
     "EndReason",
     "Event",

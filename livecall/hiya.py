@@ -19,6 +19,7 @@ from ._checks import header_text
 from ._client import LiveClient, Request
 from ._codec import Decoder
 from ._codec._converter import HiyaMessage
+from ._credential_source import CredentialSource
 from ._provider import Provider
 from ._secrets import Credential, HiddenLines
 from .call import new_call_id
@@ -38,7 +39,14 @@ USER_ID_ENV = "HIYA_USER_ID"
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--token", type=Credential, help=f"bearer token (default: ${TOKEN_ENV})")
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument("--token", type=Credential, help=f"bearer token (default: ${TOKEN_ENV})")
+    token.add_argument(
+        "--token-command",
+        metavar="CMD",
+        help="a command (run without a shell) printing a fresh bearer token, "
+        "run again on every connection attempt",
+    )
     parser.add_argument(
         "--conversation-token",
         metavar="CT",
@@ -59,8 +67,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _from_arguments(options: argparse.Namespace, common: dict[str, Any]) -> "HiyaClient":
-    if not (options.token or Credential(env=TOKEN_ENV)).get():
-        raise ConfigurationError(f"Hiya needs a bearer token: --token or ${TOKEN_ENV}")
+    token = _token(options, common.get("plugin_manager"))
     conversation_token = (options.conversation_token or Credential(env=CONVERSATION_TOKEN_ENV)).get()
     if not conversation_token:
         raise ConfigurationError(f"Hiya needs --conversation-token or ${CONVERSATION_TOKEN_ENV}")
@@ -68,12 +75,29 @@ def _from_arguments(options: argparse.Namespace, common: dict[str, Any]) -> "Hiy
     if not user_id:
         raise ConfigurationError(f"Hiya needs the user's id: --user-id or ${USER_ID_ENV}")
     return HiyaClient(
-        options.token.get() if options.token else None,  # None: $HIYA_TOKEN, read on every attempt
+        token,
         conversation_token,
         user_id,
         product_version=options.product_version,
         **common,
     )
+
+
+def _token(options: argparse.Namespace, plugin_manager: Any) -> Union[str, CredentialSource, None]:
+    """``--token``, else a source asked on every attempt (plugins, ``--token-command``, the environment).
+
+    None leaves the client to read ``$HIYA_TOKEN`` on every attempt.
+    """
+    if options.token:
+        return options.token.get()
+    plugins_give_it = plugin_manager is not None and plugin_manager.hook.livecall_credential.get_hookimpls()
+    if options.token_command is not None or plugins_give_it:
+        return CredentialSource(
+            "hiya", "token", command=options.token_command, env=TOKEN_ENV, plugin_manager=plugin_manager
+        )
+    if not Credential(env=TOKEN_ENV).get():
+        raise ConfigurationError(f"Hiya needs a bearer token: --token, --token-command or ${TOKEN_ENV}")
+    return None
 
 
 #: Hiya as livecall sees it; see :class:`~livecall._provider.Provider`.
@@ -101,7 +125,8 @@ class HiyaClient(LiveClient):
     """Watch a Hiya live call.
 
     ``token`` is the bearer JWT (a string, or a callable returning a fresh one,
-    read again on every connection attempt; falls back on ``HIYA_TOKEN``),
+    read again on every connection attempt, such as a ``CredentialSource``;
+    falls back on ``HIYA_TOKEN``),
     ``conversation_token`` the call log entry's ``liveConversationToken``.
     Neither is ever printed.  Other keyword arguments are those of
     :class:`LiveClient` (timeouts, retries, TLS, proxy, plugins).

@@ -32,8 +32,9 @@ def livecall_configure(config: Config) -> None:
 def livecall_credential(provider: str, name: str) -> Optional[str]:
     """A fresh ``name`` credential for ``provider`` (``"hiya"``, ``"token"``); None: ask the next source.
 
-    Asked on every connection attempt by code that accepts a credential
-    source (``livecall worker``), so tokens that expire are fetched again.
+    Asked on every connection attempt by ``livecall.CredentialSource``
+    (``livecall watch``, ``livecall worker``), so tokens that expire are
+    fetched again.
     """
 
 

@@ -7,12 +7,13 @@ lines already emitted are not emitted again.
 """
 
 import argparse
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 from urllib.parse import quote, urlencode
 
 from ._checks import header_text
 from ._client import LiveClient, Request
 from ._codec._decoder import PhonicDecoder
+from ._credential_source import CredentialSource
 from ._provider import Provider
 from ._secrets import Credential, HiddenLines
 from ._snapshots import SnapshotTracker, update_call
@@ -45,11 +46,27 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Credential,
         help=f"a short-lived session token (default: ${SESSION_TOKEN_ENV}, if no API key is set)",
     )
+    credentials.add_argument(
+        "--api-key-command",
+        metavar="CMD",
+        help="a command (run without a shell) printing the API key, run again on every connection attempt",
+    )
 
 
 def _from_arguments(options: argparse.Namespace, common: dict[str, Any]) -> "PhonicClient":
+    credentials: dict[str, Any]
     if options.api_key:
         credentials = {"api_key": options.api_key.get()}
+    elif options.api_key_command is not None:
+        credentials = {
+            "api_key": CredentialSource(
+                "phonic",
+                "api_key",
+                command=options.api_key_command,
+                env=API_KEY_ENV,
+                plugin_manager=common.get("plugin_manager"),
+            )
+        }
     elif options.session_token or not Credential(env=API_KEY_ENV).get():
         credentials = {"session_token": (options.session_token or Credential(env=SESSION_TOKEN_ENV)).get()}
         if not credentials["session_token"]:
@@ -76,8 +93,9 @@ PHONIC = Provider(
 class PhonicClient(LiveClient):
     """Watch a Phonic conversation.
 
-    Authenticate with ``api_key`` (or ``PHONIC_API_KEY``), sent as a bearer
-    header, or with a short-lived ``session_token``, sent in the query with no
+    Authenticate with ``api_key`` (a string, or a callable returning one, read
+    again on every connection attempt; falls back on ``PHONIC_API_KEY``), sent
+    as a bearer header, or with a short-lived ``session_token``, sent in the query with no
     Authorization header, as Phonic requires.  Neither is ever printed.
     """
 
@@ -87,7 +105,7 @@ class PhonicClient(LiveClient):
         self,
         conversation_id: Optional[str] = None,
         *,
-        api_key: Optional[str] = None,
+        api_key: Union[str, Callable[[], str], None] = None,
         session_token: Optional[str] = None,
         url: Optional[str] = None,
         **options: Any,
@@ -98,7 +116,7 @@ class PhonicClient(LiveClient):
         if api_key and session_token:
             raise ConfigurationError("pass api_key or session_token, not both: Phonic rejects the pair")
         self._session_token = Credential(session_token) if session_token else None
-        if api_key:
+        if isinstance(api_key, str) and api_key:
             header_text("api_key", api_key)  # now, not at the first connection attempt
         self._api_key = Credential(api_key, env=API_KEY_ENV)
         if self._session_token is None and not self._api_key:
@@ -116,7 +134,9 @@ class PhonicClient(LiveClient):
             return Request(url=f"{safe_url}?{query}", headers=HiddenLines(()), safe_url=safe_url)
         api_key = self._api_key.get()
         if not api_key:
-            raise ConfigurationError(f"{API_KEY_ENV} is empty")
+            raise ConfigurationError(
+                f"the Phonic API key source returned nothing (or {API_KEY_ENV} is empty)"
+            )
         return Request(
             url=safe_url,
             headers=HiddenLines([f"Authorization: Bearer {header_text('the API key', api_key)}"]),

@@ -596,6 +596,88 @@ def test_no_secret_reaches_stdout_or_stderr_at_vv(provider, scenario, via_env, o
     assert "SECRET" not in result.stdout + result.stderr
 
 
+def token_command_args(sim: Simulator, command: str) -> list[str]:
+    """``sim.watch_args()`` with ``--token-command`` where ``--token`` was."""
+    args = sim.watch_args()
+    del args[args.index("--token") : args.index("--token") + 2]
+    return [*args, "--token-command", command]
+
+
+def counting_command(tmp_path: Path, secret: str) -> tuple[str, Path]:
+    """A command printing ``secret`` that notes each of its runs in the file it returns."""
+    runs = tmp_path / "runs"
+    script = tmp_path / "secret.py"
+    script.write_text(f"import sys\nopen(sys.argv[1], 'a').write('run\\n')\nprint({secret!r})\n")
+    return f"{shlex.quote(sys.executable)} {script} {runs}", runs
+
+
+def test_hiya_token_command_is_run_for_every_connection_and_never_shown(tmp_path):
+    command, counter = counting_command(tmp_path, "tok-SECRET-from-command")
+    with Simulator("hiya", "screening+drop", join_timeout=0.2, token="tok-SECRET-from-command") as sim:
+        args = token_command_args(sim, command)
+        result = livecall("-vv", *args, "--format", "jsonl")
+        accepted = [record.header("Authorization") for record in sim.connections if record.accepted]
+    assert result.returncode == 0, result.stderr
+    assert len(accepted) >= 2 and set(accepted) == {"Bearer tok-SECRET-from-command"}
+    assert len(counter.read_text().splitlines()) == len(sim.connections)
+    assert "reconnecting" in result.stderr.lower() and "SECRET" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "command, why",
+    [
+        ("-c 'import sys; print(\"tok-SECRET-leaked\"); sys.exit(9)'", "exited with status 9"),
+        ("-c 'pass'", "printed nothing"),
+    ],
+)
+def test_a_failing_hiya_token_command_is_one_line_and_exit_status_2(command, why):
+    with Simulator("hiya") as sim:
+        args = token_command_args(sim, f"{shlex.quote(sys.executable)} {command}")
+        result = livecall(*args)
+    assert result.returncode == ExitStatus.USAGE
+    (line,) = result.stderr.splitlines()
+    assert "hiya token command" in line and why in line and "SECRET" not in result.stdout + result.stderr
+    assert sim.connections == ()  # nothing was sent without a token
+
+
+def test_a_plugin_gives_the_hiya_token_before_the_command(plugin_env, tmp_path):
+    ran = tmp_path / "ran"
+    env = plugin_env(
+        "vault_plugin",
+        """
+        import livecall
+
+        @livecall.hookimpl
+        def livecall_credential(provider, name):
+            return "tok-SECRET-from-vault" if (provider, name) == ("hiya", "token") else None
+        """,
+    )
+    with Simulator("hiya", join_timeout=0.2, token="tok-SECRET-from-vault") as sim:
+        args = token_command_args(sim, f"touch {ran}")
+        result = livecall("-p", "vault_plugin", *args, "--format", "jsonl", env=env)
+    assert result.returncode == 0, result.stderr
+    assert records(result.stdout)[-1]["event"] == "call_ended"
+    assert not ran.exists()  # the plugin answered: the command never ran
+
+
+def test_phonic_api_key_command_is_run_for_every_connection(tmp_path):
+    command, counter = counting_command(tmp_path, "key-SECRET-from-command")
+    with Simulator("phonic", "drop", api_key="key-SECRET-from-command") as sim:
+        args = sim.watch_args()
+        del args[args.index("--api-key") : args.index("--api-key") + 2]
+        result = livecall("-vv", *args, "--api-key-command", command, "--format", "jsonl")
+        accepted = [record.header("Authorization") for record in sim.connections if record.accepted]
+    assert result.returncode == 0, result.stderr
+    assert len(accepted) >= 2 and set(accepted) == {"Bearer key-SECRET-from-command"}
+    assert len(counter.read_text().splitlines()) == len(sim.connections)
+    assert "SECRET" not in result.stdout + result.stderr
+
+
+def test_hiya_token_and_token_command_exclude_each_other():
+    result = livecall("watch", "hiya", "--token", "tok-123456789", "--token-command", "true")
+    assert result.returncode == ExitStatus.USAGE and "not allowed with" in result.stderr
+
+
 def test_phonic_session_token_stays_secret_at_vv():
     with Simulator("phonic", "auth-close", session_token="sess-SECRET-0a9f") as sim:
         conversation_id = sim.credentials["conversation_id"]

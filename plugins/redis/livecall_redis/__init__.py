@@ -19,7 +19,6 @@ from ._processes import run_processes, run_worker
 from ._requests import DEFAULT_REQUESTS, WatchRequest, enqueue
 from ._scripts import Scripts
 from ._stats import METRICS, Stats
-from ._tokens import TokenCommand
 from ._worker import DEFAULT_DEAD, DEFAULT_EVENTS, DEFAULT_GROUP, Worker, WorkerSettings, consumer_name
 from ._writer import EventWriter, Lease
 
@@ -35,7 +34,6 @@ __all__ = [
     "Lease",
     "Scripts",
     "Stats",
-    "TokenCommand",
     "WatchRequest",
     "Worker",
     "WorkerSettings",

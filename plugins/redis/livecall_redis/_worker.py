@@ -27,7 +27,6 @@ from ._keys import EventKeys
 from ._requests import DEFAULT_REQUESTS, SECRET_FIELDS, WatchRequest
 from ._scripts import Scripts
 from ._stats import Stats
-from ._tokens import credential_source
 from ._writer import EventWriter, Lease
 
 __all__ = ["Worker", "WorkerSettings", "consumer_name"]
@@ -136,7 +135,13 @@ class Worker:
         self._writer = EventWriter(
             self._scripts, self.stats, self._reachable, settings.events_maxlen, settings.key_ttl
         )
-        self._hiya_token = credential_source(plugin_manager, "hiya", "token", settings.hiya_token_command)
+        self._hiya_token = livecall.CredentialSource(
+            "hiya",
+            "token",
+            command=settings.hiya_token_command,
+            env=livecall.hiya.TOKEN_ENV,
+            plugin_manager=plugin_manager,
+        )
         self._held: dict[str, Lease] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
