@@ -218,6 +218,16 @@ def test_livecall_watch_writes_the_csv(tmp_path, phonic_simulator):
     assert rows[1:] == [[cell(r[c]) for c in COLUMNS] for r in transcripts]
 
 
+def test_livecall_watch_refuses_a_file_without_the_revision_columns_in_one_line(tmp_path, phonic_simulator):
+    path = tmp_path / "calls.csv"
+    path.write_text("received_at,provider,call_id,role,text,offset,item_idx\n")
+    done = run_watch(phonic_simulator, "--csv", str(path), cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("livecall: error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "earlier livecall-csv" in done.stderr and str(path) in done.stderr
+    assert path.read_text() == "received_at,provider,call_id,role,text,offset,item_idx\n"
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
 def test_sigkill_mid_call_leaves_whole_rows_and_the_next_run_appends(tmp_path):
     """No handler runs on SIGKILL: each row must be written whole and flushed on its own."""
