@@ -18,7 +18,20 @@ import livecall
 __all__ = ["COLUMNS", "CsvWriter"]
 
 #: The header; the values are those of the JSON-lines record of the transcript.
-COLUMNS = ("received_at", "provider", "call_id", "role", "text", "offset", "item_idx")
+COLUMNS = (
+    "received_at",
+    "provider",
+    "call_id",
+    "role",
+    "text",
+    "offset",
+    "item_idx",
+    "item_id",
+    "revised",
+    "redacted",
+)
+#: The header of files written before revisions and redactions had columns.
+_HEADER_WITHOUT_REVISIONS = COLUMNS[:7]
 PLACEHOLDER = "{call_id}"
 #: A spreadsheet takes a cell starting with one of these for a formula (OWASP, CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -62,7 +75,12 @@ class CsvWriter:
     otherwise the one file stays open until ``close()``.
 
     Phonic transcripts are derived from snapshots: a turn gets a row again
-    each time its words change, with the same ``item_idx``.
+    each time its words change, with the same ``item_idx`` and ``revised``
+    ``true``.  A row with ``redacted`` ``true`` holds the server's redacted
+    words; when it is also ``revised``, the turn's earlier rows still hold
+    the words before redaction (rows are only ever appended, never
+    rewritten), so scrub them, or keep each turn's last row only, before
+    the file goes further.
 
     The file is safe to open in a spreadsheet: a cell starting with ``=``,
     ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` so it
@@ -128,6 +146,8 @@ class CsvWriter:
         self.close()
 
     def _cell(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            return "true" if value else "false"  # as in the JSON-lines record
         if not isinstance(value, str):
             return value
         value = livecall.redact(value)
@@ -147,6 +167,11 @@ class _CsvFile:
 
     def __init__(self, path: str):
         header = _header_of(path)
+        if header is not None and tuple(header) == _HEADER_WITHOUT_REVISIONS:
+            raise livecall.ConfigurationError(
+                f"{path!r} was written by an earlier livecall-csv, without the columns item_id, revised, "
+                "redacted; choose another file"
+            )
         if header is not None and tuple(header) != COLUMNS:
             raise livecall.ConfigurationError(
                 f"{path!r} already holds a CSV with other columns ({', '.join(header)}); choose another file"

@@ -22,9 +22,16 @@ def read_rows(path):
         return list(csv.reader(f))
 
 
+def cell(value):
+    """How a value of the JSON-lines record reads back from the CSV."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
 def expected_row(call, transcript):
     record = livecall.to_record(call, transcript)
-    return ["" if record[column] is None else str(record[column]) for column in COLUMNS]
+    return [cell(record[column]) for column in COLUMNS]
 
 
 def watch(sim, *plugins):
@@ -120,6 +127,20 @@ def test_a_file_with_other_columns_is_refused_untouched(tmp_path):
     assert path.read_text() == "name,amount\nalice,3\n"
 
 
+def test_a_file_from_before_the_revision_columns_is_refused_untouched(tmp_path):
+    path = tmp_path / "calls.csv"
+    earlier = (
+        "received_at,provider,call_id,role,text,offset,item_idx\r\n"
+        "2025-01-01T00:00:00+00:00,hiya,call_0,user,hi,1.0,\r\n"
+    )
+    path.write_bytes(earlier.encode())
+    with pytest.raises(livecall.ConfigurationError) as refused:
+        CsvWriter(str(path))
+    assert str(path) in str(refused.value) and "item_id, revised, redacted" in str(refused.value)
+    assert "\n" not in str(refused.value), "one line"
+    assert path.read_bytes() == earlier.encode()
+
+
 def test_a_missing_directory_is_a_clear_error(tmp_path):
     with pytest.raises(livecall.ConfigurationError, match="does not exist"):
         CsvWriter(str(tmp_path / "nowhere" / "calls.csv"))
@@ -194,7 +215,17 @@ def test_livecall_watch_writes_the_csv(tmp_path, phonic_simulator):
     transcripts = [r for r in records if r["event"] == "transcript"]
     rows = read_rows(tmp_path / f"{credentials['conversation_id']}.csv")
     assert transcripts and rows[0] == list(COLUMNS)
-    assert rows[1:] == [["" if r[c] is None else str(r[c]) for c in COLUMNS] for r in transcripts]
+    assert rows[1:] == [[cell(r[c]) for c in COLUMNS] for r in transcripts]
+
+
+def test_livecall_watch_refuses_a_file_without_the_revision_columns_in_one_line(tmp_path, phonic_simulator):
+    path = tmp_path / "calls.csv"
+    path.write_text("received_at,provider,call_id,role,text,offset,item_idx\n")
+    done = run_watch(phonic_simulator, "--csv", str(path), cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("livecall: error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "earlier livecall-csv" in done.stderr and str(path) in done.stderr
+    assert path.read_text() == "received_at,provider,call_id,role,text,offset,item_idx\n"
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX")
@@ -292,3 +323,46 @@ def test_a_directory_is_a_clear_error(tmp_path):
 def test_secrets_are_blanked_in_cells(tmp_path):
     livecall.Credential("csv-SECRET-token-0042")
     assert _write(tmp_path / "calls.csv", ["it is csv-SECRET-token-0042"]) == ["it is ***"]
+
+
+def test_revisions_redactions_and_late_ids_have_their_columns(tmp_path):
+    """The ``sdk`` call: an id that comes late, a turn redacted after it was said,
+    one redacted from the start."""
+    path = tmp_path / "calls.csv"
+    with Simulator("phonic", "sdk") as sim, CsvWriter(str(path)) as writer:
+        call, transcripts = watch(sim, writer)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [list(row.values()) for row in rows] == [expected_row(call, t) for t in transcripts]
+    flags = [(row["item_idx"], row["revised"], row["redacted"], row["text"]) for row in rows]
+    assert ("1", "false", "false", "Could we move it? You can text me at 555 0100.") in flags
+    assert ("1", "true", "true", "Could we move it? You can text me at [PHONE NUMBER].") in flags
+    assert ("3", "false", "true", "Thanks, I'm [NAME].") in flags
+    assert {row["revised"] for row in rows} | {row["redacted"] for row in rows} == {"true", "false"}
+    scrub = {row["item_idx"] for row in rows if row["revised"] == "true" and row["redacted"] == "true"}
+    assert scrub == {"1"}, "the one turn whose earlier row a reader must scrub"
+    greeting = [row["item_id"] for row in rows if row["item_idx"] == "0"]
+    assert greeting == [""], "said before its id came; the id alone changes no words, so no new row"
+    assert all(row["item_id"] for row in rows if row["item_idx"] != "0"), "the other turns had ids at once"
+
+
+def test_a_hiya_row_is_neither_revised_nor_redacted(tmp_path):
+    path = tmp_path / "calls.csv"
+    with Simulator("hiya", join_timeout=0.1) as sim, CsvWriter(str(path)) as writer:
+        watch(sim, writer)
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    flags = {(row["item_id"], row["revised"], row["redacted"]) for row in rows}
+    assert rows and flags == {("", "false", "false")}
+
+
+def test_an_item_id_a_spreadsheet_would_run_is_neutralised(tmp_path):
+    """The id is the server's, untrusted like the words."""
+    path = tmp_path / "calls.csv"
+    call = livecall.Call(provider="phonic", id="conv_1")
+    line = livecall.Transcript("hi", "user", item_idx=0, item_id="=cmd|' /C calc'!A0", revised=True)
+    with CsvWriter(str(path)) as writer:
+        writer.livecall_transcript(call=call, transcript=line)
+    (row,) = read_rows(path)[1:]
+    assert row[COLUMNS.index("item_id")] == "'=cmd|' /C calc'!A0"
+    assert row[COLUMNS.index("revised")] == "true" and row[COLUMNS.index("redacted")] == "false"
