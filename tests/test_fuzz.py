@@ -16,6 +16,7 @@ many it ran (the ``fuzz_cases`` figure).
 
 import copy
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 from hypothesis import HealthCheck, given, settings
@@ -320,9 +321,10 @@ def _provider_payload(record):
 
 
 def _normalised(message):
-    """The server's message after the documented normalisations: the timestamps livecall
-    reads in UTC (Phonic's that it cannot read kept as sent), Hiya's optional offset null."""
-    message = copy.deepcopy(message)
+    """The server's message after the documented normalisations: lone surrogates replaced
+    with U+FFFD, the timestamps livecall reads in UTC (Phonic's that it cannot read kept as
+    sent), Hiya's optional offset null."""
+    message = _without_lone_surrogates(message)
     kind = message["type"]
     if kind in ("event:start", "event:callEnd"):
         message["timestamp"] = _utc(message["timestamp"])
@@ -335,6 +337,17 @@ def _normalised(message):
                 if model.get(name).__class__ is str:
                     model[name] = _utc(model[name], lenient=True)
     return message
+
+
+def _without_lone_surrogates(value):
+    """A copy of a JSON value with every lone surrogate, in keys too, replaced as the decoder does."""
+    if isinstance(value, str):
+        return re.sub("[\ud800-\udfff]", "\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(key): _without_lone_surrogates(item) for key, item in value.items()}
+    return value
 
 
 def _utc(timestamp, lenient=False):
