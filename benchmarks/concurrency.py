@@ -28,6 +28,7 @@ from typing import Any
 
 import livecall
 from livecall.plugins import create_plugin_manager
+from livecall.testing._tls import self_signed_certificate
 
 from ._report import Row, number, verdict
 from ._server import Script, ServerProcess
@@ -74,7 +75,7 @@ def watch_livecall(calls: int, seconds: int, idle: bool = False, tls: bool = Fal
     plugin_manager = create_plugin_manager(autoload=False)
     plugin_manager.register(tracker)
     folder = tempfile.TemporaryDirectory()
-    certfile, keyfile = _certificate(Path(folder.name)) if tls else (None, None)
+    certfile, keyfile = map(str, self_signed_certificate(Path(folder.name))) if tls else (None, None)
     context = ssl.create_default_context(cafile=certfile) if tls else None
     script = Script(
         count=0 if idle else seconds,
@@ -107,34 +108,6 @@ def watch_livecall(calls: int, seconds: int, idle: bool = False, tls: bool = Fal
         for client in clients:
             client.close(timeout=0)
     return _row(calls, threads, baseline_mb, connect_s, unfinished, server.stats, tracker, figures)
-
-
-def _certificate(folder: Path) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1, made by the ``openssl`` command."""
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return str(cert), str(key)
 
 
 def watch_asyncio(calls: int, seconds: int) -> dict[str, Any]:

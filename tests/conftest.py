@@ -1,12 +1,16 @@
 """Shared test helpers: a recording plugin, a manager holding only it, client factories, a hang guard."""
 
+import shutil
+import ssl
 import threading
 
 import pytest
+from relay import Relay
 
 import livecall
 from livecall.plugins import create_plugin_manager
 from livecall.testing import Recorder
+from livecall.testing._tls import self_signed_certificate
 
 
 @pytest.fixture
@@ -76,3 +80,31 @@ def client_for(plugin_manager):
     yield build
     for client in clients:
         client.close(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    if shutil.which("openssl") is None:
+        pytest.fail("these tests need the openssl command to make a self-signed certificate")
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def tls_front(certificate):
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def wrap(relay, sock):
+        return context.wrap_socket(sock, server_side=True)
+
+    relays = []
+
+    def front(sim):
+        relay = Relay(("127.0.0.1", sim.port), wrap)
+        relays.append(relay)
+        return f"wss://127.0.0.1:{relay.port}"
+
+    yield front
+    for relay in relays:
+        relay.close()

@@ -19,7 +19,6 @@ from livecall.plugins import create_plugin_manager
 from livecall.testing import Simulator
 
 from .conftest import FAST, Recorder
-from .test_transport import certificate, tls_front  # noqa: F401  (fixtures)
 
 CALLS = 30
 
@@ -135,7 +134,7 @@ def test_a_forked_child_gets_a_hub_of_its_own():
     assert child.exitcode == 0
 
 
-def test_a_tls_flood_through_a_small_mailbox_loses_nothing(tls_front, certificate, recorder):  # noqa: F811
+def test_a_tls_flood_through_a_small_mailbox_loses_nothing(tls_front, certificate, recorder):
     context = ssl.create_default_context(cafile=str(certificate[0]))
     with Simulator("hiya", "flood", flood_count=3000) as sim:
         options = dict(sim.client_kwargs(), url=tls_front(sim), ssl_context=context, queue_size=8)

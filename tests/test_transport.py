@@ -1,123 +1,13 @@
 """TLS verification and HTTP proxies, with real sockets: a TLS front and a CONNECT proxy on loopback."""
 
-import shutil
-import socket
 import ssl
-import subprocess
-import threading
 
 import pytest
+from relay import Relay
 
 import livecall
 from livecall.testing import Simulator
 from livecall.testing._wire import read_request
-
-
-def _pipe(source, target):
-    try:
-        while True:
-            data = source.recv(65536)
-            if not data:
-                break
-            target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, target):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class Relay:
-    """Accepts on loopback and relays each connection to ``upstream``.
-
-    ``wrap`` turns the accepted socket into something else first (a TLS
-    server side, or a CONNECT handshake); what it saw is kept in ``seen``.
-    """
-
-    def __init__(self, upstream, wrap):
-        self.upstream = upstream
-        self.wrap = wrap
-        self.seen = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, name="test-relay", daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client):
-        try:
-            client = self.wrap(self, client)
-        except (OSError, ssl.SSLError):
-            client.close()
-            return
-        server = socket.create_connection(self.upstream)
-        threading.Thread(target=_pipe, args=(client, server), daemon=True).start()
-        _pipe(server, client)
-
-    def close(self):
-        self.listener.close()
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    if shutil.which("openssl") is None:
-        pytest.fail("these tests need the openssl command to make a self-signed certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
-
-
-@pytest.fixture
-def tls_front(certificate):
-    cert, key = certificate
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-
-    def wrap(relay, sock):
-        return context.wrap_socket(sock, server_side=True)
-
-    relays = []
-
-    def front(sim):
-        relay = Relay(("127.0.0.1", sim.port), wrap)
-        relays.append(relay)
-        return f"wss://127.0.0.1:{relay.port}"
-
-    yield front
-    for relay in relays:
-        relay.close()
 
 
 def test_tls_is_verified_by_default(tls_front, plugin_manager):
