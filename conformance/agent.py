@@ -5,20 +5,22 @@ Usage: python agent.py URL AGENT [AGENT ...]   (agents: livecall, websocket-clie
 Each agent connects once per case to ``URL/runCase?case=N&agent=NAME`` and
 echoes every message back with its own type, as the fuzzing server expects;
 then ``/updateReports`` has the server write its report.  livecall's agent
-goes through the same connection the clients use: livecall's own opening
-handshake, the protocol core and the threaded read loop, with the default
-limits.  The other two are used as their documentation shows, with their
+goes through livecall's own opening handshake and protocol core, with the
+default limits, on a blocking socket (the hub drives the same core on a
+non-blocking one).  The other two are used as their documentation shows, with their
 defaults (but websockets' message size limit, raised to livecall's), as
 someone would who chose them instead.
 """
 
+import socket
 import sys
 import time
 from typing import Callable, Union
 
 import websocket
 
-from livecall._connection import Connection
+from livecall._handshake import open_connection
+from livecall._protocol import Protocol
 from livecall.errors import LivecallError
 
 #: Seconds a case may take before its connection is dropped; the whole run never hangs.
@@ -31,18 +33,50 @@ MAX_SIZE = 16 * 1024 * 1024
 
 
 def livecall_case(url: str) -> None:
-    connection = Connection(
-        url, [], ping_interval=None, ping_timeout=10.0, connect_timeout=10.0, close_timeout=5.0, safe_url=url
+    """livecall's own opening handshake and protocol core, with its default limits, driven on a
+    blocking socket as the hub drives it on a non-blocking one: bytes in, messages and bytes out."""
+    clock = time.monotonic
+    handshake = open_connection(
+        url,
+        [],
+        safe_url=url,
+        deadline=clock() + 10.0,
+        clock=clock,
+        ssl_context=None,
+        proxy=None,
+        on_socket=lambda sock: None,
     )
-    connection.open()
-
-    def echo(message: Message, received_at: float) -> None:
-        try:
-            connection.send(message)
-        except (LivecallError, ConnectionError):
-            pass  # closing already: the server's close is answered, not echoed to
-
-    connection.read(echo)
+    sock, data = handshake.sock, handshake.rest
+    protocol = Protocol(clock(), ping_interval=None, close_timeout=5.0)
+    give_up = clock() + CASE_TIMEOUT
+    try:
+        while not protocol.finished and clock() < give_up:
+            if data:
+                protocol.receive_data(data, clock())
+            for message in protocol.messages_received():
+                try:
+                    protocol.send(message)
+                except LivecallError:
+                    pass  # closing already: the server's close is answered, not echoed to
+            protocol.handle_timer(clock())
+            out = protocol.data_to_send()
+            if out:
+                sock.sendall(out)
+            if protocol.finished:
+                break
+            deadline = protocol.next_deadline()
+            sock.settimeout(max(0.01, min(give_up, deadline if deadline is not None else give_up) - clock()))
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                data = b""
+                continue
+            if not data:
+                protocol.connection_lost()
+    except OSError:
+        protocol.connection_lost()
+    finally:
+        sock.close()
 
 
 def websocket_client_case(url: str) -> None:
