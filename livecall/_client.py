@@ -16,7 +16,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any, Callable, ClassVar, Optional, TypeVar, Union, overload
 
@@ -33,9 +33,9 @@ from ._hub import Hub, Timer, acquire_hub, release_hub
 from ._link import Link
 from ._pools import current_mailbox
 from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, Message, Outcome, Protocol
-from ._provider import Provider
+from ._provider import Provider, Watch
 from ._reconnect import Finish, ReconnectPolicy, Retry
-from ._secrets import HiddenLines, HiddenText
+from ._secrets import HiddenText
 from .call import Call, EndReason
 from .errors import (
     AuthenticationError,
@@ -70,19 +70,6 @@ class _Connected:
     first: bool
 
 
-@attrs.frozen
-class Request:
-    """What one connection attempt sends: built afresh so rotated credentials apply.
-
-    ``url`` may carry a token in its query, and ``headers`` the bearer token:
-    neither is in the ``repr``, which shows ``safe_url`` instead.
-    """
-
-    url: str = attrs.field(repr=False)
-    headers: HiddenLines = attrs.field(repr=False)
-    safe_url: str
-
-
 def _plugin_manager(
     plugin_manager: Optional[pluggy.PluginManager], plugins: Optional[Iterable[object]]
 ) -> Optional[pluggy.PluginManager]:
@@ -95,7 +82,7 @@ def _plugin_manager(
 
 
 class LiveClient:
-    """Watches one call.  Subclasses say how to connect and what ends the call.
+    """Watches one call, with the provider's parts that its client (Hiya, Phonic) gives it.
 
     Blocking API for synchronous code: ``start()``, ``wait()``, ``close()``,
     ``run()`` and ``with client:``.
@@ -117,6 +104,10 @@ class LiveClient:
 
     #: What makes the provider: its decoder, final events, command-line face.
     provider: ClassVar[Provider]
+    #: The provider's part of this client, from ``provider.new_watch()``: how
+    #: to connect, and its bookkeeping.  The subclass sets it before calling
+    #: ``LiveClient.__init__``, so that its own arguments are checked first.
+    _watch: Watch
 
     def __init__(
         self,
@@ -187,18 +178,6 @@ class LiveClient:
         self._handshake_sock: Optional[Any] = None
         # The dispatcher's: frames of one read share their time.
         self._read_at, self._received_at = 0.0, datetime.now(timezone.utc)
-
-    # --- what providers supply ------------------------------------------------
-
-    def _request(self) -> Request:
-        raise NotImplementedError
-
-    def _handle(self, event: Event) -> Sequence[Event]:
-        """Provider bookkeeping for ``event``; returns events derived from it."""
-        return []
-
-    def _fail_pending(self, error: BaseException) -> None:
-        """The connection went away: anyone waiting on it must hear so."""
 
     # --- public API -------------------------------------------------------------
 
@@ -393,7 +372,7 @@ class LiveClient:
         result: Union[Handshake, BaseException]
         try:
             try:
-                request = self._request()
+                request = self._watch.request(self.base_url)
             except ConfigurationError:
                 raise
             except Exception as error:  # a token source that failed this time
@@ -570,7 +549,7 @@ class LiveClient:
     def _dispatch(self, event: Event) -> None:
         if type(event) is ServerError:
             self._last_server_error = event.message
-        derived = self._handle(event)
+        derived = self._watch.handle(self.call, event)
         self.dispatcher.event(event)
         for extra in derived:
             self.dispatcher.event(extra)
@@ -578,7 +557,7 @@ class LiveClient:
             self._stop(ended=True)
 
     def _lost(self, retry: Retry) -> None:
-        self._fail_pending(ConnectionLostError(f"connection lost: {retry.cause}"))
+        self._watch.connection_lost(ConnectionLostError(f"connection lost: {retry.cause}"))
         if self._stopped() is None:
             self.dispatcher.event(Reconnecting(retry.attempt, retry.delay, retry.cause))
 
@@ -587,7 +566,7 @@ class LiveClient:
         said = self._last_server_error
         if isinstance(error, AuthenticationError) and error.status == AUTH_CLOSE_CODE and said:
             error = AuthenticationError(f"{error}: {said}", status=error.status, server_message=said)
-        self._fail_pending(ConnectionLostError(f"the watch ended ({finished.reason})"))
+        self._watch.connection_lost(ConnectionLostError(f"the watch ended ({finished.reason})"))
         call.end_reason = finished.reason
         call.ended_at = utcnow()
         self._error = error

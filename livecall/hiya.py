@@ -12,17 +12,18 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Sequence
 from typing import Any, Callable, Optional, Union
 from urllib.parse import urlencode
 
 from ._checks import header_text
-from ._client import LiveClient, Request
+from ._client import LiveClient
 from ._codec import Decoder
 from ._codec._converter import HiyaMessage
 from ._credential_source import CredentialSource
-from ._provider import Provider
+from ._provider import Provider, Request
 from ._secrets import Credential, HiddenLines
-from .call import new_call_id
+from .call import Call, new_call_id
 from .errors import AckTimeoutError, ConfigurationError, ConnectionLostError, LivecallError
 from .events import Ack, CallEnded, CallStarted, Event
 
@@ -100,18 +101,6 @@ def _token(options: argparse.Namespace, plugin_manager: Any) -> Union[str, Crede
     return None
 
 
-#: Hiya as livecall sees it; see :class:`~livecall._provider.Provider`.
-HIYA = Provider(
-    name="hiya",
-    description="a Hiya live call",
-    default_url=DEFAULT_URL,
-    new_decoder=functools.partial(Decoder, HiyaMessage),
-    final_events=(CallEnded,),
-    add_arguments=_add_arguments,
-    from_arguments=_from_arguments,
-)
-
-
 class _PendingAck:
     __slots__ = ("done", "ack", "error")
 
@@ -119,6 +108,86 @@ class _PendingAck:
         self.done = threading.Event()
         self.ack: Optional[Ack] = None
         self.error: Optional[BaseException] = None
+
+
+class _HiyaWatch:
+    """Hiya's part of one client: its credentials and headers, and the acks its requests wait for.
+
+    ``acks`` is the client's: ``join_call()`` and ``end_call()`` put a
+    pending ack in it, and the watch resolves it, or fails it once the
+    connection is lost.
+    """
+
+    def __init__(
+        self,
+        token: Union[str, Callable[[], str], None],
+        conversation_token: Optional[str],
+        user_id: Optional[str],
+        product_version: Optional[str],
+        acks: dict[str, _PendingAck],
+    ):
+        self._token = Credential(token, env=TOKEN_ENV)
+        if not self._token:
+            raise ConfigurationError(f"Hiya needs a bearer token: pass token= or set {TOKEN_ENV}")
+        if not conversation_token:
+            raise ConfigurationError("Hiya needs the call's conversation_token (liveConversationToken)")
+        if not user_id:
+            raise ConfigurationError("Hiya needs user_id (sent as x-hiya-account-user-id)")
+        if isinstance(token, str):
+            header_text("token", token)  # now, not at the first connection attempt
+        self._conversation_token = Credential(conversation_token)
+        self._user_id = header_text("user_id", user_id)
+        self._product_version = product_version and header_text("product_version", product_version)
+        self._acks = acks
+
+    def request(self, base_url: str) -> Request:
+        token = self._token.get()
+        if not token:
+            raise ConfigurationError(f"the Hiya token source returned nothing (or {TOKEN_ENV} is empty)")
+        optional = [f"x-hiya-product-version: {self._product_version}"] if self._product_version else []
+        query = urlencode(
+            {"conversationToken": header_text("the conversation token", self._conversation_token.get() or "")}
+        )
+        return Request(
+            url=f"{base_url}{PATH}?{query}",
+            headers=HiddenLines(
+                [
+                    f"Authorization: Bearer {header_text('the token', token)}",
+                    f"x-hiya-account-user-id: {self._user_id}",
+                    *optional,
+                ]
+            ),
+            safe_url=f"{base_url}{PATH}",
+        )
+
+    def handle(self, call: Call, event: Event) -> Sequence[Event]:
+        if type(event) is Ack:
+            pending = self._acks.pop(event.ack_id, None)
+            if pending is not None:
+                pending.ack = event
+                pending.done.set()
+        elif type(event) is CallStarted:
+            call.phone = event.phone
+        return []
+
+    def connection_lost(self, error: BaseException) -> None:
+        while self._acks:
+            _, pending = self._acks.popitem()
+            pending.error = error
+            pending.done.set()
+
+
+#: Hiya as livecall sees it; see :class:`~livecall._provider.Provider`.
+HIYA = Provider(
+    name="hiya",
+    description="a Hiya live call",
+    default_url=DEFAULT_URL,
+    new_decoder=functools.partial(Decoder, HiyaMessage),
+    final_events=(CallEnded,),
+    new_watch=_HiyaWatch,
+    add_arguments=_add_arguments,
+    from_arguments=_from_arguments,
+)
 
 
 class HiyaClient(LiveClient):
@@ -144,56 +213,9 @@ class HiyaClient(LiveClient):
         product_version: Optional[str] = None,
         **options: Any,
     ):
-        self._token = Credential(token, env=TOKEN_ENV)
-        if not self._token:
-            raise ConfigurationError(f"Hiya needs a bearer token: pass token= or set {TOKEN_ENV}")
-        if not conversation_token:
-            raise ConfigurationError("Hiya needs the call's conversation_token (liveConversationToken)")
-        if not user_id:
-            raise ConfigurationError("Hiya needs user_id (sent as x-hiya-account-user-id)")
-        if isinstance(token, str):
-            header_text("token", token)  # now, not at the first connection attempt
-        self._conversation_token = Credential(conversation_token)
-        self._user_id = header_text("user_id", user_id)
-        self._product_version = product_version and header_text("product_version", product_version)
         self._acks: dict[str, _PendingAck] = {}
+        self._watch = HIYA.new_watch(token, conversation_token, user_id, product_version, self._acks)
         super().__init__(url=url or DEFAULT_URL, call_id=new_call_id(), **options)
-
-    def _request(self) -> Request:
-        token = self._token.get()
-        if not token:
-            raise ConfigurationError(f"the Hiya token source returned nothing (or {TOKEN_ENV} is empty)")
-        optional = [f"x-hiya-product-version: {self._product_version}"] if self._product_version else []
-        query = urlencode(
-            {"conversationToken": header_text("the conversation token", self._conversation_token.get() or "")}
-        )
-        return Request(
-            url=f"{self.base_url}{PATH}?{query}",
-            headers=HiddenLines(
-                [
-                    f"Authorization: Bearer {header_text('the token', token)}",
-                    f"x-hiya-account-user-id: {self._user_id}",
-                    *optional,
-                ]
-            ),
-            safe_url=f"{self.base_url}{PATH}",
-        )
-
-    def _handle(self, event: Event) -> list[Event]:
-        if type(event) is Ack:
-            pending = self._acks.pop(event.ack_id, None)
-            if pending is not None:
-                pending.ack = event
-                pending.done.set()
-        elif type(event) is CallStarted:
-            self.call.phone = event.phone
-        return []
-
-    def _fail_pending(self, error: BaseException) -> None:
-        while self._acks:
-            _, pending = self._acks.popitem()
-            pending.error = error
-            pending.done.set()
 
     def join_call(self, timeout: float = 10.0) -> Ack:
         """Ask Hiya to transfer the call to the user; returns the server's ``Ack``."""

@@ -7,16 +7,18 @@ lines already emitted are not emitted again.
 """
 
 import argparse
+from collections.abc import Sequence
 from typing import Any, Callable, Optional, Union
 from urllib.parse import quote, urlencode
 
 from ._checks import header_text
-from ._client import LiveClient, Request
+from ._client import LiveClient
 from ._codec._decoder import PhonicDecoder
 from ._credential_source import CredentialSource
-from ._provider import Provider
+from ._provider import Provider, Request
 from ._secrets import Credential, HiddenLines
 from ._snapshots import SnapshotTracker, update_call
+from .call import Call
 from .errors import ConfigurationError
 from .events import ConversationEnded, ConversationUpdated, Event
 
@@ -78,6 +80,57 @@ def _from_arguments(options: argparse.Namespace, common: dict[str, Any]) -> "Pho
     return PhonicClient(options.conversation_id, **credentials, **common)
 
 
+class _PhonicWatch:
+    """Phonic's part of one client: its credentials, and the snapshots compared into lines."""
+
+    def __init__(
+        self,
+        conversation_id: Optional[str],
+        api_key: Union[str, Callable[[], str], None],
+        session_token: Optional[str],
+    ):
+        if not conversation_id:
+            raise ConfigurationError("Phonic needs the conversation_id to watch")
+        header_text("conversation_id", conversation_id)
+        if api_key and session_token:
+            raise ConfigurationError("pass api_key or session_token, not both: Phonic rejects the pair")
+        self._session_token = Credential(session_token) if session_token else None
+        if isinstance(api_key, str) and api_key:
+            header_text("api_key", api_key)  # now, not at the first connection attempt
+        self._api_key = Credential(api_key, env=API_KEY_ENV)
+        if self._session_token is None and not self._api_key:
+            raise ConfigurationError(f"Phonic needs api_key=, session_token= or {API_KEY_ENV}")
+        self._tracker = SnapshotTracker()
+        self._path = f"/v1/conversations/{quote(conversation_id, safe='')}/live/ws"
+
+    def request(self, base_url: str) -> Request:
+        safe_url = f"{base_url}{self._path}"
+        if self._session_token is not None:
+            query = urlencode(
+                {"session_token": header_text("the session token", self._session_token.get() or "")}
+            )
+            return Request(url=f"{safe_url}?{query}", headers=HiddenLines(()), safe_url=safe_url)
+        api_key = self._api_key.get()
+        if not api_key:
+            raise ConfigurationError(
+                f"the Phonic API key source returned nothing (or {API_KEY_ENV} is empty)"
+            )
+        return Request(
+            url=safe_url,
+            headers=HiddenLines([f"Authorization: Bearer {header_text('the API key', api_key)}"]),
+            safe_url=safe_url,
+        )
+
+    def handle(self, call: Call, event: Event) -> Sequence[Event]:
+        if type(event) is not ConversationUpdated:
+            return []
+        update_call(call, event.conversation)
+        return self._tracker.new_events(event.conversation, event.received_at)
+
+    def connection_lost(self, error: BaseException) -> None:
+        """Nothing waits on Phonic's connection: the next snapshot brings back what was missed."""
+
+
 #: Phonic as livecall sees it; see :class:`~livecall._provider.Provider`.
 PHONIC = Provider(
     name="phonic",
@@ -85,6 +138,7 @@ PHONIC = Provider(
     default_url=DEFAULT_URL,
     new_decoder=PhonicDecoder,
     final_events=(ConversationEnded,),
+    new_watch=_PhonicWatch,
     add_arguments=_add_arguments,
     from_arguments=_from_arguments,
 )
@@ -110,41 +164,6 @@ class PhonicClient(LiveClient):
         url: Optional[str] = None,
         **options: Any,
     ):
-        if not conversation_id:
-            raise ConfigurationError("Phonic needs the conversation_id to watch")
-        header_text("conversation_id", conversation_id)
-        if api_key and session_token:
-            raise ConfigurationError("pass api_key or session_token, not both: Phonic rejects the pair")
-        self._session_token = Credential(session_token) if session_token else None
-        if isinstance(api_key, str) and api_key:
-            header_text("api_key", api_key)  # now, not at the first connection attempt
-        self._api_key = Credential(api_key, env=API_KEY_ENV)
-        if self._session_token is None and not self._api_key:
-            raise ConfigurationError(f"Phonic needs api_key=, session_token= or {API_KEY_ENV}")
-        self._tracker = SnapshotTracker()
+        self._watch = PHONIC.new_watch(conversation_id, api_key, session_token)
+        assert conversation_id  # the watch refuses a missing one
         super().__init__(url=url or DEFAULT_URL, call_id=conversation_id, **options)
-        self._path = f"/v1/conversations/{quote(conversation_id, safe='')}/live/ws"
-
-    def _request(self) -> Request:
-        safe_url = f"{self.base_url}{self._path}"
-        if self._session_token is not None:
-            query = urlencode(
-                {"session_token": header_text("the session token", self._session_token.get() or "")}
-            )
-            return Request(url=f"{safe_url}?{query}", headers=HiddenLines(()), safe_url=safe_url)
-        api_key = self._api_key.get()
-        if not api_key:
-            raise ConfigurationError(
-                f"the Phonic API key source returned nothing (or {API_KEY_ENV} is empty)"
-            )
-        return Request(
-            url=safe_url,
-            headers=HiddenLines([f"Authorization: Bearer {header_text('the API key', api_key)}"]),
-            safe_url=safe_url,
-        )
-
-    def _handle(self, event: Event) -> list[Event]:
-        if type(event) is not ConversationUpdated:
-            return []
-        update_call(self.call, event.conversation)
-        return self._tracker.new_events(event.conversation, event.received_at)

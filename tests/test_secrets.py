@@ -64,7 +64,7 @@ def test_errors_are_redacted_as_they_are_made():
 def test_requests_show_no_token_in_their_repr():
     hiya = livecall.HiyaClient("bearer-SECRET-0001", "conversation-SECRET-02", "user", plugins=[object()])
     phonic = livecall.PhonicClient("conv", session_token="session-SECRET-0003", plugins=[object()])
-    for request in (hiya._request(), phonic._request()):
+    for request in (hiya._watch.request(hiya.base_url), phonic._watch.request(phonic.base_url)):
         assert "SECRET" in request.url or any("SECRET" in line for line in request.headers)
         assert "SECRET" not in repr(request)
 
