@@ -445,10 +445,8 @@ class LiveClient:
     def _deliver(self, messages: list[Message], received_at: float) -> bool:
         mailbox = self._mailbox
         assert mailbox is not None
-        full = False
-        for message in messages:
-            full = mailbox.put((message, received_at), len(message))
-        return full
+        items = [(message, received_at) for message in messages]
+        return mailbox.put_many(items, [len(message) for message in messages])
 
     def _room(self) -> None:
         """From a dispatcher: the mailbox has room; reading may go on."""
