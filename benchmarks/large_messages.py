@@ -16,9 +16,8 @@ from typing import Any
 
 import websocket
 
-from livecall._handshake import open_connection
 from livecall._protocol import Protocol
-from livecall.testing._wire import TEXT, accept_handshake, frame
+from livecall.testing._wire import TEXT, accept_handshake, frame, open_plain
 
 from ._report import Row, number, verdict
 from ._stats import spread
@@ -59,16 +58,7 @@ class OneFrameServer:
 def livecall_read(url: str, size: int) -> float:
     """livecall's handshake and protocol core, read on a plain blocking socket: the engine alone."""
     clock = time.monotonic
-    handshake = open_connection(
-        url,
-        [],
-        safe_url=url,
-        deadline=clock() + 10.0,
-        clock=clock,
-        ssl_context=None,
-        proxy=None,
-        on_socket=lambda sock: None,
-    )
+    handshake = open_plain(url)
     sock = handshake.sock
     started = time.perf_counter()
     protocol = Protocol(clock(), max_message_size=2 * size)

@@ -19,9 +19,9 @@ from typing import Callable, Union
 
 import websocket
 
-from livecall._handshake import open_connection
 from livecall._protocol import Protocol
 from livecall.errors import LivecallError
+from livecall.testing._wire import open_plain
 
 #: Seconds a case may take before its connection is dropped; the whole run never hangs.
 CASE_TIMEOUT = 60.0
@@ -36,16 +36,7 @@ def livecall_case(url: str) -> None:
     """livecall's own opening handshake and protocol core, with its default limits, driven on a
     blocking socket as the hub drives it on a non-blocking one: bytes in, messages and bytes out."""
     clock = time.monotonic
-    handshake = open_connection(
-        url,
-        [],
-        safe_url=url,
-        deadline=clock() + 10.0,
-        clock=clock,
-        ssl_context=None,
-        proxy=None,
-        on_socket=lambda sock: None,
-    )
+    handshake = open_plain(url)
     sock, data = handshake.sock, handshake.rest
     protocol = Protocol(clock(), ping_interval=None, close_timeout=5.0)
     give_up = clock() + CASE_TIMEOUT

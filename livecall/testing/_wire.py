@@ -12,10 +12,14 @@ import base64
 import hashlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Callable
 
+from .._handshake import Handshake, open_connection
+
 __all__ = [
+    "open_plain",
     "BINARY",
     "CLOSE",
     "CONTINUATION",
@@ -178,3 +182,19 @@ class RawServer:
                 pass
         self._thread.join(5)
         self._listener.close()
+
+
+def open_plain(url: str, timeout: float = 10.0) -> Handshake:
+    """livecall's own opening handshake to ``url``, on a plain blocking socket: for a benchmark or
+    an agent that drives the protocol core itself, with no credentials, TLS options or proxy."""
+    clock = time.monotonic
+    return open_connection(
+        url,
+        [],
+        safe_url=url,
+        deadline=clock() + timeout,
+        clock=clock,
+        ssl_context=None,
+        proxy=None,
+        on_socket=lambda sock: None,
+    )
