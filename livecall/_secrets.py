@@ -35,15 +35,45 @@ _WORD_BEFORE = r"(?<![^\W_])"
 _WORD_AFTER = r"(?![^\W_])"
 
 
+class _Secret:
+    """One secret: its anchor, and the pattern of all its forms, compiled the first time it is needed."""
+
+    __slots__ = ("value", "anchor", "_pattern")
+
+    def __init__(self, value: str):
+        self.value = value
+        self.anchor = _anchor(value)
+        self._pattern: Optional[Pattern[str]] = None
+
+    @property
+    def pattern(self) -> Pattern[str]:
+        if self._pattern is None:
+            self._pattern = _pattern_for(self.value)
+        return self._pattern
+
+
 class _Known:
-    """The secrets seen so far, and one compiled pattern matching every form of each."""
+    """The secrets seen so far, indexed by anchor: adding one, and looking for all of
+    them in a line, cost no more with ten thousand secrets than with one.
+
+    A watch-many of ten thousand calls holds ten thousand conversation tokens.
+    One pattern of every form of every secret, compiled anew at each one
+    added, took minutes to build; looking for each anchor in turn would make
+    every redacted line ten thousand searches.  So anchors are kept by
+    length, a line's runs of anchor characters are cut into pieces of each
+    length held, and each piece is one set lookup; only the secrets whose
+    anchor is in the line run their pattern.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: set[str] = set()
         self._too_short: set[str] = set()
-        #: The pattern, and a piece of each secret found in every form of it.
-        self.state: tuple[Optional[Pattern[str]], tuple[str, ...]] = (None, ())
+        #: Anchor length -> anchor -> the secrets with that anchor.  Readers iterate the
+        #: lengths, so a new length replaces the outer dict; they only look up in the inner ones.
+        self.by_length: dict[int, dict[str, tuple[_Secret, ...]]] = {}
+        #: Secrets whose anchor is shorter than ``_SHORTEST_ANCHOR``: looked for one by one.
+        self.unanchored: tuple[_Secret, ...] = ()
 
     def add(self, value: str) -> None:
         with self._lock:
@@ -53,7 +83,7 @@ class _Known:
                 self._too_short.add(value)
             else:
                 self._values.add(value)
-                self.state = (_pattern_for(self._values), tuple(_anchor(value) for value in self._values))
+                self._index(_Secret(value))
                 return
         log.warning(
             "a credential of %d characters is too short to blank from output without blanking "
@@ -61,6 +91,30 @@ class _Known:
             len(value),
             MIN_SECRET_LENGTH,
         )
+
+    def _index(self, secret: _Secret) -> None:
+        anchor = secret.anchor
+        if len(anchor) < _SHORTEST_ANCHOR:
+            self.unanchored = (*self.unanchored, secret)
+            return
+        anchors = self.by_length.get(len(anchor))
+        if anchors is None:
+            anchors = {}
+            self.by_length = {**self.by_length, len(anchor): anchors}
+        anchors[anchor] = (*anchors.get(anchor, ()), secret)
+
+    def found_in(self, text: str) -> list[_Secret]:
+        """The secrets whose anchor is in ``text``, longest first; their patterns may still not match."""
+        found = [secret for secret in self.unanchored if secret.anchor in text]
+        by_length = self.by_length
+        if by_length:
+            for run in _ANCHOR_RUNS.findall(text):
+                for length, anchors in by_length.items():
+                    for start in range(len(run) - length + 1):
+                        found.extend(anchors.get(run[start : start + length], ()))
+        if len(found) > 1:  # one secret may hold another: the longer is blanked first
+            found = sorted(set(found), key=lambda secret: -len(secret.value))
+        return found
 
 
 _known = _Known()
@@ -83,23 +137,30 @@ def _forms(value: str) -> set[str]:
     return forms | lower_hex
 
 
+#: Characters every encoding above leaves as they are.
+_ANCHOR_CHARACTERS = "[A-Za-z0-9_.~-]"
+#: Shorter anchors are looked for one by one: cutting every word of a line into
+#: pieces of one to three characters would cost more than it saves.
+_SHORTEST_ANCHOR = 4
+_ANCHOR_RUNS = re.compile(f"{_ANCHOR_CHARACTERS}{{{_SHORTEST_ANCHOR},}}")
+
+
 def _anchor(value: str) -> str:
     """The secret's longest run of characters that every encoding above leaves as they are.
 
-    Searching for it first is a fast test for text that holds no form of
-    the secret, which is nearly every line; the pattern runs only on the rest.
+    Looking for it first is a fast test for text that holds no form of the
+    secret, which is nearly every line; the pattern runs only on the rest.
     A secret made only of other characters has the empty anchor, found everywhere.
     """
-    return max(re.findall("[A-Za-z0-9_.~-]+", value), key=len, default="")
+    return max(re.findall(f"{_ANCHOR_CHARACTERS}+", value), key=len, default="")
 
 
-def _pattern_for(values: Iterable[str]) -> Pattern[str]:
-    """Every form of every secret, longest first; short secrets only as whole words."""
-    forms = {(form, len(value) < WHOLE_WORD_BELOW) for value in values for form in _forms(value)}
-    alternatives = [
-        _alternative(form, whole_word) for form, whole_word in sorted(forms, key=lambda f: -len(f[0]))
-    ]
-    return re.compile("|".join(alternatives))
+def _pattern_for(value: str) -> Pattern[str]:
+    """Every form of the secret, longest first; a short secret only as a whole word."""
+    whole_word = len(value) < WHOLE_WORD_BELOW
+    return re.compile(
+        "|".join(_alternative(form, whole_word) for form in sorted(_forms(value), key=lambda f: -len(f)))
+    )
 
 
 def _alternative(form: str, whole_word: bool) -> str:
@@ -198,10 +259,9 @@ def redact(text: str) -> str:
     shorter than ``MIN_SECRET_LENGTH`` (8) is not blanked at all.  Redact
     before cutting text short, or a secret's first characters survive the cut.
     """
-    pattern, anchors = _known.state
-    if pattern is None or not any(anchor in text for anchor in anchors):
-        return text
-    return pattern.sub(_MASK, text)
+    for secret in _known.found_in(text):
+        text = secret.pattern.sub(_MASK, text)
+    return text
 
 
 class RedactingFilter(logging.Filter):

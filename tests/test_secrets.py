@@ -55,6 +55,30 @@ def test_a_secret_too_short_to_blank_safely_is_not_blanked_and_says_so(caplog, v
     assert livecall.redact(f"the {value} in a sentence") == f"the {value} in a sentence"
 
 
+def test_ten_thousand_secrets_are_each_blanked_and_only_the_ones_found_are_compiled(monkeypatch):
+    """A watch-many holds a conversation token per call: the registry must not grow
+    quadratically with them (it once compiled one pattern of all of them at each one added)."""
+    known = livecall._secrets._Known()
+    monkeypatch.setattr("livecall._secrets._known", known)
+    tokens = [f"conv-{number:06d}-ab12cd34" for number in range(10_000)]  # one shared prefix
+    for token in tokens:
+        livecall.Credential(token)
+    line = f"joined {tokens[4321]}, then {quote_plus(tokens[9999])} and {tokens[0]}x"
+    assert livecall.redact(line) == "joined ***, then *** and ***x"
+    compiled = [
+        secret for anchors in known.by_length.values() for group in anchors.values() for secret in group
+    ]
+    assert len(compiled) == 10_000
+    assert sum(secret._pattern is not None for secret in compiled) == 3
+
+
+def test_a_secret_inside_a_longer_one_leaves_nothing_of_either(monkeypatch):
+    monkeypatch.setattr("livecall._secrets._known", livecall._secrets._Known())
+    livecall.Credential("inner-secret-2024")
+    livecall.Credential("outer-inner-secret-2024-tail")
+    assert livecall.redact("a outer-inner-secret-2024-tail b inner-secret-2024 c") == "a *** b *** c"
+
+
 def test_errors_are_redacted_as_they_are_made():
     error = livecall.AuthenticationError(f"refused: {LONG}", status=401, server_message=f"bad {LONG}")
     assert str(error) == "refused: ***" and error.server_message == "bad ***"
