@@ -224,6 +224,27 @@ def reason_of(event):
 # --- Hiya ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("around", [("", ""), (" ", ""), ("", "\n"), ("\t ", " \r\n")])
+def test_whitespace_around_a_frame_decodes_like_the_compact_frame(around):
+    """Compact frames take the scanner alone; the others still go through the full decoder."""
+    text = around[0] + '{"type":"transcript","msg":"Hi","role":"user","offset":1.5}' + around[1]
+    event = new_decoder("hiya").decode(text.encode(), RECEIVED)
+    assert event == Transcript(text="Hi", role=Role.USER, offset=1.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"type":"transcript"} {}', "invalid JSON: Extra data: line 1 column 23"),
+        ('{"type":"transcript"}x', "invalid JSON: Extra data: line 1 column 22"),
+        (' {"type":', "invalid JSON: Expecting value: line 1 column 10"),
+        ('{"offset": 1e999}', "invalid JSON: number out of range: 1e999"),
+    ],
+)
+def test_what_follows_or_breaks_a_frame_is_reported_as_the_json_decoder_words_it(text, reason):
+    assert reason_of(new_decoder("hiya").decode(text.encode(), RECEIVED)).startswith(reason)
+
+
 def test_call_start_has_phone_and_aware_timestamp():
     event = hiya({"type": "event:start", "phone": "+15551234567", "timestamp": "2025-07-30T23:45:00.500Z"})
     assert event == CallStarted(

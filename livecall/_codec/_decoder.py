@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Hashable, Sequence
 from datetime import datetime
+from json.scanner import make_scanner
 from typing import Any, Optional, Union
 
 import attrs
@@ -56,7 +57,26 @@ def _finite(number: str) -> float:
 
 # NaN, Infinity and numbers too big for a float are refused here, so every
 # decoded value (and every record) is plain JSON.
-_loads = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite).decode
+_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
+_loads = _JSON.decode
+# What decode() runs, without its whitespace handling.  (typeshed declares the argument as the
+# scanner class itself; it is the decoder whose settings the scanner follows.)
+_scan = make_scanner(_JSON)  # type: ignore[arg-type]
+
+
+def _loads_fast(text: str) -> Any:
+    """``_loads(text)``, without its two whitespace regexes when no whitespace surrounds the value.
+
+    A frame is one compact JSON object, and a transcript is about a hundred
+    bytes: the scanner alone is nearly twice as fast as ``decode()``.  Any
+    other text (leading or trailing whitespace, a bad document) goes to
+    ``decode()``, whose result and error messages are the reference.
+    """
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return _loads(text)
+    return value if end == len(text) else _loads(text)
 
 
 class Decoder:
@@ -157,7 +177,7 @@ def _parse(data: Frame, binary: bool) -> Any:
     except UnicodeDecodeError as exc:
         raise Invalid(f"invalid UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        message = _loads(text)
+        message = _loads_fast(text)
     except (ValueError, RecursionError) as exc:
         raise Invalid(f"invalid JSON: {exc}") from None
     if "\\" in text and _SURROGATE_ESCAPE.search(text) or data.__class__ is str and not _is_text(text):

@@ -77,6 +77,8 @@ def shallow(value: Any, _: Any = None) -> Any:
     For the JSON values the model keeps as they are (``raw``, ``extra``); the
     typed fields around them add a few levels at most.
     """
+    if not value:  # most often an empty ``extra``: nothing nested, nothing to walk
+        return value
     pending = [(value, 1)] if value.__class__ is dict or value.__class__ is list else []
     while pending:
         container, depth = pending.pop()
