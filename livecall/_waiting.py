@@ -1,9 +1,13 @@
-"""Waiting on many watches at once, from the one thread that started them."""
+"""Waiting on many watches at once, from the one thread that started them.
 
+Both waits hang one callback on every watch and sleep on a single event:
+the waiting thread wakes once, not once per watch as each ends.
+"""
+
+import contextlib
 import threading
-import time
-from collections.abc import Iterable
-from typing import Optional
+from collections.abc import Iterable, Iterator
+from typing import Callable, Optional
 
 from ._client import LiveClient
 
@@ -15,12 +19,21 @@ def wait_all(clients: Iterable[LiveClient], timeout: Optional[float] = None) -> 
 
     Raises nothing of the watches' own: ask each client's ``wait(0)`` for its error.
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for client in clients:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not client._finished.wait(remaining):
-            return False
-    return True
+    clients = list(clients)
+    lock, all_over = threading.Lock(), threading.Event()
+    left = len(clients)
+
+    def one_over() -> None:
+        nonlocal left
+        with lock:
+            left -= 1
+            if left == 0:
+                all_over.set()
+
+    if not clients:
+        return True
+    with _told(clients, one_over):
+        return all_over.wait(timeout)
 
 
 def wait_any(clients: Iterable[LiveClient], timeout: Optional[float] = None) -> list[LiveClient]:
@@ -31,11 +44,18 @@ def wait_any(clients: Iterable[LiveClient], timeout: Optional[float] = None) -> 
     """
     clients = list(clients)
     over = threading.Event()
-    for client in clients:
-        client._add_done_callback(over.set)
-    try:
+    with _told(clients, over.set):
         over.wait(timeout)
+    return [client for client in clients if client.finished]
+
+
+@contextlib.contextmanager
+def _told(clients: list[LiveClient], callback: Callable[[], None]) -> Iterator[None]:
+    """``callback()`` as each watch ends (at once for one over already), until the block is left."""
+    for client in clients:
+        client._add_done_callback(callback)
+    try:
+        yield
     finally:
         for client in clients:
-            client._remove_done_callback(over.set)
-    return [client for client in clients if client.finished]
+            client._remove_done_callback(callback)
