@@ -31,6 +31,8 @@ NAME = "throughput"
 FULL = dict(messages=100_000, rounds=5)
 QUICK = dict(messages=2_000, rounds=1)
 VARIANTS = ("raw", "raw_utf8", "livecall", "raw_frames")
+#: livecall must beat the hand-written loop it replaces, not merely come close.
+TARGET_VS_RAW = 1.1
 
 
 def raw_loop(url: str, skip_utf8_validation: bool, final: str = "event:callEnd") -> dict[str, float]:
@@ -144,7 +146,7 @@ def table(result: dict[str, Any]) -> list[Row]:
     to_raw, to_utf8 = result["livecall_vs_raw"], result["livecall_vs_raw_utf8"]
     lost = sum(result["lost"].values())
     return rows + [
-        Row("c / a", f"{to_raw:.2f}", ">= 0.80", verdict(to_raw >= 0.8)),
+        Row("c / a", f"{to_raw:.2f}", f">= {TARGET_VS_RAW}", verdict(to_raw >= TARGET_VS_RAW)),
         Row("c / b", f"{to_utf8:.2f}", "> 1", verdict(to_utf8 > 1)),
         Row("c / d (decode, dispatch, threads)", f"{result['livecall_vs_raw_frames']:.2f}"),
         Row("messages lost", str(lost), "0", verdict(lost == 0)),
