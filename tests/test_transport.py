@@ -56,6 +56,11 @@ def test_an_http_proxy_carries_the_connection(plugin_manager, recorder):
     assert recorder.of("call_end") == [livecall.EndReason.ENDED]
 
 
+def _screening():
+    """A Hiya call to watch, over soon after the watcher leaves."""
+    return Simulator("hiya", "screening", join_timeout=0.2)
+
+
 def _through_socks(sim, proxy, plugin_manager, proxy_type, host="127.0.0.2", auth=None, **options):
     """A Hiya client for ``sim`` at ``ws://host``, through the SOCKS proxy ``proxy`` (a ``Relay``).
 
@@ -71,10 +76,7 @@ def _through_socks(sim, proxy, plugin_manager, proxy_type, host="127.0.0.2", aut
 
 
 def test_a_socks5_proxy_carries_the_connection(plugin_manager, recorder):
-    with (
-        Simulator("hiya", "screening", join_timeout=0.2) as sim,
-        Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy,
-    ):
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy:
         _through_socks(sim, proxy, plugin_manager, "socks5").run()
     assert proxy.seen == [Seen(5, "ipv4", "127.0.0.2", sim.port)]
     assert recorder.of("call_end") == [livecall.EndReason.ENDED]
@@ -83,10 +85,7 @@ def test_a_socks5_proxy_carries_the_connection(plugin_manager, recorder):
 
 def test_socks5h_leaves_the_host_name_to_the_proxy(plugin_manager, recorder):
     """A name only the proxy's side can resolve (``.invalid`` resolves nowhere, here included)."""
-    with (
-        Simulator("hiya", "screening", join_timeout=0.2) as sim,
-        Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy,
-    ):
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy:
         _through_socks(sim, proxy, plugin_manager, "socks5h", host="calls.example.invalid").run()
     assert proxy.seen == [Seen(5, "domain", "calls.example.invalid", sim.port)]
     assert recorder.of("call_end") == [livecall.EndReason.ENDED]
@@ -98,10 +97,7 @@ def test_socks5_resolves_the_host_name_itself(plugin_manager, recorder):
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None, socket.AF_INET)}
     except socket.gaierror:
         pytest.skip(f"this machine's name, {host}, does not resolve to an IPv4 address")
-    with (
-        Simulator("hiya", "screening", join_timeout=0.2) as sim,
-        Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy,
-    ):
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy:
         _through_socks(sim, proxy, plugin_manager, "socks5", host=host).run()
     [seen] = proxy.seen
     assert (seen.address_type, seen.port) == ("ipv4", sim.port) and seen.host in addresses
@@ -112,10 +108,7 @@ def test_socks5_user_and_password_reach_the_proxy_and_no_log(plugin_manager, rec
     password = "proxy-pass-SECRET-5e1f"
     caplog.set_level(logging.DEBUG)
     wrap = SocksProxy(credentials=("watcher", password))
-    with (
-        Simulator("hiya", "screening", join_timeout=0.2) as sim,
-        Relay(("127.0.0.1", sim.port), wrap) as proxy,
-    ):
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), wrap) as proxy:
         _through_socks(sim, proxy, plugin_manager, "socks5", auth=("watcher", password)).run()
     assert proxy.seen == [Seen(5, "ipv4", "127.0.0.2", sim.port, user="watcher")], "the proxy checked both"
     assert recorder.of("call_end") == [livecall.EndReason.ENDED]
@@ -126,10 +119,7 @@ def test_socks5_user_and_password_reach_the_proxy_and_no_log(plugin_manager, rec
 
 
 def test_socks4a_carries_the_connection_and_the_host_name(plugin_manager, recorder):
-    with (
-        Simulator("hiya", "screening", join_timeout=0.2) as sim,
-        Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy,
-    ):
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy:
         _through_socks(sim, proxy, plugin_manager, "socks4a", host="calls.example.invalid").run()
     assert proxy.seen == [Seen(4, "domain", "calls.example.invalid", sim.port)]
     assert recorder.of("call_end") == [livecall.EndReason.ENDED]
@@ -141,7 +131,7 @@ def test_a_socks_password_that_socks_cannot_carry_is_refused_unshown(plugin_mana
     password = "pässwörd-SECRET-0b7c"
     caplog.set_level(logging.DEBUG)
     wrap = SocksProxy(credentials=("watcher", password))
-    with Simulator("hiya", "screening") as sim, Relay(("127.0.0.1", sim.port), wrap) as proxy:
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), wrap) as proxy:
         client = _through_socks(
             sim, proxy, plugin_manager, "socks5", auth=("watcher", password), max_retries=3
         )
@@ -154,7 +144,7 @@ def test_a_socks_password_that_socks_cannot_carry_is_refused_unshown(plugin_mana
 @pytest.mark.parametrize("proxy_type", ["socks5", "socks4"])
 def test_a_socks_proxy_refusing_the_connect_ends_the_watch_naming_it(proxy_type, plugin_manager, returns):
     refusing = SocksProxy(reply=0x05)  # "connection refused"
-    with Simulator("hiya", "screening") as sim, Relay(("127.0.0.1", sim.port), refusing) as proxy:
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), refusing) as proxy:
         client = _through_socks(sim, proxy, plugin_manager, proxy_type, max_retries=0)
         with pytest.raises(livecall.RetriesExhaustedError) as raised:
             returns(client.run)
@@ -173,7 +163,7 @@ def _silent_proxy(relay, sock):
 
 
 def test_a_socks_proxy_that_never_answers_is_given_up_on_at_the_connect_timeout(plugin_manager, returns):
-    with Simulator("hiya", "screening") as sim, Relay(("127.0.0.1", sim.port), _silent_proxy) as proxy:
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), _silent_proxy) as proxy:
         client = _through_socks(sim, proxy, plugin_manager, "socks5", max_retries=0, connect_timeout=0.5)
         with pytest.raises(livecall.RetriesExhaustedError) as raised:
             returns(client.run)
@@ -184,7 +174,7 @@ def test_a_socks_proxy_that_never_answers_is_given_up_on_at_the_connect_timeout(
 def test_a_socks_proxy_without_python_socks_is_a_configuration_error(plugin_manager, monkeypatch):
     for module in ("python_socks", "python_socks.sync"):
         monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled package looks like
-    with Simulator("hiya", "screening") as sim, Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy:
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy:
         client = _through_socks(sim, proxy, plugin_manager, "socks5h", max_retries=3)
         with pytest.raises(
             livecall.ConfigurationError, match="a socks5h proxy needs the python-socks package"
