@@ -215,21 +215,42 @@ def _socks(
     clock: Clock,
     on_socket: Callable[[socket.socket], None],
 ) -> socket.socket:
+    """A tunnel through a SOCKS proxy; its refusals become ``ConnectFailed``, as an HTTP proxy's do.
+
+    python-socks' own errors derive from ``Exception`` alone in older
+    releases: each is named here, so that none passes for a bug.  The
+    credentials stay out of this frame's locals, which tracebacks may print,
+    and out of python-socks' exceptions: SOCKS carries them as ASCII of at
+    most 255 bytes (RFC 1929), so others are refused before it sees them.
+    """
     try:
         sync: Any = importlib.import_module("python_socks.sync")
         types: Any = importlib.import_module("python_socks")
     except ImportError:
         raise ConfigurationError(f"a {proxy.type} proxy needs the python-socks package") from None
-    user, password = proxy.auth if proxy.auth else (None, None)
+    if proxy.auth and not all(part.isascii() and len(part) <= 255 for part in proxy.auth):
+        raise ConfigurationError(
+            f"a {proxy.type} proxy's user name and password must be ASCII, of 255 characters at most"
+        )
     tunnel = sync.Proxy.create(
         proxy_type=getattr(types.ProxyType, _SOCKS_TYPES[proxy.type]),
         host=proxy.host,
         port=proxy.port,
-        username=user,
-        password=password,
+        username=proxy.auth[0] if proxy.auth else None,
+        password=proxy.auth[1] if proxy.auth else None,
         rdns=proxy.type in ("socks4a", "socks5h"),
     )
-    sock: socket.socket = tunnel.connect(dest_host=host, dest_port=port, timeout=_remaining(deadline, clock))
+    where = f"the {proxy.type} proxy {proxy.host}:{proxy.port}"
+    try:
+        sock: socket.socket = tunnel.connect(
+            dest_host=host, dest_port=port, timeout=_remaining(deadline, clock)
+        )
+    except types.ProxyTimeoutError:
+        raise ConnectFailed(f"{where} did not open the tunnel within the connect timeout") from None
+    except types.ProxyConnectionError as error:
+        raise ConnectFailed(f"could not reach {where}: {describe(error.__cause__ or error)}") from None
+    except types.ProxyError as error:
+        raise ConnectFailed(f"{where} refused the tunnel: {redact(str(error))}") from None
     on_socket(sock)
     return sock
 

@@ -1,4 +1,4 @@
-"""A loopback relay for transport tests: a TLS front or a CONNECT proxy before a simulator."""
+"""A loopback relay for transport tests: a TLS front, or a CONNECT or SOCKS proxy, before a simulator."""
 
 import socket
 import ssl
@@ -28,7 +28,7 @@ class Relay:
     """Accepts on loopback and relays each connection to ``upstream``.
 
     ``wrap`` turns the accepted socket into something else first (a TLS
-    server side, or a CONNECT handshake); what it saw is kept in ``seen``.
+    server side, or a proxy's handshake); what it saw is kept in ``seen``.
     """
 
     def __init__(self, upstream, wrap):
@@ -59,3 +59,9 @@ class Relay:
 
     def close(self):
         self.listener.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()

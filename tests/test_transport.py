@@ -1,9 +1,13 @@
-"""TLS verification and HTTP proxies, with real sockets: a TLS front and a CONNECT proxy on loopback."""
+"""TLS verification and proxies, with real sockets: a TLS front, a CONNECT and a SOCKS proxy on loopback."""
 
+import logging
+import socket
 import ssl
+import sys
 
 import pytest
 from relay import Relay
+from socks_proxy import Seen, SocksProxy
 
 import livecall
 from livecall.testing import Simulator
@@ -50,3 +54,131 @@ def test_an_http_proxy_carries_the_connection(plugin_manager, recorder):
         proxy.close()
     assert proxy.seen == [f"CONNECT 127.0.0.2:{sim.port} HTTP/1.1"]
     assert recorder.of("call_end") == [livecall.EndReason.ENDED]
+
+
+def _screening():
+    """A Hiya call to watch, over soon after the watcher leaves."""
+    return Simulator("hiya", "screening", join_timeout=0.2)
+
+
+def _through_socks(sim, proxy, plugin_manager, proxy_type, host="127.0.0.2", auth=None, **options):
+    """A Hiya client for ``sim`` at ``ws://host``, through the SOCKS proxy ``proxy`` (a ``Relay``).
+
+    127.0.0.2 is loopback, and unlike 127.0.0.1 not exempt from proxying;
+    the proxy reaches the simulator whatever host it is asked for.
+    """
+    return livecall.HiyaClient(
+        **dict(sim.client_kwargs(), url=f"ws://{host}:{sim.port}"),
+        proxy=livecall.ProxySettings("127.0.0.1", proxy.port, auth=auth, type=proxy_type),
+        plugin_manager=plugin_manager,
+        **options,
+    )
+
+
+def test_a_socks5_proxy_carries_the_connection(plugin_manager, recorder):
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy:
+        _through_socks(sim, proxy, plugin_manager, "socks5").run()
+    assert proxy.seen == [Seen(5, "ipv4", "127.0.0.2", sim.port)]
+    assert recorder.of("call_end") == [livecall.EndReason.ENDED]
+    assert recorder.events(livecall.Transcript)
+
+
+def test_socks5h_leaves_the_host_name_to_the_proxy(plugin_manager, recorder):
+    """A name only the proxy's side can resolve (``.invalid`` resolves nowhere, here included)."""
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy:
+        _through_socks(sim, proxy, plugin_manager, "socks5h", host="calls.example.invalid").run()
+    assert proxy.seen == [Seen(5, "domain", "calls.example.invalid", sim.port)]
+    assert recorder.of("call_end") == [livecall.EndReason.ENDED]
+
+
+def test_socks5_resolves_the_host_name_itself(plugin_manager, recorder):
+    host = socket.gethostname().lower()
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, socket.AF_INET)}
+    except socket.gaierror:
+        pytest.skip(f"this machine's name, {host}, does not resolve to an IPv4 address")
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy:
+        _through_socks(sim, proxy, plugin_manager, "socks5", host=host).run()
+    [seen] = proxy.seen
+    assert (seen.address_type, seen.port) == ("ipv4", sim.port) and seen.host in addresses
+    assert recorder.of("call_end") == [livecall.EndReason.ENDED]
+
+
+def test_socks5_user_and_password_reach_the_proxy_and_no_log(plugin_manager, recorder, caplog):
+    password = "proxy-pass-SECRET-5e1f"
+    caplog.set_level(logging.DEBUG)
+    wrap = SocksProxy(credentials=("watcher", password))
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), wrap) as proxy:
+        _through_socks(sim, proxy, plugin_manager, "socks5", auth=("watcher", password)).run()
+    assert proxy.seen == [Seen(5, "ipv4", "127.0.0.2", sim.port, user="watcher")], "the proxy checked both"
+    assert recorder.of("call_end") == [livecall.EndReason.ENDED]
+    assert f"through the proxy 127.0.0.1:{proxy.port}" in caplog.text
+    assert "SECRET" not in caplog.text
+    settings = livecall.ProxySettings("127.0.0.1", proxy.port, auth=("watcher", password), type="socks5")
+    assert "SECRET" not in repr(settings) and "SECRET" not in str(settings)
+
+
+def test_socks4a_carries_the_connection_and_the_host_name(plugin_manager, recorder):
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy:
+        _through_socks(sim, proxy, plugin_manager, "socks4a", host="calls.example.invalid").run()
+    assert proxy.seen == [Seen(4, "domain", "calls.example.invalid", sim.port)]
+    assert recorder.of("call_end") == [livecall.EndReason.ENDED]
+    assert recorder.events(livecall.Transcript)
+
+
+def test_a_socks_password_that_socks_cannot_carry_is_refused_unshown(plugin_manager, caplog):
+    """python-socks would raise an error holding the whole password in its arguments."""
+    password = "pässwörd-SECRET-0b7c"
+    caplog.set_level(logging.DEBUG)
+    wrap = SocksProxy(credentials=("watcher", password))
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), wrap) as proxy:
+        client = _through_socks(
+            sim, proxy, plugin_manager, "socks5", auth=("watcher", password), max_retries=3
+        )
+        with pytest.raises(livecall.ConfigurationError, match="must be ASCII") as raised:
+            client.run()
+    assert proxy.seen == [] and client.call.end_reason is livecall.EndReason.ERROR
+    assert "SECRET" not in repr(raised.value.args) and "SECRET" not in caplog.text
+
+
+@pytest.mark.parametrize("proxy_type", ["socks5", "socks4"])
+def test_a_socks_proxy_refusing_the_connect_ends_the_watch_naming_it(proxy_type, plugin_manager, returns):
+    refusing = SocksProxy(reply=0x05)  # "connection refused"
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), refusing) as proxy:
+        client = _through_socks(sim, proxy, plugin_manager, proxy_type, max_retries=0)
+        with pytest.raises(livecall.RetriesExhaustedError) as raised:
+            returns(client.run)
+        assert sim.accepted == 0
+    assert f"the {proxy_type} proxy 127.0.0.1:{proxy.port} refused the tunnel" in str(raised.value)
+    assert [seen.port for seen in proxy.seen] == [sim.port]
+    assert client.call.end_reason is livecall.EndReason.GAVE_UP
+
+
+def _silent_proxy(relay, sock):
+    """Takes the client's greeting and never answers, until the client hangs up."""
+    relay.seen.append(sock.recv(512))
+    while sock.recv(512):
+        pass
+    raise ConnectionResetError("the client hung up")
+
+
+def test_a_socks_proxy_that_never_answers_is_given_up_on_at_the_connect_timeout(plugin_manager, returns):
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), _silent_proxy) as proxy:
+        client = _through_socks(sim, proxy, plugin_manager, "socks5", max_retries=0, connect_timeout=0.5)
+        with pytest.raises(livecall.RetriesExhaustedError) as raised:
+            returns(client.run)
+    assert proxy.seen[0][:1] == bytes([5]), "a SOCKS5 greeting"
+    assert f"the socks5 proxy 127.0.0.1:{proxy.port} did not open the tunnel" in str(raised.value)
+
+
+def test_a_socks_proxy_without_python_socks_is_a_configuration_error(plugin_manager, monkeypatch):
+    for module in ("python_socks", "python_socks.sync"):
+        monkeypatch.setitem(sys.modules, module, None)  # what an uninstalled package looks like
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), SocksProxy()) as proxy:
+        client = _through_socks(sim, proxy, plugin_manager, "socks5h", max_retries=3)
+        with pytest.raises(
+            livecall.ConfigurationError, match="a socks5h proxy needs the python-socks package"
+        ):
+            client.run()
+    assert proxy.seen == [] and sim.accepted == 0
+    assert client.call.end_reason is livecall.EndReason.ERROR, "not retried"
