@@ -193,18 +193,23 @@ def _tcp(
         return _socks(proxy, host, port, deadline, clock, on_socket)
     sock = socket.create_connection((proxy.host, proxy.port), timeout=_remaining(deadline, clock))
     on_socket(sock)
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
-    if proxy.auth:
-        user, password = proxy.auth
-        credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
-        lines.append(f"Proxy-Authorization: Basic {credentials}")
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+    sock.sendall(_connect_request(host, port, proxy.auth))
     status, _, rest = _read_head(sock, deadline, clock)
     if status != 200 or rest:
         sock.close()
         raise ConnectFailed(f"the proxy {proxy.host}:{proxy.port} refused the tunnel (HTTP {status})")
     return sock
+
+
+def _connect_request(host: str, port: int, auth: Optional[tuple]) -> bytes:
+    """The CONNECT request, built apart so that the frame reading the proxy's answer holds
+    neither its user name nor its password (a traceback may print a frame's locals)."""
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+    if auth:
+        basic = base64.b64encode(":".join(auth).encode()).decode()
+        lines.append(f"Proxy-Authorization: Basic {basic}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
 def _socks(

@@ -1,9 +1,11 @@
 """TLS verification and proxies, with real sockets: a TLS front, a CONNECT and a SOCKS proxy on loopback."""
 
+import base64
 import logging
 import socket
 import ssl
 import sys
+import traceback
 
 import pytest
 from relay import Relay
@@ -40,6 +42,13 @@ def _connect_handshake(relay, sock):
     return sock
 
 
+def _connect_garbled(relay, sock):
+    """A proxy that answers the CONNECT with something that is not HTTP; it keeps the request."""
+    relay.seen.append(read_request(sock).decode())
+    sock.sendall(b"SOCKS? no, not HTTP either\r\n\r\n")
+    raise ConnectionRefusedError("no tunnel")
+
+
 def test_an_http_proxy_carries_the_connection(plugin_manager, recorder):
     with Simulator("hiya", "screening", join_timeout=0.2) as sim:
         proxy = Relay(("127.0.0.1", sim.port), _connect_handshake)
@@ -59,6 +68,33 @@ def test_an_http_proxy_carries_the_connection(plugin_manager, recorder):
 def _screening():
     """A Hiya call to watch, over soon after the watcher leaves."""
     return Simulator("hiya", "screening", join_timeout=0.2)
+
+
+def test_an_http_proxy_gets_basic_credentials_and_a_bad_answer_shows_them_nowhere(plugin_manager, caplog):
+    """The error raised while reading the proxy's answer carries the frames of the handshake."""
+    password = "proxy-pass-SECRET-91d2"
+    caplog.set_level(logging.DEBUG)
+    with Simulator("hiya", "screening", join_timeout=0.2) as sim:
+        with Relay(("127.0.0.1", sim.port), _connect_garbled) as proxy:
+            kwargs = dict(sim.client_kwargs(), url=f"ws://127.0.0.2:{sim.port}", max_retries=0)
+            settings = livecall.ProxySettings("127.0.0.1", proxy.port, auth=("watcher", password))
+            client = livecall.HiyaClient(**kwargs, proxy=settings, plugin_manager=plugin_manager)
+            with pytest.raises(livecall.ProtocolError, match="not HTTP") as raised:
+                client.run()
+    basic = base64.b64encode(f"watcher:{password}".encode()).decode()
+    assert f"Proxy-Authorization: Basic {basic}\r\n" in proxy.seen[0]
+    for text in (_livecall_frames_with_locals(raised.value), caplog.text):
+        assert "SECRET" not in text and basic not in text
+
+
+def _livecall_frames_with_locals(error):
+    """What a traceback printing locals shows of livecall's own frames, the whole chain included."""
+    shown, seen = [], traceback.TracebackException.from_exception(error, capture_locals=True)
+    while seen is not None:
+        shown += [f"{frame.name} {frame.locals}" for frame in seen.stack if "livecall" in frame.filename]
+        seen = seen.__cause__ or seen.__context__
+    assert shown, "the error passed through livecall"
+    return "\n".join(shown)
 
 
 def _through_socks(sim, proxy, plugin_manager, proxy_type, host="127.0.0.2", auth=None, **options):
