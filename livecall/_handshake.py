@@ -18,7 +18,7 @@ import ssl
 import urllib.request
 from collections.abc import Iterable
 from typing import Any, Callable, Optional
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import attrs
 
@@ -269,17 +269,33 @@ def _default_context() -> ssl.SSLContext:
 
 
 def _proxy_from_environment(host: str, secure: bool) -> Optional[ProxySettings]:
-    """The proxy ``https_proxy`` (wss) or ``http_proxy`` (ws) names, unless ``no_proxy`` exempts ``host``."""
+    """The proxy ``https_proxy`` (wss) or ``http_proxy`` (ws) names, unless ``no_proxy`` exempts ``host``.
+
+    Its scheme says what it is: ``http://`` (or none) a CONNECT proxy,
+    ``socks5h://`` and the like a SOCKS one, as curl and ``requests`` read it.
+    ``https://`` is a CONNECT proxy too, spoken to in plain text, as
+    websocket-client always did: livecall does not speak TLS to a proxy.
+    """
     if host in _NO_PROXY_HOSTS or urllib.request.proxy_bypass(host):
         return None
+    variable = "https_proxy" if secure else "http_proxy"
     address = urllib.request.getproxies_environment().get("https" if secure else "http")
     if not address:
         return None
     parts = urlsplit(address if "://" in address else f"http://{address}")
+    kind = parts.scheme.lower()
+    if kind == "https":  # as websocket-client reads it: the same CONNECT, in plain text
+        kind = "http"
+    if kind not in ("http", *_SOCKS_TYPES):
+        raise ConfigurationError(
+            f"${variable} names a {kind}:// proxy; livecall takes http://, socks4://, socks4a://, "
+            "socks5:// or socks5h://"
+        )
     if not parts.hostname:
         return None
-    auth = (parts.username or "", parts.password or "") if parts.username else None
-    return ProxySettings(host=parts.hostname, port=parts.port or 80, auth=auth)
+    auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+    port = parts.port or (1080 if kind in _SOCKS_TYPES else 80)
+    return ProxySettings(host=parts.hostname, port=port, auth=auth, type=kind)
 
 
 def _read_head(sock: socket.socket, deadline: float, clock: Clock) -> tuple[int, dict[str, str], bytes]:

@@ -65,6 +65,45 @@ def test_an_http_proxy_carries_the_connection(plugin_manager, recorder):
     assert recorder.of("call_end") == [livecall.EndReason.ENDED]
 
 
+@pytest.mark.parametrize("scheme", ["", "http://", "https://"])
+def test_the_http_proxy_variable_is_a_connect_proxy(scheme, plugin_manager, recorder, monkeypatch):
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), _connect_handshake) as proxy:
+        _proxy_variable(monkeypatch, f"{scheme}127.0.0.1:{proxy.port}")
+        kwargs = dict(sim.client_kwargs(), url=f"ws://127.0.0.2:{sim.port}")
+        livecall.HiyaClient(**kwargs, plugin_manager=plugin_manager).run()
+    assert proxy.seen == [f"CONNECT 127.0.0.2:{sim.port} HTTP/1.1"]
+    assert recorder.of("call_end") == [livecall.EndReason.ENDED]
+
+
+def test_a_socks_url_in_the_proxy_variable_is_a_socks_proxy(plugin_manager, recorder, monkeypatch):
+    """As curl and requests read it; it used to be spoken to as an HTTP proxy."""
+    wrap = SocksProxy(credentials=("watcher", "pass word/@x"))
+    with _screening() as sim, Relay(("127.0.0.1", sim.port), wrap) as proxy:
+        _proxy_variable(monkeypatch, f"socks5h://watcher:pass%20word%2F%40x@127.0.0.1:{proxy.port}")
+        kwargs = dict(sim.client_kwargs(), url=f"ws://calls.example.invalid:{sim.port}")
+        livecall.HiyaClient(**kwargs, plugin_manager=plugin_manager).run()
+    assert proxy.seen == [Seen(5, "domain", "calls.example.invalid", sim.port, user="watcher")]
+    assert recorder.of("call_end") == [livecall.EndReason.ENDED]
+
+
+def test_a_proxy_variable_livecall_cannot_speak_is_a_configuration_error(plugin_manager, monkeypatch):
+    _proxy_variable(monkeypatch, "ftp://127.0.0.1:2121")
+    with Simulator("hiya", "screening") as sim:
+        kwargs = dict(sim.client_kwargs(), url=f"ws://127.0.0.2:{sim.port}", max_retries=3)
+        client = livecall.HiyaClient(**kwargs, plugin_manager=plugin_manager)
+        with pytest.raises(livecall.ConfigurationError, match=r"\$http_proxy names a ftp:// proxy"):
+            client.run()
+    assert client.call.end_reason is livecall.EndReason.ERROR
+
+
+def _proxy_variable(monkeypatch, value):
+    """``http_proxy`` set to ``value``, and nothing else of the environment's proxies in the way."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("http_proxy", value)
+
+
 def _screening():
     """A Hiya call to watch, over soon after the watcher leaves."""
     return Simulator("hiya", "screening", join_timeout=0.2)
