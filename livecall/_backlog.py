@@ -94,9 +94,14 @@ class Mailbox:
         """Up to ``most`` of the oldest items, for the dispatcher running this mailbox."""
         with self._lock:
             items, sizes = self._items, self._sizes
-            batch = [items.popleft() for _ in range(min(most, len(items)))]
-            for _ in batch:
-                self.queued_bytes -= sizes.popleft()
+            if len(items) <= most:  # the usual case: everything, with no loop in Python
+                batch = list(items)
+                items.clear()
+                self.queued_bytes -= sum(sizes)
+                sizes.clear()
+            else:
+                batch = [items.popleft() for _ in range(most)]
+                self.queued_bytes -= sum(sizes.popleft() for _ in range(most))
             room = self._full and len(items) < self.limit and self.queued_bytes < self.max_bytes
             if room:
                 self._full = False

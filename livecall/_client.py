@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Any, Callable, ClassVar, Optional, TypeVar, Union, overload
 
 import attrs
@@ -445,8 +446,8 @@ class LiveClient:
     def _deliver(self, messages: list[Message], received_at: float) -> bool:
         mailbox = self._mailbox
         assert mailbox is not None
-        items = [(message, received_at) for message in messages]
-        return mailbox.put_many(items, [len(message) for message in messages])
+        # zip and map run in C: no Python frame per message on the I/O thread.
+        return mailbox.put_many(list(zip(messages, repeat(received_at))), list(map(len, messages)))
 
     def _room(self) -> None:
         """From a dispatcher: the mailbox has room; reading may go on."""

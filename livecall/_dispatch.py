@@ -141,6 +141,7 @@ class Dispatcher:
         self._event_plans = {
             name: [(plugin, function, _picks(argnames)) for plugin, function, argnames in self._plans[name]]
             for name in _EVENT_HOOK_NAMES
+            if self._plans[name]
         }
 
     def register(self, plugin: object, name: Optional[str] = None) -> str:
@@ -218,12 +219,14 @@ class Dispatcher:
 
     def event(self, event: Event) -> None:
         """Every hook and callback that wants this event, plugins first."""
-        call = self.call
-        self._call_event_hook("livecall_event", (call, event))
+        call, plans = self.call, self._event_plans  # plans: only the hooks some plugin implements
+        if "livecall_event" in plans:
+            self._call_event_hook("livecall_event", (call, event))
         specific = _SPECIFIC_HOOKS.get(type(event))
-        if specific is not None:
+        if specific is not None and specific[0] in plans:
             self._call_event_hook(specific[0], (call, event))
-        for fn in self._callbacks_for(type(event)):
+        fns = self._callbacks_by_type.get(type(event))  # as _callbacks_for(), inline: the usual hit
+        for fn in self._callbacks_for(type(event)) if fns is None else fns:
             self.running = _callback_name(fn)
             try:
                 fn(call, event)

@@ -76,6 +76,8 @@ class DispatcherPool:
         self._max_size = max(size, max_size)
         self.stuck_after = stuck_after
         self._line: queue.SimpleQueue[Optional[Mailbox]] = queue.SimpleQueue()
+        #: Puts a mailbox at the back of the line: the queue's own ``put``, no Python frame.
+        self.schedule: Callable[[Mailbox], None] = self._line.put
         self._lock = threading.Lock()  # the thread list, and stopping
         #: thread: [since, mailbox, reported], while it runs a batch; read by the watchdog.
         self._busy: dict[threading.Thread, list[Any]] = {}
@@ -87,9 +89,6 @@ class DispatcherPool:
     @property
     def size(self) -> int:
         return len(self._threads)
-
-    def schedule(self, mailbox: Mailbox) -> None:
-        self._line.put(mailbox)
 
     def stop(self) -> None:
         """Let the threads end once the line is empty: one end mark each, behind the mailboxes."""

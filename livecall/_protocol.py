@@ -172,6 +172,8 @@ class Protocol:
                             heard = True
                             continue
                 if header is None:
+                    if position == end:
+                        break  # all consumed: the usual end of a read
                     header = parse_header(buffer, position)
                     if header is None:
                         break
@@ -194,8 +196,8 @@ class Protocol:
             self._fail(violation.code, violation.reason, now)
             buffer.clear()
             return
-        if heard:
-            self._heard(now)
+        if heard:  # as _heard(), inline: once per read
+            self._last_heard, self._pong_deadline = now, None
         if position:
             del buffer[:position]  # bytearray drops a prefix without copying the rest
 
