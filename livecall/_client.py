@@ -580,7 +580,8 @@ class LiveClient:
             with self._lock:
                 self._finished.set()
                 callbacks, self._when_finished = self._when_finished, []
-            self._ready.set()
+            if not self._ready.is_set():  # a watch that never connected: start() waits no more
+                self._ready.set()
             for callback in callbacks:
                 callback()
 

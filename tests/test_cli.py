@@ -740,14 +740,14 @@ def test_simulate_prints_a_watch_command_that_works_and_exits_after_the_call(run
     events = [record["event"] for record in records(result.stdout)]
     assert events[-1] == last_event
     assert ("ack" in events) == (provider == "hiya"), "the Hiya command joins the call it waits on"
-    assert server.wait(timeout=10) == 0, "the simulator exits once its one call is over"
+    assert server.wait(timeout=TIMEOUT) == 0, "the simulator exits once its one call is over"
 
 
 def test_simulate_says_when_a_scenario_never_ends(running):
     server = running(["simulate", "phonic", "--scenario", "auth"])
     assert "never ends; Ctrl-C stops it" in server.line("Simulating")
     server.process.send_signal(signal.SIGINT)
-    assert server.wait(timeout=10) == 130
+    assert server.wait(timeout=TIMEOUT) == 130
 
 
 def test_simulate_lists_the_scenarios_without_options_the_command_cannot_set():
