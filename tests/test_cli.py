@@ -381,7 +381,7 @@ def test_a_signal_closes_with_1000_flushes_plugins_and_exits(running, plugin_env
         process = running(["-p", "recorder_plugin", *sim.watch_args()], env)
         process.line("screening ended")
         process.process.send_signal(signum)
-        assert process.wait(timeout=5) == status
+        assert process.wait(timeout=TIMEOUT) == status
         sim.wait_for(lambda: sim.connections[0].closed, timeout=5)
         close_code = sim.connections[0].client_close_code
     assert close_code == 1000
@@ -422,7 +422,7 @@ def test_a_signal_waits_for_plugins_to_finish_setting_up_or_flushing(running, pl
         process.line(f"paused in {hook}")
         process.process.send_signal(signal.SIGTERM)
         process.type_line()
-        assert process.wait(timeout=5) == 143
+        assert process.wait(timeout=TIMEOUT) == 143
         watched = len(sim.connections)
     assert log_path.read_text().splitlines() == ["configure", "unconfigure"]
     assert watched == (0 if hook == "configure" else 1), (
@@ -448,7 +448,7 @@ def test_ctrl_c_while_reconnecting_exits_at_once(running):
     )
     process.line("reconnecting in")
     process.process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=5) == 130
+    assert process.wait(timeout=TIMEOUT) == 130
     assert process.stderr == []
 
 
@@ -877,7 +877,7 @@ def test_ctrl_c_stops_a_plugins_command(running, plugin_env):
     process = running(["-p", "blocking_plugin", "block"], env)
     process.line("blocking")
     process.process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=5) == 130
+    assert process.wait(timeout=TIMEOUT) == 130
 
 
 def test_python_dash_m_is_the_same_command():
