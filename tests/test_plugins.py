@@ -36,6 +36,36 @@ def test_a_raising_plugin_costs_the_others_nothing(plugin_manager, recorder, cap
     assert client.call.end_reason is livecall.EndReason.ENDED
 
 
+class _PicksItsArguments:
+    """Hook implementations taking some of their hook's arguments, in an order of their own."""
+
+    def __init__(self):
+        self.got = []
+
+    @livecall.hookimpl
+    def livecall_event(self, event):
+        self.got.append(("event", type(event)))
+
+    @livecall.hookimpl
+    def livecall_transcript(self, transcript, call):
+        self.got.append(("transcript", type(transcript), type(call)))
+
+
+def test_an_implementation_gets_the_arguments_it_names_in_its_own_order(plugin_manager, recorder):
+    picky = _PicksItsArguments()
+    plugin_manager.register(picky)
+    with Simulator("hiya", "screening", join_timeout=0.2) as sim:
+        livecall.HiyaClient(**sim.client_kwargs(), plugin_manager=plugin_manager).run()
+    transcripts = recorder.events(Transcript)
+    assert transcripts, "the scenario has transcripts"
+    assert [entry for entry in picky.got if entry[0] == "event"] == [
+        ("event", type(event)) for event in recorder.events()
+    ]
+    assert [entry for entry in picky.got if entry[0] == "transcript"] == [
+        ("transcript", Transcript, livecall.Call)
+    ] * len(transcripts)
+
+
 def test_a_raising_callback_is_reported_by_name(plugin_manager, recorder):
     def broken(call, event):
         raise ValueError("nope")
