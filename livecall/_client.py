@@ -539,7 +539,7 @@ class LiveClient:
             elif type(item) is _Connected:
                 if item.first:
                     self._call_started = True
-                    self.dispatcher.call_hook("livecall_call_start", call=self.call)
+                    self.dispatcher.call_hook("livecall_call_start", self.call)
             else:
                 self._lost(item)
         except BaseException:  # hooks are isolated; this is a bug, or a plugin calling sys.exit()
@@ -571,9 +571,9 @@ class LiveClient:
         self._error = error
         try:
             if error is not None:
-                self.dispatcher.call_hook("livecall_error", call=call, error=error)
+                self.dispatcher.call_hook("livecall_error", call, error)
             if self._call_started:  # call_end only pairs with a call_start
-                self.dispatcher.call_hook("livecall_call_end", call=call, reason=finished.reason)
+                self.dispatcher.call_hook("livecall_call_end", call, finished.reason)
         finally:  # whatever happened, wait() must return
             assert self._hub is not None
             release_hub(self._hub)  # first: once wait() returns, the hub may be configured anew

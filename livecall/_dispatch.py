@@ -28,17 +28,12 @@ Callback = Callable[[Call, Any], Any]
 #: One implementation to call: its plugin's name, the function and its argument names.
 Step = tuple[str, Callable[..., Any], tuple[str, ...]]
 
-#: One implementation of a hook taking the call and the event: its plugin's name, the
-#: function, and which of (call, event) it takes in its own order (None: both, in that order).
-EventStep = tuple[str, Callable[..., Any], Optional[tuple[int, ...]]]
+#: One implementation as a watch calls it: its plugin's name, the function, and which of the
+#: hook's arguments it takes, by their places in the hook's order (None: all, in that order).
+Planned = tuple[str, Callable[..., Any], Optional[tuple[int, ...]]]
 
-#: Events that also have a hook of their own, and that hook's argument name.
-_SPECIFIC_HOOKS = {
-    Transcript: ("livecall_transcript", "transcript"),
-    Reconnecting: ("livecall_reconnect", "reconnecting"),
-}
-#: The hooks every event goes to: each takes ``call`` and the event, under its own argument name.
-_EVENT_HOOK_NAMES = {"livecall_event": "event", **dict(_SPECIFIC_HOOKS.values())}
+#: Events that also have a hook of their own.
+_SPECIFIC_HOOKS = {Transcript: "livecall_transcript", Reconnecting: "livecall_reconnect"}
 #: The hooks a watch calls (configure and the like belong to the command line).
 _HOOK_NAMES = (
     "livecall_call_start",
@@ -69,37 +64,24 @@ def hook_plan(pm: pluggy.PluginManager, hook_name: str, *later: pluggy.PluginMan
     return steps
 
 
-def _picks(argnames: tuple[str, ...]) -> Optional[tuple[int, ...]]:
-    """Which of (call, event) an implementation takes, in its order; None for both, in order."""
-    picks = tuple(0 if name == "call" else 1 for name in argnames)
-    return None if picks == (0, 1) else picks
+def _picks(argnames: tuple[str, ...], hook_argnames: tuple[str, ...]) -> Optional[tuple[int, ...]]:
+    """The places in the hook's arguments of those an implementation takes; None: all, in order."""
+    picks = tuple(hook_argnames.index(name) for name in argnames)
+    return None if picks == tuple(range(len(hook_argnames))) else picks
 
 
 def _group(impl: Any) -> int:
     return 0 if impl.tryfirst else 2 if impl.trylast else 1
 
 
-def call_each(
-    steps: Sequence[Step],
-    hook_name: str,
-    kwargs: dict[str, Any],
-    running: Optional[Callable[[Optional[str]], None]] = None,
-) -> list[PluginError]:
-    """Call every step, whatever the others do; one ``PluginError`` per failure.
-
-    ``running`` hears each plugin's name as it starts, and None at the end,
-    so a watchdog can name a plugin that does not return.
-    """
+def call_each(steps: Sequence[Step], hook_name: str, kwargs: dict[str, Any]) -> list[PluginError]:
+    """Call every step, whatever the others do; one ``PluginError`` per failure."""
     failures = []
     for plugin_name, function, argnames in steps:
-        if running is not None:
-            running(plugin_name)
         try:
             function(*[kwargs[name] for name in argnames])
         except (Exception, SystemExit) as error:  # sys.exit() in a hook ends nothing either
             failures.append(PluginError(plugin_name, hook_name, error))
-    if running is not None:
-        running(None)
     return failures
 
 
@@ -124,8 +106,8 @@ class Dispatcher:
             None  # made by the first register(): most clients need none
         )
         self._prepared = False
-        self._plans: dict[str, list[Step]] = {}
-        self._event_plans: dict[str, list[EventStep]] = {}
+        #: Per hook some plugin implements, its implementations in calling order.
+        self._plans: dict[str, list[Planned]] = {}
         self._callbacks: list[tuple[type[Event], Callback]] = []
         self._callbacks_by_type: dict[type, list[Callback]] = {}
         #: The plugin or callback running now, if any: for the watchdog's warning.
@@ -135,14 +117,15 @@ class Dispatcher:
         """Work out every hook's plan; raises ``PluginError`` for a plugin that cannot take part."""
         self._prepared = True
         managers = [pm for pm in (self.pm, self._own) if pm is not None]
-        self._plans = {
-            name: hook_plan(managers[0], name, *managers[1:]) if managers else [] for name in _HOOK_NAMES
-        }
-        self._event_plans = {
-            name: [(plugin, function, _picks(argnames)) for plugin, function, argnames in self._plans[name]]
-            for name in _EVENT_HOOK_NAMES
-            if self._plans[name]
-        }
+        self._plans = {}
+        for name in _HOOK_NAMES:
+            steps = hook_plan(managers[0], name, *managers[1:]) if managers else []
+            if steps:
+                hook_argnames = tuple(getattr(managers[0].hook, name).spec.argnames)
+                self._plans[name] = [
+                    (plugin, function, _picks(argnames, hook_argnames))
+                    for plugin, function, argnames in steps
+                ]
 
     def register(self, plugin: object, name: Optional[str] = None) -> str:
         """Add ``plugin`` to this watch alone; returns the name it is registered under.
@@ -213,49 +196,44 @@ class Dispatcher:
         self._callbacks = kept
         self._callbacks_by_type = {}
 
-    def call_hook(self, hook_name: str, **kwargs: Any) -> None:
-        for failure in call_each(self._plans[hook_name], hook_name, kwargs, self._note_running):
-            self._report(failure)
+    def call_hook(self, hook_name: str, *args: Any) -> None:
+        """Every implementation of ``hook_name``, given ``args`` in the hook's order; failures isolated.
 
-    def event(self, event: Event) -> None:
-        """Every hook and callback that wants this event, plugins first."""
-        call, plans = self.call, self._event_plans  # plans: only the hooks some plugin implements
-        if "livecall_event" in plans:
-            self._call_event_hook("livecall_event", (call, event))
-        specific = _SPECIFIC_HOOKS.get(type(event))
-        if specific is not None and specific[0] in plans:
-            self._call_event_hook(specific[0], (call, event))
-        fns = self._callbacks_by_type.get(type(event))  # as _callbacks_for(), inline: the usual hit
-        for fn in self._callbacks_for(type(event)) if fns is None else fns:
-            self.running = _callback_name(fn)
-            try:
-                fn(call, event)
-            except (Exception, SystemExit) as error:
-                self._report(PluginError(_callback_name(fn), "callback", error))
-            self.running = None
-
-    def _call_event_hook(self, hook_name: str, call_and_event: tuple[Call, Event]) -> None:
-        """``call_hook`` for the hooks of every event, which take the call and the event.
-
-        The hot path: each implementation's arguments were worked out by
-        ``prepare()``, so an event costs one call per implementation.
+        The hot path: which arguments each implementation takes was worked out
+        by ``prepare()``, so a hook costs one call per implementation, and a
+        hook no plugin implements costs nothing.
         """
+        plan = self._plans.get(hook_name)
+        if not plan:
+            return
         failures = []
-        for plugin_name, function, picks in self._event_plans[hook_name]:
+        for plugin_name, function, picks in plan:
             self.running = plugin_name
             try:
                 if picks is None:
-                    function(*call_and_event)
+                    function(*args)
                 else:
-                    function(*[call_and_event[i] for i in picks])
+                    function(*[args[i] for i in picks])
             except (Exception, SystemExit) as error:  # as in call_each
                 failures.append(PluginError(plugin_name, hook_name, error))
         self.running = None
         for failure in failures:
             self._report(failure)
 
-    def _note_running(self, name: Optional[str]) -> None:
-        self.running = name
+    def event(self, event: Event) -> None:
+        """Every hook and callback that wants this event, plugins first."""
+        call = self.call
+        self.call_hook("livecall_event", call, event)
+        specific = _SPECIFIC_HOOKS.get(type(event))
+        if specific is not None:
+            self.call_hook(specific, call, event)
+        for fn in self._callbacks_for(type(event)):
+            self.running = _callback_name(fn)
+            try:
+                fn(call, event)
+            except (Exception, SystemExit) as error:
+                self._report(PluginError(_callback_name(fn), "callback", error))
+            self.running = None
 
     def _callbacks_for(self, event_type: type) -> list[Callback]:
         cache = self._callbacks_by_type  # a cache that on() replaced is only written to, never read
@@ -270,7 +248,7 @@ class Dispatcher:
         log.error("%s", failure, exc_info=failure.__cause__, extra={"call_id": self.call.id})
         if failure.hook == "livecall_error":
             return  # a failing error handler is logged, never reported to itself
-        self.call_hook("livecall_error", call=self.call, error=failure)
+        self.call_hook("livecall_error", self.call, failure)
 
 
 #: What ``on()`` accepts, for its error message.

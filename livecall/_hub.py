@@ -134,8 +134,7 @@ class Hub:
         select, clock, timers = self.selector.select, time.monotonic, self._timers
         try:
             while True:
-                if self._soon:
-                    self._run_soon()
+                self._run_soon()
                 if self._stopping and not self._soon:
                     return
                 now = clock()
@@ -143,8 +142,7 @@ class Hub:
                     timer = heapq.heappop(timers)[2]
                     if not timer.cancelled:
                         self._run(timer.callback)
-                if self._soon:
-                    self._run_soon()
+                self._run_soon()
                 with self._soon_lock:
                     timeout: Optional[float] = 0.0 if self._soon else None
                     self._asleep = not self._soon
@@ -156,11 +154,8 @@ class Hub:
                 for key, mask in ready:
                     if key.data is None:
                         self._drain_wakeups()
-                        continue
-                    try:  # as _run(), inline: this is once per ready socket
-                        key.data(mask)
-                    except BaseException:
-                        log.exception("hub I/O callback failed")
+                    else:
+                        self._run(key.data, mask)
         finally:
             self.selector.close()
             self._wake_reader.close()

@@ -196,8 +196,8 @@ class Protocol:
             self._fail(violation.code, violation.reason, now)
             buffer.clear()
             return
-        if heard:  # as _heard(), inline: once per read
-            self._last_heard, self._pong_deadline = now, None
+        if heard:
+            self._heard(now)
         if position:
             del buffer[:position]  # bytearray drops a prefix without copying the rest
 

@@ -20,6 +20,8 @@ def wait_all(clients: Iterable[LiveClient], timeout: Optional[float] = None) -> 
     Raises nothing of the watches' own: ask each client's ``wait(0)`` for its error.
     """
     clients = list(clients)
+    if not clients:
+        return True
     lock, all_over = threading.Lock(), threading.Event()
     left = len(clients)
 
@@ -30,8 +32,6 @@ def wait_all(clients: Iterable[LiveClient], timeout: Optional[float] = None) -> 
             if left == 0:
                 all_over.set()
 
-    if not clients:
-        return True
     with _told(clients, one_over):
         return all_over.wait(timeout)
 
