@@ -45,7 +45,7 @@ def test_concurrency(tmp_path):
     result = run_benchmark("concurrency", tmp_path)
     (run,) = result["runs"]
     assert {"threads", "peak_rss_mb", "cpu_per_s", "latency_ms"} <= set(run)
-    assert run["received"] == run["sent"] == run["calls"] * result["seconds"]
+    assert run["received"] == run["sent"] == run["calls"] * result["seconds"] * result["rounds"]
     assert run["unfinished"] == 0
 
 
