@@ -390,6 +390,19 @@ def test_a_signal_closes_with_1000_flushes_plugins_and_exits(running, plugin_env
     assert "Traceback" not in "".join(process.stderr)
 
 
+def test_a_watch_signalled_run_after_run_exits_every_time(running):
+    """A signal used to be raised inside the wait, and could leave a lock taken that a thread then
+    waited on forever: a watch hung now and then.  Every one of these must exit with its status."""
+    for signum in [signal.SIGINT, signal.SIGTERM, signal.SIGHUP] * 4:
+        with Simulator("hiya", "screening", join_timeout=TIMEOUT) as sim:  # waits for a join
+            process = running(sim.watch_args("--format", "jsonl"))
+            process.line('"screening_ended"')
+            process.process.send_signal(signum)
+            assert process.wait(timeout=TIMEOUT) == 128 + signum, "".join(process.stderr)
+            assert sim.wait_for(lambda: sim.connections[0].client_close_code, timeout=TIMEOUT) == 1000
+        assert process.stderr == []
+
+
 #: A plugin that stops in configure or unconfigure (PAUSE_IN) until a line comes on stdin.
 PAUSING = """
     import os

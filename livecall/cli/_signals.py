@@ -2,7 +2,7 @@
 
 A command says how to stop it (:meth:`stopping`): ``watch`` closes its
 client, ``simulate`` stops its simulator.  A signal then runs that action on
-a thread of its own (``_stop_actions`` says why never in the handler), the
+a thread of its own (``_stop_actions`` says why not in the handler), the
 command's waits return, it ends as at the end of the call, and
 :class:`Interrupted` is raised on the way out of :meth:`interruptible`, for
 the signal's exit status.  While no action is registered (parsing the
@@ -52,7 +52,7 @@ class _Signals:
     def handled(self) -> Iterator["_Signals"]:
         """Install the handlers for the life of the command (main thread only)."""
         self.received, self._armed = None, False
-        self._stop_actions = stop_actions = StopActions()
+        self._stop_actions = stop_actions = StopActions(_HANDLED, self._stopped_by)
         try:
             self._previous = {signum: signal.signal(signum, self._handle) for signum in _HANDLED}
             yield self
@@ -106,17 +106,21 @@ class _Signals:
             raise Interrupted(self.received)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        stop_actions = self._stop_actions
+        if stop_actions is not None:
+            stop_actions.wake(signum)
         if self.received is not None:
             return
         self.received = signum
-        stop_actions = self._stop_actions
-        if stop_actions is not None:
-            stop_actions.request()
-            if stop_actions.any:
-                return
-        if self._armed:
+        if self._armed and not (stop_actions is not None and stop_actions.any):
             self._armed = False
             raise Interrupted(signum)
+
+    def _stopped_by(self, signum: int) -> None:
+        """On the stop actions' thread, before they run: the signal the handler may not have seen yet
+        (the main thread runs it once it wakes), and that must then neither raise nor be lost."""
+        if self.received is None:
+            self.received = signum
 
 
 #: The process has one set of signal handlers, so the command has one of these.
