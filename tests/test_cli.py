@@ -840,6 +840,16 @@ def test_demo_watches_both_calls_through_the_plugins_and_exits_0(plugin_env, tmp
     assert f"The CSV plugin wrote {tmp_path / 'livecall-demo.csv'}" in result.stderr
 
 
+def test_a_signal_ends_the_demo_with_the_call_it_watches(running):
+    process = running(["demo"])
+    process.line("hiya")  # the first call is being watched
+    process.process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=TIMEOUT) == 130
+    narration = "".join(process.stderr)
+    assert "A Hiya call" in narration and "A Phonic conversation" not in narration
+    assert process.stdout[-1].endswith(": stopped watching\n")
+
+
 def test_the_demo_csv_default_stays_out_of_watch(plugin_env, tmp_path):
     with Simulator("phonic", "conversation") as sim:
         result = livecall(
