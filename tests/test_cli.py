@@ -763,6 +763,14 @@ def test_simulate_says_when_a_scenario_never_ends(running):
     assert server.wait(timeout=TIMEOUT) == 130
 
 
+def test_a_signal_stops_simulate_while_its_call_waits_for_a_watcher(running):
+    server = running(["simulate", "hiya"])
+    assert "exits once it has ended" in server.line("Simulating")
+    server.process.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=TIMEOUT) == 143
+    assert server.stderr == []
+
+
 def test_simulate_lists_the_scenarios_without_options_the_command_cannot_set():
     result = livecall("simulate", "--list")
     assert result.returncode == 0

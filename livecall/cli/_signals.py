@@ -50,7 +50,8 @@ class _Signals:
 
     @contextlib.contextmanager
     def handled(self) -> Iterator["_Signals"]:
-        """Install the handlers for the life of the command (main thread only)."""
+        """Install the handlers, and start the stop actions' thread, for the life of the command
+        (main thread only)."""
         self.received, self._armed = None, False
         self._stop_actions = stop_actions = StopActions(_HANDLED, self._stopped_by)
         try:
@@ -95,7 +96,8 @@ class _Signals:
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
-        """A block no signal interrupts; one that came meanwhile is raised after it."""
+        """A block no signal interrupts; one that came meanwhile (or that a stop action
+        answered before) is raised after it."""
         armed, self._armed = self._armed, False
         try:
             yield
