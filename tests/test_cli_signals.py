@@ -105,13 +105,20 @@ def test_a_stop_action_that_raises_is_logged_and_the_next_still_runs(caplog):
     assert record.levelno == logging.ERROR and "cannot stop" in str(record.exc_info[1])
 
 
+def wakeup_fd() -> int:
+    fd = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(fd)
+    return fd
+
+
 def test_the_stop_thread_ends_with_the_command_and_the_handlers_are_restored():
-    previous = signal.getsignal(signal.SIGTERM)
+    previous, previous_fd = signal.getsignal(signal.SIGTERM), wakeup_fd()
     with signals.handled():
         [thread] = stop_threads()
         assert thread.daemon
+        assert wakeup_fd() not in (-1, previous_fd)
     assert not thread.is_alive()
-    assert signal.getsignal(signal.SIGTERM) is previous
+    assert signal.getsignal(signal.SIGTERM) is previous and wakeup_fd() == previous_fd
 
 
 def test_the_stop_thread_ends_with_the_command_after_a_signal_too():
