@@ -390,6 +390,19 @@ def test_a_signal_closes_with_1000_flushes_plugins_and_exits(running, plugin_env
     assert "Traceback" not in "".join(process.stderr)
 
 
+def test_a_watch_signalled_run_after_run_exits_every_time(running):
+    """A signal used to be raised inside the wait, and could leave a lock taken that a thread then
+    waited on forever: a watch hung now and then.  Every one of these must exit with its status."""
+    for signum in [signal.SIGINT, signal.SIGTERM, signal.SIGHUP] * 4:
+        with Simulator("hiya", "screening", join_timeout=TIMEOUT) as sim:  # waits for a join
+            process = running(sim.watch_args("--format", "jsonl"))
+            process.line('"screening_ended"')
+            process.process.send_signal(signum)
+            assert process.wait(timeout=TIMEOUT) == 128 + signum, "".join(process.stderr)
+            assert sim.wait_for(lambda: sim.connections[0].client_close_code, timeout=TIMEOUT) == 1000
+        assert process.stderr == []
+
+
 #: A plugin that stops in configure or unconfigure (PAUSE_IN) until a line comes on stdin.
 PAUSING = """
     import os
@@ -750,6 +763,14 @@ def test_simulate_says_when_a_scenario_never_ends(running):
     assert server.wait(timeout=TIMEOUT) == 130
 
 
+def test_a_signal_stops_simulate_while_its_call_waits_for_a_watcher(running):
+    server = running(["simulate", "hiya"])
+    assert "exits once it has ended" in server.line("Simulating")
+    server.process.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=TIMEOUT) == 143
+    assert server.stderr == []
+
+
 def test_simulate_lists_the_scenarios_without_options_the_command_cannot_set():
     result = livecall("simulate", "--list")
     assert result.returncode == 0
@@ -825,6 +846,16 @@ def test_demo_watches_both_calls_through_the_plugins_and_exits_0(plugin_env, tmp
     rows = (tmp_path / "livecall-demo.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows] == ["hiya"] * 8 + ["phonic"] * 6
     assert f"The CSV plugin wrote {tmp_path / 'livecall-demo.csv'}" in result.stderr
+
+
+def test_a_signal_ends_the_demo_with_the_call_it_watches(running):
+    process = running(["demo"])
+    process.line("hiya")  # the first call is being watched
+    process.process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=TIMEOUT) == 130
+    narration = "".join(process.stderr)
+    assert "A Hiya call" in narration and "A Phonic conversation" not in narration
+    assert process.stdout[-1].endswith(": stopped watching\n")
 
 
 def test_the_demo_csv_default_stays_out_of_watch(plugin_env, tmp_path):

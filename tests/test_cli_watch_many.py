@@ -2,10 +2,11 @@
 
 import contextlib
 import json
+import signal
 
 from livecall.testing import Simulator
 
-from .test_cli import base_env, livecall, records
+from .test_cli import TIMEOUT, Running, base_env, livecall, records
 
 
 def _line(sim, **extra):
@@ -56,3 +57,24 @@ def test_a_bad_line_fails_the_run_before_any_call_is_watched():
     assert result.returncode == 2
     assert "line 2" in result.stderr
     assert accepted == 0
+
+
+def test_a_signal_closes_every_watch_with_1000_and_exits_with_its_status(tmp_path):
+    with contextlib.ExitStack() as stack:
+        sims = [
+            stack.enter_context(Simulator("hiya", "screening", join_timeout=TIMEOUT, user_id=f"user-{n}"))
+            for n in range(2)
+        ]  # each waits for a join that never comes
+        listing = tmp_path / "calls.jsonl"
+        listing.write_text("".join(_line(sim) + "\n" for sim in sims))
+        process = Running(["watch-many", "--format", "jsonl", str(listing)])
+        try:
+            for _ in sims:
+                process.line('"screening_ended"')
+            process.process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=TIMEOUT) == 143
+        finally:
+            process.stop()
+        for sim in sims:
+            assert sim.wait_for(lambda sim=sim: sim.connections[0].client_close_code, TIMEOUT) == 1000
+    assert process.stderr == []

@@ -5,6 +5,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -463,6 +464,15 @@ def test_stop_closes_open_calls_with_1001():
     sim.stop()
     assert read_until(ws) == ([], ("close", 1001))
     assert closed_record(sim, 0).server_close_code == 1001
+
+
+def test_wait_for_call_over_returns_false_once_another_thread_stops_the_simulator(returns):
+    sim = Simulator("phonic", "auth").start()  # a call that never ends
+    stopper = threading.Thread(target=sim.stop)
+    stopper.start()
+    assert returns(sim.wait_for_call_over) is False
+    stopper.join()
+    assert sim.wait_for_call_over(0) is False and not sim.call_ended
 
 
 @pytest.mark.parametrize("provider", ["hiya", "phonic"])

@@ -16,6 +16,7 @@ from ..hiya import HiyaClient
 from ..phonic import PhonicClient
 from ._lifecycle import configured
 from ._numbers import pace_seconds
+from ._signals import signals
 from ._simulate import load_simulator
 from ._watch import client_options, watch, watch_and_join
 
@@ -56,8 +57,9 @@ def demo_command(config: Config) -> None:
             _say(f"A Hiya call, simulated at {hiya.url}; livecall joins it once screened:")
             client = HiyaClient(**client_options(config, **hiya.client_kwargs()))
             watch_and_join(client, config, after=ScreeningEnded)
-            _say(f"A Phonic conversation, simulated at {phonic.url}:")
-            watch(PhonicClient(**client_options(config, **phonic.client_kwargs())), config)
+            if signals.received is None:  # else a signal closed the call, and the command ends
+                _say(f"A Phonic conversation, simulated at {phonic.url}:")
+                watch(PhonicClient(**client_options(config, **phonic.client_kwargs())), config)
     csv = getattr(options, "csv", None)
     if csv and os.path.isfile(csv):
         _say(f"The CSV plugin wrote {os.path.abspath(csv)}")

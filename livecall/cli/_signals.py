@@ -1,26 +1,36 @@
 """SIGINT, SIGTERM and SIGHUP: stop the command at once, but never cut a plugin's flush short.
 
-While a command runs, a signal raises :class:`Interrupted` in the main
-thread (as Ctrl-C raises ``KeyboardInterrupt``), which unblocks whatever it
-waits on; a watch then closes its client, sending a close frame.  While
-plugins are configured or flush (:meth:`deferred`), a signal is only
-recorded, and raised once they are done.  Only the first signal raises: the
-cleanup it sets off must run undisturbed.  The handler itself takes no lock:
-a handler interrupting the main thread while it holds one would wait on
-itself forever.
+A command says how to stop it (:meth:`stopping`): ``watch`` closes its
+client, ``simulate`` stops its simulator.  A signal then runs that action on
+a thread of its own (``_stop_actions`` says why not in the handler), the
+command's waits return, it ends as at the end of the call, and
+:class:`Interrupted` is raised on the way out of :meth:`interruptible`, for
+the signal's exit status.  While no action is registered (parsing the
+arguments, a plugin's own command), a signal raises :class:`Interrupted` in
+the main thread wherever it is, as Ctrl-C raises ``KeyboardInterrupt`` in any
+Python program; code blocked there on a lock that a raise could leak should
+register an action instead.
+
+While plugins are configured or flush (:meth:`deferred`), a signal is only
+recorded, and raised once they are done.  Only the first signal stops the
+command: the cleanup it sets off must run undisturbed.  The handler itself
+takes no lock: it interrupts the main thread, maybe while that holds one.
 """
 
 import contextlib
 import signal
 from collections.abc import Iterator
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ._exit import signal_status
+from ._stop_actions import StopActions
 
 __all__ = ["Interrupted", "signals"]
 
 #: SIGHUP (the terminal went away, or a service manager's stop) ends the command as SIGTERM does.
 _HANDLED = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
+#: Seconds a stop action still running when the command is over gets to finish.
+_STOP_WAIT = 10.0
 
 
 class Interrupted(BaseException):
@@ -36,21 +46,44 @@ class _Signals:
         self.received: Optional[int] = None
         self._armed = False
         self._previous: dict[int, Any] = {}
+        self._stop_actions: Optional[StopActions] = None
 
     @contextlib.contextmanager
     def handled(self) -> Iterator["_Signals"]:
-        """Install the handlers for the life of the command (main thread only)."""
+        """Install the handlers, and start the stop actions' thread, for the life of the command
+        (main thread only)."""
         self.received, self._armed = None, False
-        self._previous = {signum: signal.signal(signum, self._handle) for signum in _HANDLED}
+        self._stop_actions = stop_actions = StopActions(_HANDLED, self._stopped_by)
         try:
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in _HANDLED}
             yield self
         finally:
             for signum, handler in self._previous.items():
                 signal.signal(signum, handler)
+            self._previous, self._stop_actions = {}, None
+            stop_actions.close(_STOP_WAIT)
+
+    @contextlib.contextmanager
+    def stopping(self, action: Callable[[], None]) -> Iterator[None]:
+        """While the block runs, a signal calls ``action()`` (on another thread) rather than
+        raising: it must make the block return, and be safe from any thread.
+
+        An action added after a signal came runs at once; one that raises is
+        logged, and the others still run.
+        """
+        stop_actions = self._stop_actions
+        if stop_actions is None:  # outside handled(): no signal stops anything
+            yield
+            return
+        with stop_actions.added(action):
+            yield
 
     @contextlib.contextmanager
     def interruptible(self) -> Iterator[None]:
-        """A block that a signal ends with :class:`Interrupted`, even one that came before."""
+        """A block that a signal ends with :class:`Interrupted`, even one that came before.
+
+        A block a stop action ended returns first; ``Interrupted`` follows.
+        """
         if self.received is not None:
             raise Interrupted(self.received)
         self._armed = True
@@ -58,10 +91,13 @@ class _Signals:
             yield
         finally:
             self._armed = False
+        if self.received is not None:
+            raise Interrupted(self.received)
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
-        """A block no signal interrupts; one that came meanwhile is raised after it."""
+        """A block no signal interrupts; one that came meanwhile (or that a stop action
+        answered before) is raised after it."""
         armed, self._armed = self._armed, False
         try:
             yield
@@ -72,11 +108,21 @@ class _Signals:
             raise Interrupted(self.received)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is None:
-            self.received = signum
-        if self._armed:
+        stop_actions = self._stop_actions
+        if stop_actions is not None:
+            stop_actions.wake(signum)
+        if self.received is not None:
+            return
+        self.received = signum
+        if self._armed and not (stop_actions is not None and stop_actions.any):
             self._armed = False
             raise Interrupted(signum)
+
+    def _stopped_by(self, signum: int) -> None:
+        """On the stop actions' thread, before they run: the signal the handler may not have seen yet
+        (the main thread runs it once it wakes), and that must then neither raise nor be lost."""
+        if self.received is None:
+            self.received = signum
 
 
 #: The process has one set of signal handlers, so the command has one of these.

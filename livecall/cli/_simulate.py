@@ -7,6 +7,7 @@ from typing import Any
 from ..config import Config
 from ..errors import ConfigurationError
 from ._numbers import pace_seconds
+from ._signals import signals
 
 __all__ = ["add_parser", "load_simulator"]
 
@@ -73,10 +74,11 @@ def simulate_command(config: Config) -> None:
             f"Watch it with:\n  livecall {shlex.join(simulator.watch_args(*join))}\n"
         )
         out.flush()
-        if simulator.ends_call:
-            simulator.wait_for_call_over()
-        else:
-            simulator.serve_forever()
+        with signals.stopping(simulator.stop):
+            if simulator.ends_call:
+                simulator.wait_for_call_over()
+            else:
+                simulator.serve_forever()
 
 
 def _port(text: str) -> int:

@@ -18,6 +18,7 @@ from ..phonic import PHONIC
 from ._guard import WatchGuard
 from ._lifecycle import configured
 from ._numbers import count, positive_seconds
+from ._signals import signals
 
 __all__ = ["add_parser", "client_options", "watch", "watch_and_join"]
 
@@ -85,28 +86,32 @@ def watch_and_join(client: HiyaClient, config: Config, after: type[Event]) -> Op
 
     def join(guard: WatchGuard) -> None:
         problem = _join(client, ready)
-        if problem is not None and not guard.fired:
+        if problem is not None and not guard.fired and signals.received is None:
             config.fail(ExitStatus.FAILURE, f"could not join the call: {problem}")
 
     return _run(client, config, join)
 
 
 def _run(client: LiveClient, config: Config, once_started: Callable[[WatchGuard], None]) -> Optional[int]:
-    """``start()``, ``once_started()``, ``wait()`` within the time limits; ``close()`` whatever happens."""
+    """``start()``, ``once_started()``, ``wait()`` within the time limits; ``close()`` whatever happens.
+
+    A signal closes the client from another thread, which ends the wait.
+    """
     options = config.options
-    guard = WatchGuard(
-        client,
-        config.stdout,
-        max_duration=getattr(options, "max_duration", None),
-        idle_timeout=getattr(options, "idle_timeout", None),
-    )
-    try:
-        with guard:
-            client.start()
-            once_started(guard)
-            client.wait()
-    finally:
-        client.close()
+    with signals.stopping(client.close):
+        guard = WatchGuard(
+            client,
+            config.stdout,
+            max_duration=getattr(options, "max_duration", None),
+            idle_timeout=getattr(options, "idle_timeout", None),
+        )
+        try:
+            with guard:
+                client.start()
+                once_started(guard)
+                client.wait()
+        finally:
+            client.close()
     return ExitStatus.TIME_LIMIT if guard.time_limit is not None else None
 
 

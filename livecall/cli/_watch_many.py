@@ -27,6 +27,7 @@ from ..events import CallStarted
 from ..hiya import HiyaClient
 from ._exit import describe, status_for
 from ._lifecycle import configured
+from ._signals import signals
 from ._watch import PROVIDERS, _connection, _connection_options, _join, client_options
 
 __all__ = ["add_parser"]
@@ -113,7 +114,7 @@ def _join_or_fail(client: LiveClient, ready: threading.Event, config: Config) ->
     """Join as ``livecall watch --join`` does; a call that could not be joined fails the run."""
     assert isinstance(client, HiyaClient)  # only Hiya has --join
     problem = _join(client, ready)
-    if problem is not None:
+    if problem is not None and signals.received is None:
         config.fail(ExitStatus.FAILURE, f"call {client.call.id}: could not join the call: {problem}")
 
 
@@ -121,25 +122,34 @@ def _set(ready: threading.Event, call: object, event: object) -> None:
     ready.set()
 
 
+def _close_all(clients: list[LiveClient]) -> None:
+    """Every close frame goes out at once, without waiting: then the watches end together."""
+    for client in clients:
+        client.close(timeout=0)
+
+
 def _watch_all(watches: list[tuple[LiveClient, bool]], config: Config) -> int:
-    """Start every watch without waiting, join those asked to, wait for all; the worst status."""
+    """Start every watch without waiting, join those asked to, wait for all; the worst status.
+
+    A signal closes them all from another thread, which ends the wait.
+    """
     clients = [client for client, _ in watches]
     joins = []
     try:
-        for client, join in watches:
-            if join:
-                ready = threading.Event()
-                client.on(CallStarted, functools.partial(_set, ready))
-                joins.append(
-                    threading.Thread(target=_join_or_fail, args=(client, ready, config), daemon=True)
-                )
-            client.start(wait=False)
-        for thread in joins:
-            thread.start()
-        wait_all(clients)
+        with signals.stopping(functools.partial(_close_all, clients)):
+            for client, join in watches:
+                if join:
+                    ready = threading.Event()
+                    client.on(CallStarted, functools.partial(_set, ready))
+                    joins.append(
+                        threading.Thread(target=_join_or_fail, args=(client, ready, config), daemon=True)
+                    )
+                client.start(wait=False)
+            for thread in joins:
+                thread.start()
+            wait_all(clients)
     finally:
-        for client in clients:
-            client.close(timeout=0)  # every close frame goes out at once; then they end together
+        _close_all(clients)
         wait_all(clients, _CLOSE_WAIT)
     status: int = ExitStatus.OK
     for client in clients:

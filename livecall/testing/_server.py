@@ -257,12 +257,12 @@ class Simulator:
 
     def wait_for_call_over(self, timeout: Optional[float] = None) -> bool:
         """Block until the call has ended and every client has closed its connection;
-        False if ``timeout`` ran out first."""
+        False if ``timeout`` ran out first, or :meth:`stop` was called (from another thread)."""
         try:
-            self.wait_for(lambda: self.call_ended and all(map(_gone, self.connections)), timeout)
+            self.wait_for(lambda: self._call.stopping or self._call_over(), timeout)
         except TimeoutError:
             return False
-        return True
+        return self._call_over()
 
     @property
     def joined(self) -> bool:
@@ -278,6 +278,9 @@ class Simulator:
         return self._journal.wait_for(predicate, timeout)
 
     # --- server internals ----------------------------------------------------
+
+    def _call_over(self) -> bool:
+        return self.call_ended and all(map(_gone, self.connections))
 
     def _wait_idle(self, timeout: float) -> bool:
         with self._journal.condition:
