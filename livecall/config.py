@@ -3,6 +3,7 @@
 import argparse
 import logging
 import sys
+from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional, TextIO
 
 import attrs
@@ -86,6 +87,22 @@ class Config:
 
         self.add_cleanup(unregister, name=label)
         return plugin
+
+    def stopping(self, action: Callable[[], Any]) -> AbstractContextManager[None]:
+        """While the ``with`` block runs, a signal that ends the command calls ``action()``.
+
+        For a plugin's own command (``livecall_register_commands``) that waits:
+        SIGINT, SIGTERM or SIGHUP then runs ``action`` on a thread of its own,
+        instead of raising an exception wherever the main thread is (inside a
+        ``threading`` wait, that can leave a lock taken and hang the process).
+        ``action`` must make the block return, and be safe to call from any
+        thread: ``stop_event.set``, a client's ``close``.  When the function
+        returns, the command still exits with the signal's status (130, 143,
+        129).  Outside the ``livecall`` command, the block just runs.
+        """
+        from .cli._signals import signals  # the command line's handlers: only they call stop actions
+
+        return signals.stopping(action)
 
     def close(self) -> None:
         """Run the cleanups, last added first; idempotent.

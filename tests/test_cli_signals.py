@@ -1,6 +1,7 @@
 """The command's signal handling, in this process: ``signal.raise_signal()`` from the main thread
 runs the handler at once, at a point the test chooses."""
 
+import argparse
 import logging
 import os
 import signal
@@ -8,7 +9,9 @@ import threading
 
 import pytest
 
+from livecall import Config
 from livecall.cli._signals import Interrupted, signals
+from livecall.plugins import create_plugin_manager
 
 #: A bound, never a pause: a stop action runs in a fraction of it.
 TIMEOUT = 30.0
@@ -185,3 +188,24 @@ def test_a_signal_only_another_thread_takes_still_stops_the_command():
     sender.join(TIMEOUT)
     assert woke, "the stop action did not run while the main thread slept"
     assert interrupted.value.status == 143
+
+
+def test_a_plugin_command_says_how_to_stop_it_through_its_config():
+    config = Config(argparse.Namespace(), create_plugin_manager(autoload=False))
+    stop, went_on = Ran(), False
+    with signals.handled(), pytest.raises(Interrupted) as interrupted:
+        with signals.interruptible(), config.stopping(stop):
+            signal.raise_signal(signal.SIGTERM)
+            went_on = True
+            assert stop.done.wait(TIMEOUT)
+    assert went_on and stop.thread is not threading.main_thread()
+    assert interrupted.value.status == 143
+
+
+def test_outside_the_command_config_stopping_just_runs_the_block():
+    config = Config(argparse.Namespace(), create_plugin_manager(autoload=False))
+    stop = Ran()
+    with config.stopping(stop):
+        ran = True
+    assert ran and not stop.done.is_set()
+    assert stop_threads() == []

@@ -161,9 +161,11 @@ def worker_command(config: livecall.Config) -> int:
         hiya_token_command=options.hiya_token_command,
     )
     if options.processes == 1:
-        run_worker(settings, config.plugin_manager, options.metrics_port, threading.Event())
+        stop = threading.Event()
+        with config.stopping(stop.set):  # a signal sets it from another thread: the calls go back
+            run_worker(settings, config.plugin_manager, options.metrics_port, stop)
         return livecall.ExitStatus.OK
-    failed = run_processes(settings, options.processes, options.metrics_port)
+    failed = run_processes(settings, options.processes, options.metrics_port, config.stopping)
     return livecall.ExitStatus.FAILURE if failed else livecall.ExitStatus.OK
 
 
