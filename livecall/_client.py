@@ -517,7 +517,9 @@ class LiveClient:
             hub, sock = self._hub, self._handshake_sock
         if sock is not None:
             _shut_down(sock)  # a handshake waiting on a mute server ends now
-        if hub is not None:
+        # Finishing: no connection or backoff is left to stop (the usual end: the server's close
+        # frame came with its final message), so the I/O thread is not woken for nothing.
+        if hub is not None and not self._finishing:
             hub.call_soon(self._on_stop)
 
     # --- a dispatcher thread --------------------------------------------------------
