@@ -140,7 +140,8 @@ class Hub:
         select, clock, timers = self.selector.select, time.monotonic, self._timers
         try:
             while True:
-                self._run_soon()
+                if self._soon:
+                    self._run_soon()
                 if self._stopping and not self._soon:
                     self._hand_off()
                     return
@@ -149,7 +150,8 @@ class Hub:
                     timer = heapq.heappop(timers)[2]
                     if not timer.cancelled:
                         self._run(timer.callback)
-                self._run_soon()
+                if self._soon:  # a timer's callback may have added work
+                    self._run_soon()
                 with self._soon_lock:
                     timeout: Optional[float] = 0.0 if self._soon else None
                     self._asleep = not self._soon

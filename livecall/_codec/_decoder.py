@@ -180,7 +180,9 @@ def _parse(data: Frame, binary: bool) -> Any:
         message = _loads_fast(text)
     except (ValueError, RecursionError) as exc:
         raise Invalid(f"invalid JSON: {exc}") from None
-    if "\\" in text and _SURROGATE_ESCAPE.search(text) or data.__class__ is str and not _is_text(text):
+    escaped = "\\" in text and _SURROGATE_ESCAPE.search(text)
+    given = data.__class__ is str and not text.isascii() and not _is_text(text)  # ASCII holds none
+    if escaped or given:
         _replace_lone_surrogates(message)
     return message
 
