@@ -33,8 +33,9 @@ class Mailbox:
     that call's server alone).  So at most what one wake-up read (256 KiB)
     goes past the bound.  The byte bound matters because a message may be
     megabytes: a count alone would let a few hundred large ones take
-    gigabytes.  ``schedule`` hands the mailbox to the dispatcher pool when it
-    gets its first item; the pool gives it back with :meth:`take`.
+    gigabytes.  ``schedule`` is called when the mailbox gets its first item
+    (the hub then hands it to the dispatcher pool before its I/O thread
+    sleeps); the pool gives it back with :meth:`take`.
     """
 
     def __init__(
