@@ -9,6 +9,7 @@ seconds is named in a warning and the pool grows by one thread, up to
 ``max_dispatchers``, so the other calls carry on.
 """
 
+import collections
 import logging
 import queue
 import threading
@@ -66,18 +67,27 @@ class ConnectorPool:
 class DispatcherPool:
     """Runs mailboxes, one thread per mailbox at a time, fairly; grows when hooks get stuck.
 
-    The line of mailboxes is a ``queue.SimpleQueue``: at thousands of calls
-    a dispatcher falls idle between most events, and the C queue wakes it
-    for a fraction of what a ``threading.Condition`` costs in Python.
+    Under the GIL two dispatchers running Python do no more than one, and
+    the second costs a GIL hand-off every few milliseconds; a second thread
+    only pays when the first waits in a hook (a webhook's POST, say).  So a
+    scheduled mailbox wakes a parked dispatcher only if none is already on
+    its way to the line, and :meth:`nudge` wakes another when mailboxes wait
+    while the running ones take none.  (A ``queue.SimpleQueue`` would wake
+    every waiting getter for one item: each ``get`` passes its lock on.)
     """
 
     def __init__(self, size: int, max_size: int, stuck_after: float, name: str):
         self._name = name
         self._max_size = max(size, max_size)
         self.stuck_after = stuck_after
-        self._line: queue.SimpleQueue[Optional[Mailbox]] = queue.SimpleQueue()
-        #: Puts a mailbox at the back of the line: the queue's own ``put``, no Python frame.
-        self.schedule: Callable[[Mailbox], None] = self._line.put
+        #: Mailboxes waiting for a dispatcher; ``None`` is an end mark, one per thread.
+        self._line: collections.deque[Optional[Mailbox]] = collections.deque()
+        #: Each parked dispatcher's lock, held while it sleeps; releasing it wakes that thread.
+        self._parked: list[threading.Lock] = []
+        self._waking = 0  # woken and not yet at the line
+        self._park_lock = threading.Lock()  # _parked and _waking
+        self._taken = 0  # mailboxes taken from the line, ever: how nudge() sees progress
+        self._taken_at_nudge = -1
         self._lock = threading.Lock()  # the thread list, and stopping
         #: thread: [since, mailbox, reported], while it runs a batch; read by the watchdog.
         self._busy: dict[threading.Thread, list[Any]] = {}
@@ -85,6 +95,36 @@ class DispatcherPool:
         self._stopping = False
         for _ in range(size):
             self._add_thread()
+
+    def schedule(self, mailbox: Mailbox) -> None:
+        """Put a mailbox at the back of the line, waking a dispatcher unless one is on its way."""
+        self._line.append(mailbox)
+        if self._parked and not self._waking:  # read after the append: see _park
+            self._wake(only_if_none_waking=True)
+
+    def nudge(self) -> bool:
+        """The I/O thread's look at the line, once a turn: True while mailboxes wait.
+
+        If mailboxes waited at the last look too and no dispatcher has taken
+        one since, the running ones are stuck in hooks: a parked one is woken.
+        The I/O thread comes back within a short while as long as this says
+        True, so a waiting call is late by milliseconds, not until the next
+        read.
+        """
+        if not self._line:
+            self._taken_at_nudge = -1
+            return False
+        taken = self._taken
+        if taken == self._taken_at_nudge and self._parked:
+            self._wake(only_if_none_waking=True)
+        self._taken_at_nudge = taken
+        return True
+
+    def _wake(self, only_if_none_waking: bool) -> None:
+        with self._park_lock:
+            if self._parked and not (only_if_none_waking and self._waking):
+                self._waking += 1
+                self._parked.pop().release()  # the most recently parked: its cache is warmest
 
     @property
     def size(self) -> int:
@@ -95,7 +135,9 @@ class DispatcherPool:
         with self._lock:
             self._stopping = True
             for _ in self._threads:
-                self._line.put(None)
+                self._line.append(None)
+        while self._parked:
+            self._wake(only_if_none_waking=False)
 
     def check(self, now: float) -> None:
         """The watchdog: warn of each dispatcher stuck past ``stuck_after``, and grow the pool."""
@@ -106,7 +148,7 @@ class DispatcherPool:
             entry[2] = True
         for since, mailbox, _ in stuck:
             log.warning("a dispatcher has been stuck for %.1f s in %s", now - since, mailbox.describe())
-        for _ in range(len(stuck) if not self._line.empty() else 0):
+        for _ in range(len(stuck) if self._line else 0):
             with self._lock:
                 if len(self._threads) >= self._max_size or self._stopping:
                     break
@@ -122,8 +164,15 @@ class DispatcherPool:
 
     def _work(self) -> None:
         me, line = threading.current_thread(), self._line
+        wake = threading.Lock()
+        wake.acquire()
         while True:
-            mailbox = line.get()
+            try:
+                mailbox = line.popleft()
+            except IndexError:
+                self._park(wake)
+                continue
+            self._taken += 1
             if mailbox is None:
                 return
             _local.mailbox = mailbox
@@ -131,6 +180,25 @@ class DispatcherPool:
                 self._run(mailbox, me)
             finally:
                 _local.mailbox = None
+
+    def _park(self, wake: threading.Lock) -> None:
+        """Sleep until :meth:`schedule` (or :meth:`nudge`, or :meth:`stop`) releases ``wake``.
+
+        The thread says it is parked, then looks at the line once more; the
+        scheduler puts a mailbox in the line, then looks for parked threads.
+        Whichever comes second sees the other, so no mailbox is left with
+        every dispatcher asleep.
+        """
+        with self._park_lock:
+            self._parked.append(wake)
+        if self._line:
+            with self._park_lock:
+                if wake in self._parked:  # nobody woke it: back to the line
+                    self._parked.remove(wake)
+                    return
+        wake.acquire()  # released by whoever took it off _parked
+        with self._park_lock:
+            self._waking -= 1
 
     def _run(self, mailbox: Mailbox, me: threading.Thread) -> None:
         """Run batches of ``mailbox`` while no other call waits; then put it at the back of the line.
@@ -149,6 +217,6 @@ class DispatcherPool:
                 del busy[me]
             if not mailbox.release():
                 return
-            if not line.empty() and not self._stopping:  # once stopping, end marks wait there
-                line.put(mailbox)  # others wait: to the back of the line, for fairness
+            if line and not self._stopping:  # once stopping, end marks wait there
+                line.append(mailbox)  # others wait: to the back of the line, for fairness
                 return

@@ -173,6 +173,83 @@ def test_the_watchdog_names_a_stuck_hook_and_grows_the_pool(caplog):
         pool.stop()
 
 
+def _pool_threads(name):
+    return [t for t in threading.enumerate() if t.name.startswith(f"{name}-dispatcher-")]
+
+
+def test_every_item_runs_once_and_in_order_while_dispatchers_park_and_wake():
+    pool = DispatcherPool(2, 2, stuck_after=60, name="test-order")
+    done = threading.Event()
+    seen = {n: [] for n in range(200)}
+    remaining = [200 * 50]
+
+    def handler(n):
+        def handle(item):
+            seen[n].append(item)
+            remaining[0] -= 1  # one dispatcher per mailbox at a time; the GIL keeps the count whole
+            if not remaining[0]:
+                done.set()
+
+        return handle
+
+    boxes = [Mailbox(100, 10**6, pool.schedule, handler(n), lambda: None, lambda: "") for n in range(200)]
+    try:
+        for item in range(50):  # a mailbox that empties is handed over again: many park and wake turns
+            for box in boxes:
+                box.put(item)
+        assert done.wait(30), "a mailbox was left in the line with every dispatcher asleep"
+        assert all(items == list(range(50)) for items in seen.values())
+    finally:
+        pool.stop()
+
+
+def test_a_mailbox_behind_a_stuck_hook_gets_the_parked_dispatcher_on_a_nudge():
+    pool = DispatcherPool(2, 2, stuck_after=60, name="test-nudge")
+    entered, release, ran = threading.Event(), threading.Event(), threading.Event()
+    stuck_when_it_ran = []
+
+    def stuck(item):
+        entered.set()
+        release.wait(30)
+
+    def run(item):
+        stuck_when_it_ran.append(not release.is_set())
+        ran.set()
+
+    blocked = Mailbox(10, 1000, pool.schedule, stuck, lambda: None, lambda: "stuck")
+    waiting = Mailbox(10, 1000, pool.schedule, run, lambda: None, lambda: "waiting")
+    try:
+        # Handed over together: the second finds a dispatcher already on its way and wakes
+        # nobody, and that dispatcher takes the first and sticks.
+        blocked.put("x")
+        waiting.put("y")
+        assert entered.wait(5)
+        for _ in range(100):  # what the I/O thread does once a turn
+            pool.nudge()
+            if ran.wait(0.05):
+                break
+    finally:
+        release.set()
+        pool.stop()
+    assert stuck_when_it_ran == [True], "the call that waited ran on the other dispatcher, the hook stuck"
+
+
+def test_stopping_the_pool_ends_its_parked_dispatchers():
+    pool = DispatcherPool(3, 3, stuck_after=60, name="test-stop")
+    threads = _pool_threads("test-stop")
+    assert len(threads) == 3
+    pool.stop()
+    for thread in threads:
+        thread.join(5)
+    assert not [t.name for t in threads if t.is_alive()]
+
+
+@pytest.mark.parametrize("window", [-0.001, 1.5])
+def test_a_batch_window_out_of_range_is_refused(window):
+    with pytest.raises(livecall.ConfigurationError, match="batch_window"):
+        livecall.configure_hub(batch_window=window)
+
+
 WATCHDOG_CHILD = """
 import json, logging, sys, threading, livecall
 logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
