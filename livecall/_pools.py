@@ -103,19 +103,21 @@ class DispatcherPool:
             self._wake(only_if_none_waking=True)
 
     def nudge(self) -> bool:
-        """The I/O thread's look at the line, once a turn: True while mailboxes wait.
+        """The I/O thread's look at the line, once a turn: True while mailboxes wait and a dispatcher idles.
 
         If mailboxes waited at the last look too and no dispatcher has taken
         one since, the running ones are stuck in hooks: a parked one is woken.
         The I/O thread comes back within a short while as long as this says
         True, so a waiting call is late by milliseconds, not until the next
-        read.
+        read.  With no dispatcher parked there is nobody to wake: the next to
+        finish takes from the line before it would park, and the watchdog
+        grows the pool if none does.
         """
-        if not self._line:
+        if not self._line or not self._parked:
             self._taken_at_nudge = -1
             return False
         taken = self._taken
-        if taken == self._taken_at_nudge and self._parked:
+        if taken == self._taken_at_nudge:
             self._wake(only_if_none_waking=True)
         self._taken_at_nudge = taken
         return True
