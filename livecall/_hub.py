@@ -174,7 +174,7 @@ class Hub:
                     self._hand_off()
                 if nudge() and (timeout is None or timeout > _LINE_CHECK):
                     timeout = _LINE_CHECK
-                if timeout != 0.0 and self.users > 1:
+                if window and timeout != 0.0 and self.users > 1:
                     self._wait_out_window(woke + window - clock(), timeout)
                 ready = select(timeout)
                 woke = clock()

@@ -23,8 +23,13 @@ from .conftest import FAST, Recorder
 CALLS = 30
 
 
-def _hub_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("livecall-hub")]
+def _hub_threads(prefix="livecall-hub"):
+    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def _mailbox(pool, handle, name="", limit=10):
+    """A call's mailbox on ``pool``, as the hub makes one; ``name`` is what the watchdog reports."""
+    return Mailbox(limit, 1000 * limit, pool.schedule, handle, lambda: None, lambda: name)
 
 
 def _phonic(sim, **kwargs):
@@ -154,11 +159,8 @@ def test_the_watchdog_names_a_stuck_hook_and_grows_the_pool(caplog):
         entered.set()
         release.wait(10)
 
-    def mailbox(handle, name):
-        return Mailbox(10, 1000, pool.schedule, handle, lambda: None, lambda: name)
-
-    blocked = mailbox(stuck, "call phonic:stuck, plugin slowpoke")
-    waiting = mailbox(lambda item: ran.set(), "call phonic:waiting")
+    blocked = _mailbox(pool, stuck, "call phonic:stuck, plugin slowpoke")
+    waiting = _mailbox(pool, lambda item: ran.set(), "call phonic:waiting")
     try:
         blocked.put("x")
         assert entered.wait(5)
@@ -171,10 +173,6 @@ def test_the_watchdog_names_a_stuck_hook_and_grows_the_pool(caplog):
     finally:
         release.set()
         pool.stop()
-
-
-def _pool_threads(name):
-    return [t for t in threading.enumerate() if t.name.startswith(f"{name}-dispatcher-")]
 
 
 def test_every_item_runs_once_and_in_order_while_dispatchers_park_and_wake():
@@ -192,7 +190,7 @@ def test_every_item_runs_once_and_in_order_while_dispatchers_park_and_wake():
 
         return handle
 
-    boxes = [Mailbox(100, 10**6, pool.schedule, handler(n), lambda: None, lambda: "") for n in range(200)]
+    boxes = [_mailbox(pool, handler(n), limit=100) for n in range(200)]
     try:
         for item in range(50):  # a mailbox that empties is handed over again: many park and wake turns
             for box in boxes:
@@ -216,8 +214,8 @@ def test_a_mailbox_behind_a_stuck_hook_gets_the_parked_dispatcher_on_a_nudge():
         stuck_when_it_ran.append(not release.is_set())
         ran.set()
 
-    blocked = Mailbox(10, 1000, pool.schedule, stuck, lambda: None, lambda: "stuck")
-    waiting = Mailbox(10, 1000, pool.schedule, run, lambda: None, lambda: "waiting")
+    blocked = _mailbox(pool, stuck, "stuck")
+    waiting = _mailbox(pool, run, "waiting")
     try:
         # Handed over together: the second finds a dispatcher already on its way and wakes
         # nobody, and that dispatcher takes the first and sticks.
@@ -236,7 +234,7 @@ def test_a_mailbox_behind_a_stuck_hook_gets_the_parked_dispatcher_on_a_nudge():
 
 def test_stopping_the_pool_ends_its_parked_dispatchers():
     pool = DispatcherPool(3, 3, stuck_after=60, name="test-stop")
-    threads = _pool_threads("test-stop")
+    threads = _hub_threads("test-stop-dispatcher-")
     assert len(threads) == 3
     pool.stop()
     for thread in threads:
