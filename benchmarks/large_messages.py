@@ -16,7 +16,7 @@ from typing import Any
 
 import websocket
 
-from livecall._protocol import Protocol
+from livecall._wire.protocol import Protocol
 from livecall.testing._wire import TEXT, accept_handshake, frame, open_plain
 
 from ._report import Row, number, verdict

@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import livecall
-from livecall._snapshots import SnapshotTracker
 from livecall.phonic import PHONIC
+from livecall.phonic._snapshots import SnapshotTracker
 
 from . import _payloads
 from ._report import Row, number, verdict

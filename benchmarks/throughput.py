@@ -21,7 +21,7 @@ from typing import Any, Optional
 import websocket
 
 import livecall
-from livecall._protocol import Protocol
+from livecall._wire.protocol import Protocol
 
 from ._report import Row, spread_text, verdict
 from ._server import Script, ServerProcess

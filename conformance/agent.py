@@ -19,7 +19,7 @@ from typing import Callable, Union
 
 import websocket
 
-from livecall._protocol import Protocol
+from livecall._wire.protocol import Protocol
 from livecall.errors import LivecallError
 from livecall.testing._wire import open_plain
 

@@ -5,18 +5,18 @@ each message into an event (``livecall.events``) and hand it to plugins and
 callbacks.  Plugins implement the hooks in ``livecall.hookspecs``.
 """
 
-from ._backlog import ClientStats
-from ._backoff import Backoff
-from ._client import LiveClient
 from ._codec import to_json, to_record
-from ._credential_source import CredentialSource
 from ._exit_status import ExitStatus
-from ._files import owner_only
-from ._handshake import ProxySettings
-from ._hub import configure_hub
-from ._printable import PrintableFormatter, printable
-from ._secrets import MIN_SECRET_LENGTH, Credential, RedactingFilter, redact
-from ._waiting import wait_all, wait_any
+from ._hub.connect import ProxySettings
+from ._hub.loop import configure_hub
+from ._hub.mailbox import ClientStats
+from ._safety.files import owner_only
+from ._safety.printable import PrintableFormatter, printable
+from ._safety.secrets import MIN_SECRET_LENGTH, Credential, RedactingFilter, redact
+from ._watch.backoff import Backoff
+from ._watch.client import LiveClient
+from ._watch.credential_source import CredentialSource
+from ._watch.waiting import wait_all, wait_any
 from .call import Call, EndReason
 from .config import Config
 from .errors import (

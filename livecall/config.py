@@ -1,6 +1,7 @@
 """What ``livecall_configure`` and ``livecall_unconfigure`` receive."""
 
 import argparse
+import contextlib
 import logging
 import sys
 from contextlib import AbstractContextManager
@@ -9,8 +10,8 @@ from typing import Any, Callable, Optional, TextIO
 import attrs
 import pluggy
 
-from ._dispatch import Step, call_each
 from ._exit_status import ExitStatus
+from ._isolation import Step, call_each
 
 __all__ = ["Config"]
 
@@ -41,6 +42,11 @@ class Config:
     stderr: TextIO = attrs.field(factory=lambda: sys.stderr, repr=False)
     failures: list[tuple[int, str]] = attrs.field(factory=list)
     _cleanups: list[tuple[str, Callable[[], Any]]] = attrs.field(factory=list, init=False, repr=False)
+    #: How a signal stops a block (:meth:`stopping`): the ``livecall`` command passes its own
+    #: signal handling; outside it, the block just runs.
+    _stopping: Callable[[Callable[[], Any]], AbstractContextManager[None]] = attrs.field(
+        default=lambda action: contextlib.nullcontext(), kw_only=True, repr=False
+    )
 
     @property
     def output_format(self) -> Optional[str]:
@@ -100,9 +106,7 @@ class Config:
         returns, the command still exits with the signal's status (130, 143,
         129).  Outside the ``livecall`` command, the block just runs.
         """
-        from .cli._signals import signals  # the command line's handlers: only they call stop actions
-
-        return signals.stopping(action)
+        return self._stopping(action)
 
     def close(self) -> None:
         """Run the cleanups, last added first; idempotent.

@@ -6,7 +6,7 @@ output and bug reports.
 
 from typing import Any, Optional
 
-from ._secrets import redact
+from ._safety.secrets import redact
 
 __all__ = [
     "AckTimeoutError",

@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional, Union
 from urllib.parse import urlencode
 
-from ._checks import header_text
-from ._client import LiveClient
-from ._codec import Decoder
-from ._codec._converter import HiyaMessage
-from ._credential_source import CredentialSource
-from ._provider import Provider, Request
-from ._secrets import Credential, HiddenLines
+from ._codec import Decoder, HiyaMessage
+from ._safety.secrets import Credential, HiddenLines
+from ._watch.client import LiveClient
+from ._watch.credential_source import CredentialSource
+from ._watch.provider import Provider, Request
+from ._wire.checks import header_text
 from .call import Call, new_call_id
 from .errors import AckTimeoutError, ConfigurationError, ConnectionLostError, LivecallError
 from .events import Ack, CallEnded, CallStarted, Event
@@ -110,7 +109,7 @@ class _PendingAck:
         self.error: Optional[BaseException] = None
 
 
-class _HiyaWatch:
+class _HiyaSession:
     """Hiya's part of one client: its credentials and headers, and the acks its requests wait for.
 
     ``acks`` is the client's: ``join_call()`` and ``end_call()`` put a
@@ -177,14 +176,14 @@ class _HiyaWatch:
             pending.done.set()
 
 
-#: Hiya as livecall sees it; see :class:`~livecall._provider.Provider`.
+#: Hiya as livecall sees it; see :class:`~livecall._watch.provider.Provider`.
 HIYA = Provider(
     name="hiya",
     description="a Hiya live call",
     default_url=DEFAULT_URL,
     new_decoder=functools.partial(Decoder, HiyaMessage),
     final_events=(CallEnded,),
-    new_watch=_HiyaWatch,
+    new_session=_HiyaSession,
     add_arguments=_add_arguments,
     from_arguments=_from_arguments,
 )
@@ -214,7 +213,7 @@ class HiyaClient(LiveClient):
         **options: Any,
     ):
         self._acks: dict[str, _PendingAck] = {}
-        self._watch = HIYA.new_watch(token, conversation_token, user_id, product_version, self._acks)
+        self._session = HIYA.new_session(token, conversation_token, user_id, product_version, self._acks)
         super().__init__(url=url or DEFAULT_URL, call_id=new_call_id(), **options)
 
     def join_call(self, timeout: float = 10.0) -> Ack:

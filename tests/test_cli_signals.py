@@ -191,7 +191,7 @@ def test_a_signal_only_another_thread_takes_still_stops_the_command():
 
 
 def test_a_plugin_command_says_how_to_stop_it_through_its_config():
-    config = Config(argparse.Namespace(), create_plugin_manager(autoload=False))
+    config = Config(argparse.Namespace(), create_plugin_manager(autoload=False), stopping=signals.stopping)
     stop, went_on = Ran(), False
     with signals.handled(), pytest.raises(Interrupted) as interrupted:
         with signals.interruptible(), config.stopping(stop):

@@ -268,7 +268,7 @@ def test_examples_run(page, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # where examples write their files
     # livecall blanks every credential this process has used wherever it appears in
     # output: other tests' fake tokens must not blank words of the examples' output.
-    monkeypatch.setattr("livecall._secrets._known", livecall._secrets._Known())
+    monkeypatch.setattr("livecall._safety.secrets._known", livecall._safety.secrets._Known())
     with contextlib.ExitStack() as stack:
         ExampleRunner(page, tmp_path, stack, monkeypatch).run_all()
 

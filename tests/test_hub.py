@@ -13,8 +13,8 @@ import pytest
 
 import livecall
 from livecall import EndReason, Transcript
-from livecall._backlog import Mailbox
-from livecall._pools import DispatcherPool
+from livecall._hub.mailbox import Mailbox
+from livecall._hub.pools import DispatcherPool
 from livecall.plugins import create_plugin_manager
 from livecall.testing import Simulator
 

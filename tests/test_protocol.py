@@ -6,10 +6,10 @@ reconnect policy.
 
 import pytest
 
-from livecall._backoff import Backoff
-from livecall._frames import encode_frame, mask, parse_close
-from livecall._protocol import Cause, Outcome, Protocol
-from livecall._reconnect import Finish, ReconnectPolicy, Retry
+from livecall._watch.backoff import Backoff
+from livecall._watch.reconnect import Finish, ReconnectPolicy, Retry
+from livecall._wire.frames import encode_frame, mask, parse_close
+from livecall._wire.protocol import Cause, Outcome, Protocol
 from livecall.call import EndReason
 from livecall.errors import AuthenticationError, ConnectionLostError, ProtocolError, RetriesExhaustedError
 

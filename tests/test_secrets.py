@@ -58,8 +58,8 @@ def test_a_secret_too_short_to_blank_safely_is_not_blanked_and_says_so(caplog, v
 def test_ten_thousand_secrets_are_each_blanked_and_only_the_ones_found_are_compiled(monkeypatch):
     """A watch-many holds a conversation token per call: the registry must not grow
     quadratically with them (it once compiled one pattern of all of them at each one added)."""
-    known = livecall._secrets._Known()
-    monkeypatch.setattr("livecall._secrets._known", known)
+    known = livecall._safety.secrets._Known()
+    monkeypatch.setattr("livecall._safety.secrets._known", known)
     tokens = [f"conv-{number:06d}-ab12cd34" for number in range(10_000)]  # one shared prefix
     for token in tokens:
         livecall.Credential(token)
@@ -73,7 +73,7 @@ def test_ten_thousand_secrets_are_each_blanked_and_only_the_ones_found_are_compi
 
 
 def test_a_secret_inside_a_longer_one_leaves_nothing_of_either(monkeypatch):
-    monkeypatch.setattr("livecall._secrets._known", livecall._secrets._Known())
+    monkeypatch.setattr("livecall._safety.secrets._known", livecall._safety.secrets._Known())
     livecall.Credential("inner-secret-2024")
     livecall.Credential("outer-inner-secret-2024-tail")
     assert livecall.redact("a outer-inner-secret-2024-tail b inner-secret-2024 c") == "a *** b *** c"
@@ -88,7 +88,7 @@ def test_errors_are_redacted_as_they_are_made():
 def test_requests_show_no_token_in_their_repr():
     hiya = livecall.HiyaClient("bearer-SECRET-0001", "conversation-SECRET-02", "user", plugins=[object()])
     phonic = livecall.PhonicClient("conv", session_token="session-SECRET-0003", plugins=[object()])
-    for request in (hiya._watch.request(hiya.base_url), phonic._watch.request(phonic.base_url)):
+    for request in (hiya._session.request(hiya.base_url), phonic._session.request(phonic.base_url)):
         assert "SECRET" in request.url or any("SECRET" in line for line in request.headers)
         assert "SECRET" not in repr(request)
 
@@ -128,6 +128,6 @@ def test_websocket_clients_trace_is_redacted_whatever_handler_writes_it():
 
 
 def test_hidden_lines_iterate_but_never_print():
-    lines = livecall._secrets.HiddenLines(["Authorization: Bearer abc"])
+    lines = livecall._safety.secrets.HiddenLines(["Authorization: Bearer abc"])
     assert list(lines) == ["Authorization: Bearer abc"] and len(lines) == 1
     assert "abc" not in repr(lines) and "abc" not in repr({"header": lines})

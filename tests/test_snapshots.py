@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livecall import Call
-from livecall._snapshots import UNKNOWN_ROLE, SnapshotTracker, update_call
 from livecall.events import Conversation, ConversationItem, Role, ToolCall, Transcript
 from livecall.phonic import PHONIC
+from livecall.phonic._snapshots import UNKNOWN_ROLE, SnapshotTracker, update_call
 
 FIRST = datetime(2025, 7, 30, 23, 45, 1, tzinfo=timezone.utc)
 LATER = datetime(2025, 7, 30, 23, 45, 9, tzinfo=timezone.utc)

@@ -4,7 +4,9 @@ One cattrs converter does both directions (see ``_converter``); decoders add
 what is per watch (Phonic's item cache), and never raise.
 """
 
-from ._decoder import Decoder
+from ._converter import HiyaMessage, PhonicMessage
+from ._decoder import Decoder, PhonicDecoder
 from ._record import to_json, to_record
+from ._server_words import server_words
 
-__all__ = ["Decoder", "to_json", "to_record"]
+__all__ = ["Decoder", "HiyaMessage", "PhonicDecoder", "PhonicMessage", "server_words", "to_json", "to_record"]

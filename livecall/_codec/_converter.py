@@ -32,7 +32,6 @@ from cattrs.gen import (
 )
 from cattrs.strategies import configure_tagged_union
 
-from .._server_words import server_words
 from ..events import (
     Ack,
     CallEnded,
@@ -48,6 +47,7 @@ from ..events import (
     ToolCall,
     Transcript,
 )
+from ._server_words import server_words
 from ._values import (
     Invalid,
     as_is,

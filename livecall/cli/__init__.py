@@ -15,8 +15,8 @@ from typing import Optional
 import pluggy
 
 from .._exit_status import ExitStatus
-from .._printable import printable, printable_lines
-from .._secrets import redact
+from .._safety.printable import printable, printable_lines
+from .._safety.secrets import redact
 from ..config import Config
 from ..errors import ConfigurationError, LivecallError
 from ..plugins import create_plugin_manager
@@ -48,7 +48,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             pm = _plugin_manager(early.plugins)
             options = build_parser(pm, global_parser).parse_args(argv)
             _global_options_anywhere(options, early)
-            config = Config(options, pm, sys.stdout, sys.stderr)
+            config = Config(options, pm, sys.stdout, sys.stderr, stopping=signals.stopping)
             with signals.interruptible():
                 status = options.func(config) or ExitStatus.OK
         except Interrupted as interrupted:

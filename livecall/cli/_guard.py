@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Optional, TextIO
 
-from .._client import LiveClient
+from .._watch.client import LiveClient
 from ..events import Event
 
 __all__ = ["WatchGuard"]

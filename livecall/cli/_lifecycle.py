@@ -7,30 +7,17 @@ every plugin that failed to configure is named, not just the first.
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
-import pluggy
-
-from .._dispatch import call_each as call_isolated
-from .._dispatch import hook_plan
 from .._exit_status import ExitStatus
+from .._isolation import call_plugins
 from ..config import Config
 from ..errors import PluginError
 from ._signals import signals
 
-__all__ = ["call_each", "configured"]
+__all__ = ["configured"]
 
 log = logging.getLogger("livecall.cli")
-
-
-def call_each(
-    pm: pluggy.PluginManager, hook_name: str, skip: Iterable[str] = (), **kwargs: Any
-) -> list[PluginError]:
-    """Call every implementation of ``hook_name`` but those of the plugins in ``skip``."""
-    skip = frozenset(skip)
-    steps = [step for step in hook_plan(pm, hook_name) if step[0] not in skip]
-    return call_isolated(steps, hook_name, kwargs)
 
 
 @contextlib.contextmanager
@@ -47,7 +34,7 @@ def configured(config: Config) -> Iterator[Config]:
     refused: list[PluginError] = []
     try:
         with signals.deferred():
-            refused = call_each(pm, "livecall_configure", config=config)
+            refused = call_plugins(pm, "livecall_configure", config=config)
         for failure in refused[1:]:
             log.error("%s", failure, exc_info=failure.__cause__)
         if refused:
@@ -56,7 +43,7 @@ def configured(config: Config) -> Iterator[Config]:
     finally:
         skip = [failure.plugin for failure in refused]
         with signals.deferred():
-            for failure in call_each(pm, "livecall_unconfigure", skip=skip, config=config):
+            for failure in call_plugins(pm, "livecall_unconfigure", skip=skip, config=config):
                 log.info("%s", failure, exc_info=failure.__cause__)  # the traceback, for -v
                 config.fail(ExitStatus.FAILURE, str(failure))
             config.close()

@@ -9,8 +9,8 @@ import logging
 import sys
 from collections.abc import Iterator
 
-from .._printable import PrintableFormatter, printable
-from .._secrets import RedactingFilter
+from .._safety.printable import PrintableFormatter, printable
+from .._safety.secrets import RedactingFilter
 
 __all__ = ["logging_to_stderr"]
 

@@ -15,9 +15,9 @@ import pluggy
 
 from .. import __version__
 from .._exit_status import ExitStatus
-from .._printable import printable
+from .._isolation import call_plugins
+from .._safety.printable import printable
 from . import _demo, _plugins, _simulate, _watch, _watch_many
-from ._lifecycle import call_each
 
 __all__ = ["build_parser", "global_options"]
 
@@ -100,13 +100,13 @@ def build_parser(pm: pluggy.PluginManager, global_parser: argparse.ArgumentParse
         dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser
     )
     plugin_options = argparse.ArgumentParser(add_help=False)
-    _raise_first(call_each(pm, "livecall_addoption", parser=plugin_options))
+    _raise_first(call_plugins(pm, "livecall_addoption", parser=plugin_options))
     _watch.add_parser(commands, plugin_options)
     _watch_many.add_parser(commands, plugin_options)
     _demo.add_parser(commands, plugin_options)
     _simulate.add_parser(commands)
     _plugins.add_parser(commands)
-    _raise_first(call_each(pm, "livecall_register_commands", subparsers=commands))
+    _raise_first(call_plugins(pm, "livecall_register_commands", subparsers=commands))
     return parser
 
 

@@ -7,9 +7,9 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from .._checks import base_url
-from .._client import LiveClient
 from .._exit_status import ExitStatus
+from .._watch.client import LiveClient
+from .._wire.checks import base_url
 from ..config import Config
 from ..errors import ConfigurationError, ConnectionLostError, LivecallError
 from ..events import CallStarted, Event

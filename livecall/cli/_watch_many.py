@@ -16,11 +16,11 @@ import threading
 from collections.abc import Iterator
 from typing import IO, Any, NoReturn
 
-from .._client import LiveClient
 from .._exit_status import ExitStatus
-from .._printable import printable
-from .._secrets import redact
-from .._waiting import wait_all
+from .._safety.printable import printable
+from .._safety.secrets import redact
+from .._watch.client import LiveClient
+from .._watch.waiting import wait_all
 from ..config import Config
 from ..errors import ConfigurationError, LivecallError
 from ..events import CallStarted

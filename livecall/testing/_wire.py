@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Callable
 
-from .._handshake import Handshake, open_connection
+from .._hub.connect import Handshake, open_connection
 
 __all__ = [
     "open_plain",

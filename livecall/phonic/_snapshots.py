@@ -26,9 +26,9 @@ from collections.abc import Hashable, Iterable
 from datetime import datetime
 from typing import Any, Optional
 
+from ..call import Call
+from ..events import Conversation, ConversationItem, Event, Role, Transcript
 from ._tool_calls import Fields, tool_call_events
-from .call import Call
-from .events import Conversation, ConversationItem, Event, Role, Transcript
 
 __all__ = ["UNKNOWN_ROLE", "WITHHELD", "SnapshotTracker", "update_call"]
 

@@ -22,10 +22,10 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import attrs
 
-from ._checks import header_text
-from ._secrets import HiddenLines, redact
-from ._server_words import server_words
-from .errors import AuthenticationError, ConfigurationError, ProtocolError
+from .._codec import server_words
+from .._safety.secrets import HiddenLines, redact
+from .._wire.checks import header_text
+from ..errors import AuthenticationError, ConfigurationError, ProtocolError
 
 __all__ = ["ConnectFailed", "Handshake", "ProxySettings", "open_connection"]
 

@@ -11,16 +11,16 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional, Union
 from urllib.parse import quote, urlencode
 
-from ._checks import header_text
-from ._client import LiveClient
-from ._codec._decoder import PhonicDecoder
-from ._credential_source import CredentialSource
-from ._provider import Provider, Request
-from ._secrets import Credential, HiddenLines
+from .._codec import PhonicDecoder
+from .._safety.secrets import Credential, HiddenLines
+from .._watch.client import LiveClient
+from .._watch.credential_source import CredentialSource
+from .._watch.provider import Provider, Request
+from .._wire.checks import header_text
+from ..call import Call
+from ..errors import ConfigurationError
+from ..events import ConversationEnded, ConversationUpdated, Event
 from ._snapshots import SnapshotTracker, update_call
-from .call import Call
-from .errors import ConfigurationError
-from .events import ConversationEnded, ConversationUpdated, Event
 
 __all__ = ["PHONIC", "PhonicClient"]
 
@@ -80,7 +80,7 @@ def _from_arguments(options: argparse.Namespace, common: dict[str, Any]) -> "Pho
     return PhonicClient(options.conversation_id, **credentials, **common)
 
 
-class _PhonicWatch:
+class _PhonicSession:
     """Phonic's part of one client: its credentials, and the snapshots compared into lines."""
 
     def __init__(
@@ -131,14 +131,14 @@ class _PhonicWatch:
         """Nothing waits on Phonic's connection: the next snapshot brings back what was missed."""
 
 
-#: Phonic as livecall sees it; see :class:`~livecall._provider.Provider`.
+#: Phonic as livecall sees it; see :class:`~livecall._watch.provider.Provider`.
 PHONIC = Provider(
     name="phonic",
     description="a Phonic conversation",
     default_url=DEFAULT_URL,
     new_decoder=PhonicDecoder,
     final_events=(ConversationEnded,),
-    new_watch=_PhonicWatch,
+    new_session=_PhonicSession,
     add_arguments=_add_arguments,
     from_arguments=_from_arguments,
 )
@@ -164,6 +164,6 @@ class PhonicClient(LiveClient):
         url: Optional[str] = None,
         **options: Any,
     ):
-        self._watch = PHONIC.new_watch(conversation_id, api_key, session_token)
-        assert conversation_id  # the watch refuses a missing one
+        self._session = PHONIC.new_session(conversation_id, api_key, session_token)
+        assert conversation_id  # the session refuses a missing one
         super().__init__(url=url or DEFAULT_URL, call_id=conversation_id, **options)

@@ -33,9 +33,9 @@ from typing import Callable, Optional
 
 import attrs
 
-from ._backlog import Mailbox
-from ._pools import ConnectorPool, DispatcherPool
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
+from .mailbox import Mailbox
+from .pools import ConnectorPool, DispatcherPool
 
 __all__ = ["Hub", "HubOptions", "Timer", "acquire_hub", "configure_hub"]
 

@@ -24,7 +24,8 @@ from typing import Callable, Optional, Union
 
 import attrs
 
-from ._frames import (
+from ..errors import ConnectionLostError
+from .frames import (
     BINARY,
     CLOSE,
     CONTINUATION,
@@ -41,7 +42,6 @@ from ._frames import (
     parse_close,
     parse_header,
 )
-from .errors import ConnectionLostError
 
 __all__ = ["Cause", "Message", "Outcome", "Protocol", "DEFAULT_MAX_MESSAGE_SIZE"]
 

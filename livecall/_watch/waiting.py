@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Callable, Optional
 
-from ._client import LiveClient
+from .client import LiveClient
 
 __all__ = ["wait_all", "wait_any"]
 
@@ -52,10 +52,14 @@ def wait_any(clients: Iterable[LiveClient], timeout: Optional[float] = None) -> 
 @contextlib.contextmanager
 def _told(clients: list[LiveClient], callback: Callable[[], None]) -> Iterator[None]:
     """``callback()`` as each watch ends (at once for one over already), until the block is left."""
+
+    def done(client: LiveClient) -> None:
+        callback()
+
     for client in clients:
-        client._add_done_callback(callback)
+        client.add_done_callback(done)
     try:
         yield
     finally:
         for client in clients:
-            client._remove_done_callback(callback)
+            client.remove_done_callback(done)

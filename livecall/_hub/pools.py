@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from ._backlog import Mailbox
+from .mailbox import Mailbox
 
 __all__ = ["ConnectorPool", "DispatcherPool", "current_mailbox"]
 

@@ -7,15 +7,16 @@ plugin's name and reported through ``livecall_error``.
 """
 
 import logging
-from collections.abc import Sequence
 from typing import Any, Callable, Optional, TypeVar
 
 import pluggy
 
-from . import events
-from .call import Call
-from .errors import LivecallError, PluginError
-from .events import Event, Reconnecting, Transcript
+from .. import events
+from .._isolation import hook_plan
+from ..call import Call
+from ..errors import LivecallError, PluginError
+from ..events import Event, Reconnecting, Transcript
+from ..plugins import bare_plugin_manager
 
 __all__ = ["Dispatcher"]
 
@@ -25,9 +26,6 @@ E = TypeVar("E", bound=Event)
 #: A callback registered for one event type: ``_callbacks_for`` only ever hands
 #: it events of that type, which its own signature may require.
 Callback = Callable[[Call, Any], Any]
-#: One implementation to call: its plugin's name, the function and its argument names.
-Step = tuple[str, Callable[..., Any], tuple[str, ...]]
-
 #: One implementation as a watch calls it: its plugin's name, the function, and which of the
 #: hook's arguments it takes, by their places in the hook's order (None: all, in that order).
 Planned = tuple[str, Callable[..., Any], Optional[tuple[int, ...]]]
@@ -45,44 +43,10 @@ _HOOK_NAMES = (
 )
 
 
-def hook_plan(pm: pluggy.PluginManager, hook_name: str, *later: pluggy.PluginManager) -> list[Step]:
-    """The implementations of a hook in the order pluggy itself would call them.
-
-    The plugins of the ``later`` managers count as registered after those of
-    ``pm``: within each of pluggy's groups (``tryfirst``, plain, ``trylast``)
-    they run first, as the last registered plugin does.
-    """
-    impls = []
-    for manager in (*reversed(later), pm):
-        impls += reversed(getattr(manager.hook, hook_name).get_hookimpls())
-    impls.sort(key=_group)  # stable: each manager's order and the managers' order hold
-    steps = []
-    for impl in impls:
-        if getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False):
-            raise PluginError(impl.plugin_name, hook_name, TypeError("livecall hooks cannot be wrappers"))
-        steps.append((impl.plugin_name, impl.function, tuple(impl.argnames)))
-    return steps
-
-
 def _picks(argnames: tuple[str, ...], hook_argnames: tuple[str, ...]) -> Optional[tuple[int, ...]]:
     """The places in the hook's arguments of those an implementation takes; None: all, in order."""
     picks = tuple(hook_argnames.index(name) for name in argnames)
     return None if picks == tuple(range(len(hook_argnames))) else picks
-
-
-def _group(impl: Any) -> int:
-    return 0 if impl.tryfirst else 2 if impl.trylast else 1
-
-
-def call_each(steps: Sequence[Step], hook_name: str, kwargs: dict[str, Any]) -> list[PluginError]:
-    """Call every step, whatever the others do; one ``PluginError`` per failure."""
-    failures = []
-    for plugin_name, function, argnames in steps:
-        try:
-            function(*[kwargs[name] for name in argnames])
-        except (Exception, SystemExit) as error:  # sys.exit() in a hook ends nothing either
-            failures.append(PluginError(plugin_name, hook_name, error))
-    return failures
 
 
 class Dispatcher:
@@ -135,9 +99,6 @@ class Dispatcher:
         """
         self._refuse_once_prepared("register")
         if self._own is None:
-            # Imported here: plugins -> hookspecs -> config -> this module.
-            from .plugins import bare_plugin_manager
-
             self._own = bare_plugin_manager()
         registered_as = self._own.register(plugin, name=name)
         assert registered_as is not None  # no name of this manager is blocked
@@ -214,7 +175,7 @@ class Dispatcher:
                     function(*args)
                 else:
                     function(*[args[i] for i in picks])
-            except (Exception, SystemExit) as error:  # as in call_each
+            except (Exception, SystemExit) as error:  # as in _isolation.call_each
                 failures.append(PluginError(plugin_name, hook_name, error))
         self.running = None
         for failure in failures:

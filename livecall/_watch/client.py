@@ -24,28 +24,28 @@ from typing import Any, Callable, ClassVar, Optional, TypeVar, Union, overload
 import attrs
 import pluggy
 
-from ._backlog import ClientStats, Mailbox
-from ._backoff import Backoff
-from ._checks import base_url
-from ._dispatch import Dispatcher
-from ._event_stream import event_stream
-from ._handshake import ConnectFailed, Handshake, ProxySettings, open_connection
-from ._hub import Hub, Timer, acquire_hub, release_hub
-from ._link import Link
-from ._pools import current_mailbox
-from ._protocol import DEFAULT_MAX_MESSAGE_SIZE, Message, Outcome, Protocol
-from ._provider import Provider, Watch
-from ._reconnect import Finish, ReconnectPolicy, Retry
-from ._secrets import HiddenText
-from .call import Call, EndReason
-from .errors import (
+from .._hub.connect import ConnectFailed, Handshake, ProxySettings, open_connection
+from .._hub.link import Link
+from .._hub.loop import Hub, Timer, acquire_hub, release_hub
+from .._hub.mailbox import ClientStats, Mailbox
+from .._hub.pools import current_mailbox
+from .._safety.secrets import HiddenText
+from .._wire.checks import base_url
+from .._wire.protocol import DEFAULT_MAX_MESSAGE_SIZE, Message, Outcome, Protocol
+from ..call import Call, EndReason
+from ..errors import (
     AuthenticationError,
     ConfigurationError,
     ConnectionLostError,
     LivecallError,
     ProtocolError,
 )
-from .events import Event, Reconnecting, ServerError, utcnow
+from ..events import Event, Reconnecting, ServerError, utcnow
+from .backoff import Backoff
+from .dispatch import Dispatcher
+from .event_stream import event_stream
+from .provider import Provider, Session
+from .reconnect import Finish, ReconnectPolicy, Retry
 
 __all__ = ["LiveClient"]
 
@@ -75,7 +75,7 @@ def _plugin_manager(
     plugin_manager: Optional[pluggy.PluginManager], plugins: Optional[Iterable[object]]
 ) -> Optional[pluggy.PluginManager]:
     """The given manager; else none when ``plugins`` are given (the client's own); else the installed."""
-    from .plugins import get_plugin_manager
+    from ..plugins import get_plugin_manager
 
     if plugin_manager is not None:
         return plugin_manager
@@ -104,11 +104,11 @@ class LiveClient:
     """
 
     #: What makes the provider: its decoder, final events, command-line face.
-    provider: ClassVar[Provider]
-    #: The provider's part of this client, from ``provider.new_watch()``: how
+    provider: ClassVar[Provider[Any]]
+    #: The provider's part of this client, from ``provider.new_session()``: how
     #: to connect, and its bookkeeping.  The subclass sets it before calling
     #: ``LiveClient.__init__``, so that its own arguments are checked first.
-    _watch: Watch
+    _session: Session
 
     def __init__(
         self,
@@ -158,13 +158,13 @@ class LiveClient:
         self._close_timeout = close_timeout
         self._queue_size, self._queue_bytes = queue_size, queue_bytes
         self._decoder = self.provider.new_decoder()
-        self.dispatcher = Dispatcher(plugin_manager, self.call, strict=strict)
+        self._dispatcher = Dispatcher(plugin_manager, self.call, strict=strict)
         for plugin in plugins or ():
-            self.dispatcher.register(plugin)
+            self._dispatcher.register(plugin)
         self._lock = threading.Lock()
         self._ready = threading.Event()  # connected once, or finished
         self._finished = threading.Event()
-        self._when_finished: list[Callable[[], None]] = []
+        self._when_finished: list[Callable[[LiveClient], Any]] = []
         self._started = self._closing = self._ended = False
         self._connected_once = self._call_started = False
         self._error: Optional[BaseException] = None
@@ -199,14 +199,14 @@ class LiveClient:
         thread after the plugins, isolated like them.  ``TypeError`` at once
         if ``event_type`` is not an event class or ``fn`` is not callable.
         """
-        return self.dispatcher.on(event_type, fn)
+        return self._dispatcher.on(event_type, fn)
 
     def off(self, event_type: type[E], fn: Callable[[Call, E], Any]) -> None:
         """Stop calling ``fn`` for ``event_type``, from the next event on; at any time.
 
         ``ValueError`` if ``on(event_type, fn)`` did not add it.
         """
-        self.dispatcher.off(event_type, fn)
+        self._dispatcher.off(event_type, fn)
 
     def register(self, plugin: object, name: Optional[str] = None) -> str:
         """Add a plugin object or module to this client alone; returns its name.
@@ -216,11 +216,11 @@ class LiveClient:
         as if registered after the others (before them, unless they use
         ``tryfirst``).
         """
-        return self.dispatcher.register(plugin, name)
+        return self._dispatcher.register(plugin, name)
 
     def unregister(self, plugin: Optional[object] = None, name: Optional[str] = None) -> object:
         """Remove a plugin that ``register()`` added, by object or name; before ``start()`` only."""
-        return self.dispatcher.unregister(plugin, name)
+        return self._dispatcher.unregister(plugin, name)
 
     def events(self, buffer_size: int = 1000) -> Iterator[Event]:
         """The call's events, in order, for a ``for`` loop; starts the watch if need be.
@@ -231,7 +231,7 @@ class LiveClient:
         events wait for the loop: a loop that falls behind holds the watch up
         as a slow plugin does, and loses nothing.
         """
-        return event_stream(self, buffer_size)
+        return event_stream(self.register, self._begin, self.wait, self.close, buffer_size)
 
     def start(self, timeout: Optional[float] = None, *, wait: bool = True) -> None:
         """Connect and start watching; returns once connected (or at once with ``wait=False``).
@@ -245,7 +245,7 @@ class LiveClient:
             if self._started:
                 raise LivecallError("start() was already called: a client watches one call")
             self._started = True
-        self.dispatcher.prepare()
+        self._dispatcher.prepare()
         hub = acquire_hub()
         self._mailbox = hub.new_mailbox(
             self._queue_size, self._queue_bytes, self._dispatch_item, self._room, self._describe
@@ -259,6 +259,11 @@ class LiveClient:
             raise TimeoutError(f"not connected within {timeout} s")
         if not self._connected_once:
             self._raise_error()  # never connected: auth refused, gave up...
+
+    def _begin(self) -> None:
+        """``start()``, unless it was called already (the events loop's first step)."""
+        if not self._started:
+            self.start()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until the watch is over; ``False`` if ``timeout`` ran out first.
@@ -317,18 +322,27 @@ class LiveClient:
     def _raise_error(self) -> None:
         if self._error is not None:
             raise self._error
-        if self.dispatcher.first_failure is not None:  # strict mode
-            raise self.dispatcher.first_failure
+        if self._dispatcher.first_failure is not None:  # strict mode
+            raise self._dispatcher.first_failure
 
-    def _add_done_callback(self, fn: Callable[[], None]) -> None:
-        """Call ``fn()`` once the watch is over (at once if it is)."""
+    def add_done_callback(self, fn: Callable[["LiveClient"], Any]) -> None:
+        """Call ``fn(client)`` once the watch is over, after ``livecall_call_end``.
+
+        For code that holds many watches without a thread for each (a worker,
+        ``wait_any()``): ``fn`` runs on the dispatcher thread that finished the
+        watch, or at once in the caller's thread if it is over already, so it
+        must be quick and must not wait for the watch.  ``wait()`` returns
+        before it is called.  An exception it raises is logged, never passed
+        on.
+        """
         with self._lock:
             if not self._finished.is_set():
                 self._when_finished.append(fn)
                 return
-        fn()
+        _call_done_callback(fn, self)
 
-    def _remove_done_callback(self, fn: Callable[[], None]) -> None:
+    def remove_done_callback(self, fn: Callable[["LiveClient"], Any]) -> None:
+        """Forget ``fn``, added with :meth:`add_done_callback`; nothing happens if it was not."""
         with self._lock:
             if fn in self._when_finished:
                 self._when_finished.remove(fn)
@@ -373,7 +387,7 @@ class LiveClient:
         result: Union[Handshake, BaseException]
         try:
             try:
-                request = self._watch.request(self.base_url)
+                request = self._session.request(self.base_url)
             except ConfigurationError:
                 raise
             except Exception as error:  # a token source that failed this time
@@ -525,7 +539,7 @@ class LiveClient:
     # --- a dispatcher thread --------------------------------------------------------
 
     def _describe(self) -> str:
-        running = self.dispatcher.running
+        running = self._dispatcher.running
         return f"call {self.call.provider}:{self.call.id}" + (f", plugin {running}" if running else "")
 
     def _dispatch_item(self, item: Any) -> None:
@@ -541,7 +555,7 @@ class LiveClient:
             elif type(item) is _Connected:
                 if item.first:
                     self._call_started = True
-                    self.dispatcher.call_hook("livecall_call_start", self.call)
+                    self._dispatcher.call_hook("livecall_call_start", self.call)
             else:
                 self._lost(item)
         except BaseException:  # hooks are isolated; this is a bug, or a plugin calling sys.exit()
@@ -550,32 +564,32 @@ class LiveClient:
     def _dispatch(self, event: Event) -> None:
         if type(event) is ServerError:
             self._last_server_error = event.message
-        derived = self._watch.handle(self.call, event)
-        self.dispatcher.event(event)
+        derived = self._session.handle(self.call, event)
+        self._dispatcher.event(event)
         for extra in derived:
-            self.dispatcher.event(extra)
+            self._dispatcher.event(extra)
         if isinstance(event, self.provider.final_events):
             self._stop(ended=True)
 
     def _lost(self, retry: Retry) -> None:
-        self._watch.connection_lost(ConnectionLostError(f"connection lost: {retry.cause}"))
+        self._session.connection_lost(ConnectionLostError(f"connection lost: {retry.cause}"))
         if self._stopped() is None:
-            self.dispatcher.event(Reconnecting(retry.attempt, retry.delay, retry.cause))
+            self._dispatcher.event(Reconnecting(retry.attempt, retry.delay, retry.cause))
 
     def _finish_watch(self, finished: Finish) -> None:
         call, error = self.call, finished.error
         said = self._last_server_error
         if isinstance(error, AuthenticationError) and error.status == AUTH_CLOSE_CODE and said:
             error = AuthenticationError(f"{error}: {said}", status=error.status, server_message=said)
-        self._watch.connection_lost(ConnectionLostError(f"the watch ended ({finished.reason})"))
+        self._session.connection_lost(ConnectionLostError(f"the watch ended ({finished.reason})"))
         call.end_reason = finished.reason
         call.ended_at = utcnow()
         self._error = error
         try:
             if error is not None:
-                self.dispatcher.call_hook("livecall_error", call, error)
+                self._dispatcher.call_hook("livecall_error", call, error)
             if self._call_started:  # call_end only pairs with a call_start
-                self.dispatcher.call_hook("livecall_call_end", call, finished.reason)
+                self._dispatcher.call_hook("livecall_call_end", call, finished.reason)
         finally:  # whatever happened, wait() must return
             assert self._hub is not None
             release_hub(self._hub)  # first: once wait() returns, the hub may be configured anew
@@ -585,7 +599,14 @@ class LiveClient:
             if not self._ready.is_set():  # a watch that never connected: start() waits no more
                 self._ready.set()
             for callback in callbacks:
-                callback()
+                _call_done_callback(callback, self)
+
+
+def _call_done_callback(fn: Callable[[LiveClient], Any], client: LiveClient) -> None:
+    try:
+        fn(client)
+    except Exception:
+        log.exception("a done callback of call %s failed", client.call.id)
 
 
 def _shut_down(sock: Any) -> None:

@@ -14,8 +14,8 @@ from typing import NoReturn, Optional
 
 import pluggy
 
-from ._secrets import Credential
-from .errors import ConfigurationError, LivecallError
+from .._safety.secrets import Credential
+from ..errors import ConfigurationError, LivecallError
 
 __all__ = ["COMMAND_TIMEOUT", "CredentialSource"]
 

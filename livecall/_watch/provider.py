@@ -3,7 +3,7 @@
 Each provider's module (``hiya``, ``phonic``) builds its :class:`Provider`
 from its own parts: the decoder of its wire union, the events after which it
 has nothing more to say, its ``livecall watch`` arguments, and its
-:class:`Watch`, made afresh for each client: the request builder and the
+:class:`Session`, made afresh for each client: the request builder and the
 per-event bookkeeping.  ``LiveClient`` calls these parts; it has no method
 for a provider to override.  Adding a provider is one module, plus its entry
 in the command's ``PROVIDERS``; no code switches on a provider's name.
@@ -11,19 +11,19 @@ in the command's ``PROVIDERS``; no code switches on a provider's name.
 
 import argparse
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Generic, Protocol, TypeVar
 
 import attrs
 
-from ._codec import Decoder
-from ._secrets import HiddenLines
-from .call import Call
-from .events import Event
+from .._codec import Decoder
+from .._safety.secrets import HiddenLines
+from ..call import Call
+from ..events import Event
 
-if TYPE_CHECKING:
-    from ._client import LiveClient
+#: The provider's client class.
+C = TypeVar("C")
 
-__all__ = ["Provider", "Request", "Watch"]
+__all__ = ["Provider", "Request", "Session"]
 
 
 @attrs.frozen
@@ -39,7 +39,7 @@ class Request:
     safe_url: str
 
 
-class Watch(Protocol):
+class Session(Protocol):
     """A provider's part of one client: its credentials, and what it keeps of the call.
 
     The client calls ``request()`` on a connector thread before each
@@ -58,11 +58,11 @@ class Watch(Protocol):
 
 
 @attrs.frozen
-class Provider:
-    """One provider: its name, default base URL, decoder, final events, watch and command-line face.
+class Provider(Generic[C]):
+    """One provider: its name, default base URL, decoder, final events, session and command-line face.
 
     ``new_decoder`` makes a decoder for one watch (decoders may keep state,
-    like Phonic's item cache).  ``new_watch`` makes the :class:`Watch` of one
+    like Phonic's item cache).  ``new_session`` makes the :class:`Session` of one
     client from the provider's own constructor arguments; it raises
     ``ConfigurationError`` for missing or unusable ones.  ``add_arguments``
     adds the provider's own options to its ``livecall watch`` subcommand;
@@ -75,6 +75,6 @@ class Provider:
     default_url: str
     new_decoder: Callable[[], Decoder]
     final_events: tuple[type[Event], ...]
-    new_watch: Callable[..., Watch]
+    new_session: Callable[..., Session]
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    from_arguments: Callable[[argparse.Namespace, dict[str, Any]], "LiveClient"]
+    from_arguments: Callable[[argparse.Namespace, dict[str, Any]], C]

@@ -19,10 +19,10 @@ from typing import Callable, Optional, Union
 
 import attrs
 
-from ._backoff import Backoff
-from ._protocol import Cause, Outcome
-from .call import EndReason
-from .errors import AuthenticationError, ProtocolError, RetriesExhaustedError
+from .._wire.protocol import Cause, Outcome
+from ..call import EndReason
+from ..errors import AuthenticationError, ProtocolError, RetriesExhaustedError
+from .backoff import Backoff
 
 __all__ = ["Finish", "ReconnectPolicy", "Retry", "RETRYABLE_CLOSE_CODES"]
 

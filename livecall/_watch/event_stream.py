@@ -12,15 +12,15 @@ import collections
 import threading
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Callable, Optional
 
-from .call import Call, EndReason
-from .errors import LivecallError
-from .events import Event
-from .hookspecs import hookimpl
+from ..call import Call, EndReason
+from ..errors import LivecallError
+from ..events import Event
+from ..hookspecs import hookimpl
 
-if TYPE_CHECKING:
-    from ._client import LiveClient
+#: The client's ``register(plugin, name)``.
+Register = Callable[[object, Optional[str]], str]
 
 __all__ = ["event_stream"]
 
@@ -96,28 +96,39 @@ class _Feed:
         self._buffer.finish()
 
 
-def event_stream(client: "LiveClient", buffer_size: int) -> Iterator[Event]:
-    """Register the feed now (plugins are fixed at ``start()``); the loop starts the watch."""
+def event_stream(
+    register: Register,
+    begin: Callable[[], None],
+    wait: Callable[[], object],
+    close: Callable[[], None],
+    buffer_size: int,
+) -> Iterator[Event]:
+    """Register the feed now (plugins are fixed at ``start()``); the loop starts the watch.
+
+    ``begin`` starts the watch unless it was started already; ``wait`` and
+    ``close`` are the client's own.
+    """
     if buffer_size < 1:
         raise ValueError("buffer_size must be 1 or more")
     buffer = _Buffer(buffer_size)
     try:
-        client.register(_Feed(buffer), name="livecall.events")
+        register(_Feed(buffer), "livecall.events")
     except LivecallError:
         raise LivecallError("events() after start(): call it before start(), or instead of it") from None
     except ValueError:  # the name is taken
         raise LivecallError("events() was called already: a client has one stream of events") from None
-    events = _events(client, buffer)
+    events = _events(buffer, begin, wait, close)
     weakref.finalize(events, buffer.abandon)  # a loop dropped before it ran must not hold the watch up
     return events
 
 
-def _events(client: "LiveClient", buffer: _Buffer) -> Iterator[Event]:
+def _events(
+    buffer: _Buffer, begin: Callable[[], None], wait: Callable[[], object], close: Callable[[], None]
+) -> Iterator[Event]:
     try:
-        if not client._started:  # events() may come before start(), or instead of it
-            client.start()  # a watch that never connects raises here, with no call to end
+        begin()  # events() may come before start(), or instead of it; a watch that never connects raises
         yield from buffer.drain()
-        client.wait()  # the watch's fatal error, or strict mode's first failure
+        wait()  # the watch's fatal error, or strict mode's first failure
     finally:  # the loop ended, was left with break, or raised: the watch is over either way
         buffer.abandon()
-        client.close()
+        close()

@@ -17,9 +17,9 @@ import ssl
 import time
 from typing import Callable, Optional
 
-from ._handshake import describe
-from ._hub import Hub, Timer
-from ._protocol import Cause, Message, Outcome, Protocol
+from .._wire.protocol import Cause, Message, Outcome, Protocol
+from .connect import describe
+from .loop import Hub, Timer
 
 __all__ = ["Link"]
 

@@ -11,7 +11,7 @@ from collections.abc import Hashable
 from datetime import datetime
 from typing import Any, Optional
 
-from .events import ConversationItem, ToolCall
+from ..events import ConversationItem, ToolCall
 
 __all__ = ["Fields", "tool_call_events"]
 

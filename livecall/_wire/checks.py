@@ -8,7 +8,7 @@ it would be a ``ValueError`` there, and the watch would fail as a bug.
 import ipaddress
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 __all__ = ["base_url", "header_text"]
 
