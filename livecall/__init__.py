@@ -2,7 +2,9 @@
 
 ``HiyaClient`` and ``PhonicClient`` connect to a provider's live stream, turn
 each message into an event (``livecall.events``) and hand it to plugins and
-callbacks.  Plugins implement the hooks in ``livecall.hookspecs``.
+callbacks.  Plugins implement the hooks in ``livecall.hookspecs``.  Each
+provider is a :class:`Provider` (``get_provider()``, ``providers()``), which
+also builds a client from a request's fields.
 """
 
 from ._codec import to_json, to_record
@@ -16,6 +18,7 @@ from ._safety.secrets import MIN_SECRET_LENGTH, Credential, RedactingFilter, red
 from ._watch.backoff import Backoff
 from ._watch.client import LiveClient
 from ._watch.credential_source import CredentialSource
+from ._watch.provider import Provider, get_provider, providers
 from ._watch.waiting import wait_all, wait_any
 from .call import Call, EndReason
 from .config import Config
@@ -83,6 +86,7 @@ __all__ = [
     "PluginError",
     "PrintableFormatter",
     "ProtocolError",
+    "Provider",
     "ProxySettings",
     "Reconnecting",
     "RedactingFilter",
@@ -94,9 +98,11 @@ __all__ = [
     "Transcript",
     "UnknownMessage",
     "configure_hub",
+    "get_provider",
     "hookimpl",
     "owner_only",
     "printable",
+    "providers",
     "redact",
     "to_json",
     "to_record",

@@ -20,7 +20,8 @@ from ._codec import Decoder, HiyaMessage
 from ._safety.secrets import Credential, HiddenLines
 from ._watch.client import LiveClient
 from ._watch.credential_source import CredentialSource
-from ._watch.provider import Provider, Request
+from ._watch.fields import Field
+from ._watch.provider import Provider, Request, register_provider
 from ._wire.checks import header_text
 from .call import Call, new_call_id
 from .errors import AckTimeoutError, ConfigurationError, ConnectionLostError, LivecallError
@@ -92,9 +93,7 @@ def _token(options: argparse.Namespace, plugin_manager: Any) -> Union[str, Crede
         return options.token.get()
     plugins_give_it = plugin_manager is not None and plugin_manager.hook.livecall_credential.get_hookimpls()
     if options.token_command is not None or plugins_give_it:
-        return CredentialSource(
-            "hiya", "token", command=options.token_command, env=TOKEN_ENV, plugin_manager=plugin_manager
-        )
+        return HIYA.credential_source("token", command=options.token_command, plugin_manager=plugin_manager)
     if not Credential(env=TOKEN_ENV).get():
         raise ConfigurationError(f"Hiya needs a bearer token: --token, --token-command or ${TOKEN_ENV}")
     return None
@@ -176,16 +175,30 @@ class _HiyaSession:
             pending.done.set()
 
 
-#: Hiya as livecall sees it; see :class:`~livecall._watch.provider.Provider`.
-HIYA = Provider(
-    name="hiya",
-    description="a Hiya live call",
-    default_url=DEFAULT_URL,
-    new_decoder=functools.partial(Decoder, HiyaMessage),
-    final_events=(CallEnded,),
-    new_session=_HiyaSession,
-    add_arguments=_add_arguments,
-    from_arguments=_from_arguments,
+def _new_client(**arguments: Any) -> "HiyaClient":
+    return HiyaClient(**arguments)
+
+
+#: Hiya as livecall sees it; see :class:`~livecall.Provider`.
+HIYA = register_provider(
+    Provider(
+        name="hiya",
+        description="a Hiya live call",
+        default_url=DEFAULT_URL,
+        fields=(
+            Field("conversation_token", required=True, secret=True, env=CONVERSATION_TOKEN_ENV),
+            Field("user_id", required=True, env=USER_ID_ENV),
+            Field("product_version"),
+            Field("token", secret=True, credential=True, renewable=True, env=TOKEN_ENV),
+        ),
+        call_ids_shared=False,
+        new_client=_new_client,
+        new_decoder=functools.partial(Decoder, HiyaMessage),
+        final_events=(CallEnded,),
+        new_session=_HiyaSession,
+        add_arguments=_add_arguments,
+        from_arguments=_from_arguments,
+    )
 )
 
 

@@ -1,10 +1,16 @@
-"""Shared test helpers: a recording plugin, a manager holding only it, client factories, a hang guard."""
+"""Shared test helpers: a recording plugin, a manager holding only it, client factories, a hang guard,
+and ``livecall`` processes with plugins of a test's own."""
 
+import os
 import shutil
 import ssl
+import textwrap
 import threading
+from collections.abc import Sequence
+from typing import Optional
 
 import pytest
+from cli_process import Running, base_env
 from relay import Relay
 
 import livecall
@@ -108,3 +114,29 @@ def tls_front(certificate):
     yield front
     for relay in relays:
         relay.close()
+
+
+@pytest.fixture
+def running():
+    """Start ``livecall`` processes that are killed at teardown if a test left them running."""
+    started: list[Running] = []
+
+    def start(args: Sequence[str], env: Optional[dict[str, str]] = None) -> Running:
+        started.append(Running(args, env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def plugin_env(tmp_path):
+    """Write a plugin module into ``tmp_path``; returns the env that lets ``-p`` import it."""
+
+    def write(name: str, source: str, **extra: str) -> dict[str, str]:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+        return base_env(PYTHONPATH=path, **extra)
+
+    return write

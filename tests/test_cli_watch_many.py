@@ -4,9 +4,9 @@ import contextlib
 import json
 import signal
 
-from livecall.testing import Simulator
+from cli_process import TIMEOUT, Running, base_env, livecall, records
 
-from .test_cli import TIMEOUT, Running, base_env, livecall, records
+from livecall.testing import Simulator
 
 
 def _line(sim, **extra):

@@ -183,6 +183,23 @@ def test_every_public_name_is_documented():
     assert set(livecall.__all__) - documented == set()
 
 
+def test_the_python_api_page_and_livecall_all_agree():
+    """The reference lists what ``import livecall`` offers: no name missing, none extra.
+
+    Events are the events page's; every other name of ``livecall.__all__`` is
+    documented on the Python API page, or named there with a link to the page
+    that documents it; and every top-level name that page documents is
+    exported.
+    """
+    api = (DOCS / "python-api.rst").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\.\. (?:auto\w+|py:\w+):: livecall\.(\w+)$", api, re.M))
+    linked = set(re.findall(r":(?:class|func|data|exc):`~?livecall\.(\w+)`", api))
+    events_page = (DOCS / "events.rst").read_text(encoding="utf-8")
+    events = set(re.findall(r"\.\. livecall-class:: (\w+)", events_page))
+    assert documented - set(livecall.__all__) == set()
+    assert set(livecall.__all__) - events - documented - linked == set()
+
+
 def test_every_name_of_the_testing_toolkit_is_documented():
     text = "".join(page.read_text(encoding="utf-8") for page in PAGES)
     documented = set(re.findall(r"\.\. auto\w+:: livecall\.testing\.(\w+)", text))

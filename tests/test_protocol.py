@@ -1,17 +1,13 @@
-"""The sans-I/O protocol core and the reconnect policy: bytes in, a fake clock, no sockets.
+"""The sans-I/O protocol core: bytes in, a fake clock, no sockets.
 
-One test per rule of RFC 6455 a client enforces, and per decision of the
-reconnect policy.
+One test per rule of RFC 6455 a client enforces.
 """
 
 import pytest
 
-from livecall._watch.backoff import Backoff
-from livecall._watch.reconnect import Finish, ReconnectPolicy, Retry
 from livecall._wire.frames import encode_frame, mask, parse_close
 from livecall._wire.protocol import Cause, Outcome, Protocol
-from livecall.call import EndReason
-from livecall.errors import AuthenticationError, ConnectionLostError, ProtocolError, RetriesExhaustedError
+from livecall.errors import ConnectionLostError
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 KEY = b"\x01\x02\x03\x04"
@@ -188,6 +184,26 @@ def test_a_message_of_exactly_the_limit_is_accepted():
     assert protocol.messages_received() == [b"a" * 500 + b"b" * 500]
 
 
+@pytest.mark.parametrize("size", [11, 200])
+def test_a_small_whole_frame_over_the_limit_is_refused_too(size):
+    protocol = connection(max_message_size=10)
+    protocol.receive_data(frame(TEXT, b"x" * size) + frame(TEXT, b"x" * 10), 1.0)
+    assert [code for code, _ in closes_sent(protocol)] == [1009]
+    assert protocol.messages_received() == []
+
+
+def test_a_large_payload_arriving_in_pieces_is_joined_once_and_what_follows_is_read():
+    big = "é" * 100_000
+    stream = frame(TEXT, big.encode()) + frame(BINARY, b"after")
+    protocol = connection()
+    for cut in range(0, len(stream), 65_536):
+        protocol.receive_data(stream[cut : cut + 65_536], 1.0)
+    assert protocol.messages_received() == [big, b"after"]
+    protocol.receive_data(frame(TEXT, b"\xff" * 70_000) + frame(TEXT, b"never"), 2.0)
+    assert protocol.messages_received() == []
+    assert [code for code, _ in closes_sent(protocol)] == [1007]
+
+
 # --- closing handshake: one close frame each way ----------------------------------------
 
 
@@ -285,83 +301,3 @@ def test_a_pong_or_a_message_answers_the_heartbeat():
 def test_without_a_ping_interval_there_is_no_deadline_while_open():
     protocol = connection(ping_interval=None)
     assert protocol.next_deadline() is None
-
-
-# --- the reconnect policy ---------------------------------------------------------------
-
-
-def policy(max_retries: int = 2, stable_after: float = 10.0) -> ReconnectPolicy:
-    return ReconnectPolicy(max_retries, Backoff(base=1.0, cap=8.0), stable_after, draw=lambda: 1.0)
-
-
-@pytest.mark.parametrize(
-    "outcome, expected",
-    [
-        (Outcome(1000, "", Cause.SERVER_CLOSED), Finish(EndReason.ENDED)),
-        (Outcome(1005, "", Cause.SERVER_CLOSED), Finish(EndReason.ENDED)),
-        (Outcome(1001, "", Cause.SERVER_CLOSED), Retry(1, 1.0, "closed with code 1001")),
-        (Outcome(1006, "gone", Cause.DROPPED), Retry(1, 1.0, "closed with code 1006: gone")),
-        (Outcome(1006, "no pong", Cause.NO_PONG), Retry(1, 1.0, "closed with code 1006: no pong")),
-        (Outcome(1006, "late", Cause.CLOSE_TIMEOUT), Retry(1, 1.0, "closed with code 1006: late")),
-        (Outcome(1011, "", Cause.SERVER_CLOSED), Retry(1, 1.0, "closed with code 1011")),
-        (Outcome(1012, "", Cause.SERVER_CLOSED), Retry(1, 1.0, "closed with code 1012")),
-        (Outcome(1013, "", Cause.SERVER_CLOSED), Retry(1, 1.0, "closed with code 1013")),
-        (Outcome(1014, "", Cause.SERVER_CLOSED), Retry(1, 1.0, "closed with code 1014")),
-    ],
-)
-def test_the_policy_table(outcome, expected):
-    assert policy().after_connection(outcome, up_for=1.0) == expected
-
-
-@pytest.mark.parametrize(
-    "outcome, error_type, reason",
-    [
-        (Outcome(1008, "", Cause.SERVER_CLOSED), AuthenticationError, EndReason.AUTH_FAILED),
-        (Outcome(4000, "", Cause.SERVER_CLOSED), ProtocolError, EndReason.ERROR),
-        (Outcome(1002, "bad", Cause.PROTOCOL_ERROR), ProtocolError, EndReason.ERROR),
-        (Outcome(1007, "bad", Cause.PROTOCOL_ERROR), ProtocolError, EndReason.ERROR),
-        (Outcome(1009, "big", Cause.TOO_BIG), ProtocolError, EndReason.ERROR),
-    ],
-)
-def test_protocol_errors_size_refusals_and_auth_are_not_retried(outcome, error_type, reason):
-    decision = policy().after_connection(outcome, up_for=100.0)
-    assert isinstance(decision, Finish) and decision.reason is reason
-    assert isinstance(decision.error, error_type)
-
-
-def test_attempts_reset_only_after_a_stable_connection():
-    rules = policy(max_retries=2, stable_after=10.0)
-    drop = Outcome(1006, "", Cause.DROPPED)
-    assert rules.after_connection(drop, up_for=9.9) == Retry(1, 1.0, "closed with code 1006")
-    assert rules.after_connection(drop, up_for=9.9) == Retry(2, 2.0, "closed with code 1006")
-    gave_up = rules.after_connection(drop, up_for=9.9)
-    assert isinstance(gave_up, Finish) and isinstance(gave_up.error, RetriesExhaustedError)
-    stable = policy(max_retries=2, stable_after=10.0)
-    for _ in range(5):
-        assert stable.after_connection(drop, up_for=10.0) == Retry(1, 1.0, "closed with code 1006")
-
-
-def test_failed_connects_count_against_the_same_attempts():
-    rules = policy(max_retries=1)
-    assert rules.after_failed_connect("refused") == Retry(1, 1.0, "refused")
-    assert isinstance(rules.after_failed_connect("refused"), Finish)
-
-
-@pytest.mark.parametrize("size", [11, 200])
-def test_a_small_whole_frame_over_the_limit_is_refused_too(size):
-    protocol = connection(max_message_size=10)
-    protocol.receive_data(frame(TEXT, b"x" * size) + frame(TEXT, b"x" * 10), 1.0)
-    assert [code for code, _ in closes_sent(protocol)] == [1009]
-    assert protocol.messages_received() == []
-
-
-def test_a_large_payload_arriving_in_pieces_is_joined_once_and_what_follows_is_read():
-    big = "é" * 100_000
-    stream = frame(TEXT, big.encode()) + frame(BINARY, b"after")
-    protocol = connection()
-    for cut in range(0, len(stream), 65_536):
-        protocol.receive_data(stream[cut : cut + 65_536], 1.0)
-    assert protocol.messages_received() == [big, b"after"]
-    protocol.receive_data(frame(TEXT, b"\xff" * 70_000) + frame(TEXT, b"never"), 2.0)
-    assert protocol.messages_received() == []
-    assert [code for code, _ in closes_sent(protocol)] == [1007]

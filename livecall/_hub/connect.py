@@ -1,45 +1,40 @@
-"""The opening handshake (RFC 6455 section 4) on a socket, bounded in time and size.
+"""The opening handshake (RFC 6455 section 4) on a socket, bounded in time.
 
 ``connect_timeout`` is the deadline of the whole of it: TCP connect, proxy
 tunnel, TLS and the HTTP upgrade, however slowly the server trickles its
-answer.  The response head may have at most 100 headers and 16 KiB.
-Redirects are refused: following one would send the credentials in the
-request headers to whatever host the server names.
+answer.  What is sent and how the answer is judged is ``_wire.handshake``'s
+business; this module moves the bytes, within the deadline.
 """
 
-import base64
-import hashlib
 import importlib
-import json
 import logging
 import os
 import socket
 import ssl
 import urllib.request
 from collections.abc import Iterable
-from typing import Any, Callable, Optional
-from urllib.parse import unquote, urljoin, urlsplit
+from typing import Any, Callable, Optional, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import attrs
 
-from .._codec import server_words
-from .._safety.secrets import HiddenLines, redact
-from .._wire.checks import header_text
-from ..errors import AuthenticationError, ConfigurationError, ProtocolError
+from .._safety.secrets import redact
+from .._wire.handshake import (
+    ConnectFailed,
+    HeadReader,
+    Target,
+    UpgradeReader,
+    connect_request,
+    new_key,
+    upgrade_request,
+)
+from ..errors import ConfigurationError, ProtocolError
 
-__all__ = ["ConnectFailed", "Handshake", "ProxySettings", "open_connection"]
+__all__ = ["Handshake", "ProxySettings", "open_connection"]
 
 #: ``-v`` shows a refused handshake's status, like the rest of a connection's progress.
 log = logging.getLogger("livecall.connection")
 
-MAX_RESPONSE_HEADERS = 100
-MAX_RESPONSE_HEAD = 16 * 1024
-#: Bytes of a refused handshake's body read for the server's explanation.
-_MAX_ERROR_BODY = 4096
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#: Handshake statuses worth another try: the service is busy or restarting.
-_RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: Hosts never reached through a proxy, as websocket-client has it.
 _NO_PROXY_HOSTS = frozenset({"localhost", "127.0.0.1"})
 #: Kept from websocket-client, which read it before livecall had its own handshake.
@@ -61,10 +56,6 @@ class ProxySettings:
     type: str = "http"
 
 
-class ConnectFailed(Exception):
-    """The connection could not be opened but a later attempt may succeed."""
-
-
 @attrs.frozen
 class Handshake:
     """An opened connection: the socket, and the bytes that came after the response head."""
@@ -74,6 +65,9 @@ class Handshake:
 
 
 Clock = Callable[[], float]
+_T = TypeVar("_T")
+#: Bytes asked of the socket at a time while the answer comes.
+_CHUNK = 4096
 
 
 def open_connection(
@@ -92,7 +86,7 @@ def open_connection(
     ``on_socket`` learns of each socket as soon as it exists, so that another
     thread can shut it down to cut the handshake short.
     """
-    target = _Target.of(url)
+    target = Target.of(url)
     sock: Optional[socket.socket] = None
     try:
         sock = _tcp(target.host, target.port, target.secure, proxy, deadline, clock, on_socket)
@@ -101,14 +95,11 @@ def open_connection(
             _settimeout(sock, deadline, clock)
             sock = context.wrap_socket(sock, server_hostname=target.host)
             on_socket(sock)
-        key = base64.b64encode(os.urandom(16)).decode()
+        key = new_key()
         _settimeout(sock, deadline, clock)
-        sock.sendall(_request_head(target, key, headers))
-        status, fields, rest = _read_head(sock, deadline, clock)
-        if status != 101:
-            raise _refused(status, fields, rest, url, safe_url, sock, deadline, clock)
-        _check_upgrade(fields, key)
-        return Handshake(sock, rest)
+        sock.sendall(upgrade_request(target, key, headers))
+        reader = UpgradeReader(target, key, safe_url=safe_url)
+        return Handshake(sock, _upgrade(sock, reader, safe_url, deadline, clock))
     except ssl.SSLCertVerificationError as error:
         _close(sock)
         raise ProtocolError(
@@ -124,52 +115,6 @@ def open_connection(
     except BaseException:
         _close(sock)
         raise
-
-
-@attrs.frozen
-class _Target:
-    """Where a URL points.  Its resource (path and query) may hold a token: never shown."""
-
-    secure: bool
-    host: str
-    port: int
-    host_header: str
-    resource: str = attrs.field(repr=False)
-
-    @classmethod
-    def of(cls, url: str) -> "_Target":
-        parts = urlsplit(url)
-        secure = parts.scheme == "wss"
-        return cls(
-            secure=secure,
-            host=parts.hostname or "",
-            port=parts.port or (443 if secure else 80),
-            host_header=parts.netloc.rpartition("@")[2],
-            resource=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-        )
-
-
-def _request_head(target: _Target, key: str, headers: Iterable[str]) -> bytes:
-    """The upgrade request; ``ConfigurationError`` for a header value that would forge another.
-
-    Its own function, so that the lines holding credentials are nobody's
-    local variable once it returns; while it runs they are hidden from
-    tracebacks that print locals.
-    """
-    lines = HiddenLines(
-        [
-            f"GET {target.resource} HTTP/1.1",
-            f"Host: {target.host_header}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-            *headers,
-        ]
-    )
-    for line in lines:
-        header_text(f"the {line.partition(':')[0]} header", line)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
 def _tcp(
@@ -193,23 +138,12 @@ def _tcp(
         return _socks(proxy, host, port, deadline, clock, on_socket)
     sock = socket.create_connection((proxy.host, proxy.port), timeout=_remaining(deadline, clock))
     on_socket(sock)
-    sock.sendall(_connect_request(host, port, proxy.auth))
-    status, _, rest = _read_head(sock, deadline, clock)
-    if status != 200 or rest:
+    sock.sendall(connect_request(host, port, proxy.auth))
+    head, rest = _receive(sock, HeadReader().receive_data, deadline, clock)
+    if head.status != 200 or rest:
         sock.close()
-        raise ConnectFailed(f"the proxy {proxy.host}:{proxy.port} refused the tunnel (HTTP {status})")
+        raise ConnectFailed(f"the proxy {proxy.host}:{proxy.port} refused the tunnel (HTTP {head.status})")
     return sock
-
-
-def _connect_request(host: str, port: int, auth: Optional[tuple]) -> bytes:
-    """The CONNECT request, built apart so that the frame reading the proxy's answer holds
-    neither its user name nor its password (a traceback may print a frame's locals)."""
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
-    if auth:
-        basic = base64.b64encode(":".join(auth).encode()).decode()
-        lines.append(f"Proxy-Authorization: Basic {basic}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
 def _socks(
@@ -298,114 +232,31 @@ def _proxy_from_environment(host: str, secure: bool) -> Optional[ProxySettings]:
     return ProxySettings(host=parts.hostname, port=port, auth=auth, type=kind)
 
 
-def _read_head(sock: socket.socket, deadline: float, clock: Clock) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers (lower-case names) and the bytes after an HTTP response head."""
-    data = bytearray()
-    while True:
-        end = data.find(b"\r\n\r\n", max(0, len(data) - 4096 - 3))
-        if end >= 0:
-            break
-        if len(data) > MAX_RESPONSE_HEAD:
-            raise ProtocolError(f"the server's response head is over {MAX_RESPONSE_HEAD} bytes")
-        _settimeout(sock, deadline, clock)
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectFailed("the server closed the connection during the handshake")
-        data += chunk
-    if end > MAX_RESPONSE_HEAD:
-        raise ProtocolError(f"the server's response head is over {MAX_RESPONSE_HEAD} bytes")
-    lines = bytes(data[:end]).decode("latin-1").split("\r\n")
-    if len(lines) - 1 > MAX_RESPONSE_HEADERS:
-        raise ProtocolError(f"the server's response has over {MAX_RESPONSE_HEADERS} headers")
-    status_line = lines[0].split(" ", 2)
-    if len(status_line) < 2 or not status_line[0].startswith("HTTP/") or not status_line[1].isdigit():
-        raise ProtocolError("the server's response is not HTTP")
-    fields: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise ProtocolError("malformed header in the server's response")
-        name = name.strip().lower()
-        value = value.strip()
-        fields[name] = f"{fields[name]}, {value}" if name in fields else value
-    return int(status_line[1]), fields, bytes(data[end + 4 :])
-
-
-def _check_upgrade(fields: dict[str, str], key: str) -> None:
-    if fields.get("upgrade", "").lower() != "websocket":
-        raise ProtocolError("the server's 101 response does not upgrade to websocket")
-    if "upgrade" not in [token.strip().lower() for token in fields.get("connection", "").split(",")]:
-        raise ProtocolError("the server's 101 response lacks Connection: Upgrade")
-    expected = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
-    if fields.get("sec-websocket-accept", "") != expected:
-        raise ProtocolError("the server's Sec-WebSocket-Accept does not match the key")
-    for unasked in ("sec-websocket-extensions", "sec-websocket-protocol"):
-        if fields.get(unasked):
-            raise ProtocolError(f"the server chose a {unasked.title()} the client did not offer")
-
-
-def _refused(
-    status: int,
-    fields: dict[str, str],
-    rest: bytes,
-    url: str,
-    safe_url: str,
-    sock: socket.socket,
-    deadline: float,
-    clock: Clock,
-) -> Exception:
-    if status in _REDIRECT_STATUSES:
-        target = urlsplit(urljoin(url.replace("ws", "http", 1), fields.get("location", "")))
-        where = f"to {target.hostname}" if target.hostname else "without a location"
-        return ProtocolError(
-            f"{safe_url} answered the handshake with a redirect (HTTP {status}) {where}; "
-            "redirects are not followed, so credentials never go to another host",
-            code=status,
-        )
-    log.info("handshake with %s: HTTP %s", safe_url, status)
-    said = _server_said(_error_body(fields, rest, sock, deadline, clock))
-    detail = f": {said}" if said else ""
-    if status in (401, 403):
-        return AuthenticationError(
-            f"{safe_url} refused the credentials (HTTP {status}){detail}", status=status, server_message=said
-        )
-    message = f"{safe_url} refused the WebSocket handshake (HTTP {status}){detail}"
-    if status in _RETRYABLE_STATUSES:
-        return ConnectFailed(message)
-    return ProtocolError(message, code=status)
-
-
-def _error_body(
-    fields: dict[str, str], rest: bytes, sock: socket.socket, deadline: float, clock: Clock
+def _upgrade(
+    sock: socket.socket, reader: UpgradeReader, safe_url: str, deadline: float, clock: Clock
 ) -> bytes:
-    """As much of a refusal's body as it announced, up to a few KiB, within the deadline."""
+    """The bytes after a good 101 head; a refusal cut short by the deadline is judged on what came."""
     try:
-        wanted = min(int(fields.get("content-length", "0")), _MAX_ERROR_BODY)
-    except ValueError:
-        wanted = 0
-    body = bytearray(rest[:_MAX_ERROR_BODY])
-    try:
-        while len(body) < wanted:
-            _settimeout(sock, deadline, clock)
-            chunk = sock.recv(wanted - len(body))
-            if not chunk:
-                break
-            body += chunk
+        return _receive(sock, reader.receive_data, deadline, clock)
     except OSError:
-        pass
-    return bytes(body)
+        refusal = reader.cut_short()
+        if refusal is None:
+            raise
+        raise refusal from None
+    finally:
+        if reader.refused is not None:
+            log.info("handshake with %s: HTTP %s", safe_url, reader.refused)
 
 
-def _server_said(body: bytes) -> Optional[str]:
-    """The server's words in a refused handshake's body: a JSON message, else the text."""
-    if not body:
-        return None
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        said = server_words(json.loads(text))
-    except ValueError:
-        said = None
-    return redact(said or text)[:200] or None
+def _receive(
+    sock: socket.socket, receive: Callable[[bytes], Optional[_T]], deadline: float, clock: Clock
+) -> _T:
+    """Feed ``receive`` what the server sends, ``b""`` at its end, until it has an answer."""
+    while True:
+        _settimeout(sock, deadline, clock)
+        answer = receive(sock.recv(_CHUNK))
+        if answer is not None:
+            return answer
 
 
 def _remaining(deadline: float, clock: Clock) -> float:

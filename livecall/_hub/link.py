@@ -73,7 +73,7 @@ class Link:
     # --- asked by the watch (through hub.call_soon) ---------------------------------
 
     def send(self, message: Message) -> None:
-        """Queue a message; raises ``ConnectionLostError`` once closing."""
+        """Send a message, written as the socket takes it; raises ``ConnectionLostError`` once closing."""
         self._protocol.send(message)
         if self._frames_logged:
             log.debug("frame out: %s, %d bytes", *_kind_and_size(message))

@@ -6,7 +6,7 @@ connection's protocol core and writes what the cores want written, so no
 two threads ever touch one TLS connection.  One timer heap holds every
 heartbeat, pong, close and backoff deadline: an idle call costs nothing
 between its pings.  Handshakes run on a few connector threads and hooks on
-a small dispatcher pool (:mod:`._pools`), never on the I/O thread.
+a small dispatcher pool (:mod:`.pools`), never on the I/O thread.
 
 Each wake-up of the I/O thread costs a few dozen microseconds of
 interpreter, system calls and GIL hand-offs to dispatchers, whether it
@@ -43,13 +43,16 @@ log = logging.getLogger("livecall.hub")
 
 #: Bytes of wake-up read at once: one byte per ``call_soon`` from another thread while asleep.
 _WAKEUP_READ = 4096
-#: While mailboxes wait behind busy dispatchers, the I/O thread looks at the line this often.
-_LINE_CHECK = 0.002
+#: While mailboxes wait behind busy dispatchers, the I/O thread looks at the run queue this often.
+_RUN_QUEUE_CHECK = 0.002
 
 
 @attrs.frozen
 class HubOptions:
-    """The hub's threads: see :func:`configure_hub`."""
+    """The hub's threads and batch window, as :func:`configure_hub` sets them.
+
+    Its defaults are :func:`configure_hub`'s too, so they are written once.
+    """
 
     dispatchers: int = 2
     max_dispatchers: int = 16
@@ -112,9 +115,6 @@ class Hub:
             except OSError:
                 pass  # the pipe is full: the thread is awake anyway
 
-    def on_io_thread(self) -> bool:
-        return threading.current_thread() is self._thread
-
     def new_mailbox(
         self,
         limit: int,
@@ -172,8 +172,8 @@ class Hub:
                     timeout = max(0.0, timers[0][0] - clock())
                 if self._handoffs:
                     self._hand_off()
-                if nudge() and (timeout is None or timeout > _LINE_CHECK):
-                    timeout = _LINE_CHECK
+                if nudge() and (timeout is None or timeout > _RUN_QUEUE_CHECK):
+                    timeout = _RUN_QUEUE_CHECK
                 if window and timeout != 0.0 and self.users > 1:
                     self._wait_out_window(woke + window - clock(), timeout)
                 ready = select(timeout)
@@ -238,16 +238,17 @@ class Hub:
 
 _lock = threading.Lock()
 _hub: Optional[Hub] = None
-_options = HubOptions()
+_DEFAULTS = HubOptions()
+_options = _DEFAULTS
 
 
 def configure_hub(
     *,
-    dispatchers: int = 2,
-    max_dispatchers: int = 16,
-    connectors: int = 4,
-    stuck_after: float = 10.0,
-    batch_window: float = 0.002,
+    dispatchers: int = _DEFAULTS.dispatchers,
+    max_dispatchers: int = _DEFAULTS.max_dispatchers,
+    connectors: int = _DEFAULTS.connectors,
+    stuck_after: float = _DEFAULTS.stuck_after,
+    batch_window: float = _DEFAULTS.batch_window,
 ) -> None:
     """Set the hub's threads and batching for the process; only while no client is watching.
 
@@ -272,7 +273,13 @@ def configure_hub(
     with _lock:
         if _hub is not None:
             raise ConfigurationError("configure_hub() must come before the first client starts")
-        _options = HubOptions(dispatchers, max_dispatchers, connectors, stuck_after, batch_window)
+        _options = HubOptions(
+            dispatchers=dispatchers,
+            max_dispatchers=max_dispatchers,
+            connectors=connectors,
+            stuck_after=stuck_after,
+            batch_window=batch_window,
+        )
 
 
 def acquire_hub() -> Hub:

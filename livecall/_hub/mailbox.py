@@ -12,9 +12,9 @@ __all__ = ["ClientStats", "Mailbox"]
 
 @attrs.frozen
 class ClientStats:
-    """A look at the mailbox between the hub's reader and a call's dispatcher.
+    """A look at the mailbox between the hub's I/O thread and a call's dispatcher.
 
-    ``queued`` frames wait now; ``queue_high_water`` is the most that ever
+    ``queued`` messages wait now; ``queue_high_water`` is the most that ever
     waited; at ``queue_size`` the hub stops reading this call's socket until
     plugins catch up.
     """
@@ -35,7 +35,8 @@ class Mailbox:
     megabytes: a count alone would let a few hundred large ones take
     gigabytes.  ``schedule`` is called when the mailbox gets its first item
     (the hub then hands it to the dispatcher pool before its I/O thread
-    sleeps); the pool gives it back with :meth:`take`.
+    sleeps); a dispatcher empties it with :meth:`take` and hands it back with
+    :meth:`release`.
     """
 
     def __init__(
@@ -50,7 +51,7 @@ class Mailbox:
         self.limit = limit
         self.max_bytes = max_bytes
         self.high_water = 0
-        self.queued_bytes = 0
+        self._bytes = 0  # of the items held
         #: Runs one item on a dispatcher thread.
         self.handle = handle
         #: Names the call, and the plugin running now, for the watchdog's warning.
@@ -60,7 +61,7 @@ class Mailbox:
         self._items: collections.deque[Any] = collections.deque()
         self._sizes: collections.deque[int] = collections.deque()
         self._lock = threading.Lock()
-        self._scheduled = False  # in the pool's line, or being run
+        self._scheduled = False  # in the pool's run queue, or being run
         self._full = False
 
     def __len__(self) -> int:
@@ -78,13 +79,13 @@ class Mailbox:
         message down to two appends.
         """
         with self._lock:
-            queue = self._items
-            queue.extend(items)
+            held = self._items
+            held.extend(items)
             self._sizes.extend(sizes)
-            self.queued_bytes += sum(sizes)
-            if len(queue) > self.high_water:
-                self.high_water = len(queue)
-            full = self._full = len(queue) >= self.limit or self.queued_bytes >= self.max_bytes
+            self._bytes += sum(sizes)
+            if len(held) > self.high_water:
+                self.high_water = len(held)
+            full = self._full = len(held) >= self.limit or self._bytes >= self.max_bytes
             schedule = not self._scheduled
             self._scheduled = True
         if schedule:
@@ -98,12 +99,12 @@ class Mailbox:
             if len(items) <= most:  # the usual case: everything, with no loop in Python
                 batch = list(items)
                 items.clear()
-                self.queued_bytes -= sum(sizes)
+                self._bytes -= sum(sizes)
                 sizes.clear()
             else:
                 batch = [items.popleft() for _ in range(most)]
-                self.queued_bytes -= sum(sizes.popleft() for _ in range(most))
-            room = self._full and len(items) < self.limit and self.queued_bytes < self.max_bytes
+                self._bytes -= sum(sizes.popleft() for _ in range(most))
+            room = self._full and len(items) < self.limit and self._bytes < self.max_bytes
             if room:
                 self._full = False
         if room:

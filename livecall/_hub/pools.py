@@ -3,7 +3,7 @@
 Connectors do the blocking opening handshake (TCP, proxy, TLS, HTTP
 upgrade) so the I/O thread never waits on one.  Dispatchers run the calls'
 mailboxes: a mailbox is run by one dispatcher at a time, so a call's events
-stay in order, and after a batch it goes to the back of the line, so a busy
+stay in order, and after a batch it goes to the back of the run queue, so a busy
 call cannot starve the others.  A hook stuck for longer than ``stuck_after``
 seconds is named in a warning and the pool grows by one thread, up to
 ``max_dispatchers``, so the other calls carry on.
@@ -71,7 +71,7 @@ class DispatcherPool:
     the second costs a GIL hand-off every few milliseconds; a second thread
     only pays when the first waits in a hook (a webhook's POST, say).  So a
     scheduled mailbox wakes a parked dispatcher only if none is already on
-    its way to the line, and :meth:`nudge` wakes another when mailboxes wait
+    its way to the run queue, and :meth:`nudge` wakes another when mailboxes wait
     while the running ones take none.  (A ``queue.SimpleQueue`` would wake
     every waiting getter for one item: each ``get`` passes its lock on.)
     """
@@ -81,12 +81,12 @@ class DispatcherPool:
         self._max_size = max(size, max_size)
         self.stuck_after = stuck_after
         #: Mailboxes waiting for a dispatcher; ``None`` is an end mark, one per thread.
-        self._line: collections.deque[Optional[Mailbox]] = collections.deque()
+        self._run_queue: collections.deque[Optional[Mailbox]] = collections.deque()
         #: Each parked dispatcher's lock, held while it sleeps; releasing it wakes that thread.
         self._parked: list[threading.Lock] = []
-        self._waking = 0  # woken and not yet at the line
+        self._waking = 0  # woken and not yet at the run queue
         self._park_lock = threading.Lock()  # _parked and _waking
-        self._taken = 0  # mailboxes taken from the line, ever: how nudge() sees progress
+        self._taken = 0  # mailboxes taken from the run queue, ever: how nudge() sees progress
         self._taken_at_nudge = -1
         self._lock = threading.Lock()  # the thread list, and stopping
         #: thread: [since, mailbox, reported], while it runs a batch; read by the watchdog.
@@ -97,23 +97,23 @@ class DispatcherPool:
             self._add_thread()
 
     def schedule(self, mailbox: Mailbox) -> None:
-        """Put a mailbox at the back of the line, waking a dispatcher unless one is on its way."""
-        self._line.append(mailbox)
+        """Put a mailbox at the back of the run queue, waking a dispatcher unless one is on its way."""
+        self._run_queue.append(mailbox)
         if self._parked and not self._waking:  # read after the append: see _park
             self._wake(only_if_none_waking=True)
 
     def nudge(self) -> bool:
-        """The I/O thread's look at the line, once a turn: True while mailboxes wait and a dispatcher idles.
+        """The I/O thread's look, once a turn: True while mailboxes wait to run and a dispatcher idles.
 
         If mailboxes waited at the last look too and no dispatcher has taken
         one since, the running ones are stuck in hooks: a parked one is woken.
         The I/O thread comes back within a short while as long as this says
         True, so a waiting call is late by milliseconds, not until the next
         read.  With no dispatcher parked there is nobody to wake: the next to
-        finish takes from the line before it would park, and the watchdog
+        finish takes from the run queue before it would park, and the watchdog
         grows the pool if none does.
         """
-        if not self._line or not self._parked:
+        if not self._run_queue or not self._parked:
             self._taken_at_nudge = -1
             return False
         taken = self._taken
@@ -133,11 +133,11 @@ class DispatcherPool:
         return len(self._threads)
 
     def stop(self) -> None:
-        """Let the threads end once the line is empty: one end mark each, behind the mailboxes."""
+        """Let the threads end once the run queue is empty: one end mark each, behind the mailboxes."""
         with self._lock:
             self._stopping = True
             for _ in self._threads:
-                self._line.append(None)
+                self._run_queue.append(None)
         while self._parked:
             self._wake(only_if_none_waking=False)
 
@@ -150,7 +150,7 @@ class DispatcherPool:
             entry[2] = True
         for since, mailbox, _ in stuck:
             log.warning("a dispatcher has been stuck for %.1f s in %s", now - since, mailbox.describe())
-        for _ in range(len(stuck) if self._line else 0):
+        for _ in range(len(stuck) if self._run_queue else 0):
             with self._lock:
                 if len(self._threads) >= self._max_size or self._stopping:
                     break
@@ -165,12 +165,12 @@ class DispatcherPool:
         thread.start()
 
     def _work(self) -> None:
-        me, line = threading.current_thread(), self._line
+        me, run_queue = threading.current_thread(), self._run_queue
         wake = threading.Lock()
         wake.acquire()
         while True:
             try:
-                mailbox = line.popleft()
+                mailbox = run_queue.popleft()
             except IndexError:
                 self._park(wake)
                 continue
@@ -186,16 +186,16 @@ class DispatcherPool:
     def _park(self, wake: threading.Lock) -> None:
         """Sleep until :meth:`schedule` (or :meth:`nudge`, or :meth:`stop`) releases ``wake``.
 
-        The thread says it is parked, then looks at the line once more; the
-        scheduler puts a mailbox in the line, then looks for parked threads.
+        The thread says it is parked, then looks at the run queue once more; the
+        scheduler puts a mailbox in the run queue, then looks for parked threads.
         Whichever comes second sees the other, so no mailbox is left with
         every dispatcher asleep.
         """
         with self._park_lock:
             self._parked.append(wake)
-        if self._line:
+        if self._run_queue:
             with self._park_lock:
-                if wake in self._parked:  # nobody woke it: back to the line
+                if wake in self._parked:  # nobody woke it: back to the run queue
                     self._parked.remove(wake)
                     return
         wake.acquire()  # released by whoever took it off _parked
@@ -203,13 +203,13 @@ class DispatcherPool:
             self._waking -= 1
 
     def _run(self, mailbox: Mailbox, me: threading.Thread) -> None:
-        """Run batches of ``mailbox`` while no other call waits; then put it at the back of the line.
+        """Run batches of ``mailbox`` while no other call waits; then put it at the back of the run queue.
 
-        Keeping a busy call on the thread that has it while the line is empty
+        Keeping a busy call on the thread that has it while the run queue is empty
         spares a hand-off to another dispatcher per batch (a GIL switch and a
         cold cache) when one call streams flat out.
         """
-        busy, line = self._busy, self._line
+        busy, run_queue = self._busy, self._run_queue
         while True:
             busy[me] = [time.monotonic(), mailbox, False]
             try:
@@ -219,6 +219,6 @@ class DispatcherPool:
                 del busy[me]
             if not mailbox.release():
                 return
-            if line and not self._stopping:  # once stopping, end marks wait there
-                line.append(mailbox)  # others wait: to the back of the line, for fairness
+            if run_queue and not self._stopping:  # once stopping, end marks wait there
+                run_queue.append(mailbox)  # others wait: to the back of the run queue, for fairness
                 return

@@ -24,13 +24,14 @@ from typing import Any, Callable, ClassVar, Optional, TypeVar, Union, overload
 import attrs
 import pluggy
 
-from .._hub.connect import ConnectFailed, Handshake, ProxySettings, open_connection
+from .._hub.connect import Handshake, ProxySettings, open_connection
 from .._hub.link import Link
 from .._hub.loop import Hub, Timer, acquire_hub, release_hub
 from .._hub.mailbox import ClientStats, Mailbox
 from .._hub.pools import current_mailbox
 from .._safety.secrets import HiddenText
 from .._wire.checks import base_url
+from .._wire.handshake import ConnectFailed
 from .._wire.protocol import DEFAULT_MAX_MESSAGE_SIZE, Message, Outcome, Protocol
 from ..call import Call, EndReason
 from ..errors import (
@@ -44,6 +45,7 @@ from ..events import Event, Reconnecting, ServerError, utcnow
 from .backoff import Backoff
 from .dispatch import Dispatcher
 from .event_stream import event_stream
+from .lifecycle import Lifecycle, State, Step, StopReason
 from .provider import Provider, Session
 from .reconnect import Finish, ReconnectPolicy, Retry
 
@@ -161,12 +163,13 @@ class LiveClient:
         self._dispatcher = Dispatcher(plugin_manager, self.call, strict=strict)
         for plugin in plugins or ():
             self._dispatcher.register(plugin)
-        self._lock = threading.Lock()
-        self._ready = threading.Event()  # connected once, or finished
+        self._lock = threading.Lock()  # guards _life, _when_finished and _handshake_sock
+        self._life = Lifecycle()
+        # What start() and wait() block on, set as _life moves: to OPEN (or to FINISHED), and to
+        # FINISHED (under _lock, with the move).
+        self._ready = threading.Event()
         self._finished = threading.Event()
         self._when_finished: list[Callable[[LiveClient], Any]] = []
-        self._started = self._closing = self._ended = False
-        self._connected_once = self._call_started = False
         self._error: Optional[BaseException] = None
         self._last_server_error: Optional[str] = None
         self._hub: Optional[Hub] = None
@@ -174,7 +177,6 @@ class LiveClient:
         # Owned by the I/O thread once started:
         self._link: Optional[Link] = None
         self._backoff: Optional[Timer] = None
-        self._finishing = False
         # The socket of a handshake under way, for close() to cut it short (under _lock).
         self._handshake_sock: Optional[Any] = None
         # The dispatcher's: frames of one read share their time.
@@ -242,9 +244,9 @@ class LiveClient:
         Plugins must be registered by now: those registered later take no part.
         """
         with self._lock:
-            if self._started:
+            if self._life.state is not State.NEW:
                 raise LivecallError("start() was already called: a client watches one call")
-            self._started = True
+            self._life.start()
         self._dispatcher.prepare()
         hub = acquire_hub()
         self._mailbox = hub.new_mailbox(
@@ -257,12 +259,12 @@ class LiveClient:
             return
         if not self._ready.wait(timeout):
             raise TimeoutError(f"not connected within {timeout} s")
-        if not self._connected_once:
+        if not self._life.connected_once:
             self._raise_error()  # never connected: auth refused, gave up...
 
     def _begin(self) -> None:
         """``start()``, unless it was called already (the events loop's first step)."""
-        if not self._started:
+        if self._life.state is State.NEW:
             self.start()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
@@ -283,8 +285,8 @@ class LiveClient:
         this call's hooks it returns at once: the watch ends once the hook
         returns.  It never holds up the hub or the other calls.
         """
-        self._stop(ended=False)
-        if not self._started or current_mailbox() is self._mailbox:
+        self._stop(EndReason.CLOSED)
+        if self._life.state is State.NEW or current_mailbox() is self._mailbox:
             return
         self._finished.wait(self._close_timeout + 1.0 if timeout is None else timeout)
 
@@ -374,15 +376,14 @@ class LiveClient:
     def _begin_attempt(self) -> None:
         """On the I/O thread: a connection attempt, unless the watch is stopping."""
         self._backoff = None
-        stopped = self._stopped()
+        stopped = self._proceed(Step.CONNECT)
         if stopped is not None:
-            connection_log.info("not connecting again: %s", _STOPPED[stopped])
-            self._finish(Finish(stopped))
+            self._stop_connecting(stopped)
             return
         assert self._hub is not None
-        self._hub.connectors.submit(functools.partial(self._handshake, not self._connected_once))
+        self._hub.connectors.submit(self._handshake)
 
-    def _handshake(self, first: bool) -> None:
+    def _handshake(self) -> None:
         """On a connector thread: fresh credentials and the blocking opening handshake."""
         result: Union[Handshake, BaseException]
         try:
@@ -410,40 +411,38 @@ class LiveClient:
         except BaseException as error:
             result = error
         assert self._hub is not None
-        self._hub.call_soon(functools.partial(self._attempt_over, result, first))
+        self._hub.call_soon(functools.partial(self._attempt_over, result))
 
     def _adopt(self, sock: Any) -> None:
         with self._lock:
             self._handshake_sock = sock
-            stopped = self._stopped() is not None
+            stopped = self._life.stop_reason is not None
         if stopped:
             _shut_down(sock)
 
-    def _attempt_over(self, result: Union[Handshake, BaseException], first: bool) -> None:
+    def _attempt_over(self, result: Union[Handshake, BaseException]) -> None:
         """On the I/O thread: the handshake's result becomes a link, a retry or the end."""
         with self._lock:
             self._handshake_sock = None
-            stopped = self._stopped()
         if isinstance(result, Handshake):
+            first = not self._life.connected_once  # only this thread changes it
+            stopped = self._proceed(Step.OPENED)
             if stopped is not None:
                 result.sock.close()
-                connection_log.info("not connecting again: %s", _STOPPED[stopped])
-                self._finish(Finish(stopped))
+                self._stop_connecting(stopped)
                 return
             assert self._hub is not None and self._mailbox is not None
             self._mailbox.put(_Connected(first))
-            self._connected_once = True
             protocol = self._protocol_for(time.monotonic())
             link = Link(self._hub, result.sock, result.rest, protocol, self._deliver, self._link_ended)
             if not link.over:
                 self._link = link
             self._ready.set()  # after the link is in place: start() returning means send() works
             return
-        decision: Union[Finish, Retry]
         if isinstance(result, ConnectFailed):
-            decision = self._policy.after_failed_connect(str(result))
-            self._decide(decision, stopped)
+            self._decide(self._policy.after_failed_connect(str(result)))
             return
+        decision: Finish
         if isinstance(result, AuthenticationError):
             connection_log.info("not reconnecting: %s", result)
             decision = Finish(EndReason.AUTH_FAILED, result)
@@ -475,20 +474,24 @@ class LiveClient:
 
     def _link_ended(self, outcome: Outcome, up_for: float) -> None:
         self._link = None
-        stopped = self._stopped()
-        if stopped is not None:
-            connection_log.info("connection closed (code %d); %s", outcome.code, _STOPPED[stopped])
-        self._decide(self._policy.after_connection(outcome, up_for), stopped)
+        self._decide(self._policy.after_connection(outcome, up_for), closed_with=outcome.code)
 
-    def _decide(self, decision: Union[Retry, Finish], stopped: Optional[EndReason]) -> None:
+    def _decide(self, decision: Union[Retry, Finish], closed_with: Optional[int] = None) -> None:
+        """A retry after a backoff, or the end; a stopping watch ends, for its stop's reason.
+
+        ``closed_with`` is the close code of a connection that was open, for the log.
+        """
+        stopped = self._proceed(Step.RETRY) if type(decision) is Retry else self._life.stop_reason
         if stopped is not None:
+            if closed_with is not None:
+                connection_log.info("connection closed (code %d); %s", closed_with, _STOPPED[stopped])
             self._finish(Finish(stopped))
         elif isinstance(decision, Finish):
             connection_log.info(
                 "not reconnecting: %s", decision.error or "the server closed the connection normally"
             )
             self._finish(decision)
-        else:
+        else:  # a Retry: _proceed() moved the watch to BACKING_OFF
             connection_log.info(
                 "connection lost (%s); reconnecting in %.2f s, attempt %d",
                 decision.cause,
@@ -507,33 +510,34 @@ class LiveClient:
             self._backoff.cancel()
             self._begin_attempt()
 
+    def _proceed(self, step: Step) -> Optional[StopReason]:
+        """On the I/O thread: ``step``, unless the watch is stopping; then why, to finish with."""
+        with self._lock:
+            return self._life.proceed(step)
+
+    def _stop_connecting(self, stopped: StopReason) -> None:
+        """On the I/O thread: the watch is stopping, so no attempt or connection follows."""
+        connection_log.info("not connecting again: %s", _STOPPED[stopped])
+        self._finish(Finish(stopped))
+
     def _finish(self, finished: Finish) -> None:
-        if self._finishing:
-            return
-        self._finishing = True
+        """On the I/O thread: no connection follows; the dispatcher runs the last hooks."""
+        with self._lock:
+            self._life.move(Step.FINISH)
         assert self._mailbox is not None
         self._mailbox.put(finished)
 
-    def _stopped(self) -> Optional[EndReason]:
-        if self._ended:
-            return EndReason.ENDED
-        if self._closing:
-            return EndReason.CLOSED
-        return None
-
-    def _stop(self, ended: bool) -> None:
+    def _stop(self, reason: StopReason) -> None:
         """No more connections: the call ended, or ``close()``; closes the current one with 1000."""
         with self._lock:
-            if ended:
-                self._ended = True
-            else:
-                self._closing = True
+            state = self._life.stop(reason)
             hub, sock = self._hub, self._handshake_sock
         if sock is not None:
             _shut_down(sock)  # a handshake waiting on a mute server ends now
-        # Finishing: no connection or backoff is left to stop (the usual end: the server's close
-        # frame came with its final message), so the I/O thread is not woken for nothing.
-        if hub is not None and not self._finishing:
+        # Only a STOPPING watch has a connection or a backoff left to stop: once FINISHING (the
+        # usual end: the server's close frame came with the final message), the I/O thread is
+        # not woken for nothing.
+        if hub is not None and state is State.STOPPING:
             hub.call_soon(self._on_stop)
 
     # --- a dispatcher thread --------------------------------------------------------
@@ -554,10 +558,12 @@ class LiveClient:
                 self._finish_watch(item)
             elif type(item) is _Connected:
                 if item.first:
-                    self._call_started = True
+                    self._life.call_started = True
                     self._dispatcher.call_hook("livecall_call_start", self.call)
-            else:
+            elif type(item) is Retry:
                 self._lost(item)
+            else:  # the I/O thread puts nothing else: a bug, which must not pass for a retry
+                log.error("call %s: an unknown item in its mailbox, ignored: %r", self.call.id, item)
         except BaseException:  # hooks are isolated; this is a bug, or a plugin calling sys.exit()
             log.exception("dispatcher failed on %r", type(item).__name__)
 
@@ -569,11 +575,11 @@ class LiveClient:
         for extra in derived:
             self._dispatcher.event(extra)
         if isinstance(event, self.provider.final_events):
-            self._stop(ended=True)
+            self._stop(EndReason.ENDED)
 
     def _lost(self, retry: Retry) -> None:
         self._session.connection_lost(ConnectionLostError(f"connection lost: {retry.cause}"))
-        if self._stopped() is None:
+        if self._life.stop_reason is None:
             self._dispatcher.event(Reconnecting(retry.attempt, retry.delay, retry.cause))
 
     def _finish_watch(self, finished: Finish) -> None:
@@ -588,16 +594,16 @@ class LiveClient:
         try:
             if error is not None:
                 self._dispatcher.call_hook("livecall_error", call, error)
-            if self._call_started:  # call_end only pairs with a call_start
+            if self._life.call_started:  # call_end only pairs with a call_start
                 self._dispatcher.call_hook("livecall_call_end", call, finished.reason)
         finally:  # whatever happened, wait() must return
             assert self._hub is not None
             release_hub(self._hub)  # first: once wait() returns, the hub may be configured anew
             with self._lock:
+                self._life.move(Step.DONE)
                 self._finished.set()
                 callbacks, self._when_finished = self._when_finished, []
-            if not self._ready.is_set():  # a watch that never connected: start() waits no more
-                self._ready.set()
+            self._ready.set()  # a watch that never connected: start() waits no more
             for callback in callbacks:
                 _call_done_callback(callback, self)
 

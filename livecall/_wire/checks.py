@@ -1,8 +1,8 @@
 """Arguments that go on the wire, checked where they are given, not deep in a connection attempt.
 
 A mistake found here is a ``ConfigurationError`` naming the argument (the
-command line's usage error); found by websocket-client on the reader thread,
-it would be a ``ValueError`` there, and the watch would fail as a bug.
+command line's usage error); found in the opening handshake on a connector
+thread, it would end the watch as a failed connection, far from its cause.
 """
 
 import ipaddress

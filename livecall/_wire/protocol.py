@@ -272,7 +272,7 @@ class Protocol:
         return None
 
     def close_expired(self, now: float) -> bool:
-        """Whether the close deadline passed: a driver delivering a backlog may stop early."""
+        """Whether the close deadline passed: a driver that paused reading still ends the connection by it."""
         return self._close_deadline is not None and now >= self._close_deadline
 
     def handle_timer(self, now: float) -> None:

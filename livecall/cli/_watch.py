@@ -9,12 +9,12 @@ from typing import Any, Callable, Optional
 
 from .._exit_status import ExitStatus
 from .._watch.client import LiveClient
+from .._watch.provider import providers
 from .._wire.checks import base_url
 from ..config import Config
 from ..errors import ConfigurationError, ConnectionLostError, LivecallError
 from ..events import CallStarted, Event
-from ..hiya import HIYA, HiyaClient
-from ..phonic import PHONIC
+from ..hiya import HiyaClient
 from ._guard import WatchGuard
 from ._lifecycle import configured
 from ._numbers import count, positive_seconds
@@ -24,8 +24,8 @@ __all__ = ["add_parser", "client_options", "watch", "watch_and_join"]
 
 log = logging.getLogger("livecall.cli")
 
-#: Every provider the command watches; each brings its own arguments.
-PROVIDERS = {provider.name: provider for provider in (HIYA, PHONIC)}
+#: Every provider the command watches (each registers itself); each brings its own arguments.
+PROVIDERS = {provider.name: provider for provider in providers()}
 #: How long ``--join`` waits for the call to be ready to join, and then for the server's ack.
 JOIN_WAIT = 30.0
 ACK_TIMEOUT = 10.0

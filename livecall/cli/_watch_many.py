@@ -1,11 +1,14 @@
 """``livecall watch-many``: many calls at once in one process, listed as JSON lines.
 
-Each line is one call: ``provider`` plus the options of ``livecall watch
-PROVIDER`` by their long names with underscores (``conversation_id``,
-``user_id``, ``conversation_token``, ``join``, ``url``, ``max_retries``...),
-credentials from the environment as for ``watch``.  Every line is checked
-before any call is watched, so a typo fails the run up front.  The command
-exits once every watch is over, with the worst exit status among them.
+Each line is one call: ``provider`` plus the fields of a request for it,
+read by the provider as a worker reads a request from its queue
+(:meth:`Provider.client_from_fields`): ``conversation_id``, ``user_id``,
+``conversation_token``, ``url``, ``max_retries``...; besides, ``join``, and
+a renewable credential's command (``token_command``, ``api_key_command``),
+as ``livecall watch`` takes them.  Credentials not given come from the
+environment as for ``watch``.  Every line is checked before any call is
+watched, so a typo fails the run up front.  The command exits once every
+watch is over, with the worst exit status among them.
 """
 
 import argparse
@@ -14,7 +17,7 @@ import json
 import sys
 import threading
 from collections.abc import Iterator
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 from .._exit_status import ExitStatus
 from .._safety.printable import printable
@@ -28,19 +31,12 @@ from ..hiya import HiyaClient
 from ._exit import describe, status_for
 from ._lifecycle import configured
 from ._signals import signals
-from ._watch import PROVIDERS, _connection, _connection_options, _join, client_options
+from ._watch import PROVIDERS, _join, client_options
 
 __all__ = ["add_parser"]
 
 #: Seconds the watches get to end after a signal, together.
 _CLOSE_WAIT = 3.0
-
-
-class _LineParser(argparse.ArgumentParser):
-    """One provider's ``watch`` options, read from a line: errors are raised, never printed and exited."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigurationError(message)
 
 
 def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None:
@@ -49,9 +45,10 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
         parents=[plugin_options],
         help="watch many calls at once, listed as JSON lines",
         description="Watch every call listed in FILE (default: standard input), one JSON object "
-        'per line: {"provider": "phonic", "conversation_id": "..."}, with the options of '
-        "`livecall watch PROVIDER` by their names with underscores. Credentials come from the "
-        "environment as for `watch`. Exits once every call has ended, with the worst status.",
+        'per line: {"provider": "phonic", "conversation_id": "..."}, with the fields of a request '
+        "for that provider (conversation_id; conversation_token and user_id; url, max_retries...) "
+        "and join for a Hiya call. Bearer tokens and API keys come from the environment as for "
+        "`watch`. Exits once every call has ended, with the worst status.",
     )
     parser.add_argument(
         "file",
@@ -86,28 +83,30 @@ def _lines(source: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _client(config: Config, number: int, fields: dict[str, Any]) -> tuple[LiveClient, bool]:
-    """The line's client, built as ``livecall watch`` builds one from its arguments; and whether to join."""
+    """The line's client, built from its fields as a worker builds one from a request; and whether to join."""
     fields = dict(fields)
     provider = PROVIDERS.get(str(fields.pop("provider", "")))
     if provider is None:
         raise ConfigurationError(f"line {number}: provider must be one of {', '.join(PROVIDERS)}")
-    parser = _LineParser(
-        prog=f"line {number}", parents=[_connection_options(provider.default_url)], add_help=False
-    )
-    provider.add_arguments(parser)
-    argv = []
-    for name, value in fields.items():
-        flag = "--" + str(name).replace("_", "-")
-        if value is True:
-            argv.append(flag)
-        elif value is not None and value is not False:
-            argv += [flag, str(value)]
+    join = fields.pop("join", False)
+    options = client_options(config)
     try:
-        options = parser.parse_args(argv)
-        client = provider.from_arguments(options, client_options(config, **_connection(options)))
+        if not isinstance(join, bool):
+            raise ConfigurationError("join must be true or false")
+        for field in provider.fields:
+            command = fields.pop(f"{field.name}_command", None) if field.renewable else None
+            if command is not None:
+                if not isinstance(command, str):
+                    raise ConfigurationError(f"{field.name}_command must be text")
+                options[field.name] = provider.credential_source(
+                    field.name, command=command, plugin_manager=config.plugin_manager
+                )
+        client = provider.client_from_fields(fields, **options)
+        if join and not isinstance(client, HiyaClient):
+            raise ConfigurationError(f"join: {provider.description} cannot be joined")
     except ConfigurationError as error:
         raise ConfigurationError(f"line {number}: {error}") from None
-    return client, bool(getattr(options, "join", False))
+    return client, join
 
 
 def _join_or_fail(client: LiveClient, ready: threading.Event, config: Config) -> None:

@@ -14,8 +14,8 @@ from urllib.parse import quote, urlencode
 from .._codec import PhonicDecoder
 from .._safety.secrets import Credential, HiddenLines
 from .._watch.client import LiveClient
-from .._watch.credential_source import CredentialSource
-from .._watch.provider import Provider, Request
+from .._watch.fields import Field
+from .._watch.provider import Provider, Request, register_provider
 from .._wire.checks import header_text
 from ..call import Call
 from ..errors import ConfigurationError
@@ -61,12 +61,8 @@ def _from_arguments(options: argparse.Namespace, common: dict[str, Any]) -> "Pho
         credentials = {"api_key": options.api_key.get()}
     elif options.api_key_command is not None:
         credentials = {
-            "api_key": CredentialSource(
-                "phonic",
-                "api_key",
-                command=options.api_key_command,
-                env=API_KEY_ENV,
-                plugin_manager=common.get("plugin_manager"),
+            "api_key": PHONIC.credential_source(
+                "api_key", command=options.api_key_command, plugin_manager=common.get("plugin_manager")
             )
         }
     elif options.session_token or not Credential(env=API_KEY_ENV).get():
@@ -131,16 +127,29 @@ class _PhonicSession:
         """Nothing waits on Phonic's connection: the next snapshot brings back what was missed."""
 
 
-#: Phonic as livecall sees it; see :class:`~livecall._watch.provider.Provider`.
-PHONIC = Provider(
-    name="phonic",
-    description="a Phonic conversation",
-    default_url=DEFAULT_URL,
-    new_decoder=PhonicDecoder,
-    final_events=(ConversationEnded,),
-    new_session=_PhonicSession,
-    add_arguments=_add_arguments,
-    from_arguments=_from_arguments,
+def _new_client(**arguments: Any) -> "PhonicClient":
+    return PhonicClient(**arguments)
+
+
+#: Phonic as livecall sees it; see :class:`~livecall.Provider`.
+PHONIC = register_provider(
+    Provider(
+        name="phonic",
+        description="a Phonic conversation",
+        default_url=DEFAULT_URL,
+        fields=(
+            Field("conversation_id", required=True),
+            Field("api_key", secret=True, credential=True, renewable=True, env=API_KEY_ENV),
+            Field("session_token", secret=True, credential=True, env=SESSION_TOKEN_ENV),
+        ),
+        call_ids_shared=True,
+        new_client=_new_client,
+        new_decoder=PhonicDecoder,
+        final_events=(ConversationEnded,),
+        new_session=_PhonicSession,
+        add_arguments=_add_arguments,
+        from_arguments=_from_arguments,
+    )
 )
 
 

@@ -10,7 +10,9 @@ so that each is written once, to an events stream.
 import argparse
 import os
 import threading
-from typing import Any, Optional
+from typing import Any
+
+import attrs
 
 import livecall
 
@@ -18,8 +20,9 @@ from ._keys import EventKeys
 from ._processes import run_processes, run_worker
 from ._requests import DEFAULT_REQUESTS, WatchRequest, enqueue
 from ._scripts import Scripts
+from ._settings import DEFAULT_DEAD, DEFAULT_EVENTS, DEFAULT_GROUP, WorkerSettings
 from ._stats import METRICS, Stats
-from ._worker import DEFAULT_DEAD, DEFAULT_EVENTS, DEFAULT_GROUP, Worker, WorkerSettings, consumer_name
+from ._worker import Worker, consumer_name
 from ._writer import EventWriter, Lease
 
 __all__ = [
@@ -43,8 +46,8 @@ __all__ = [
 
 #: Where ``--redis`` is read from when not given (it may hold a password).
 REDIS_URL_ENV = "LIVECALL_REDIS_URL"
-#: Command line only: secrets in the environment stay out of ``ps``.
-CONVERSATION_TOKEN_ENV = "HIYA_CONVERSATION_TOKEN"
+#: The command's defaults are the settings' own.
+_DEFAULTS = attrs.fields(WorkerSettings)
 
 
 @livecall.hookimpl
@@ -80,7 +83,11 @@ def _add_worker(subparsers: Any) -> None:
     _redis_option(worker)
     group = worker.add_argument_group("workers")
     group.add_argument(
-        "--calls", metavar="N", type=int, default=50, help="calls per process (default: %(default)s)"
+        "--calls",
+        metavar="N",
+        type=int,
+        default=_DEFAULTS.calls.default,
+        help="calls per process (default: %(default)s)",
     )
     group.add_argument(
         "--processes", metavar="N", type=int, default=1, help="worker processes (default: %(default)s)"
@@ -89,21 +96,21 @@ def _add_worker(subparsers: Any) -> None:
         "--lease",
         metavar="S",
         type=float,
-        default=30.0,
+        default=_DEFAULTS.lease.default,
         help="seconds a call stays held without renewal (default: %(default)s)",
     )
     group.add_argument(
         "--renew",
         metavar="S",
         type=float,
-        default=10.0,
+        default=_DEFAULTS.renew.default,
         help="seconds between renewals (default: %(default)s)",
     )
     group.add_argument(
         "--max-deliveries",
         metavar="N",
         type=int,
-        default=5,
+        default=_DEFAULTS.max_deliveries.default,
         help="deliveries of one request before it goes to the dead-letter stream (default: %(default)s)",
     )
     group.add_argument("--hiya-url", metavar="BASE", help="Hiya's base URL for requests that name none")
@@ -125,15 +132,23 @@ def _add_worker(subparsers: Any) -> None:
         "--metrics-port", metavar="PORT", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT"
     )
     streams = worker.add_argument_group("streams")
-    streams.add_argument("--requests", metavar="KEY", default=DEFAULT_REQUESTS, help="(default: %(default)s)")
-    streams.add_argument("--group", metavar="NAME", default=DEFAULT_GROUP, help="(default: %(default)s)")
-    streams.add_argument("--events", metavar="KEY", default=DEFAULT_EVENTS, help="(default: %(default)s)")
-    streams.add_argument("--dead-letter", metavar="KEY", default=DEFAULT_DEAD, help="(default: %(default)s)")
+    streams.add_argument(
+        "--requests", metavar="KEY", default=_DEFAULTS.requests.default, help="(default: %(default)s)"
+    )
+    streams.add_argument(
+        "--group", metavar="NAME", default=_DEFAULTS.group.default, help="(default: %(default)s)"
+    )
+    streams.add_argument(
+        "--events", metavar="KEY", default=_DEFAULTS.events.default, help="(default: %(default)s)"
+    )
+    streams.add_argument(
+        "--dead-letter", metavar="KEY", default=_DEFAULTS.dead_letter.default, help="(default: %(default)s)"
+    )
     streams.add_argument(
         "--events-maxlen",
         metavar="N",
         type=int,
-        default=100_000,
+        default=_DEFAULTS.events_maxlen.default,
         help="trim the events stream to about N entries (default: %(default)s)",
     )
     worker.set_defaults(func=worker_command)
@@ -192,18 +207,16 @@ def _add_enqueue(subparsers: Any) -> None:
     connection.add_argument(
         "--ping-timeout", metavar="S", type=float, help="seconds a ping may go unanswered"
     )
-    hiya = providers.add_parser("hiya", parents=[common], help="a Hiya live call")
-    hiya.add_argument(
-        "--conversation-token",
-        metavar="CT",
-        type=livecall.Credential,
-        help=f"the call's liveConversationToken (default: ${CONVERSATION_TOKEN_ENV})",
-    )
-    hiya.add_argument("--user-id", metavar="ID", required=True, help="sent as x-hiya-account-user-id")
-    hiya.add_argument("--product-version", metavar="V", help="sent as x-hiya-product-version")
-    phonic = providers.add_parser("phonic", parents=[common], help="a Phonic conversation")
-    phonic.add_argument("--conversation-id", metavar="ID", required=True)
-    for parser in (hiya, phonic):
+    for provider in livecall.providers():
+        parser = providers.add_parser(provider.name, parents=[common], help=provider.description)
+        for field in provider.fields:
+            if not field.credential:  # the workers' own credentials stay with them
+                parser.add_argument(
+                    f"--{field.name.replace('_', '-')}",
+                    metavar=field.name.split("_")[-1].upper(),
+                    type=livecall.Credential if field.secret else str,
+                    help=f"(default: ${field.env})" if field.env else None,
+                )
         parser.set_defaults(func=enqueue_command)
 
 
@@ -212,13 +225,14 @@ def enqueue_command(config: livecall.Config) -> int:
     import redis
 
     options = config.options
+    provider = livecall.get_provider(options.provider)
     request = WatchRequest(
-        provider=options.provider,
+        provider.name,
         url=options.url,
         max_retries=options.max_retries,
         ping_interval=options.ping_interval,
         ping_timeout=options.ping_timeout,
-        **_call_fields(options),
+        **{field.name: _field(options, field) for field in provider.fields if not field.credential},
     )
     client = redis.Redis.from_url(_redis_url(options), decode_responses=True)
     try:
@@ -231,20 +245,9 @@ def enqueue_command(config: livecall.Config) -> int:
     return livecall.ExitStatus.OK
 
 
-def _call_fields(options: argparse.Namespace) -> dict[str, Any]:
-    if options.provider == "phonic":
-        return {"conversation_id": options.conversation_id}
-    token: Optional[livecall.Credential] = options.conversation_token
-    if not token:
-        token = (
-            livecall.Credential(os.environ.get(CONVERSATION_TOKEN_ENV))
-            if os.environ.get(CONVERSATION_TOKEN_ENV)
-            else None
-        )
-    if not token:
-        raise livecall.ConfigurationError(f"Hiya needs --conversation-token or ${CONVERSATION_TOKEN_ENV}")
-    return {
-        "conversation_token": token,
-        "user_id": options.user_id,
-        "product_version": options.product_version,
-    }
+def _field(options: argparse.Namespace, field: Any) -> Any:
+    """The option given for ``field``, else its environment variable (a secret stays out of ``ps``)."""
+    value = getattr(options, field.name)
+    if value is not None or field.env is None:
+        return value
+    return livecall.Credential(env=field.env) if field.secret else os.environ.get(field.env)

@@ -54,7 +54,7 @@ class EventKeys:
         if isinstance(event, livecall.ConversationUpdated):
             self._remember_ids(event.conversation)
         if isinstance(event, livecall.Transcript):
-            if call.provider == "phonic" and event.item_idx is not None:
+            if event.item_idx is not None:  # a Phonic line
                 item = self._item_ids.get(event.item_idx, event.item_idx)
                 return f"item:{_digest(item, event.text)}"
             if event.offset is not None:

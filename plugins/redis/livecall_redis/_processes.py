@@ -7,8 +7,9 @@ import threading
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional
 
+from ._settings import WorkerSettings
 from ._stats import Stats, serve_metrics
-from ._worker import Worker, WorkerSettings
+from ._worker import Worker
 
 __all__ = ["run_processes", "run_worker"]
 

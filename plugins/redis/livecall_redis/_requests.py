@@ -1,105 +1,79 @@
 """Watch requests: what a request on the stream holds, and putting one there.
 
-A request carries only what identifies the call and how to connect to it:
-the bearer token and the API key stay in the workers' environment.  The Hiya
-conversation token is a credential all the same; it lives in the request,
-is never logged, and goes when the request is deleted at the call's end.
+A request holds a provider's name and the fields of one call, checked and
+read by the provider itself (:meth:`livecall.Provider.check_fields`), the
+same fields ``livecall watch-many`` reads from a file.  It carries only what
+identifies the call and how to connect to it: the bearer token and the API
+key stay in the workers' environment.  The Hiya conversation token is a
+credential all the same; it lives in the request, is never logged, and goes
+when the request is deleted at the call's end.
 """
 
-import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
-import attrs
 import redis
 
 import livecall
 
-__all__ = ["DEFAULT_REQUESTS", "WatchRequest", "enqueue"]
+__all__ = ["DEFAULT_REQUESTS", "WatchRequest", "enqueue", "secret_fields"]
 
 DEFAULT_REQUESTS = "livecall:requests"
-PROVIDERS = ("hiya", "phonic")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-#: The request's fields a dead letter leaves out.
-SECRET_FIELDS = frozenset({"conversation_token"})
 
 
-@attrs.frozen
+def secret_fields() -> frozenset[str]:
+    """The fields of any provider's requests that hold secrets: a dead letter leaves them out."""
+    return frozenset().union(*(provider.secret_fields for provider in livecall.providers()))
+
+
 class WatchRequest:
-    """One call to watch, as it travels through Redis (every field a string)."""
+    """One call to watch: ``WatchRequest("phonic", conversation_id="conv_...")``.
 
-    provider: str
-    conversation_id: Optional[str] = None  #: Phonic
-    conversation_token: Optional[livecall.Credential] = attrs.field(default=None, repr=False)  #: Hiya
-    user_id: Optional[str] = None  #: Hiya
-    product_version: Optional[str] = None  #: Hiya
-    url: Optional[str] = None
-    max_retries: Optional[int] = None
-    ping_interval: Optional[float] = None
-    ping_timeout: Optional[float] = None
+    ``ConfigurationError`` for an unknown provider, or fields it would not
+    take, or a credential of the workers' own.  Secret fields are held in a
+    :class:`livecall.Credential`, and left out of the ``repr``.
+    """
 
-    def __attrs_post_init__(self) -> None:
-        if self.provider not in PROVIDERS:
-            raise livecall.ConfigurationError(f"unknown provider {self.provider!r}: hiya or phonic")
-        if self.provider == "phonic" and not self.conversation_id:
-            raise livecall.ConfigurationError("a Phonic request needs conversation_id")
-        if self.provider == "hiya" and not (self.conversation_token and self.user_id):
-            raise livecall.ConfigurationError("a Hiya request needs conversation_token and user_id")
-        if self.url is not None and not self.url.startswith(("ws://", "wss://")):
-            raise livecall.ConfigurationError("url must start with ws:// or wss://")
-        for name in ("conversation_id", "user_id", "product_version", "url"):
-            value = getattr(self, name)
-            if value is not None and _CONTROL.search(value):
-                # user_id and product_version become headers: a line break would add headers of its own.
-                raise livecall.ConfigurationError(f"{name} holds a control character")
+    def __init__(self, provider: str, **fields: Any):
+        self.provider = livecall.get_provider(provider)
+        self._fields = self.provider.check_fields(fields)
+        carried = [
+            field.name for field in self.provider.fields if field.credential and field.name in self._fields
+        ]
+        if carried:
+            raise livecall.ConfigurationError(
+                f"a request carries no {', '.join(carried)}: the workers use their own"
+            )
+
+    @property
+    def url(self) -> Optional[str]:
+        """The base URL the request names, if any."""
+        url: Optional[str] = self._fields.get("url")
+        return url
 
     def fields(self) -> dict[str, str]:
-        """The stream entry's fields; absent values are left out."""
-        values: dict[str, Any] = attrs.asdict(self, recurse=False)
-        if self.conversation_token is not None:
-            values["conversation_token"] = self.conversation_token.get()
-        return {name: str(value) for name, value in values.items() if value is not None}
+        """The stream entry's fields: the provider's name, then every field given, as text."""
+        entry = {"provider": self.provider.name}
+        for name, value in self._fields.items():
+            entry[name] = (value.get() or "") if isinstance(value, livecall.Credential) else str(value)
+        return entry
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> "WatchRequest":
         """Read an entry back; ``ConfigurationError`` for one that cannot be a request."""
-        try:
-            return cls(
-                provider=fields.get("provider", ""),
-                conversation_id=fields.get("conversation_id"),
-                conversation_token=_credential(fields.get("conversation_token")),
-                user_id=fields.get("user_id"),
-                product_version=fields.get("product_version"),
-                url=fields.get("url"),
-                max_retries=_number(fields, "max_retries", int),
-                ping_interval=_number(fields, "ping_interval", float),
-                ping_timeout=_number(fields, "ping_timeout", float),
-            )
-        except ValueError as error:
-            raise livecall.ConfigurationError(f"malformed request: {error}") from None
+        given = dict(fields)
+        return cls(given.pop("provider", ""), **given)
 
-    def call_id(self, request_id: str) -> str:
-        """The id events of this call carry on the events stream, the same on every worker.
+    def client(self, **client_options: Any) -> livecall.LiveClient:
+        """The client that watches the call; ``client_options`` win over the request's fields."""
+        client: livecall.LiveClient = self.provider.client_from_fields(self._fields, **client_options)
+        return client
 
-        Phonic's conversation id; a Hiya call has no id that is not a secret,
-        so its request id stands in.
-        """
-        return self.conversation_id if self.provider == "phonic" and self.conversation_id else request_id
-
-    def client_options(self) -> dict[str, Any]:
-        """The connection options the request sets (the worker's defaults apply to the rest)."""
-        options = {"max_retries": self.max_retries, "ping_interval": self.ping_interval}
-        options["ping_timeout"] = self.ping_timeout
-        return {name: value for name, value in options.items() if value is not None}
-
-
-def _credential(value: Optional[str]) -> Optional[livecall.Credential]:
-    return livecall.Credential(value) if value else None
-
-
-def _number(fields: Mapping[str, str], name: str, kind: type) -> Any:
-    value = fields.get(name)
-    return None if value is None else kind(value)
+    def __repr__(self) -> str:
+        shown = {
+            name: value for name, value in self._fields.items() if name not in self.provider.secret_fields
+        }
+        return f"WatchRequest({self.provider.name!r}, {shown})"
 
 
 def enqueue(

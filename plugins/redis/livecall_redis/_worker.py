@@ -1,43 +1,39 @@
 """One worker process: takes requests, watches their calls, renews its leases.
 
-Three kinds of threads: the main loop takes requests (its own pending ones
-whose lease lapsed, with ``XAUTOCLAIM``, then new ones with ``XREADGROUP``);
-a renewer renews every lease each renewal period; and each call has a
-thread that starts its client and waits for the watch to end, besides the
-client's own two.
+A held call has no thread of its own: its client runs on the process's hub
+(``start(wait=False)``), and a done callback, on the hub's dispatcher thread,
+only queues the lease.  Besides the hub's threads, a worker has three,
+however many calls it holds: the main loop takes requests (its own pending
+ones whose lease lapsed, with ``XAUTOCLAIM``, then new ones with
+``XREADGROUP``); a renewer renews every lease each renewal period; and a
+settler finishes or releases each request in Redis once its watch is over.
 """
 
+import functools
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 from typing import Any, Optional
-from urllib.parse import urlsplit
 
-import attrs
 import pluggy
 import redis
 
 import livecall
-import livecall.hiya
-import livecall.phonic
 
 from ._keys import EventKeys
-from ._requests import DEFAULT_REQUESTS, SECRET_FIELDS, WatchRequest
+from ._requests import WatchRequest, secret_fields
 from ._scripts import Scripts
+from ._settings import READ_BLOCK, WorkerSettings
 from ._stats import Stats
 from ._writer import EventWriter, Lease
 
-__all__ = ["Worker", "WorkerSettings", "consumer_name"]
+__all__ = ["Worker", "consumer_name"]
 
 log = logging.getLogger("livecall.redis")
 
-DEFAULT_GROUP = "livecall-workers"
-DEFAULT_EVENTS = "livecall:events"
-DEFAULT_DEAD = "livecall:requests:dead"
-#: Seconds the main loop waits for a new request before it looks for lapsed leases again.
-READ_BLOCK = 1.0
 #: Seconds between two looks at the queue's depth.
 DEPTH_EVERY = 5.0
 
@@ -45,71 +41,6 @@ DEPTH_EVERY = 5.0
 def consumer_name() -> str:
     """``host:pid``: who holds a call, for operators and ``XPENDING``."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _positive(instance: object, attribute: "attrs.Attribute[Any]", value: float) -> None:
-    if not value > 0:
-        raise livecall.ConfigurationError(f"{attribute.name.replace('_', '-')} must be positive")
-
-
-@attrs.frozen(kw_only=True)
-class WorkerSettings:
-    """Everything a worker process needs; plain values, so child processes get a copy."""
-
-    redis_url: str = attrs.field(repr=False)  # may hold a password
-    calls: int = attrs.field(default=50, validator=_positive)
-    lease: float = attrs.field(default=30.0, validator=_positive)
-    renew: float = attrs.field(default=10.0, validator=_positive)
-    requests: str = DEFAULT_REQUESTS
-    group: str = DEFAULT_GROUP
-    events: str = DEFAULT_EVENTS
-    dead_letter: str = DEFAULT_DEAD
-    max_deliveries: int = attrs.field(default=5, validator=_positive)
-    events_maxlen: int = attrs.field(default=100_000, validator=_positive)
-    key_ttl: int = attrs.field(default=86_400, validator=_positive)
-    hiya_url: Optional[str] = None
-    phonic_url: Optional[str] = None
-    #: Hosts a request may name in its base URL, besides those of the worker's own base URLs.
-    allowed_hosts: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    hiya_token_command: Optional[str] = attrs.field(default=None, repr=False)
-    connect_timeout: float = attrs.field(default=10.0, validator=_positive)
-
-    def __attrs_post_init__(self) -> None:
-        if self.renew >= self.lease:
-            raise livecall.ConfigurationError("--renew must be shorter than --lease")
-
-    def base_url(self, provider: str) -> str:
-        """The provider's base URL for requests that name none."""
-        if provider == "hiya":
-            return self.hiya_url or livecall.hiya.DEFAULT_URL
-        return self.phonic_url or livecall.phonic.DEFAULT_URL
-
-    def check_url(self, provider: str, url: Optional[str]) -> str:
-        """The base URL to connect to; a request's own only on a host the worker allows.
-
-        The worker sends its own credentials there: a request naming any host
-        would hand them to whoever can enqueue.
-        """
-        if url is None:
-            return self.base_url(provider)
-        host = urlsplit(url).hostname
-        allowed = {urlsplit(self.base_url(name)).hostname for name in ("hiya", "phonic")}
-        if host not in allowed | set(self.allowed_hosts):
-            raise livecall.ConfigurationError(f"the request's base URL names host {host!r}, not allowed here")
-        return url
-
-    @property
-    def outage_limit(self) -> float:
-        """How long Redis may stay out of reach before this worker stops its watches."""
-        return self.lease - self.renew
-
-    def redis_client(self) -> "redis.Redis":
-        """A client that notices an unresponsive server within about a renewal (at most 5 s),
-        besides the time ``XREADGROUP`` blocks on purpose."""
-        timeout = READ_BLOCK + min(self.renew, 5.0)
-        return redis.Redis.from_url(
-            self.redis_url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
 
 
 class Worker:
@@ -132,17 +63,13 @@ class Worker:
             self._redis, settings.requests, settings.group, settings.events, settings.dead_letter
         )
         self._pm = plugin_manager
-        self._writer = EventWriter(
-            self._scripts, self.stats, self._reachable, settings.events_maxlen, settings.key_ttl
+        self._new_writer = functools.partial(
+            EventWriter, self._scripts, self.stats, self._reachable, settings.events_maxlen, settings.key_ttl
         )
-        self._hiya_token = livecall.CredentialSource(
-            "hiya",
-            "token",
-            command=settings.hiya_token_command,
-            env=livecall.hiya.TOKEN_ENV,
-            plugin_manager=plugin_manager,
-        )
+        self._credentials = settings.credentials(plugin_manager)
         self._held: dict[str, Lease] = {}
+        #: Leases whose watch is over, for the settler; None stops it.
+        self._over: queue.SimpleQueue[Optional[Lease]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._last_contact = time.monotonic()
@@ -162,11 +89,12 @@ class Worker:
             self.settings.requests,
             self.settings.group,
         )
-        self._pm.register(self._writer)
         renewer = threading.Thread(
             target=self._renew_loop, args=(stop,), name="livecall-redis-renewer", daemon=True
         )
+        settler = threading.Thread(target=self._settle_loop, name="livecall-redis-settler", daemon=True)
         renewer.start()
+        settler.start()
         next_depth = 0.0
         try:
             while not stop.is_set():
@@ -188,7 +116,8 @@ class Worker:
             stop.set()
             self._give_back()
             renewer.join()
-            self._pm.unregister(self._writer)
+            self._over.put(None)
+            settler.join()
             self._redis.close()
 
     def _ensure_group(self) -> None:
@@ -261,76 +190,76 @@ class Worker:
         if acquired.deliveries > self.settings.max_deliveries:
             self._bury(request_id, fields, "delivered too many times", acquired.deliveries)
             return
-        lease = Lease(
-            request_id,
-            request,
-            acquired.token,
-            acquired.deliveries,
-            EventKeys(f"{self.consumer}:{request_id}:{acquired.token}"),
-        )
+        watch = f"{self.consumer}:{request_id}:{acquired.token}"
+        lease = Lease(request_id, acquired.token, acquired.deliveries, EventKeys(watch))
         try:
-            client = self._client(request)
+            lease.client = request.client(
+                **self._credentials.get(request.provider, {}),
+                url=self.settings.check_url(request.provider, request.url),
+                plugin_manager=self._pm,
+                plugins=[self._new_writer(lease)],
+                connect_timeout=self.settings.connect_timeout,
+                close_timeout=1.0,
+            )
         except livecall.ConfigurationError as error:
             self._bury(request_id, fields, str(error), acquired.deliveries)
             return
-        lease.client = client
-        self._writer.attach(client.call, lease)
         with self._lock:
             self._held[request_id] = lease
             self.stats.set("calls_held", len(self._held))
         what = "took over" if taken_over else "took"
         log.info("%s call %s (request %s, delivery %d)", what, lease.call_id, request_id, acquired.deliveries)
-        name = f"livecall-redis-watch-{request_id}"
-        threading.Thread(target=self._watch, args=(lease, client), name=name, daemon=True).start()
+        self._start(lease, lease.client)
 
     def _bury(self, request_id: str, fields: dict[str, str], reason: str, deliveries: int) -> None:
-        kept = {name: value for name, value in fields.items() if name not in SECRET_FIELDS}
+        secret = secret_fields()
+        kept = {name: value for name, value in fields.items() if name not in secret}
         kept.update(request_id=request_id, reason=reason, deliveries=str(deliveries), consumer=self.consumer)
         if self._scripts.bury(self.consumer, request_id, kept, self.settings.events_maxlen):
             log.warning("request %s moved to %s: %s", request_id, self.settings.dead_letter, reason)
 
-    def _client(self, request: WatchRequest) -> livecall.LiveClient:
-        options: dict[str, Any] = dict(
-            request.client_options(),
-            plugin_manager=self._pm,
-            connect_timeout=self.settings.connect_timeout,
-            close_timeout=1.0,
-        )
-        if request.provider == "phonic":
-            assert request.conversation_id is not None
-            return livecall.PhonicClient(
-                request.conversation_id, url=self.settings.check_url("phonic", request.url), **options
-            )
-        assert request.conversation_token is not None
-        return livecall.HiyaClient(
-            self._hiya_token,
-            request.conversation_token.get(),
-            request.user_id,
-            url=self.settings.check_url("hiya", request.url),
-            product_version=request.product_version,
-            **options,
-        )
-
     # --- one call -----------------------------------------------------------------
 
-    def _watch(self, lease: Lease, client: livecall.LiveClient) -> None:
-        """Watch to the end, settle the request, and only then free the room (stopping waits on it)."""
+    def _start(self, lease: Lease, client: livecall.LiveClient) -> None:
+        """Start the watch on the hub; the settler hears once it is over."""
+        over = functools.partial(self._watch_over, lease)
+        client.add_done_callback(over)
+        try:
+            client.start(wait=False)
+        except livecall.LivecallError as error:  # no watch began: no callback will come
+            log.warning("could not start call %s: %s", lease.call_id, livecall.redact(str(error)))
+            client.remove_done_callback(over)
+            self._over.put(lease)
+
+    def _watch_over(self, lease: Lease, client: livecall.LiveClient) -> None:
+        """On a hub dispatcher: hand the lease to the settler, at once (Redis may be slow)."""
+        self._over.put(lease)
+
+    def _settle_loop(self) -> None:
+        """The settler: settles each watch that is over, then frees its room (stopping waits on it)."""
+        while True:
+            lease = self._over.get()
+            if lease is None:
+                return
+            try:
+                self._settle_watch(lease)
+            except Exception:  # a bug must not stop the settling of the other calls
+                log.exception("could not settle request %s", lease.request_id)
+            finally:
+                with self._lock:
+                    self._held.pop(lease.request_id, None)
+                    self.stats.set("calls_held", len(self._held))
+                    self._changed.notify_all()
+
+    def _settle_watch(self, lease: Lease) -> None:
+        client = lease.client
+        assert client is not None
         failure: Optional[str] = None
         try:
-            try:
-                client.start()
-                client.wait()
-            except Exception as error:
-                failure = f"{type(error).__name__}: {livecall.redact(str(error))}"
-            finally:
-                client.close()
-                self._writer.detach(client.call)
-            self._settle(lease, client.call.end_reason, failure)
-        finally:
-            with self._lock:
-                self._held.pop(lease.request_id, None)
-                self.stats.set("calls_held", len(self._held))
-                self._changed.notify_all()
+            client.wait(0)
+        except Exception as error:
+            failure = f"{type(error).__name__}: {livecall.redact(str(error))}"
+        self._settle(lease, client.call.end_reason, failure)
 
     def _settle(self, lease: Lease, reason: Optional[livecall.EndReason], failure: Optional[str]) -> None:
         """Acknowledge a call that ended; give back one that did not, for another try."""

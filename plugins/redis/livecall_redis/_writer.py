@@ -1,7 +1,7 @@
-"""The hook implementation that writes each event of a held call to the events stream."""
+"""The plugin of one held call that writes each of its events to the events stream."""
 
+import json
 import logging
-import threading
 import time
 from typing import Callable, Optional
 
@@ -11,7 +11,6 @@ import redis
 import livecall
 
 from ._keys import EventKeys
-from ._requests import WatchRequest
 from ._scripts import DUPLICATE, STALE, WRITTEN, Scripts
 from ._stats import Stats
 
@@ -28,7 +27,6 @@ class Lease:
     """A request this worker holds: its fencing token, and the watch of its call."""
 
     request_id: str
-    request: WatchRequest
     token: int
     deliveries: int
     keys: EventKeys
@@ -38,7 +36,15 @@ class Lease:
 
     @property
     def call_id(self) -> str:
-        return self.request.call_id(self.request_id)
+        """The id the call's events carry on the stream, the same on every worker.
+
+        The provider's own id where it has one that is not a secret (Phonic's
+        conversation id); else the request's id stands in.
+        """
+        client = self.client
+        if client is not None and client.provider.call_ids_shared:
+            return client.call.id
+        return self.request_id
 
     def lose(self, why: str) -> bool:
         """Mark the lease lost and close the watch; False when it already was."""
@@ -51,11 +57,13 @@ class Lease:
 
 
 class EventWriter:
-    """Writes every event of the calls it is told about, fenced and keyed; in order per call.
+    """Writes every event of one held call, fenced and keyed, in order: the client's own plugin.
 
-    The write happens on the call's dispatcher thread, so a call's events
-    reach the stream in the order they came, and a slow Redis slows the watch
-    down (the client's queue pushes back) rather than growing memory.
+    Each client gets its own writer (``plugins=[writer]``), so no lookup of
+    the call's lease is needed.  The write happens on the call's dispatcher
+    thread, so its events reach the stream in the order they came, and a
+    slow Redis slows the watch down (the client's queue pushes back) rather
+    than growing memory.
     """
 
     def __init__(
@@ -65,34 +73,24 @@ class EventWriter:
         reachable: Callable[[], bool],
         maxlen: int,
         key_ttl: int,
+        lease: Lease,
     ):
         self._scripts = scripts
         self._stats = stats
         self._reachable = reachable
         self._maxlen = maxlen
         self._key_ttl = key_ttl
-        self._leases: dict[livecall.Call, Lease] = {}
-        self._lock = threading.Lock()
-
-    def attach(self, call: livecall.Call, lease: Lease) -> None:
-        with self._lock:
-            self._leases[call] = lease
-
-    def detach(self, call: livecall.Call) -> None:
-        with self._lock:
-            self._leases.pop(call, None)
+        self._lease = lease
 
     @livecall.hookimpl
     def livecall_event(self, call: livecall.Call, event: livecall.Event) -> None:
-        with self._lock:
-            lease = self._leases.get(call)
-        if lease is None or lease.lost is not None:
+        lease = self._lease
+        if lease.lost is not None:
             return
         if isinstance(event, livecall.Reconnecting):
             self._stats.add("reconnects")
         record = livecall.to_record(call, event)
-        key = lease.keys.key(call, event, record)
-        outcome = self._write(lease, key, livecall.to_json(call, event))
+        outcome = self._write(lease.keys.key(call, event, record), json.dumps(record))
         if outcome == WRITTEN:
             self._stats.add("events_written")
         elif outcome == DUPLICATE:
@@ -104,8 +102,9 @@ class EventWriter:
         else:
             self._stats.add("events_unwritten")
 
-    def _write(self, lease: Lease, key: str, event: str) -> Optional[int]:
+    def _write(self, key: str, event: str) -> Optional[int]:
         """The script's outcome; None when Redis stayed out of reach for as long as the lease allows."""
+        lease = self._lease
         while lease.lost is None:
             try:
                 return self._scripts.write(

@@ -64,7 +64,7 @@ def start_calls(redis_client, rng: random.Random) -> list[Call]:
                 "hiya", conversation_token=token, user_id=sim.credentials["user_id"], url=sim.url
             )
         request_id = enqueue(redis_client, request)
-        calls.append(Call(sim, request_id, request.call_id(request_id)))
+        calls.append(Call(sim, request_id, sim.credentials.get("conversation_id", request_id)))
     return calls
 
 

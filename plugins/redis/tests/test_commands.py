@@ -251,4 +251,4 @@ def test_a_request_that_would_smuggle_a_header_goes_to_the_dead_letter_stream(re
     settings = WorkerSettings(redis_url=redis_server.url, lease=3, renew=1)
     run_worker_until(settings, lambda: redis_client.xlen(DEFAULT_DEAD) == 1)
     [(_, fields)] = redis_client.xrange(DEFAULT_DEAD)
-    assert fields["reason"] == "malformed request: user_id holds a control character"
+    assert fields["reason"] == "user_id must be printable text: it is sent in an HTTP request"

@@ -53,7 +53,7 @@ def test_an_outage_stops_the_watches_and_every_call_is_watched_again_once(
                 "hiya", conversation_token=token, user_id=sim.credentials["user_id"], url=sim.url
             )
         request_id = enqueue(client, request)
-        sims[request.call_id(request_id)] = sim
+        sims[sim.credentials.get("conversation_id", request_id)] = sim
     settings = WorkerSettings(
         redis_url=own_server.url, calls=10, lease=LEASE, renew=RENEW, allowed_hosts=["127.0.0.1"]
     )

@@ -1,5 +1,6 @@
 """A worker in this process against simulated providers and a real Redis."""
 
+import inspect
 import json
 import logging
 import threading
@@ -147,3 +148,38 @@ def test_a_stopping_worker_gives_its_calls_back_at_once(
         if event["event"] == "transcript"
     ]
     assert len(lines) == len(set(lines)) == 6
+
+
+def _threads_not_serving_simulators() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if not thread.name.startswith("livecall-sim-")}
+
+
+@pytest.mark.parametrize("calls", [3, 60])
+def test_a_worker_holds_its_calls_on_the_hub_with_three_threads_of_its_own(
+    redis_client, livecall_simulator, settings, calls
+):
+    """Main loop, renewer, settler: held calls add no thread, and the hub's are bounded by its settings."""
+    before = _threads_not_serving_simulators()
+    for _ in range(calls):
+        sim = livecall_simulator("hiya", join_timeout=60)  # the call waits for a join: held
+        token = livecall.Credential(sim.credentials["conversation_token"])
+        enqueue(
+            redis_client,
+            WatchRequest("hiya", conversation_token=token, user_id=sim.credentials["user_id"], url=sim.url),
+        )
+    worker = Worker(attrs.evolve(settings, calls=calls), create_plugin_manager(autoload=False))
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), name="test-worker", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: worker.stats.events_written >= 7 * calls, 60, "every call screened and held")
+        new = {thread.name for thread in _threads_not_serving_simulators() - before}
+        assert worker.stats.calls_held == calls
+    finally:
+        stop.set()
+        thread.join(15)
+    hub = {name for name in new if name.startswith("livecall-hub")}
+    assert new - hub == {"test-worker", "livecall-redis-renewer", "livecall-redis-settler"}
+    hub_settings = inspect.signature(livecall.configure_hub).parameters
+    assert len(hub) <= 1 + hub_settings["connectors"].default + hub_settings["max_dispatchers"].default
+    assert redis_client.xlen(DEFAULT_REQUESTS) == calls, "every call given back as the worker stopped"

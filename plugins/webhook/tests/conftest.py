@@ -1,6 +1,11 @@
-"""A real HTTP receiver on loopback, scripted to fail, and helpers to reach it."""
+"""A real HTTP receiver on loopback, scripted to fail, and helpers to reach it; what the tests share:
+a whole watch, the receiver's signature check, dead-letter lines, the installed command."""
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
@@ -8,8 +13,16 @@ from typing import Callable, Optional
 import attrs
 import pytest
 import requests
+import standardwebhooks
+
+import livecall
+from livecall.plugins import DISABLE_AUTOLOAD_ENV
+from livecall_webhook import SigningKey
 
 Answer = tuple[int, dict[str, str]]
+
+#: The signing secret; SECRET in it is what no output may show.
+SECRET = "whsec-SECRET-0123456789"
 
 
 @attrs.frozen
@@ -154,3 +167,50 @@ def counting_session():
     session.adapter = adapter
     yield session
     session.close()
+
+
+def watch(sim, *plugins, **options):
+    """A whole watch of ``sim``; returns the call and the body of every event, in order."""
+    cls = livecall.HiyaClient if sim.provider == "hiya" else livecall.PhonicClient
+    client = cls(**sim.client_kwargs(), plugins=plugins, **options)
+    bodies = []
+    client.on(livecall.Event, lambda call, event: bodies.append(livecall.to_json(call, event).encode()))
+    client.run()
+    return client.call, bodies
+
+
+def verified(request, secret=SECRET) -> bool:
+    """What a receiver does: check the Standard Webhooks signature with the published library."""
+    try:
+        standardwebhooks.Webhook(secret.encode()).verify(request.body, request.headers)
+    except standardwebhooks.WebhookVerificationError:
+        return False
+    return True
+
+
+def dead_bodies(path) -> list:
+    """The events held in a dead-letter file, parsed."""
+    return [json.loads(line)["body"] for line in path.read_bytes().splitlines()]
+
+
+def parsed(bodies) -> list:
+    return [json.loads(body) for body in bodies]
+
+
+def sealed(body: bytes, message_id: str = "msg_0", secret: str = SECRET) -> bytes:
+    """A dead-letter line as the plugin writes it, sealed with ``secret``."""
+    seal = SigningKey(secret).seal(message_id, body)
+    return f'{{"webhook-id": "{message_id}", "seal": "{seal}", "body": '.encode() + body + b"}"
+
+
+def livecall_command(*arguments, cwd, **environment):
+    """The installed ``livecall`` command, run as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if k != DISABLE_AUTOLOAD_ENV}
+    env.update(environment)
+    command = [sys.executable, "-m", "livecall", *arguments]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def watch_phonic(sim, *options, cwd):
+    arguments = sim.watch_args("--format", "jsonl", *options)
+    return livecall_command(*arguments, cwd=cwd, LIVECALL_WEBHOOK_SECRET=SECRET)
