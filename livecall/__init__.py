@@ -10,7 +10,7 @@ also builds a client from a request's fields.
 from ._codec import to_json, to_record
 from ._exit_status import ExitStatus
 from ._hub.connect import ProxySettings
-from ._hub.loop import configure_hub
+from ._hub.loop import configure_hub, hub_turn_age
 from ._hub.mailbox import ClientStats
 from ._safety.files import owner_only
 from ._safety.printable import PrintableFormatter, printable
@@ -100,6 +100,7 @@ __all__ = [
     "configure_hub",
     "get_provider",
     "hookimpl",
+    "hub_turn_age",
     "owner_only",
     "printable",
     "providers",

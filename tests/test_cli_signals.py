@@ -57,20 +57,6 @@ def test_without_a_stop_action_a_signal_raises_where_the_main_thread_is():
     assert interrupted.value.status == 143
 
 
-def test_only_the_first_signal_stops_the_command():
-    first, second = Ran(), Ran()
-    with signals.handled(), pytest.raises(Interrupted) as interrupted:
-        with signals.interruptible():
-            with signals.stopping(first):
-                signal.raise_signal(signal.SIGINT)
-                assert first.done.wait(TIMEOUT)
-            signal.raise_signal(signal.SIGTERM)  # no action now, yet no raise either
-            with signals.stopping(second):
-                pass
-    assert interrupted.value.status == 130
-    assert second.thread is threading.main_thread(), "added after the signal: run at once"
-
-
 def test_a_stop_action_added_after_the_signal_runs_at_once():
     before, after = Ran(), Ran()
     with signals.handled(), pytest.raises(Interrupted):

@@ -292,6 +292,51 @@ def test_a_signal_waits_for_plugins_to_finish_setting_up_or_flushing(running, pl
     )
 
 
+#: A plugin whose hook never returns: only a second signal can end the command.
+STUCK = """
+    import threading
+    import livecall
+
+    @livecall.hookimpl
+    def livecall_transcript(call, transcript):
+        print("stuck in a hook", flush=True)
+        threading.Event().wait()
+"""
+
+
+@pytest.mark.parametrize(
+    "signums, status",
+    [((signal.SIGINT, signal.SIGTERM), 143), ((signal.SIGINT, signal.SIGINT), 130)],
+    ids=["INT-TERM", "INT-INT"],
+)
+def test_a_second_signal_ends_a_command_stuck_in_a_hook_naming_the_plugin(
+    running, plugin_env, signums, status
+):
+    env = plugin_env("stuck_plugin", STUCK)
+    with Simulator("hiya", "screening", join_timeout=TIMEOUT) as sim:  # only a close of ours ends it
+        process = running(["-p", "stuck_plugin", *sim.watch_args("--format", "jsonl")], env)
+        process.line("stuck in a hook")
+        process.process.send_signal(signums[0])
+        assert sim.wait_for(lambda: sim.connections[0].client_close_code, TIMEOUT) == 1000, "the first seen"
+        process.process.send_signal(signums[1])
+        assert process.wait(timeout=TIMEOUT) == status
+    [line] = process.stderr
+    assert line.startswith(f"livecall: error: {signal.Signals(signums[1]).name} again: exiting at once")
+    assert re.search(r"still running: call hiya:call_\w+, plugin stuck_plugin$", line)
+
+
+def test_a_second_signal_ends_a_flush_that_does_not_end(running, plugin_env, tmp_path):
+    log_path = tmp_path / "hooks.log"
+    env = plugin_env("pausing_plugin", PAUSING, RECORDER_LOG=str(log_path), PAUSE_IN="unconfigure")
+    with Simulator("phonic", "conversation") as sim:
+        process = running(["-p", "pausing_plugin", *sim.watch_args()], env)
+        process.line("paused in unconfigure")
+        process.process.send_signal(signal.SIGTERM)
+        process.process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=TIMEOUT) in (130, 143), "whichever of the two came second"
+    assert "again: exiting at once; still running: plugins being set up or flushed" in "".join(process.stderr)
+
+
 def test_ctrl_c_while_reconnecting_exits_at_once(running):
     url = f"ws://127.0.0.1:{closed_port()}"
     process = running(
@@ -378,3 +423,23 @@ def test_the_user_id_can_come_from_the_environment():
     assert missing.returncode == 2
     assert missing.stderr == "livecall: error: Hiya needs the user's id: --user-id or $HIYA_USER_ID\n"
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--ping-interval", "nan"),
+        ("--ping-timeout", "inf"),
+        ("--max-duration", "inf"),  # its thread's poll() overflowed
+        ("--idle-timeout", "1e300"),
+        ("--max-retries", "\u00b2"),
+        ("--max-retries", "-1"),
+    ],
+)
+def test_a_number_option_must_be_finite_and_in_range(option, value):
+    result = livecall(
+        "watch", "phonic", "--conversation-id", "c", "--api-key", "key-0123456789", option, value
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"argument {option}: the value must be a" in result.stderr
+    assert result.stderr.count("\n") == 1

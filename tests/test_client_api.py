@@ -1,5 +1,7 @@
 """The client's API for library users: on()/off(), register(), strict mode, events()."""
 
+import threading
+
 import pluggy
 import pytest
 
@@ -8,7 +10,7 @@ from livecall import EndReason, PluginError, Transcript
 from livecall.plugins import get_plugin_manager
 from livecall.testing import Simulator, wait_until
 
-from .conftest import FAST, Recorder
+from .conftest import FAST, HANG_GUARD, Recorder
 
 
 class Exploding:
@@ -260,3 +262,95 @@ def test_events_refuses_a_buffer_of_nothing():
     client = livecall.PhonicClient("conv_1", api_key="key-1", plugins=[])
     with pytest.raises(ValueError, match="buffer_size"):
         client.events(buffer_size=0)
+
+
+# --- numbers: finite and in range, whatever their source ------------------------------
+
+
+@pytest.mark.parametrize(
+    "argument, value",
+    [
+        ("ping_interval", float("nan")),
+        ("ping_timeout", float("nan")),
+        ("ping_timeout", float("inf")),
+        ("ping_interval", 1e300),
+        ("connect_timeout", float("nan")),
+        ("close_timeout", -1.0),
+        ("stable_after", float("nan")),
+        ("backoff", livecall.Backoff(float("nan"), 1.0)),
+        ("backoff", livecall.Backoff(0.5, float("inf"))),
+        ("max_retries", 2.5),
+        ("max_retries", True),
+        ("queue_size", float("nan")),
+        ("queue_bytes", 0),
+        ("max_message_size", float("inf")),
+    ],
+)
+def test_the_constructor_refuses_a_number_that_is_not_finite_or_in_range(argument, value):
+    """NaN passes every ``<=`` check: a NaN ping_interval used to reach the hub's timer heap."""
+    name = "backoff." if argument == "backoff" else argument
+    with pytest.raises(livecall.ConfigurationError, match=name):
+        livecall.PhonicClient("conv_1", api_key="key-1", plugins=[], **{argument: value})
+
+
+def test_the_constructor_takes_the_edges_of_the_ranges():
+    client = livecall.PhonicClient(
+        "conv_1",
+        api_key="key-1",
+        plugins=[],
+        ping_interval=None,
+        max_retries=0,
+        stable_after=0,
+        backoff=livecall.Backoff(0, 0),
+        ping_timeout=7 * 24 * 3600,
+    )
+    assert client.max_retries == 0
+
+
+@pytest.mark.parametrize(
+    "argument, value",
+    [
+        ("stuck_after", float("nan")),
+        ("stuck_after", float("inf")),
+        ("dispatchers", float("nan")),
+        ("connectors", 1.5),
+        ("max_dispatchers", float("nan")),
+        ("batch_window", float("nan")),
+    ],
+)
+def test_configure_hub_refuses_a_number_that_is_not_finite_or_in_range(argument, value):
+    with pytest.raises(livecall.ConfigurationError, match=argument):
+        livecall.configure_hub(**{argument: value})
+
+
+# --- plugins given as objects are named readably ------------------------------------------
+
+
+class Blocking:
+    """Holds the first transcript line until released, saying when it got there."""
+
+    def __init__(self):
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    @livecall.hookimpl
+    def livecall_transcript(self, call, transcript):
+        self.entered.set()
+        self.release.wait(HANG_GUARD)
+
+
+def test_a_plugin_object_is_named_by_its_class_and_told_apart_from_another_of_it():
+    first, second = Blocking(), Blocking()
+    second.release.set()
+    with Simulator("phonic", "conversation") as sim:
+        client = livecall.PhonicClient(**sim.client_kwargs(), plugins=[first, second], **FAST)
+        assert client.register(Recorder()) == "Recorder"
+        client.start()
+        try:
+            assert first.entered.wait(HANG_GUARD)
+            assert client._dispatcher.running == "Blocking", "what the stuck dispatcher's warning shows"
+            assert "plugin Blocking" in client._describe()
+        finally:
+            first.release.set()
+        client.wait(HANG_GUARD)
+    assert second.entered.is_set()
+    assert client._dispatcher._own.get_plugin("Blocking-2") is second

@@ -4,19 +4,23 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 import livecall
 from livecall import EndReason, Transcript
+from livecall._hub.loop import HubOptions, acquire_hub, release_hub
 from livecall._hub.mailbox import Mailbox
-from livecall._hub.pools import DispatcherPool
+from livecall._hub.pools import ConnectorPool, DispatcherPool
 from livecall.plugins import create_plugin_manager
 from livecall.testing import Simulator
+from livecall.testing._wire import RawServer
 
 from .conftest import FAST, Recorder
 
@@ -30,6 +34,16 @@ def _hub_threads(prefix="livecall-hub"):
 def _mailbox(pool, handle, name="", limit=10):
     """A call's mailbox on ``pool``, as the hub makes one; ``name`` is what the watchdog reports."""
     return Mailbox(limit, 1000 * limit, pool.schedule, handle, lambda: None, lambda: name)
+
+
+def _eventually(predicate, timeout=10.0):
+    """Whether ``predicate()`` comes true within ``timeout`` seconds, looking every 20 ms."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(0.02)
+    return True
 
 
 def _phonic(sim, **kwargs):
@@ -152,7 +166,7 @@ def test_a_tls_flood_through_a_small_mailbox_loses_nothing(tls_front, certificat
 
 
 def test_the_watchdog_names_a_stuck_hook_and_grows_the_pool(caplog):
-    pool = DispatcherPool(1, 2, stuck_after=0.01, name="test-pool")
+    pool = DispatcherPool(1, 2, 2, stuck_after=0.01, name="test-pool")
     entered, release, ran = threading.Event(), threading.Event(), threading.Event()
 
     def stuck(item):
@@ -176,7 +190,7 @@ def test_the_watchdog_names_a_stuck_hook_and_grows_the_pool(caplog):
 
 
 def test_every_item_runs_once_and_in_order_while_dispatchers_park_and_wake():
-    pool = DispatcherPool(2, 2, stuck_after=60, name="test-order")
+    pool = DispatcherPool(2, 2, 2, stuck_after=60, name="test-order")
     done = threading.Event()
     seen = {n: [] for n in range(200)}
     remaining = [200 * 50]
@@ -202,7 +216,7 @@ def test_every_item_runs_once_and_in_order_while_dispatchers_park_and_wake():
 
 
 def test_a_mailbox_behind_a_stuck_hook_gets_the_parked_dispatcher_on_a_nudge():
-    pool = DispatcherPool(2, 2, stuck_after=60, name="test-nudge")
+    pool = DispatcherPool(2, 2, 2, stuck_after=60, name="test-nudge")
     entered, release, ran = threading.Event(), threading.Event(), threading.Event()
     stuck_when_it_ran = []
 
@@ -233,7 +247,7 @@ def test_a_mailbox_behind_a_stuck_hook_gets_the_parked_dispatcher_on_a_nudge():
 
 
 def test_stopping_the_pool_ends_its_parked_dispatchers():
-    pool = DispatcherPool(3, 3, stuck_after=60, name="test-stop")
+    pool = DispatcherPool(3, 3, 3, stuck_after=60, name="test-stop")
     threads = _hub_threads("test-stop-dispatcher-")
     assert len(threads) == 3
     pool.stop()
@@ -248,11 +262,148 @@ def test_a_batch_window_out_of_range_is_refused(window):
         livecall.configure_hub(batch_window=window)
 
 
-WATCHDOG_CHILD = """
+@pytest.mark.parametrize(
+    "options, named",
+    [
+        (dict(max_dispatchers=16, dispatcher_cap=8), "dispatcher_cap"),
+        (dict(connectors=8, max_connectors=4), "max_connectors"),
+        (dict(dispatcher_cap=0), "dispatcher_cap"),
+        (dict(max_connectors=0), "max_connectors"),
+    ],
+)
+def test_thread_caps_below_what_they_cap_are_refused(options, named):
+    with pytest.raises(livecall.ConfigurationError, match=named):
+        livecall.configure_hub(**options)
+
+
+# --- timers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("when", [float("nan"), float("inf"), float("-inf")])
+def test_a_deadline_that_is_not_a_finite_number_is_refused_and_every_other_timer_runs(when):
+    """A NaN on the heap compares neither less nor more than anything: no timer would run again."""
+    refused, ran = [], threading.Event()
+
+    def on_io_thread():
+        for schedule in (hub.call_at, hub.call_later):
+            try:
+                schedule(when, lambda: None)
+            except ValueError as error:
+                refused.append(str(error))
+        hub.call_later(0.0, ran.set)
+
+    hub = acquire_hub()
+    try:
+        hub.call_soon(on_io_thread)
+        assert ran.wait(5), "a timer due now ran"
+    finally:
+        release_hub(hub)
+    assert len(refused) == 2 and all("finite" in message for message in refused)
+
+
+def test_hub_turn_age_shows_a_wedged_io_thread():
+    inside, release, turned = threading.Event(), threading.Event(), threading.Event()
+
+    def wedge():
+        inside.set()
+        release.wait(30)
+
+    hub = acquire_hub()
+    try:
+        assert livecall.hub_turn_age() is not None
+        assert _eventually(lambda: livecall.hub_turn_age() < 1.5), "an idle hub turns now and then"
+        hub.call_soon(wedge)
+        assert inside.wait(5)
+        assert _eventually(lambda: livecall.hub_turn_age() > 1.5), "a wedged hub's turn age grows"
+        release.set()
+        hub.call_soon(turned.set)
+        assert turned.wait(5)
+        assert _eventually(lambda: livecall.hub_turn_age() < 1.5), "the age falls once it turns again"
+    finally:
+        release.set()
+        release_hub(hub)
+    assert livecall.hub_turn_age() is None, "no hub, no age"
+
+
+# --- connectors ----------------------------------------------------------------------
+
+
+def test_a_reconnect_goes_ahead_of_new_handshakes_that_wait():
+    pool = ConnectorPool(1, 1, "test-connectors")
+    busy, release, done = threading.Event(), threading.Event(), threading.Event()
+    order = []
+    pool.submit(lambda: (busy.set(), release.wait(10)))
+    assert busy.wait(5)
+    pool.submit(lambda: order.append("new"))
+    pool.submit(lambda: order.append("reconnect"), reconnect=True)
+    pool.submit(done.set)
+    release.set()
+    assert done.wait(5)
+    pool.stop()
+    assert order == ["reconnect", "new"]
+
+
+def test_a_reconnect_is_not_held_up_by_handshakes_to_hosts_that_never_answer():
+    """Twice as many mute hosts as connector threads: the streaming call still comes back at once."""
+    mute_hosts = 2 * HubOptions().connectors
+    cut, back, over = threading.Event(), threading.Event(), threading.Event()
+    plays = []
+
+    def play(peer):
+        plays.append(peer)
+        if len(plays) == 1:
+            cut.wait(30)  # then the connection ends without a close frame: the call reconnects
+            return
+        back.set()
+        over.wait(30)
+
+    server = RawServer(play)
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(mute_hosts)]
+    options = dict(plugin_manager=create_plugin_manager(autoload=False), **FAST)
+    streaming = livecall.PhonicClient(
+        "conv_streaming", api_key="streaming-key-5c1d", url=server.url, **options
+    )
+    mute = [
+        livecall.PhonicClient(
+            f"conv_mute_{n}",
+            api_key="mute-key-5c1d",
+            url=f"ws://127.0.0.1:{listener.getsockname()[1]}",
+            connect_timeout=120.0,
+            **options,
+        )
+        for n, listener in enumerate(listeners)
+    ]
+    accepted = []
+    try:
+        streaming.start(timeout=10)
+        for client in mute:
+            client.start(wait=False)
+        for listener in listeners[: HubOptions().connectors]:  # every connector thread waits on one
+            listener.settimeout(10)
+            connection, _ = listener.accept()
+            accepted.append(connection)
+            connection.recv(4096)
+        cut.set()
+        assert back.wait(20), "the call that was streaming reconnected while the mute hosts held on"
+    finally:
+        cut.set()
+        over.set()
+        for client in [*mute, streaming]:
+            client.close(5)
+        for sock in [*accepted, *listeners]:
+            sock.close()
+        server.stop()
+    assert all(client.finished for client in [*mute, streaming])
+
+
+# --- the watchdog past stuck hooks -----------------------------------------------------
+
+
+STUCK_CALLS_CHILD = """
 import json, logging, sys, threading, livecall
 logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
 livecall.configure_hub(dispatchers=1, max_dispatchers=2, stuck_after=0.2)
-stuck_kwargs, other_kwargs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+*stuck_kwargs, other_kwargs = [json.loads(argument) for argument in sys.argv[1:]]
 release = threading.Event()
 
 class Slowpoke:
@@ -260,35 +411,72 @@ class Slowpoke:
     def livecall_transcript(self, call, transcript):
         release.wait(20)
 
-stuck = livecall.PhonicClient(**stuck_kwargs, plugins=[Slowpoke()])
+stuck = [livecall.PhonicClient(**kwargs, plugins=[Slowpoke()]) for kwargs in stuck_kwargs]
 other = livecall.PhonicClient(**other_kwargs, plugins=[])
-stuck.start()
+for client in stuck:
+    client.start()
 other.start()
 ended = other.wait(15)  # only a dispatcher added by the watchdog can run it
 release.set()
-stuck.close()
+for client in stuck:
+    client.close()
 print(json.dumps({"other_ended": ended, "reason": str(other.call.end_reason)}))
 """
 
 
-def test_the_watchdog_lets_other_calls_go_on_past_a_stuck_hook():
-    with Simulator("phonic", "conversation", conversation_id="conv_stuck", pace=0.2) as stuck:
-        with Simulator("phonic", "conversation", conversation_id="conv_other", pace=0.2) as other:
-            child = subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    WATCHDOG_CHILD,
-                    json.dumps(stuck.client_kwargs()),
-                    json.dumps(other.client_kwargs()),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+@pytest.mark.parametrize("stuck_calls", [1, 2], ids=["one stuck hook", "as many as max_dispatchers"])
+def test_the_watchdog_lets_other_calls_go_on_past_stuck_hooks(stuck_calls):
+    names = [f"stuck_{n}" for n in range(stuck_calls)] + ["other"]
+    with contextlib.ExitStack() as stack:
+        sims = [
+            stack.enter_context(Simulator("phonic", "conversation", conversation_id=f"conv_{name}", pace=0.2))
+            for name in names
+        ]
+        child = subprocess.run(
+            [sys.executable, "-c", STUCK_CALLS_CHILD, *[json.dumps(sim.client_kwargs()) for sim in sims]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert child.returncode == 0, child.stderr
-    result = json.loads(child.stdout)
-    assert result == {"other_ended": True, "reason": "ended"}
+    assert json.loads(child.stdout) == {"other_ended": True, "reason": "ended"}
     assert "livecall.hub a dispatcher has been stuck" in child.stderr
-    assert "call phonic:conv_stuck" in child.stderr and "plugin " in child.stderr
-    assert "dispatcher pool grown to 2 threads" in child.stderr
+    assert "call phonic:conv_stuck_0" in child.stderr and "plugin " in child.stderr
+    assert f"dispatcher pool grown to {1 + stuck_calls} threads" in child.stderr
+
+
+def test_the_watchdog_says_once_that_the_pool_is_at_its_cap_and_shrinks_after(caplog):
+    pool = DispatcherPool(1, 1, 2, stuck_after=0.01, name="test-cap")
+    entered = {name: threading.Event() for name in ("slowpoke-1", "slowpoke-2", "slowpoke-3")}
+    release, ran = threading.Event(), threading.Event()
+
+    def stuck(name):
+        def handle(item):
+            entered[name].set()
+            release.wait(10)
+
+        return handle
+
+    boxes = [_mailbox(pool, stuck(name), f"call phonic:{name}, plugin {name}") for name in entered]
+    waiting = _mailbox(pool, lambda item: ran.set(), "call phonic:waiting")
+    try:
+        with caplog.at_level(logging.WARNING, logger="livecall.hub"):
+            boxes[0].put("x")
+            assert entered["slowpoke-1"].wait(5)
+            for box in [*boxes[1:], waiting]:
+                box.put("x")
+            pool.check(float("inf"))
+            assert entered["slowpoke-2"].wait(5), "a thread was added past the stuck one"
+            for _ in range(3):
+                pool.check(float("inf"))
+        errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+        assert len(errors) == 1, "said once"
+        assert "cap of 2 threads" in errors[0].getMessage()
+        assert "plugin slowpoke-1" in errors[0].getMessage() and "plugin slowpoke-2" in errors[0].getMessage()
+        assert pool.size == 2, "never past the cap"
+        release.set()
+        assert ran.wait(5), "the call that waited runs once a hook returns"
+        assert _eventually(lambda: (pool.check(time.monotonic()), pool.size)[1] == 1), "back to max_size"
+    finally:
+        release.set()
+        pool.stop()

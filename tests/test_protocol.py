@@ -7,7 +7,7 @@ import pytest
 
 from livecall._wire.frames import encode_frame, mask, parse_close
 from livecall._wire.protocol import Cause, Outcome, Protocol
-from livecall.errors import ConnectionLostError
+from livecall.errors import ConfigurationError, ConnectionLostError
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 KEY = b"\x01\x02\x03\x04"
@@ -301,3 +301,98 @@ def test_a_pong_or_a_message_answers_the_heartbeat():
 def test_without_a_ping_interval_there_is_no_deadline_while_open():
     protocol = connection(ping_interval=None)
     assert protocol.next_deadline() is None
+
+
+# --- bounds against a hostile server ---------------------------------------------------
+
+
+def test_a_flood_of_pings_leaves_one_pong_waiting_answering_the_latest():
+    protocol = connection()
+    protocol.receive_data(b"".join(frame(PING, b"%d" % n) for n in range(10_000)), 1.0)
+    assert sent_frames(protocol) == [(PONG, b"9999")]
+    protocol.receive_data(frame(PING, b"a") + frame(PING, b"b"), 1.1)
+    protocol.close(1.2)
+    assert sent_frames(protocol) == [(PONG, b"b"), (CLOSE, b"\x03\xe8")], "the pong goes before the close"
+
+
+def test_a_message_past_max_send_buffer_fails_the_connection():
+    protocol = connection(max_send_buffer=1000)
+    protocol.send(b"x" * 5000)  # one alone always goes
+    assert [opcode for opcode, _ in sent_frames(protocol)] == [BINARY]
+    protocol.send(b"x" * 600)
+    with pytest.raises(ConnectionLostError, match="over 1000 bytes waiting to be sent"):
+        protocol.send(b"y" * 600)
+    assert closes_sent(protocol) == [(1008, "over 1000 bytes waiting to be sent: the server is not reading")]
+    assert protocol.outcome is not None and protocol.outcome.cause is Cause.PROTOCOL_ERROR
+    assert protocol.outcome.code == 1008
+    assert protocol.next_deadline() == 2.0, "the close deadline counts from the driver's last time"
+
+
+def test_a_message_in_exactly_max_fragments_is_accepted_and_one_more_is_refused():
+    pieces = frame(TEXT, b"a", fin=False) + frame(CONT, b"b", fin=False) * 98
+    accepted = connection(max_fragments=100)
+    accepted.receive_data(pieces + frame(CONT, b"c"), 1.0)
+    assert accepted.messages_received() == ["a" + "b" * 98 + "c"]
+    refused = connection(max_fragments=100)
+    refused.receive_data(pieces + frame(CONT, b"b", fin=False) + frame(CONT, b"c"), 1.0)
+    assert closes_sent(refused) == [(1009, "message in over 100 fragments")]
+    assert refused.outcome is not None and refused.outcome.cause is Cause.TOO_BIG
+
+
+def test_endless_empty_continuations_fail_at_the_default_fragment_limit():
+    protocol = connection()
+    protocol.receive_data(frame(TEXT, b"", fin=False), 1.0)
+    empty = frame(CONT, b"", fin=False) * 10_000
+    for _ in range(7):  # 70,000 fragments
+        protocol.receive_data(empty, 1.0)
+    assert closes_sent(protocol) == [(1009, "message in over 65536 fragments")]
+    assert protocol._fragments is not None and len(protocol._fragments) == 0, "empty pieces take no room"
+
+
+def test_max_frames_leaves_the_rest_for_the_next_call():
+    protocol = connection()
+    pile = frame(PONG) * 10_000 + frame(TEXT, b"after the pile")
+    assert protocol.receive_data(pile, 1.0, max_frames=1024) == 1024
+    assert protocol.backlogged and protocol.pongs_received == 1024
+    assert protocol.messages_received() == []
+    turns = 1
+    while protocol.backlogged:
+        assert protocol.receive_data(b"", 1.0, max_frames=1024) <= 1024
+        turns += 1
+    assert turns == 10 and protocol.pongs_received == 10_000
+    assert protocol.messages_received() == ["after the pile"]
+    assert len(protocol._buffer) == 0
+
+
+def test_a_backlog_takes_more_bytes_behind_it_in_order():
+    protocol = connection()
+    protocol.receive_data(frame(TEXT, b"one") + frame(TEXT, b"two") + frame(TEXT, b"thr"), 1.0, max_frames=1)
+    assert protocol.messages_received() == ["one"] and protocol.backlogged
+    protocol.receive_data(frame(TEXT, b"four")[:3], 1.0, max_frames=5)
+    assert not protocol.backlogged
+    protocol.receive_data(frame(TEXT, b"four")[3:], 1.0)
+    assert protocol.messages_received() == ["two", "thr", "four"]
+
+
+def test_after_a_failure_a_flood_is_read_only_up_to_the_drain_bound():
+    protocol = connection(close_timeout=60.0)
+    protocol.receive_data(frame(0x3), 1.0)
+    assert [code for code, _ in closes_sent(protocol)] == [1002]
+    protocol.receive_data(b"\x00" * 65_536, 1.1)
+    assert not protocol.finished, "a little more is read, for the server's EOF"
+    protocol.receive_data(b"\x00", 1.2)
+    assert protocol.finished and protocol.next_deadline() is None
+    assert protocol.outcome is not None and protocol.outcome.code == 1002
+
+
+@pytest.mark.parametrize("name", ["ping_interval", "ping_timeout", "close_timeout"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_timings_that_are_not_finite_never_become_deadlines(name, value):
+    with pytest.raises(ConfigurationError, match=name):
+        connection(**{name: value})
+
+
+@pytest.mark.parametrize("name", ["max_message_size", "max_fragments", "max_send_buffer"])
+def test_limits_below_one_are_refused(name):
+    with pytest.raises(ConfigurationError, match=name):
+        connection(**{name: 0})

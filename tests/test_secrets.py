@@ -131,3 +131,43 @@ def test_hidden_lines_iterate_but_never_print():
     lines = livecall._safety.secrets.HiddenLines(["Authorization: Bearer abc"])
     assert list(lines) == ["Authorization: Bearer abc"] and len(lines) == 1
     assert "abc" not in repr(lines) and "abc" not in repr({"header": lines})
+
+
+def test_a_large_text_has_every_secret_blanked_wherever_it_starts_and_nothing_else(monkeypatch):
+    """Runs of a text are sampled, not read at every position: each secret, at every offset
+    in a long run of letters, glued or as a word, encoded or not, must still be found."""
+    monkeypatch.setattr("livecall._safety.secrets._known", livecall._safety.secrets._Known())
+    # the last has a short anchor: looked for on its own
+    secrets = ["sk-live-4f9a8b7c6d5e4f3a", "hunter22", "conv_12cf6e88", "ab+cd/ef=gh"]
+    for secret in secrets:
+        livecall.Credential(secret)
+    words = "the caller said the account number twice, then thanked the agent; ".split()
+    pieces, expected = [], []
+    for number in range(80_000):  # about 2.5 MB
+        word = words[number % len(words)]
+        if number % 4001 == 0:
+            secret = secrets[(number // 4001) % len(secrets)]
+            form = [secret, quote(secret, safe=""), json.dumps(secret)[1:-1]][number % 3]
+            glued = len(secret) >= 16
+            prefix = "x" * (number % 7) if glued else ""
+            pieces.append(f"{prefix}{form} {word}")
+            expected.append(f"{prefix}*** {word}")
+        else:
+            pieces.append(word + " " + "y" * (number % 50))
+            expected.append(pieces[-1])
+    text = " ".join(pieces)
+    assert len(text) > 2_000_000
+    assert livecall.redact(text) == " ".join(expected)
+
+
+@pytest.mark.parametrize("offset", range(12))
+@pytest.mark.parametrize(
+    ("secret", "before", "after"),
+    [("tok-0123456789abcdef", "q", "z"), ("hunter22", ".", "~")],  # long: glued; short: after non-word marks
+)
+def test_a_secret_at_any_offset_of_a_long_run_is_blanked(monkeypatch, offset, secret, before, after):
+    monkeypatch.setattr("livecall._safety.secrets._known", livecall._safety.secrets._Known())
+    livecall.Credential(secret)
+    run = before * offset + secret + after * (offset * 3)
+    blanked = before * offset + "***" + after * (offset * 3)
+    assert livecall.redact(f"a {run} b {run}") == f"a {blanked} b {blanked}"

@@ -8,6 +8,15 @@ socket takes and keeps the rest for when it is writable again
 The protocol's next deadline sits on the hub's timer heap; since a complete
 message only pushes the heartbeat back, a timer that fires early just
 re-arms itself, and a busy connection costs no heap work per message.
+
+One connection's turn is bounded, so that a server sending heaps of tiny
+frames delays no other call: at most :data:`FRAMES_PER_TURN` frames are
+parsed, the rest waits in the protocol's buffer, the socket is not read
+meanwhile, and a timer due at once brings the link back on the next turn,
+after the other sockets had theirs.  What waits to be sent is bounded as
+well: the protocol's bytes are taken only once the socket took the last
+ones, so a server that never reads leaves them with the protocol, which
+bounds them.
 """
 
 import logging
@@ -21,7 +30,7 @@ from .._wire.protocol import Cause, Message, Outcome, Protocol
 from .connect import describe
 from .loop import Hub, Timer
 
-__all__ = ["Link"]
+__all__ = ["FRAMES_PER_TURN", "Link"]
 
 #: ``-vv`` shows each connection's frames by type and size: never a payload, never a credential.
 log = logging.getLogger("livecall.connection")
@@ -31,6 +40,9 @@ _READ_SIZE = 64 * 1024
 #: Reads of one socket per wake-up: the others get their turn, epoll reports it again.
 _READS_PER_WAKEUP = 4
 _WRITE_CHUNK = 256 * 1024
+#: Frames parsed per link per turn of the I/O thread: a busy stream's batch of a
+#: few milliseconds, a small fraction of a turn's time however small the frames.
+FRAMES_PER_TURN = 1024
 
 #: Takes a batch of messages read together and their wall-clock time; True when the mailbox is full.
 Deliver = Callable[[list[Message], float], bool]
@@ -60,24 +72,29 @@ class Link:
         self._timer_due = False  # a deadline passed while paused: judged after the next read
         self._events = 0  # what the selector watches for now
         self._timer: Optional[Timer] = None
+        self._next_turn: Optional[Timer] = None  # parsing goes on after the other sockets' turn
         self._over = False
         self._frames_logged = log.isEnabledFor(logging.DEBUG)  # once: reading is the hot path
         self._pings = self._pongs = 0
         self.opened_at = time.monotonic()
         sock.setblocking(False)
         if rest:
-            protocol.receive_data(rest, self.opened_at)
+            protocol.receive_data(rest, self.opened_at, FRAMES_PER_TURN)
             self._hand_over()
         self._settle()
+        self._come_back()
 
     # --- asked by the watch (through hub.call_soon) ---------------------------------
 
     def send(self, message: Message) -> None:
-        """Send a message, written as the socket takes it; raises ``ConnectionLostError`` once closing."""
-        self._protocol.send(message)
+        """Send a message, written as the socket takes it; raises ``ConnectionLostError`` once closing,
+        or when the server has read too little of what was sent before (the connection fails then)."""
+        try:
+            self._protocol.send(message)
+        finally:
+            self._settle()
         if self._frames_logged:
             log.debug("frame out: %s, %d bytes", *_kind_and_size(message))
-        self._settle()
 
     def close(self, code: int = 1000) -> None:
         """Start the closing handshake; a paused link still ends by the close deadline."""
@@ -92,7 +109,7 @@ class Link:
         """The mailbox has room again."""
         if self._paused and not self._over:
             self._paused = False
-            self._read()  # TLS may hold decrypted bytes select will never report
+            self._read()  # TLS may hold decrypted bytes select will never report, or a backlog
 
     # --- selector and timer ------------------------------------------------------------
 
@@ -130,7 +147,10 @@ class Link:
             return
         protocol, sock = self._protocol, self._sock
         now = time.monotonic()
-        for _ in range(_READS_PER_WAKEUP):
+        budget = FRAMES_PER_TURN
+        if protocol.backlogged:
+            budget -= protocol.receive_data(b"", now, budget)
+        for _ in range(_READS_PER_WAKEUP if not protocol.backlogged else 0):
             try:
                 data = sock.recv(_READ_SIZE)
             except (BlockingIOError, ssl.SSLWantReadError):
@@ -143,16 +163,29 @@ class Link:
             if not data:
                 protocol.connection_lost()
                 break
-            protocol.receive_data(data, now)
-            if not (self._tls and self._tls.pending()) and len(data) < _READ_SIZE:
+            budget -= protocol.receive_data(data, now, budget)
+            if protocol.backlogged or not (self._tls and self._tls.pending()) and len(data) < _READ_SIZE:
                 break
         self._hand_over()
         if self._timer_due:
             self._timer_due = False
             protocol.handle_timer(now)
         self._settle()
-        if self._tls and not self._over and not self._paused and self._tls.pending():
-            self._hub.call_soon(self._read)  # decrypted bytes left over: select will not tell
+        self._come_back()
+
+    def _come_back(self) -> None:
+        """Read again next turn when select cannot tell: a backlog, or decrypted bytes TLS holds."""
+        if self._over or self._paused or self._next_turn is not None:
+            return
+        if self._protocol.backlogged:
+            # Due now, yet after this turn: the hub runs the timers due when its turn began.
+            self._next_turn = self._hub.call_at(time.monotonic(), self._turn)
+        elif self._tls and self._tls.pending():
+            self._hub.call_soon(self._read)
+
+    def _turn(self) -> None:
+        self._next_turn = None
+        self._read()
 
     def _hand_over(self) -> None:
         messages = self._protocol.messages_received()
@@ -180,10 +213,11 @@ class Link:
         if self._over:
             return
         protocol = self._protocol
-        data = protocol.data_to_send()
-        if data:
-            self._out += data
-            self._write()
+        if not self._out:  # else a newer pong may still replace the one the protocol holds
+            data = protocol.data_to_send()
+            if data:
+                self._out += data
+                self._write()
         if protocol.finished:
             self._end()
             return
@@ -193,7 +227,8 @@ class Link:
             if timer is not None:
                 timer.cancel()
             self._timer = self._hub.call_at(deadline, self._on_timer)
-        events = (0 if self._paused else selectors.EVENT_READ) | (selectors.EVENT_WRITE if self._out else 0)
+        reading = not (self._paused or protocol.backlogged)  # a backlog is read on the link's next turn
+        events = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if self._out else 0)
         if events != self._events:
             selector = self._hub.selector
             if not self._events:
@@ -217,8 +252,9 @@ class Link:
         outcome = self._protocol.outcome
         if self._frames_logged and outcome is not None and outcome.cause is Cause.SERVER_CLOSED:
             log.debug("frame out: close, the closing handshake's reply")
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._next_turn):
+            if timer is not None:
+                timer.cancel()
         if self._events:
             self._hub.selector.unregister(self._sock)
             self._events = 0

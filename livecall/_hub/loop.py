@@ -24,6 +24,7 @@ process after ``fork()`` starts a hub of its own.
 import heapq
 import itertools
 import logging
+import math
 import os
 import selectors
 import socket
@@ -33,11 +34,12 @@ from typing import Callable, Optional
 
 import attrs
 
+from .._wire.checks import seconds, whole_number
 from ..errors import ConfigurationError
 from .mailbox import Mailbox
 from .pools import ConnectorPool, DispatcherPool
 
-__all__ = ["Hub", "HubOptions", "Timer", "acquire_hub", "configure_hub"]
+__all__ = ["Hub", "HubOptions", "Timer", "acquire_hub", "configure_hub", "hub_turn_age", "running_hub"]
 
 log = logging.getLogger("livecall.hub")
 
@@ -45,6 +47,8 @@ log = logging.getLogger("livecall.hub")
 _WAKEUP_READ = 4096
 #: While mailboxes wait behind busy dispatchers, the I/O thread looks at the run queue this often.
 _RUN_QUEUE_CHECK = 0.002
+#: The longest the I/O thread sleeps, so that a healthy hub's turn age stays this small when idle.
+_LONGEST_SLEEP = 1.0
 
 
 @attrs.frozen
@@ -56,7 +60,9 @@ class HubOptions:
 
     dispatchers: int = 2
     max_dispatchers: int = 16
+    dispatcher_cap: int = 64
     connectors: int = 4
+    max_connectors: int = 16
     stuck_after: float = 10.0
     batch_window: float = 0.002
 
@@ -92,11 +98,17 @@ class Hub:
         self._handoffs: list[Mailbox] = []
         self._timers: list[tuple[float, int, Timer]] = []
         self._sequence = itertools.count()
+        #: When the I/O thread last finished a turn, for :func:`hub_turn_age`.
+        self.turned_at = time.monotonic()
         self.users = 0
         self._stopping = False
-        self.connectors = ConnectorPool(options.connectors, "livecall-hub")
+        self.connectors = ConnectorPool(options.connectors, options.max_connectors, "livecall-hub")
         self.dispatchers = DispatcherPool(
-            options.dispatchers, options.max_dispatchers, options.stuck_after, "livecall-hub"
+            options.dispatchers,
+            options.max_dispatchers,
+            options.dispatcher_cap,
+            options.stuck_after,
+            "livecall-hub",
         )
         self._thread = threading.Thread(target=self._loop, name="livecall-hub-io", daemon=True)
         self._thread.start()
@@ -129,9 +141,18 @@ class Hub:
     # --- on the I/O thread ------------------------------------------------------------
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback`` on the I/O thread ``delay`` seconds from now; see :meth:`call_at`."""
         return self.call_at(time.monotonic() + delay, callback)
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback`` on the I/O thread at ``when`` (``time.monotonic()``).
+
+        A NaN or infinite ``when`` raises ``ValueError`` here, in the caller:
+        on the heap a NaN compares neither less nor more than anything, so
+        the heap's order breaks and no timer of any call would run again.
+        """
+        if not math.isfinite(when):
+            raise ValueError(f"a timer's deadline must be a finite number of seconds, not {when!r}")
         timer = Timer(when, callback)
         heapq.heappush(self._timers, (when, next(self._sequence), timer))
         return timer
@@ -166,13 +187,14 @@ class Hub:
                 if self._soon:  # a timer's callback may have added work
                     self._run_soon()
                 with self._soon_lock:
-                    timeout: Optional[float] = 0.0 if self._soon else None
-                    self._asleep = not self._soon
-                if timeout is None and timers:
-                    timeout = max(0.0, timers[0][0] - clock())
+                    busy = bool(self._soon)
+                    self._asleep = not busy
+                timeout = 0.0 if busy else _LONGEST_SLEEP
+                if timers and not busy:
+                    timeout = max(0.0, min(timeout, timers[0][0] - clock()))
                 if self._handoffs:
                     self._hand_off()
-                if nudge() and (timeout is None or timeout > _RUN_QUEUE_CHECK):
+                if nudge() and timeout > _RUN_QUEUE_CHECK:
                     timeout = _RUN_QUEUE_CHECK
                 if window and timeout != 0.0 and self.users > 1:
                     self._wait_out_window(woke + window - clock(), timeout)
@@ -185,20 +207,21 @@ class Hub:
                         self._drain_wakeups()
                     else:
                         self._run(key.data, mask)
+                self.turned_at = clock()
         finally:
             self.selector.close()
             self._wake_reader.close()
             self._wake_writer.close()
 
     @staticmethod
-    def _wait_out_window(rest: float, timeout: Optional[float]) -> None:
+    def _wait_out_window(rest: float, timeout: float) -> None:
         """Sleep out the batch window before looking at the sockets again.
 
         What the sleep holds up (a timer, a ``call_soon`` from another thread)
         is late by at most the window: the timeout counts from before it.
         """
         if rest > 0:
-            time.sleep(rest if timeout is None else min(rest, timeout))
+            time.sleep(min(rest, timeout))
 
     def _run_soon(self) -> None:
         while self._soon:
@@ -246,7 +269,9 @@ def configure_hub(
     *,
     dispatchers: int = _DEFAULTS.dispatchers,
     max_dispatchers: int = _DEFAULTS.max_dispatchers,
+    dispatcher_cap: int = _DEFAULTS.dispatcher_cap,
     connectors: int = _DEFAULTS.connectors,
+    max_connectors: int = _DEFAULTS.max_connectors,
     stuck_after: float = _DEFAULTS.stuck_after,
     batch_window: float = _DEFAULTS.batch_window,
 ) -> None:
@@ -254,8 +279,15 @@ def configure_hub(
 
     ``dispatchers`` threads run hooks and callbacks; when one is stuck in a
     hook for ``stuck_after`` seconds a warning names the plugin and the call,
-    and the pool grows by one thread, up to ``max_dispatchers``.
-    ``connectors`` threads do the opening handshakes.  While more than one
+    and the pool grows by one thread in its place, so that hooks stuck in many
+    calls do not stop the others.  The pool keeps up to ``max_dispatchers``
+    threads; past that, threads added for stuck hooks end once those return,
+    and ``dispatcher_cap`` threads in all is the hard cap: reaching it is
+    logged as an error naming the stuck plugins.  ``connectors`` threads do
+    the opening handshakes; a call that was connected reconnects ahead of new
+    handshakes, on an extra thread when none is free, up to
+    ``max_connectors`` threads in all, so hosts that never answer a
+    handshake cannot hold it up.  While more than one
     call is watched, the I/O thread wakes at most once per ``batch_window``
     seconds and reads what came meanwhile together: at 10,000 calls this
     takes about a third off the process's CPU, for at most that much added
@@ -264,10 +296,19 @@ def configure_hub(
     runs, since its threads are already there.
     """
     global _options
-    if dispatchers < 1 or connectors < 1 or max_dispatchers < dispatchers:
-        raise ConfigurationError("need dispatchers >= 1, connectors >= 1, max_dispatchers >= dispatchers")
-    if stuck_after <= 0:
-        raise ConfigurationError("stuck_after must be positive")
+    for name, threads in (
+        ("dispatchers", dispatchers),
+        ("max_dispatchers", max_dispatchers),
+        ("dispatcher_cap", dispatcher_cap),
+        ("connectors", connectors),
+        ("max_connectors", max_connectors),
+    ):
+        whole_number(name, threads, minimum=1)
+    if not dispatchers <= max_dispatchers <= dispatcher_cap:
+        raise ConfigurationError("need dispatchers <= max_dispatchers <= dispatcher_cap")
+    if max_connectors < connectors:
+        raise ConfigurationError("max_connectors must be connectors or more")
+    seconds("stuck_after", stuck_after)
     if not 0 <= batch_window <= 1:
         raise ConfigurationError("batch_window must be between 0 and 1 second")
     with _lock:
@@ -276,10 +317,33 @@ def configure_hub(
         _options = HubOptions(
             dispatchers=dispatchers,
             max_dispatchers=max_dispatchers,
+            dispatcher_cap=dispatcher_cap,
             connectors=connectors,
+            max_connectors=max_connectors,
             stuck_after=stuck_after,
             batch_window=batch_window,
         )
+
+
+def hub_turn_age() -> Optional[float]:
+    """Seconds since the hub's I/O thread last finished a turn of its loop; ``None`` with no hub.
+
+    A healthy hub turns at least once a second (plus at most its
+    ``batch_window``), idle or busy: hooks run on other threads and cannot
+    hold it up.  So an age of many seconds means the I/O thread is wedged
+    and no call's socket, heartbeat or reconnect is served: a worker should
+    then stop taking or keeping calls it cannot watch.
+    """
+    hub = running_hub()
+    if hub is None:
+        return None
+    return max(0.0, time.monotonic() - hub.turned_at)
+
+
+def running_hub() -> Optional[Hub]:
+    """The hub if one runs now, without starting one."""
+    with _lock:
+        return _hub
 
 
 def acquire_hub() -> Hub:

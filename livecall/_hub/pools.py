@@ -1,17 +1,19 @@
 """The hub's worker threads: connectors for handshakes, dispatchers for hooks.
 
 Connectors do the blocking opening handshake (TCP, proxy, TLS, HTTP
-upgrade) so the I/O thread never waits on one.  Dispatchers run the calls'
-mailboxes: a mailbox is run by one dispatcher at a time, so a call's events
-stay in order, and after a batch it goes to the back of the run queue, so a busy
-call cannot starve the others.  A hook stuck for longer than ``stuck_after``
-seconds is named in a warning and the pool grows by one thread, up to
-``max_dispatchers``, so the other calls carry on.
+upgrade) so the I/O thread never waits on one; a call that was connected
+comes back ahead of new handshakes, on a thread of its own if need be.
+Dispatchers run the calls' mailboxes: a mailbox is run by one dispatcher at
+a time, so a call's events stay in order, and after a batch it goes to the
+back of the run queue, so a busy call cannot starve the others.  A hook
+stuck for longer than ``stuck_after`` seconds is named in a warning and the
+pool grows by one thread in its place, up to a hard cap, so the other calls
+carry on.
 """
 
 import collections
+import itertools
 import logging
-import queue
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -35,33 +37,80 @@ def current_mailbox() -> Optional[Mailbox]:
 
 
 class ConnectorPool:
-    """A few threads that run handshake jobs in the order they were submitted."""
+    """A few threads that run handshake jobs in the order they were submitted, reconnects first.
 
-    def __init__(self, size: int, name: str):
-        self._jobs: queue.SimpleQueue[Optional[Callable[[], None]]] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-connector-{index}", daemon=True)
-            for index in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
+    A handshake may hold its thread for the whole connect timeout: a host
+    that takes the TCP connection and never answers the upgrade does, and
+    a few such hosts would hold every thread.  A call that was streaming
+    must not wait behind them to come back, so the reconnect of a call that
+    was connected goes ahead of every new handshake, and when no thread is
+    free for it the pool starts one more, up to ``max_size`` threads in
+    all; such a thread takes reconnects only and ends once none waits.
+    """
 
-    def submit(self, job: Callable[[], None]) -> None:
-        self._jobs.put(job)
+    def __init__(self, size: int, max_size: int, name: str):
+        self._name = name
+        self._max_size = max(size, max_size)
+        self._new: collections.deque[Callable[[], None]] = collections.deque()
+        self._reconnects: collections.deque[Callable[[], None]] = collections.deque()
+        self._ready = threading.Condition(threading.Lock())
+        self._idle = 0  # threads waiting for a job
+        self._size = size  # threads running, the extra ones for reconnects too
+        self._extra = itertools.count()
+        self._stopping = False
+        for index in range(size):
+            _start(self._work, f"{name}-connector-{index}")
+
+    def submit(self, job: Callable[[], None], reconnect: bool = False) -> None:
+        """Run ``job`` on a connector thread; ``reconnect`` for a call that was connected."""
+        with self._ready:
+            (self._reconnects if reconnect else self._new).append(job)
+            waiting = len(self._reconnects) + len(self._new)
+            grow = reconnect and waiting > self._idle and self._size < self._max_size
+            if grow:
+                self._size += 1
+            self._ready.notify()
+        if grow:
+            _start(self._work_reconnects, f"{self._name}-connector-reconnect-{next(self._extra)}")
 
     def stop(self) -> None:
-        for _ in self._threads:
-            self._jobs.put(None)
+        """Let the threads end once the jobs submitted so far are done."""
+        with self._ready:
+            self._stopping = True
+            self._ready.notify_all()
 
     def _work(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            try:
-                job()
-            except BaseException:  # a job reports its own failures; this is a bug
-                log.exception("connector job failed")
+            with self._ready:
+                while not (self._reconnects or self._new or self._stopping):
+                    self._idle += 1
+                    self._ready.wait()
+                    self._idle -= 1
+                if not (self._reconnects or self._new):  # stopping, and nothing left to do
+                    self._size -= 1
+                    return
+                job = (self._reconnects or self._new).popleft()
+            _run_job(job)
+
+    def _work_reconnects(self) -> None:
+        while True:
+            with self._ready:
+                if not self._reconnects:
+                    self._size -= 1
+                    return
+                job = self._reconnects.popleft()
+            _run_job(job)
+
+
+def _start(work: Callable[[], None], name: str) -> None:
+    threading.Thread(target=work, name=name, daemon=True).start()
+
+
+def _run_job(job: Callable[[], None]) -> None:
+    try:
+        job()
+    except BaseException:  # a job reports its own failures; this is a bug
+        log.exception("connector job failed")
 
 
 class DispatcherPool:
@@ -74,11 +123,23 @@ class DispatcherPool:
     its way to the run queue, and :meth:`nudge` wakes another when mailboxes wait
     while the running ones take none.  (A ``queue.SimpleQueue`` would wake
     every waiting getter for one item: each ``get`` passes its lock on.)
+
+    A thread stuck in a hook does not count: while mailboxes wait, the
+    watchdog keeps ``size`` threads that are not stuck, up to ``cap``
+    threads in all, so hooks stuck in many calls at once do not stop the
+    others.  Threads past ``max_size`` end once the hooks that called for
+    them have returned and they find nothing to do.
     """
 
-    def __init__(self, size: int, max_size: int, stuck_after: float, name: str):
+    def __init__(self, size: int, max_size: int, cap: int, stuck_after: float, name: str):
         self._name = name
+        self._size = size
         self._max_size = max(size, max_size)
+        self._cap = max(self._max_size, cap)
+        #: Threads the pool keeps: ``max_size``, or more while hooks are stuck (set by the watchdog).
+        self._keep = self._max_size
+        self._cap_reported = False
+        self._numbers = itertools.count()
         self.stuck_after = stuck_after
         #: Mailboxes waiting for a dispatcher; ``None`` is an end mark, one per thread.
         self._run_queue: collections.deque[Optional[Mailbox]] = collections.deque()
@@ -142,27 +203,53 @@ class DispatcherPool:
             self._wake(only_if_none_waking=False)
 
     def check(self, now: float) -> None:
-        """The watchdog: warn of each dispatcher stuck past ``stuck_after``, and grow the pool."""
-        stuck = [
-            entry for entry in list(self._busy.values()) if not entry[2] and now - entry[0] > self.stuck_after
-        ]
+        """The watchdog: warn of each dispatcher stuck past ``stuck_after``, and grow the pool past them."""
+        stuck = [entry for entry in list(self._busy.values()) if now - entry[0] > self.stuck_after]
         for entry in stuck:
-            entry[2] = True
-        for since, mailbox, _ in stuck:
-            log.warning("a dispatcher has been stuck for %.1f s in %s", now - since, mailbox.describe())
-        for _ in range(len(stuck) if self._run_queue else 0):
-            with self._lock:
-                if len(self._threads) >= self._max_size or self._stopping:
-                    break
+            since, mailbox, reported = entry
+            if not reported:
+                entry[2] = True
+                log.warning("a dispatcher has been stuck for %.1f s in %s", now - since, mailbox.describe())
+        wanted = self._size + len(stuck)
+        self._keep = max(self._max_size, min(self._cap, wanted))
+        if len(self._threads) > self._keep:
+            self._wake(only_if_none_waking=True)  # a parked one finds nothing to do and ends
+        if not self._run_queue:
+            return
+        with self._lock:
+            if self._stopping:
+                return
+            added = max(0, min(self._cap, wanted) - len(self._threads))
+            for _ in range(added):
                 self._add_thread()
-            log.warning("dispatcher pool grown to %d threads", len(self._threads))
+            size = len(self._threads)
+        if added:
+            log.warning("dispatcher pool grown to %d threads", size)
+        at_cap = wanted > self._cap
+        if at_cap and not self._cap_reported:
+            log.error(
+                "the dispatcher pool is at its cap of %d threads, %d of them stuck in hooks; other calls "
+                "wait until one returns. Stuck: %s",
+                self._cap,
+                len(stuck),
+                "; ".join(entry[1].describe() for entry in stuck),
+            )
+        self._cap_reported = at_cap  # said once while it lasts; again if it comes back
 
     def _add_thread(self) -> None:
         thread = threading.Thread(
-            target=self._work, name=f"{self._name}-dispatcher-{len(self._threads)}", daemon=True
+            target=self._work, name=f"{self._name}-dispatcher-{next(self._numbers)}", daemon=True
         )
         self._threads.append(thread)
         thread.start()
+
+    def _retire(self, me: threading.Thread) -> bool:
+        """End ``me``, idle, if the pool has more threads than it keeps and another is parked to take work."""
+        with self._lock:
+            if self._stopping or len(self._threads) <= self._keep or not self._parked:
+                return False
+            self._threads.remove(me)
+            return True
 
     def _work(self) -> None:
         me, run_queue = threading.current_thread(), self._run_queue
@@ -172,6 +259,8 @@ class DispatcherPool:
             try:
                 mailbox = run_queue.popleft()
             except IndexError:
+                if self._retire(me):
+                    return
                 self._park(wake)
                 continue
             self._taken += 1

@@ -6,6 +6,7 @@ percent-encoded in a URL, escaped in JSON or HTML.
 """
 
 import html
+import itertools
 import json
 import logging
 import os
@@ -35,6 +36,20 @@ _WORD_BEFORE = r"(?<![^\W_])"
 _WORD_AFTER = r"(?![^\W_])"
 
 
+#: Characters every encoding below leaves as they are.
+_ANCHOR_CHARACTERS = "[A-Za-z0-9_.~-]"
+#: Anchors are indexed by pieces this long...
+_GRAM = 4
+#: ... and shorter anchors are looked for one by one (most secrets are their own anchor,
+#: and no secret is shorter than ``MIN_SECRET_LENGTH``).
+_SHORTEST_ANCHOR = 8
+#: Every piece of a text's runs that starts at a multiple of this is looked up: an
+#: anchor of ``_SHORTEST_ANCHOR`` characters holds one of its first ``_STRIDE`` pieces.
+_STRIDE = _SHORTEST_ANCHOR - _GRAM + 1
+#: Whole runs only: a match is not tried again from inside a run too short to hold an anchor.
+_ANCHOR_RUNS = re.compile(f"(?<!{_ANCHOR_CHARACTERS}){_ANCHOR_CHARACTERS}{{{_SHORTEST_ANCHOR},}}")
+
+
 class _Secret:
     """One secret: its anchor, and the pattern of all its forms, compiled the first time it is needed."""
 
@@ -53,25 +68,32 @@ class _Secret:
 
 
 class _Known:
-    """The secrets seen so far, indexed by anchor: adding one, and looking for all of
-    them in a line, cost no more with ten thousand secrets than with one.
+    """The secrets seen so far, indexed so that adding one, and looking for all of them in
+    a text, cost no more with ten thousand secrets than with one, and no more than one
+    quick pass over the text however long it is.
 
     A watch-many of ten thousand calls holds ten thousand conversation tokens.
     One pattern of every form of every secret, compiled anew at each one
     added, took minutes to build; looking for each anchor in turn would make
-    every redacted line ten thousand searches.  So anchors are kept by
-    length, a line's runs of anchor characters are cut into pieces of each
-    length held, and each piece is one set lookup; only the secrets whose
-    anchor is in the line run their pattern.
+    every redacted line ten thousand searches.  So each anchor is indexed by
+    its first few ``_GRAM``-character pieces, and only every ``_STRIDE``-th
+    piece of a text's runs of anchor characters is looked up: an anchor of
+    ``_SHORTEST_ANCHOR`` characters or more holds one of those pieces
+    wherever it starts.  A hit names the anchor lengths to try from there,
+    each one set lookup; only the secrets whose anchor is in the text run
+    their pattern.  A run repeated in the text (a word of a transcript
+    snapshot) is looked at once.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: set[str] = set()
         self._too_short: set[str] = set()
-        #: Anchor length -> anchor -> the secrets with that anchor.  Readers iterate the
-        #: lengths, so a new length replaces the outer dict; they only look up in the inner ones.
+        #: Anchor length -> anchor -> the secrets with that anchor.  Readers look up only;
+        #: a new length replaces the outer dict, so a reader never sees one half made.
         self.by_length: dict[int, dict[str, tuple[_Secret, ...]]] = {}
+        #: A piece of an anchor -> where it lies in anchors: (offset, anchor length) pairs.
+        self._pieces: dict[str, tuple[tuple[int, int], ...]] = {}
         #: Secrets whose anchor is shorter than ``_SHORTEST_ANCHOR``: looked for one by one.
         self.unanchored: tuple[_Secret, ...] = ()
 
@@ -93,28 +115,40 @@ class _Known:
         )
 
     def _index(self, secret: _Secret) -> None:
-        anchor = secret.anchor
-        if len(anchor) < _SHORTEST_ANCHOR:
+        anchor, length = secret.anchor, len(secret.anchor)
+        if length < _SHORTEST_ANCHOR:
             self.unanchored = (*self.unanchored, secret)
             return
-        anchors = self.by_length.get(len(anchor))
+        anchors = self.by_length.get(length)
         if anchors is None:
             anchors = {}
-            self.by_length = {**self.by_length, len(anchor): anchors}
+            self.by_length = {**self.by_length, length: anchors}
         anchors[anchor] = (*anchors.get(anchor, ()), secret)
+        for offset in range(_STRIDE):  # after the anchor itself: a reader finding a piece finds it
+            piece = anchor[offset : offset + _GRAM]
+            places = self._pieces.get(piece, ())
+            if (offset, length) not in places:
+                self._pieces[piece] = (*places, (offset, length))
 
     def found_in(self, text: str) -> list[_Secret]:
         """The secrets whose anchor is in ``text``, longest first; their patterns may still not match."""
-        found = [secret for secret in self.unanchored if secret.anchor in text]
-        by_length = self.by_length
-        if by_length:
-            for run in _ANCHOR_RUNS.findall(text):
-                for length, anchors in by_length.items():
-                    for start in range(len(run) - length + 1):
-                        found.extend(anchors.get(run[start : start + length], ()))
-        if len(found) > 1:  # one secret may hold another: the longer is blanked first
-            found = sorted(set(found), key=lambda secret: -len(secret.value))
-        return found
+        found = {secret for secret in self.unanchored if secret.anchor in text}
+        if self._pieces:
+            for run in set(_ANCHOR_RUNS.findall(text)):
+                found.update(self._found_in_run(run))
+        # one secret may hold another: the longer is blanked first
+        return sorted(found, key=lambda secret: (-len(secret.value), secret.value))
+
+    def _found_in_run(self, run: str) -> Iterator[_Secret]:
+        """The secrets whose anchor is in ``run``, a run of anchor characters."""
+        pieces, by_length = self._pieces, self.by_length
+        starts = range(0, len(run) - _GRAM + 1, _STRIDE)
+        sampled = map(run.__getitem__, map(slice, starts, range(_GRAM, len(run) + 1, _STRIDE)))
+        for position in itertools.compress(starts, map(pieces.__contains__, sampled)):
+            for offset, length in pieces.get(run[position : position + _GRAM], ()):
+                start = position - offset
+                if start >= 0:
+                    yield from by_length.get(length, {}).get(run[start : start + length], ())
 
 
 _known = _Known()
@@ -135,14 +169,6 @@ def _forms(value: str) -> set[str]:
     }
     lower_hex = {re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), form) for form in forms}
     return forms | lower_hex
-
-
-#: Characters every encoding above leaves as they are.
-_ANCHOR_CHARACTERS = "[A-Za-z0-9_.~-]"
-#: Shorter anchors are looked for one by one: cutting every word of a line into
-#: pieces of one to three characters would cost more than it saves.
-_SHORTEST_ANCHOR = 4
-_ANCHOR_RUNS = re.compile(f"{_ANCHOR_CHARACTERS}{{{_SHORTEST_ANCHOR},}}")
 
 
 def _anchor(value: str) -> str:

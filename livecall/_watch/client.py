@@ -30,9 +30,16 @@ from .._hub.loop import Hub, Timer, acquire_hub, release_hub
 from .._hub.mailbox import ClientStats, Mailbox
 from .._hub.pools import current_mailbox
 from .._safety.secrets import HiddenText
-from .._wire.checks import base_url
+from .._wire.checks import base_url, seconds, whole_number
 from .._wire.handshake import ConnectFailed
-from .._wire.protocol import DEFAULT_MAX_MESSAGE_SIZE, Message, Outcome, Protocol
+from .._wire.protocol import (
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_SEND_BUFFER,
+    Message,
+    Outcome,
+    Protocol,
+)
 from ..call import Call, EndReason
 from ..errors import (
     AuthenticationError,
@@ -132,16 +139,30 @@ class LiveClient:
         queue_bytes: int = DEFAULT_QUEUE_BYTES,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         stable_after: float = 10.0,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+        max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
     ):
         base_url(url)
-        if max_retries < 0:
-            raise ConfigurationError("max_retries must be 0 or more")
-        if queue_size < 1 or queue_bytes < 1:
-            raise ConfigurationError("queue_size and queue_bytes must be 1 or more")
-        if max_message_size < 1:
-            raise ConfigurationError("max_message_size must be 1 or more")
-        if ping_interval is not None and ping_interval <= 0 or ping_timeout <= 0:
-            raise ConfigurationError("ping_interval and ping_timeout must be positive")
+        whole_number("max_retries", max_retries)
+        for name, size in (
+            ("queue_size", queue_size),
+            ("queue_bytes", queue_bytes),
+            ("max_message_size", max_message_size),
+            ("max_fragments", max_fragments),
+            ("max_send_buffer", max_send_buffer),
+        ):
+            whole_number(name, size, minimum=1)
+        for name, duration in (
+            ("ping_timeout", ping_timeout),
+            ("connect_timeout", connect_timeout),
+            ("close_timeout", close_timeout),
+        ):
+            seconds(name, duration)
+        for name, duration in (("backoff.base", backoff.base), ("backoff.cap", backoff.cap)):
+            seconds(name, duration, zero=True)  # 0: reconnect at once
+        seconds("stable_after", stable_after, zero=True)
+        if ping_interval is not None:  # None: no heartbeat
+            seconds("ping_interval", ping_interval)
         plugin_manager = _plugin_manager(plugin_manager, plugins)
         self.base_url = url.rstrip("/")
         self.call = Call(provider=self.provider.name, id=call_id)
@@ -152,6 +173,8 @@ class LiveClient:
             ping_timeout=ping_timeout,
             close_timeout=close_timeout,
             max_message_size=max_message_size,
+            max_fragments=max_fragments,
+            max_send_buffer=max_send_buffer,
         )
         self._connect_timeout = connect_timeout
         self._ssl_context = ssl_context
@@ -381,7 +404,8 @@ class LiveClient:
             self._stop_connecting(stopped)
             return
         assert self._hub is not None
-        self._hub.connectors.submit(self._handshake)
+        # A call that was streaming comes back ahead of new handshakes (see ConnectorPool).
+        self._hub.connectors.submit(self._handshake, reconnect=self._life.connected_once)
 
     def _handshake(self) -> None:
         """On a connector thread: fresh credentials and the blocking opening handshake."""

@@ -100,7 +100,7 @@ class Dispatcher:
         self._refuse_once_prepared("register")
         if self._own is None:
             self._own = bare_plugin_manager()
-        registered_as = self._own.register(plugin, name=name)
+        registered_as = self._own.register(plugin, name=name or self._readable_name(plugin))
         assert registered_as is not None  # no name of this manager is blocked
         try:
             self._own.check_pending()  # a misspelt hook would never be called: say so now
@@ -108,6 +108,21 @@ class Dispatcher:
             self._own.unregister(plugin)
             raise
         return registered_as
+
+    def _readable_name(self, plugin: object) -> str:
+        """A name for a plugin given without one: a module's or a class's own name, else its class's.
+
+        pluggy would name an object by its ``id()``, and the name is what the
+        logs and the stuck dispatcher's warning show.  A second plugin of one
+        class is told apart by a number.
+        """
+        base = getattr(plugin, "__name__", None) or type(plugin).__qualname__
+        taken = {name for pm in (self.pm, self._own) if pm is not None for name, _ in pm.list_name_plugin()}
+        name, number = base, 1
+        while name in taken:
+            number += 1
+            name = f"{base}-{number}"
+        return name
 
     def unregister(self, plugin: Optional[object] = None, name: Optional[str] = None) -> object:
         """Remove a plugin that ``register()`` added, by object or name; returns it."""

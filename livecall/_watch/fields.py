@@ -7,13 +7,14 @@ read from either, secrets go straight into a ``Credential`` so that no log
 or message can show them.  Messages name fields, never their values.
 """
 
-from collections.abc import Iterable, Mapping
+import difflib
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Callable, Optional
 
 import attrs
 
 from .._safety.secrets import Credential
-from .._wire.checks import base_url, header_text
+from .._wire.checks import base_url, header_text, seconds, whole_number
 from ..errors import ConfigurationError
 
 __all__ = ["CONNECTION_FIELDS", "Field", "read_fields"]
@@ -27,23 +28,6 @@ def _text(name: str, value: Any) -> str:
 
 def _url(name: str, value: Any) -> str:
     return base_url(_text(name, value))
-
-
-def _whole_number(name: str, value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    raise ConfigurationError(f"{name} must be a whole number")
-
-
-def _seconds(name: str, value: Any) -> float:
-    try:
-        if isinstance(value, bool):
-            raise TypeError(name)
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name} must be a number of seconds") from None
 
 
 @attrs.frozen
@@ -70,9 +54,9 @@ class Field:
 #: Every provider's connection options, as ``livecall watch`` names them.
 CONNECTION_FIELDS = (
     Field("url", read=_url),
-    Field("max_retries", read=_whole_number),
-    Field("ping_interval", read=_seconds),
-    Field("ping_timeout", read=_seconds),
+    Field("max_retries", read=whole_number),
+    Field("ping_interval", read=seconds),
+    Field("ping_timeout", read=seconds),
 )
 
 
@@ -85,7 +69,10 @@ def read_fields(whose: str, fields: Iterable[Field], given: Mapping[str, Any]) -
     known = {field.name: field for field in fields}
     unknown = sorted(str(name) for name in given if name not in known)
     if unknown:
-        raise ConfigurationError(f"{whose} takes no {', '.join(unknown)}: it takes {', '.join(known)}")
+        raise ConfigurationError(
+            f"{whose} takes no {', '.join(_with_guess(name, known) for name in unknown)}: "
+            f"it takes {', '.join(known)}"
+        )
     read: dict[str, Any] = {}
     for name, field in known.items():
         value = given.get(name)
@@ -100,3 +87,10 @@ def read_fields(whose: str, fields: Iterable[Field], given: Mapping[str, Any]) -
         value = field.read(name, value)
         read[name] = Credential(value) if field.secret else value
     return read
+
+
+def _with_guess(name: str, known: Collection[str]) -> str:
+    """``name``, and the known field it may be a typo of: a misspelt key's value is never shown,
+    so the message must make the mistake plain on its own."""
+    guesses = difflib.get_close_matches(name, known, n=1)
+    return f"{name} (did you mean {guesses[0]}?)" if guesses else name

@@ -12,25 +12,40 @@ The closing handshake sends one close frame each way, never two: the side
 that closes first waits for the other's answer, the other answers once;
 then TCP ends.
 A protocol violation fails the connection with a close frame (1002, 1007,
-or 1009 for a message over ``max_message_size``) and everything the server
-sends afterwards is discarded, never stored; the messages completed before
-the violation are delivered all the same, in order.
+or 1009 for a message over ``max_message_size`` bytes or ``max_fragments``
+frames) and everything the server sends afterwards is discarded, never
+stored, and only up to :data:`DRAIN_AFTER_FAILURE` bytes of it read: a server
+that answers a failure with a flood is not read for ``close_timeout`` seconds.
+The messages completed before the violation are delivered all the same, in
+order.
+
+What waits to be sent is bounded too, since a server may send pings and never
+read: only the latest ping is answered (RFC 6455 5.5.3 allows it), so pongs
+take one frame however many pings come, and queueing a message past
+``max_send_buffer`` bytes fails the connection (1008).
+
+A driver serving many connections passes ``max_frames`` to
+:meth:`Protocol.receive_data`: the frames past it stay in the buffer
+(:attr:`Protocol.backlogged`) for its next turn, so one server sending heaps
+of tiny frames costs the others no latency.
 """
 
 import enum
 import functools
+import math
 import os
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, TypeVar, Union
 
 import attrs
 
-from ..errors import ConnectionLostError
+from ..errors import ConfigurationError, ConnectionLostError
 from .frames import (
     BINARY,
     CLOSE,
     CONTINUATION,
     INVALID_DATA,
     PING,
+    POLICY_VIOLATION,
     PONG,
     PROTOCOL_ERROR,
     TEXT,
@@ -43,9 +58,26 @@ from .frames import (
     parse_header,
 )
 
-__all__ = ["Cause", "Message", "Outcome", "Protocol", "DEFAULT_MAX_MESSAGE_SIZE"]
+__all__ = [
+    "Cause",
+    "Message",
+    "Outcome",
+    "Protocol",
+    "DEFAULT_MAX_FRAGMENTS",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_SEND_BUFFER",
+    "DRAIN_AFTER_FAILURE",
+]
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Frames of one fragmented message: the Autobahn suite's 4 MiB in 64-byte
+#: fragments is the most any test of conformance sends.
+DEFAULT_MAX_FRAGMENTS = 65_536
+#: Bytes queued to be sent on top of what the socket has not taken yet.
+DEFAULT_MAX_SEND_BUFFER = 4 * 1024 * 1024
+#: Bytes read (and discarded) after failing a connection, looking for the
+#: server's EOF, before TCP is ended without it.
+DRAIN_AFTER_FAILURE = 64 * 1024
 #: A payload at least this large is gathered in pieces rather than in the buffer,
 #: which would copy itself as it grows.
 _LARGE_PAYLOAD = 64 * 1024
@@ -63,8 +95,8 @@ class Cause(enum.Enum):
 
     SERVER_CLOSED = "the server closed"  #: its close frame came first, we answered
     CLIENT_CLOSED = "we closed"  #: our close frame came first, the server answered
-    PROTOCOL_ERROR = "protocol error"  #: the server broke RFC 6455; we failed the connection
-    TOO_BIG = "message too big"  #: a message over max_message_size; we failed with 1009
+    PROTOCOL_ERROR = "protocol error"  #: the server broke RFC 6455 or read nothing; we failed the connection
+    TOO_BIG = "message too big"  #: a message over max_message_size or max_fragments; we failed with 1009
     NO_PONG = "no pong"  #: the heartbeat went unanswered
     CLOSE_TIMEOUT = "close timeout"  #: our close frame went unanswered
     DROPPED = "dropped"  #: TCP ended without a close frame
@@ -96,6 +128,9 @@ class Protocol:
     of the closing handshake; once a close frame went each way, TCP ends at
     once (servers differ on which side closes it first, and waiting on one
     that waits too would cost every watch its ``close_timeout``).
+
+    The timings must be finite: they become deadlines on a driver's timer
+    heap, where a NaN would break the heap's order for every connection.
     """
 
     def __init__(
@@ -106,24 +141,36 @@ class Protocol:
         ping_timeout: float = 10.0,
         close_timeout: float = 2.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+        max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
         mask_key: Callable[[], bytes] = functools.partial(os.urandom, 4),
     ):
+        if ping_interval is not None:
+            _positive("ping_interval", ping_interval)
         self._ping_interval = ping_interval
-        self._ping_timeout = ping_timeout
-        self._close_timeout = close_timeout
-        self._max_message_size = max_message_size
+        self._ping_timeout = _positive("ping_timeout", ping_timeout)
+        self._close_timeout = _positive("close_timeout", close_timeout, zero=True)
+        self._max_message_size = _positive("max_message_size", max_message_size)
+        self._max_fragments = _positive("max_fragments", max_fragments)
+        self._max_send_buffer = _positive("max_send_buffer", max_send_buffer)
         self._mask_key = mask_key
         self._state = _State.OPEN
         self._buffer = bytearray()
         self._header: Optional[Header] = None  # of a frame whose payload is still arriving
         self._payload_parts: Optional[list[bytes]] = None  # that payload's pieces, when large
         self._payload_missing = 0
-        self._fragments: Optional[list[bytes]] = None  # a message still arriving in pieces
-        self._fragments_size = 0
+        self._fragments: Optional[bytearray] = None  # a message still arriving in pieces
+        self._fragment_count = 0
         self._fragmented_opcode = TEXT
         self._discarding = False  # failed: whatever comes is dropped unread
+        self._drained = 0  # bytes dropped unread since failing
         self._messages: list[Message] = []
         self._outgoing: list[bytes] = []
+        self._outgoing_size = 0
+        self._pong: Optional[bytes] = None  # the payload of the latest ping, not answered yet
+        #: Complete frames wait in the buffer: ``max_frames`` stopped the last :meth:`receive_data`.
+        self.backlogged = False
+        self._now = now  # the driver's clock when it last called: when a failed send() happened
         self._last_heard = now
         self._pong_deadline: Optional[float] = None
         self._close_deadline: Optional[float] = None
@@ -136,20 +183,36 @@ class Protocol:
 
     # --- input ------------------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> None:
-        """Take bytes read from the socket; complete messages become :meth:`messages_received`."""
-        if self._discarding or self._state is _State.CLOSED or self.finished:
-            return
+    def receive_data(self, data: bytes, now: float, max_frames: Optional[int] = None) -> int:
+        """Take bytes read from the socket; complete messages become :meth:`messages_received`.
+
+        Parses at most ``max_frames`` frames (all of them by default) and
+        returns how many it parsed; past the limit the rest stays in the
+        buffer and :attr:`backlogged` is set: call again, with ``b""`` or
+        more bytes, to go on.
+        """
+        self.backlogged, self._now = False, now
+        if self._discarding:
+            self._drain(len(data))
+            return 0
+        if self._state is _State.CLOSED or self.finished:
+            return 0
+        frames = 0
         if self._payload_parts is not None:
             data = self._continue_payload(data, now)
+            frames = 0 if self._payload_parts else 1
             if not data or self._discarding or self._state is _State.CLOSED:
-                return
+                return frames
         buffer = self._buffer
         buffer += data
         position, end = 0, len(buffer)
         messages, heard = self._messages, False
+        limit = end + frames if max_frames is None else max_frames  # a frame takes 2 bytes or more
         try:
             while True:
+                if frames >= limit:
+                    self.backlogged = position < end
+                    break
                 header = self._header
                 if header is None and self._fragments is None and end - position >= 4:
                     # The usual frame, whole text or binary under 64 KiB, cut out inline.
@@ -170,6 +233,7 @@ class Protocol:
                             else:
                                 messages.append(payload)
                             heard = True
+                            frames += 1
                             continue
                 if header is None:
                     if position == end:
@@ -189,17 +253,19 @@ class Protocol:
                     payload = bytes(view[position : position + header.length])
                 position += header.length
                 self._header = None
+                frames += 1
                 self._frame(header, payload, now)
                 if self._state is _State.CLOSED:
                     break
         except Violation as violation:
             self._fail(violation.code, violation.reason, now)
             buffer.clear()
-            return
+            return frames
         if heard:
             self._heard(now)
         if position:
             del buffer[:position]  # bytearray drops a prefix without copying the rest
+        return frames
 
     def _start_payload(self, buffer: bytearray, position: int, length: int) -> None:
         """A large payload is still arriving: its pieces are kept as read, joined once at the end."""
@@ -224,6 +290,12 @@ class Protocol:
             return b""
         return data[missing:]
 
+    def _drain(self, size: int) -> None:
+        """After a failure: count what is dropped, and end TCP once the server sent too much of it."""
+        self._drained += size
+        if self._drained > DRAIN_AFTER_FAILURE:
+            self.finished = True
+
     def connection_lost(self, reason: str = "the server ended TCP without a close frame") -> None:
         """TCP ended (EOF or an error); the connection is over."""
         self._end(Outcome(ABNORMAL, reason, Cause.DROPPED))
@@ -236,21 +308,40 @@ class Protocol:
         return messages
 
     def data_to_send(self) -> bytes:
-        """The bytes to write now: pongs, pings, close frames and sent messages."""
-        if not self._outgoing:
+        """The bytes to write now: the pong, pings, close frames and sent messages.
+
+        A driver takes them once the socket took the last ones: until then a
+        newer ping's pong replaces the one waiting here.
+        """
+        outgoing = self._outgoing
+        if self._pong is not None:
+            outgoing.insert(0, encode_frame(PONG, self._pong, self._mask_key()))
+            self._pong = None
+        if not outgoing:
             return b""
-        data = b"".join(self._outgoing)
-        self._outgoing.clear()
+        data = b"".join(outgoing)
+        outgoing.clear()
+        self._outgoing_size = 0
         return data
 
     def send(self, message: Message) -> None:
-        """Queue a text (``str``) or binary (``bytes``) message; only while open."""
+        """Queue a text (``str``) or binary (``bytes``) message; only while open.
+
+        A message that would take the bytes waiting to be sent past
+        ``max_send_buffer`` (one alone always fits) fails the connection:
+        the server is not reading.  Raises ``ConnectionLostError`` then, and
+        once closing.
+        """
         if self._state is not _State.OPEN:
             raise ConnectionLostError("the connection is closing")
-        if isinstance(message, str):
-            self._queue_frame(TEXT, message.encode("utf-8"))
-        else:
-            self._queue_frame(BINARY, bytes(message))
+        payload = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+        frame = encode_frame(TEXT if isinstance(message, str) else BINARY, payload, self._mask_key())
+        waiting = self._outgoing_size
+        if waiting and waiting + len(frame) > self._max_send_buffer:
+            reason = f"over {self._max_send_buffer} bytes waiting to be sent: the server is not reading"
+            self._fail(POLICY_VIOLATION, reason, self._now)
+            raise ConnectionLostError(reason)
+        self._queue(frame)
 
     def close(self, now: float, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake; a no-op once a close frame went either way."""
@@ -277,6 +368,7 @@ class Protocol:
 
     def handle_timer(self, now: float) -> None:
         """Act on every deadline passed by ``now``: drop TCP, give up on a pong, or ping."""
+        self._now = now
         if self.finished:
             return
         if self._close_deadline is not None:
@@ -296,11 +388,15 @@ class Protocol:
     # --- frames -----------------------------------------------------------------
 
     def _check_size(self, header: Header) -> None:
+        """Refuse a data frame at its header that would make its message too big or too many pieces."""
         if header.opcode >= CLOSE:
             return
-        so_far = self._fragments_size if header.opcode == CONTINUATION else 0
+        fragments = self._fragments if header.opcode == CONTINUATION else None
+        so_far = len(fragments) if fragments is not None else 0
         if so_far + header.length > self._max_message_size:
             raise Violation(TOO_BIG, f"message over {self._max_message_size} bytes")
+        if fragments is not None and self._fragment_count >= self._max_fragments:
+            raise Violation(TOO_BIG, f"message in over {self._max_fragments} fragments")
 
     def _frame(self, header: Header, payload: bytes, now: float) -> None:
         opcode = header.opcode
@@ -310,20 +406,20 @@ class Protocol:
             if header.fin:
                 self._message(opcode, payload, now)
             else:
-                self._fragments, self._fragments_size = [payload], len(payload)
+                self._fragments, self._fragment_count = bytearray(payload), 1
                 self._fragmented_opcode = opcode
         elif opcode == CONTINUATION:
-            if self._fragments is None:
+            fragments = self._fragments
+            if fragments is None:
                 raise Violation(PROTOCOL_ERROR, "continuation frame without a message to continue")
-            self._fragments.append(payload)
-            self._fragments_size += len(payload)
+            fragments += payload  # one growing buffer: no object per fragment, however many come
+            self._fragment_count += 1
             if header.fin:
-                message = b"".join(self._fragments)
-                self._fragments, self._fragments_size = None, 0
-                self._message(self._fragmented_opcode, message, now)
+                self._fragments = None
+                self._message(self._fragmented_opcode, bytes(fragments), now)
         elif opcode == PING:
             if self._state is _State.OPEN:
-                self._queue_frame(PONG, payload)
+                self._pong = payload  # replaces a pong not taken yet: only the latest ping needs one
         elif opcode == PONG:
             self.pongs_received += 1
             self._heard(now)
@@ -356,11 +452,16 @@ class Protocol:
     # --- ending -----------------------------------------------------------------
 
     def _fail(self, code: int, reason: str, now: float) -> None:
-        """Fail the connection (RFC 6455 7.1.7): one close frame if none went yet, then discard."""
+        """Fail the connection (RFC 6455 7.1.7): one close frame if none went yet, then discard.
+
+        What waited to be sent is dropped, so that the close frame goes next.
+        """
         self._discarding = True
         if self.outcome is None:
             self.outcome = Outcome(code, reason, Cause.TOO_BIG if code == TOO_BIG else Cause.PROTOCOL_ERROR)
         if self._state is _State.OPEN:
+            self._outgoing.clear()
+            self._outgoing_size, self._pong = 0, None
             self._send_close(code, reason, now)
         self._state = _State.CLOSED
 
@@ -377,4 +478,18 @@ class Protocol:
         self.finished = True
 
     def _queue_frame(self, opcode: int, payload: bytes) -> None:
-        self._outgoing.append(encode_frame(opcode, payload, self._mask_key()))
+        self._queue(encode_frame(opcode, payload, self._mask_key()))
+
+    def _queue(self, frame: bytes) -> None:
+        self._outgoing.append(frame)
+        self._outgoing_size += len(frame)
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _positive(name: str, value: _Number, *, zero: bool = False) -> _Number:
+    """``value`` if it is a finite number above 0 (or 0 itself, with ``zero``); else ConfigurationError."""
+    if not (math.isfinite(value) and (value > 0 or zero and value == 0)):
+        raise ConfigurationError(f"{name} must be a finite number {'of 0 or more' if zero else 'above 0'}")
+    return value

@@ -1,38 +1,39 @@
-"""Numbers on the command line: each option's ``type=`` parses and range-checks alike.
+"""Numbers on the command line: each option's ``type=`` is the library's own check, as argparse wants it.
 
-One factory, so every bad number is refused with the same kind of message
-(``expected a whole number, 0 or more, not 'x'``) instead of argparse's
-``invalid int value``.
+The checks are those of :mod:`livecall._wire.checks`, which the client's
+constructor, ``watch-many`` lines and workers' requests go through too, so
+an option accepts exactly what the client would: no NaN, no infinity, no
+week-long ping.  A refusal is argparse's usage error (exit status 2).
 """
 
 import argparse
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
-__all__ = ["count", "pace_seconds", "positive_seconds"]
+from .._wire.checks import seconds, whole_number
+from ..errors import ConfigurationError
+
+__all__ = ["count", "pace_seconds", "positive_count", "positive_seconds"]
 
 _Number = TypeVar("_Number", int, float)
 
 
-def _number(
-    parse: Callable[[str], _Number], accept: Callable[[_Number], bool], expected: str
-) -> Callable[[str], _Number]:
-    """An argparse ``type=``: ``parse`` the text, refuse it when ``accept`` says no or it does not parse."""
+def _option(check: Callable[..., _Number], **limits: Any) -> Callable[[str], _Number]:
+    """An argparse ``type=``: ``check(name, text, **limits)``, its refusal a usage error."""
 
     def convert(text: str) -> _Number:
         try:
-            value = parse(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}")
-        return value
+            return check("the value", text, **limits)
+        except ConfigurationError as error:
+            raise argparse.ArgumentTypeError(f"{error}, not {text!r}") from None
 
     return convert
 
 
 #: Reconnect attempts and the like.
-count = _number(int, lambda value: value >= 0, "a whole number, 0 or more")
-#: Timeouts and intervals; NaN is refused.
-positive_seconds = _number(float, lambda value: value > 0, "a positive number of seconds")
-#: The simulator's pause between messages: 0 is allowed, infinity and NaN are not.
-pace_seconds = _number(float, lambda value: 0 <= value < float("inf"), "a number of seconds, 0 or more")
+count = _option(whole_number)
+#: Sizes and the like.
+positive_count = _option(whole_number, minimum=1)
+#: Timeouts and intervals.
+positive_seconds = _option(seconds)
+#: The simulator's pause between messages: 0 is allowed.
+pace_seconds = _option(seconds, zero=True)

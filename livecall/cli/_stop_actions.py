@@ -15,6 +15,14 @@ return as they would at the end of the call.
 No lock guards the actions either, since the main thread may be interrupted
 while adding one: each sits in dicts under a key of its own, and whichever
 thread pops it from ``_not_run`` (``dict.pop`` is atomic) runs it, once.
+
+The actions run on a thread of their own, so that the thread reading the
+pipe is always free to see a second signal, which means "now": a hook that
+never returns would otherwise hold the command forever.  Each signal is
+written twice, by the C-level handler and by the Python one (marked), and
+either may be missing (another wake-up file descriptor; a handler not run
+yet), so the signals counted are the larger of the two counts, never more
+than came.
 """
 
 import contextlib
@@ -30,21 +38,37 @@ __all__ = ["StopActions"]
 log = logging.getLogger("livecall.cli")
 
 _READ_SIZE = 64
+#: Set in the byte the Python handler writes; signal numbers are below it.
+_FROM_HANDLER = 0x80
 
 
 class StopActions:
     """The actions that stop the running command, and the thread that runs them on a signal.
 
     ``signums`` are the signals that stop the command (others that wake the
-    thread are ignored); ``on_stop(signum)`` is called on the thread before
-    the actions it runs.  The thread starts with the object (main thread
-    only) and ends once :meth:`close` is called.
+    thread are ignored); ``on_stop(signum)`` is called before the actions
+    the first one runs.  ``on_again(signum)`` ends the process: the second
+    signal calls it once ``grace`` seconds have passed without the command
+    ending (a plugin's own handler may cut its flush short meanwhile, as
+    the webhook plugin's does), the third at once.  The thread starts with
+    the object (main thread only) and ends once :meth:`close` is called.
     """
 
-    def __init__(self, signums: Collection[int], on_stop: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        signums: Collection[int],
+        on_stop: Callable[[int], None],
+        on_again: Callable[[int], None],
+        grace: float,
+    ) -> None:
         self.requested = False
+        self._grace = grace
+        self._closing = threading.Event()  # the command is over: a pending second signal ends nothing
+        self._seen = 0
         self._signums = frozenset(signums)
         self._on_stop = on_stop
+        self._on_again = on_again
+        self._runner: Optional[threading.Thread] = None  # runs the actions of the first signal
         self._registered: dict[object, Callable[[], None]] = {}  # while their block runs
         self._not_run: dict[object, Callable[[], None]] = {}
         self._read_fd, write_fd = os.pipe()
@@ -74,7 +98,7 @@ class StopActions:
         if fd is None:
             return
         try:
-            os.write(fd, bytes([signum]))
+            os.write(fd, bytes([signum | _FROM_HANDLER]))
         except OSError:  # full (a wake-up is pending anyway) or closed (the thread is done)
             pass
 
@@ -96,29 +120,53 @@ class StopActions:
         fd, self._write_fd = self._write_fd, None
         if fd is None:
             return
+        self._closing.set()
         signal.set_wakeup_fd(self._previous_wakeup_fd)  # before the close: no signal may write to it after
         os.close(fd)  # the thread reads the end of the pipe and ends
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        for thread in (self._thread, self._runner):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout)
 
     def _serve(self) -> None:
+        counted = {True: 0, False: 0}  # signals written by the Python handler, and by the C one
         try:
             while True:
                 came = os.read(self._read_fd, _READ_SIZE)
                 if not came:  # the writing end was closed
                     return
-                stopping = [signum for signum in came if signum in self._signums]
-                if stopping:
-                    self._stop(stopping[0])
+                for byte in came:
+                    signum = byte & ~_FROM_HANDLER
+                    if signum not in self._signums:
+                        continue
+                    seen = max(counted.values())
+                    counted[bool(byte & _FROM_HANDLER)] += 1
+                    if max(counted.values()) > seen:
+                        self._signal(signum, seen + 1)
         except OSError as error:  # the pipe is gone: nothing more can wake the thread
             log.debug("stop actions: the pipe failed: %s", error)
         finally:
             os.close(self._read_fd)
 
-    def _stop(self, signum: int) -> None:
+    def _signal(self, signum: int, count: int) -> None:
+        if count == 2:
+            threading.Thread(
+                target=self._after_grace, args=(signum,), name="livecall-exiting", daemon=True
+            ).start()
+            return
+        if count > 2:
+            self._on_again(signum)
+            return
         self.requested = True
         if self._registered:
             self._on_stop(signum)
+        self._runner = threading.Thread(target=self._run_all, name="livecall-stopping", daemon=True)
+        self._runner.start()
+
+    def _after_grace(self, signum: int) -> None:
+        if not self._closing.wait(self._grace):
+            self._on_again(signum)
+
+    def _run_all(self) -> None:
         for key in list(self._not_run):
             self._run(key)
 

@@ -1,6 +1,7 @@
 """``livecall watch hiya|phonic``: one call, from the handshake to the exit status."""
 
 import argparse
+import functools
 import inspect
 import logging
 import threading
@@ -20,7 +21,7 @@ from ._lifecycle import configured
 from ._numbers import count, positive_seconds
 from ._signals import signals
 
-__all__ = ["add_parser", "client_options", "watch", "watch_and_join"]
+__all__ = ["add_parser", "client_options", "running_plugins", "url_argument", "watch", "watch_and_join"]
 
 log = logging.getLogger("livecall.cli")
 
@@ -98,7 +99,7 @@ def _run(client: LiveClient, config: Config, once_started: Callable[[WatchGuard]
     A signal closes the client from another thread, which ends the wait.
     """
     options = config.options
-    with signals.stopping(client.close):
+    with signals.stopping(client.close, busy=functools.partial(running_plugins, [client])):
         guard = WatchGuard(
             client,
             config.stdout,
@@ -113,6 +114,15 @@ def _run(client: LiveClient, config: Config, once_started: Callable[[WatchGuard]
         finally:
             client.close()
     return ExitStatus.TIME_LIMIT if guard.time_limit is not None else None
+
+
+def running_plugins(clients: list[LiveClient]) -> list[str]:
+    """The call and plugin of every client whose dispatcher is in a plugin's hook or callback now.
+
+    Safe from any thread: it reads what each dispatcher says it runs (a
+    plain attribute), as the hub's watchdog does for its warning.
+    """
+    return [client._describe() for client in clients if client._dispatcher.running]
 
 
 def _join(client: HiyaClient, ready: threading.Event) -> Optional[str]:
@@ -143,7 +153,7 @@ def _connection_options(default_url: str) -> argparse.ArgumentParser:
     group.add_argument(
         "--url",
         metavar="BASE",
-        type=_url,
+        type=url_argument,
         # None: the client's own default, read when the client is made.
         help=f"the provider's WebSocket base URL, ws:// or wss:// (default: {default_url})",
     )
@@ -198,7 +208,7 @@ def _connection(options: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def _url(text: str) -> str:
+def url_argument(text: str) -> str:
     """The client's own check, at parse time: an empty ``--url`` is a mistake, not the default."""
     try:
         return base_url(text)

@@ -3,20 +3,19 @@
 Each line is one call: ``provider`` plus the fields of a request for it,
 read by the provider as a worker reads a request from its queue
 (:meth:`Provider.client_from_fields`): ``conversation_id``, ``user_id``,
-``conversation_token``, ``url``, ``max_retries``...; besides, ``join``, and
-a renewable credential's command (``token_command``, ``api_key_command``),
-as ``livecall watch`` takes them.  Credentials not given come from the
-environment as for ``watch``.  Every line is checked before any call is
-watched, so a typo fails the run up front.  The command exits once every
-watch is over, with the worst exit status among them.
+``conversation_token``, ``url``, ``max_retries``...; besides, ``join``, and,
+where allowed, a renewable credential's command (``token_command``,
+``api_key_command``), as ``livecall watch`` takes them.  Lines are checked
+by :mod:`._many_lines`.  Credentials not given come from the environment as
+for ``watch``.  Every line is checked, then every client built, before any
+call is watched, so a typo fails the run up front.  The command exits once
+every watch is over, with the worst exit status among them.
 """
 
 import argparse
 import functools
-import json
 import sys
 import threading
-from collections.abc import Iterator
 from typing import IO, Any
 
 from .._exit_status import ExitStatus
@@ -30,8 +29,10 @@ from ..events import CallStarted
 from ..hiya import HiyaClient
 from ._exit import describe, status_for
 from ._lifecycle import configured
+from ._many_lines import DEFAULT_MAX_LINE_BYTES, Line, LineRules, read_lines
+from ._numbers import positive_count
 from ._signals import signals
-from ._watch import PROVIDERS, _join, client_options
+from ._watch import _join, client_options, running_plugins, url_argument
 
 __all__ = ["add_parser"]
 
@@ -54,59 +55,59 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
         "file",
         metavar="FILE",
         nargs="?",
-        type=argparse.FileType("r"),
-        default=sys.stdin,
+        type=argparse.FileType("rb"),
+        default="-",
         help="default: stdin",
+    )
+    parser.add_argument(
+        "--allow-url",
+        metavar="BASE",
+        action="append",
+        type=url_argument,
+        default=[],
+        help="a base URL lines may name in their url besides the provider's own: its scheme, host "
+        "and port, where the environment's credentials go (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-line-commands",
+        action="store_true",
+        help="let lines run programs for their credentials (token_command, api_key_command)",
+    )
+    parser.add_argument(
+        "--max-line-bytes",
+        metavar="N",
+        type=positive_count,
+        default=DEFAULT_MAX_LINE_BYTES,
+        help="refuse a line longer than this (default: %(default)s)",
     )
     parser.set_defaults(func=watch_many_command)
 
 
 def watch_many_command(config: Config) -> int:
-    source: IO[str] = config.options.file
+    options = config.options
+    rules = LineRules(options.allow_url, options.allow_line_commands, options.max_line_bytes)
+    source: IO[bytes] = options.file
     with source:
-        watches = [_client(config, number, fields) for number, fields in _lines(source)]
+        lines = read_lines(source, rules)
+    watches = [_client(config, line) for line in lines]
     with configured(config):
         return _watch_all(watches, config)
 
 
-def _lines(source: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(source, 1):
-        if not line.strip():
-            continue
-        try:
-            fields = json.loads(line)
-        except ValueError:
-            raise ConfigurationError(f"line {number} is not JSON") from None
-        if not isinstance(fields, dict):
-            raise ConfigurationError(f"line {number} is not a JSON object")
-        yield number, fields
-
-
-def _client(config: Config, number: int, fields: dict[str, Any]) -> tuple[LiveClient, bool]:
+def _client(config: Config, line: Line) -> tuple[LiveClient, bool]:
     """The line's client, built from its fields as a worker builds one from a request; and whether to join."""
-    fields = dict(fields)
-    provider = PROVIDERS.get(str(fields.pop("provider", "")))
-    if provider is None:
-        raise ConfigurationError(f"line {number}: provider must be one of {', '.join(PROVIDERS)}")
-    join = fields.pop("join", False)
     options = client_options(config)
     try:
-        if not isinstance(join, bool):
-            raise ConfigurationError("join must be true or false")
-        for field in provider.fields:
-            command = fields.pop(f"{field.name}_command", None) if field.renewable else None
-            if command is not None:
-                if not isinstance(command, str):
-                    raise ConfigurationError(f"{field.name}_command must be text")
-                options[field.name] = provider.credential_source(
-                    field.name, command=command, plugin_manager=config.plugin_manager
-                )
-        client = provider.client_from_fields(fields, **options)
-        if join and not isinstance(client, HiyaClient):
-            raise ConfigurationError(f"join: {provider.description} cannot be joined")
+        for name, command in line.commands.items():
+            options[name] = line.provider.credential_source(
+                name, command=command, plugin_manager=config.plugin_manager
+            )
+        client = line.provider.client_from_fields(line.fields, **options)
+        if line.join and not isinstance(client, HiyaClient):
+            raise ConfigurationError(f"join: {line.provider.description} cannot be joined")
     except ConfigurationError as error:
-        raise ConfigurationError(f"line {number}: {error}") from None
-    return client, join
+        raise ConfigurationError(f"line {line.number}: {error}") from None
+    return client, line.join
 
 
 def _join_or_fail(client: LiveClient, ready: threading.Event, config: Config) -> None:
@@ -135,7 +136,9 @@ def _watch_all(watches: list[tuple[LiveClient, bool]], config: Config) -> int:
     clients = [client for client, _ in watches]
     joins = []
     try:
-        with signals.stopping(functools.partial(_close_all, clients)):
+        with signals.stopping(
+            functools.partial(_close_all, clients), busy=functools.partial(running_plugins, clients)
+        ):
             for client, join in watches:
                 if join:
                     ready = threading.Event()

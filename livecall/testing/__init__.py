@@ -9,11 +9,13 @@ run, and ``scenarios()`` work without it.
 from typing import TYPE_CHECKING, Any
 
 from ._configure import configure
+from ._hub import wedged_hub
 from ._options import ScenarioOptions
 from ._plugins import Exploding, Recorder
 from ._polling import wait_until
 from ._record import ConnectionRecord
 from ._scenarios import ScenarioInfo, scenarios
+from ._wire import RawPeer, RawServer
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._server import Simulator
@@ -21,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ConnectionRecord",
     "Exploding",
+    "RawPeer",
+    "RawServer",
     "Recorder",
     "ScenarioInfo",
     "ScenarioOptions",
@@ -28,6 +32,7 @@ __all__ = [
     "configure",
     "scenarios",
     "wait_until",
+    "wedged_hub",
 ]
 
 

@@ -106,7 +106,13 @@ def accept_handshake(sock: socket.socket) -> None:
 
 
 class RawPeer:
-    """The server side of one accepted connection, after the handshake."""
+    """The server side of one accepted connection, after the handshake: frames as bytes.
+
+    For a test of what a server the simulator would never be does to a
+    plugin (echoes a credential, floods, breaks the protocol): ``frame()``
+    builds any frame, valid or not, and the opcodes are attributes
+    (``peer.TEXT``, ``peer.CLOSE``...).
+    """
 
     CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG
     frame = staticmethod(frame)
@@ -116,6 +122,7 @@ class RawPeer:
         self._buffer = bytearray()
 
     def send(self, data: bytes) -> None:
+        """Send ``data`` as it is: one frame, many, or half of one."""
         self.sock.sendall(data)
 
     def receive(self) -> tuple[int, bytes]:
@@ -175,6 +182,7 @@ class RawServer:
                 sock.close()
 
     def stop(self) -> None:
+        """Close the listener and every connection, and wait for the serving thread."""
         for sock in [self._listener, *self._connections]:  # shutdown() wakes a blocked accept()
             try:
                 sock.shutdown(socket.SHUT_RDWR)

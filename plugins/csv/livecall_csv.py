@@ -6,7 +6,9 @@ gives one file per call.  Library users register a ``CsvWriter`` themselves:
     client = PhonicClient(..., plugins=[CsvWriter("calls.csv")])
 """
 
+import contextlib
 import csv
+import io
 import logging
 import os
 import re
@@ -62,7 +64,18 @@ def livecall_configure(config):
     path = getattr(config.options, "csv", None)
     if path:
         writer = CsvWriter(path, keep_formulas=getattr(config.options, "csv_keep_formulas", False))
-        config.register(writer, name=_REGISTERED_AS, close=writer.close)
+        config.register(writer, name=_REGISTERED_AS, close=lambda: _finish(config, writer))
+
+
+def _finish(config, writer: "CsvWriter") -> None:
+    """Close the files; rows that could not be written make the run incomplete."""
+    writer.close()
+    if writer.unwritten:
+        config.fail(
+            livecall.ExitStatus.INCOMPLETE,
+            f"csv: {writer.unwritten} rows could not be written to {writer.path} (the log says why); "
+            "the rows written before them are whole",
+        )
 
 
 class CsvWriter:
@@ -87,7 +100,10 @@ class CsvWriter:
     shows as text instead of running as a formula (``keep_formulas=True``
     writes the words as they are, for programs).  Credentials are blanked.
     A new file is readable by its owner only (it holds personal data); a
-    last row cut off by a crash is removed before appending.
+    last row cut off by a crash is removed before appending.  A row that
+    cannot be written (a full disk) is taken back out, so the file holds
+    whole rows only; it is logged and counted in ``unwritten``, and the
+    rows after it are tried again.
     """
 
     def __init__(self, path: str, keep_formulas: bool = False):
@@ -96,6 +112,8 @@ class CsvWriter:
         self._per_call = PLACEHOLDER in self.path
         self._lock = threading.Lock()
         self._files: dict[str, _CsvFile] = {}
+        #: Rows that could not be written.
+        self.unwritten = 0
         directory = os.path.dirname(self.path) or "."
         if PLACEHOLDER not in directory and not os.path.isdir(directory):
             raise livecall.ConfigurationError(
@@ -123,7 +141,13 @@ class CsvWriter:
         record = livecall.to_record(call, transcript)
         row = [self._cell(record[column]) for column in COLUMNS]
         with self._lock:
-            self._file(self.path_for(call)).write(row)
+            path = self.path_for(call)
+            try:
+                self._file(path).write(row)
+            except OSError as error:
+                if not self.unwritten:
+                    log.error("a row could not be written to %s: %s", path, error.strerror or error)
+                self.unwritten += 1
 
     @livecall.hookimpl
     def livecall_call_end(self, call, reason):
@@ -179,18 +203,41 @@ class _CsvFile:
         try:
             if header is not None:
                 _cut_torn_row(path)
-            self._file = open(path, "a", newline="", encoding="utf-8", opener=livecall.owner_only)
+            self._file = open(path, "ab", buffering=0, opener=livecall.owner_only)
+            #: Where the last whole row ends: a row cut off by a failed write is cut back to it.
+            self._end = os.fstat(self._file.fileno()).st_size
+            self._torn = False
+            if header is None:
+                self.write(COLUMNS)
         except OSError as error:
             raise livecall.ConfigurationError(
                 f"cannot write CSV to {path!r}: {error.strerror or error}"
             ) from None
-        self._writer = csv.writer(self._file)
-        if header is None:
-            self.write(COLUMNS)
 
     def write(self, row) -> None:
-        self._writer.writerow(row)
-        self._file.flush()
+        """Write ``row`` whole, straight to the file, or not at all (OSError).
+
+        The row is made in memory first; if writing it fails partway, the
+        file is cut back to its last whole row (a shorter file needs no
+        room), or, should even that fail, before the next row is written.
+        """
+        text = io.StringIO(newline="")
+        csv.writer(text).writerow(row)
+        encoded = text.getvalue().encode("utf-8")
+        if self._torn:
+            self._file.truncate(self._end)
+            self._torn = False
+        unwritten = memoryview(encoded)
+        try:
+            while unwritten:
+                unwritten = unwritten[self._file.write(unwritten) :]
+        except OSError:
+            self._torn = True
+            with contextlib.suppress(OSError):
+                self._file.truncate(self._end)
+                self._torn = False
+            raise
+        self._end += len(encoded)
 
     def close(self) -> None:
         self._file.close()

@@ -4,6 +4,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -254,6 +255,37 @@ def test_sigkill_mid_call_leaves_whole_rows_and_the_next_run_appends(tmp_path):
         watch(sim, writer)
     texts = [row[COLUMNS.index("text")] for row in read_rows(path)[1:]]
     assert texts == said + [f"flood message {n}" for n in range(1, 11)], "appended, no second header"
+
+
+def disk_full_past(size):
+    """In the child: files cannot grow past ``size`` bytes, as on a full disk (EFBIG, the signal ignored)."""
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    return limit
+
+
+def test_a_disk_filling_mid_row_leaves_whole_rows_and_ends_the_run_with_status_5(tmp_path, phonic_simulator):
+    path = tmp_path / "calls.csv"
+    header = (",".join(COLUMNS) + "\r\n").encode()
+    room = len(header) + 150  # the disk fills in the first rows, one of them cut mid-row
+    done = subprocess.run(
+        watch_command(phonic_simulator, "--csv", str(path)),
+        env=user_env(), capture_output=True, text=True, timeout=60, preexec_fn=disk_full_past(room),
+    )  # fmt: skip
+    transcripts = [r for r in map(json.loads, done.stdout.splitlines()) if r["event"] == "transcript"]
+    written = path.read_bytes()
+    header_row, *rows = read_rows(path)
+    assert written.endswith(b"\r\n") and len(written) <= room
+    assert header_row == list(COLUMNS) and all(len(row) == len(COLUMNS) for row in rows), "whole rows only"
+    expected = iter([cell(r[c]) for c in COLUMNS] for r in transcripts)
+    assert all(row in expected for row in rows), "rows that fitted, in order (later rows are tried)"
+    unwritten = len(transcripts) - len(rows)
+    assert unwritten > 0 and done.returncode == livecall.ExitStatus.INCOMPLETE, done.stderr
+    assert f"livecall: error: csv: {unwritten} rows could not be written to {path}" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def _write(path, texts, **options):

@@ -48,6 +48,15 @@ __all__ = [
 REDIS_URL_ENV = "LIVECALL_REDIS_URL"
 #: The command's defaults are the settings' own.
 _DEFAULTS = attrs.fields(WorkerSettings)
+#: ``livecall worker`` options that set the setting of the same name: (name, metavar, help).
+_TUNING = (
+    ("calls", "N", "calls per process"),
+    ("lease", "S", "seconds a call stays held without renewal"),
+    ("renew", "S", "seconds between renewals"),
+    ("max_deliveries", "N", "deliveries of one request before it goes to the dead-letter stream"),
+    ("max_request_bytes", "N", "a request holding more bytes goes to the dead-letter stream unread"),
+    ("hub_stall", "S", "seconds the hub may go without a turn before leases are left to lapse"),
+)
 
 
 @livecall.hookimpl
@@ -83,46 +92,28 @@ def _add_worker(subparsers: Any) -> None:
     _redis_option(worker)
     group = worker.add_argument_group("workers")
     group.add_argument(
-        "--calls",
-        metavar="N",
-        type=int,
-        default=_DEFAULTS.calls.default,
-        help="calls per process (default: %(default)s)",
-    )
-    group.add_argument(
         "--processes", metavar="N", type=int, default=1, help="worker processes (default: %(default)s)"
     )
-    group.add_argument(
-        "--lease",
-        metavar="S",
-        type=float,
-        default=_DEFAULTS.lease.default,
-        help="seconds a call stays held without renewal (default: %(default)s)",
-    )
-    group.add_argument(
-        "--renew",
-        metavar="S",
-        type=float,
-        default=_DEFAULTS.renew.default,
-        help="seconds between renewals (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-deliveries",
-        metavar="N",
-        type=int,
-        default=_DEFAULTS.max_deliveries.default,
-        help="deliveries of one request before it goes to the dead-letter stream (default: %(default)s)",
-    )
+    for name, metavar, help_text in _TUNING:
+        default = getattr(_DEFAULTS, name).default
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            metavar=metavar,
+            type=type(default),
+            default=default,
+            help=f"{help_text} (default: %(default)s)",
+        )
     group.add_argument("--hiya-url", metavar="BASE", help="Hiya's base URL for requests that name none")
     group.add_argument("--phonic-url", metavar="BASE", help="Phonic's base URL for requests that name none")
     group.add_argument(
-        "--allow-host",
-        metavar="HOST",
+        "--allow-url",
+        metavar="PROVIDER=URL",
         action="append",
         default=[],
-        help="a host requests may name in their base URL, besides those of --hiya-url and "
-        "--phonic-url (repeatable; the worker's credentials go there)",
+        help="where the provider's requests may connect (scheme, host and port of a ws:// or wss:// "
+        "URL), besides the worker's own base URL for it (repeatable; its credentials go there)",
     )
+    group.add_argument("--allow-host", type=_allow_host_gone, help=argparse.SUPPRESS)
     group.add_argument(
         "--hiya-token-command",
         metavar="CMD",
@@ -154,6 +145,14 @@ def _add_worker(subparsers: Any) -> None:
     worker.set_defaults(func=worker_command)
 
 
+def _allow_host_gone(value: str) -> str:
+    """``--allow-host HOST`` allowed one host for every provider's credentials, on any scheme and port."""
+    raise argparse.ArgumentTypeError(
+        "is gone: it gave one host every provider's credentials, on any scheme and port; "
+        "use --allow-url PROVIDER=URL (such as phonic=wss://phonic.example.com)"
+    )
+
+
 def worker_command(config: livecall.Config) -> int:
     """``livecall worker``: runs until interrupted; then every call is given back."""
     options = config.options
@@ -161,19 +160,16 @@ def worker_command(config: livecall.Config) -> int:
         raise livecall.ConfigurationError("--processes must be 1 or more")
     settings = WorkerSettings(
         redis_url=_redis_url(options),
-        calls=options.calls,
-        lease=options.lease,
-        renew=options.renew,
         requests=options.requests,
         group=options.group,
         events=options.events,
         dead_letter=options.dead_letter,
-        max_deliveries=options.max_deliveries,
         events_maxlen=options.events_maxlen,
         hiya_url=options.hiya_url,
         phonic_url=options.phonic_url,
-        allowed_hosts=options.allow_host,
+        allowed_urls=options.allow_url,
         hiya_token_command=options.hiya_token_command,
+        **{name: getattr(options, name) for name, _, _ in _TUNING},
     )
     if options.processes == 1:
         stop = threading.Event()

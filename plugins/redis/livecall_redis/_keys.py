@@ -37,8 +37,11 @@ _LOCAL_FIELDS = ("received_at", "call_id")
 
 
 def _digest(*parts: Any) -> str:
+    """A digest of the parts with their secrets blanked, as the events stream holds them: a key
+    never derives from a credential, and two workers holding different bearer tokens that the
+    server echoes make the same key."""
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return hashlib.sha256(livecall.redact(text).encode()).hexdigest()[:32]
 
 
 class EventKeys:

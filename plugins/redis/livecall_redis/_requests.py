@@ -34,7 +34,7 @@ class WatchRequest:
     :class:`livecall.Credential`, and left out of the ``repr``.
     """
 
-    def __init__(self, provider: str, **fields: Any):
+    def __init__(self, provider: str, /, **fields: Any):
         self.provider = livecall.get_provider(provider)
         self._fields = self.provider.check_fields(fields)
         carried = [

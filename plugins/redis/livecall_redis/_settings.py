@@ -12,18 +12,63 @@ import livecall.phonic
 
 from ._requests import DEFAULT_REQUESTS
 
-__all__ = ["DEFAULT_DEAD", "DEFAULT_EVENTS", "DEFAULT_GROUP", "READ_BLOCK", "WorkerSettings"]
+__all__ = ["DEFAULT_DEAD", "DEFAULT_EVENTS", "DEFAULT_GROUP", "READ_BLOCK", "WorkerSettings", "origin"]
 
 DEFAULT_GROUP = "livecall-workers"
 DEFAULT_EVENTS = "livecall:events"
 DEFAULT_DEAD = "livecall:requests:dead"
 #: Seconds the main loop waits for a new request before it looks for lapsed leases again.
 READ_BLOCK = 1.0
+#: The port a WebSocket URL without one connects to.
+_DEFAULT_PORTS = {"ws": 80, "wss": 443}
+
+Origin = tuple[str, str, int]
+
+
+def origin(url: str) -> Origin:
+    """Where ``url`` connects to: its scheme, host and port (the scheme's own when none is given).
+
+    The worker's credentials go there, so all three count: the same host
+    over ``ws://`` would send them in clear text, and another port may be
+    another server.  ``ValueError`` for a URL that names no such place.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"not a ws:// or wss:// URL with a host: {url!r}")
+    return scheme, parts.hostname, parts.port or _DEFAULT_PORTS[scheme]
+
+
+def _shown(place: Origin) -> str:
+    scheme, host, port = place
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _positive(instance: object, attribute: "attrs.Attribute[Any]", value: float) -> None:
     if not value > 0:
         raise livecall.ConfigurationError(f"{attribute.name.replace('_', '-')} must be positive")
+
+
+def _allowed_urls(instance: object, attribute: "attrs.Attribute[Any]", value: tuple[str, ...]) -> None:
+    for entry in value:
+        provider, _, url = entry.partition("=")
+        try:
+            livecall.get_provider(provider)
+            origin(url)
+        except (livecall.ConfigurationError, ValueError):
+            raise livecall.ConfigurationError(
+                f"allow-url takes PROVIDER=URL, such as phonic=wss://phonic.example.com, not {entry!r}"
+            ) from None
+
+
+def _base_url(instance: object, attribute: "attrs.Attribute[Any]", value: Optional[str]) -> None:
+    try:
+        if value is not None:
+            origin(value)
+    except ValueError:
+        raise livecall.ConfigurationError(
+            f"{attribute.name.replace('_', '-')} must be a ws:// or wss:// URL"
+        ) from None
 
 
 @attrs.frozen(kw_only=True)
@@ -39,14 +84,19 @@ class WorkerSettings:
     events: str = DEFAULT_EVENTS
     dead_letter: str = DEFAULT_DEAD
     max_deliveries: int = attrs.field(default=5, validator=_positive)
+    #: A request whose fields (names and values) hold more bytes is dead-lettered unread.
+    max_request_bytes: int = attrs.field(default=65_536, validator=_positive)
     events_maxlen: int = attrs.field(default=100_000, validator=_positive)
     key_ttl: int = attrs.field(default=86_400, validator=_positive)
-    hiya_url: Optional[str] = None
-    phonic_url: Optional[str] = None
-    #: Hosts a request may name in its base URL, besides those of the worker's own base URLs.
-    allowed_hosts: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    hiya_url: Optional[str] = attrs.field(default=None, validator=_base_url)
+    phonic_url: Optional[str] = attrs.field(default=None, validator=_base_url)
+    #: ``PROVIDER=URL``: where a request for that provider may connect (scheme, host and port),
+    #: besides the worker's own base URL for it.
+    allowed_urls: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_allowed_urls)
     hiya_token_command: Optional[str] = attrs.field(default=None, repr=False)
     connect_timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Seconds the hub's I/O thread may go without finishing a turn before leases go unrenewed.
+    hub_stall: float = attrs.field(default=5.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.renew >= self.lease:
@@ -57,18 +107,32 @@ class WorkerSettings:
         own = {livecall.hiya.HIYA: self.hiya_url, livecall.phonic.PHONIC: self.phonic_url}
         return own.get(provider) or provider.default_url
 
-    def check_url(self, provider: "livecall.Provider[Any]", url: Optional[str]) -> str:
-        """The base URL to connect to; a request's own only on a host the worker allows.
+    def allowed(self, provider: "livecall.Provider[Any]") -> frozenset[Origin]:
+        """Where the provider's requests may connect: its base URL's origin, and those allowed for it."""
+        urls = [
+            url
+            for name, _, url in (entry.partition("=") for entry in self.allowed_urls)
+            if name == provider.name
+        ]
+        return frozenset(origin(url) for url in [self.base_url(provider), *urls])
 
-        The worker sends its own credentials there: a request naming any host
-        would hand them to whoever can enqueue.
+    def check_url(self, provider: "livecall.Provider[Any]", url: Optional[str]) -> str:
+        """The base URL to connect to; a request's own only where the worker allows it for the provider.
+
+        The worker sends that provider's credentials there: a request naming
+        any other place would hand them to whoever can enqueue, another
+        provider's host included, or send them in clear text.
         """
         if url is None:
             return self.base_url(provider)
-        host = urlsplit(url).hostname
-        allowed = {urlsplit(self.base_url(known)).hostname for known in livecall.providers()}
-        if host not in allowed | set(self.allowed_hosts):
-            raise livecall.ConfigurationError(f"the request's base URL names host {host!r}, not allowed here")
+        try:
+            place = origin(url)
+        except ValueError:
+            raise livecall.ConfigurationError("the request's base URL is not a ws:// or wss:// URL") from None
+        if place not in self.allowed(provider):
+            raise livecall.ConfigurationError(
+                f"the request's base URL {_shown(place)} is not allowed for {provider.name} here"
+            )
         return url
 
     def credentials(self, plugin_manager: Any) -> "dict[livecall.Provider[Any], dict[str, Any]]":
@@ -89,10 +153,15 @@ class WorkerSettings:
         """How long Redis may stay out of reach before this worker stops its watches."""
         return self.lease - self.renew
 
-    def redis_client(self) -> "redis.Redis":
+    def redis_client(self, decode: bool = True) -> "redis.Redis":
         """A client that notices an unresponsive server within about a renewal (at most 5 s),
-        besides the time ``XREADGROUP`` blocks on purpose."""
+        besides the time ``XREADGROUP`` blocks on purpose.
+
+        Requests are read with ``decode=False``: their fields are whatever a
+        producer wrote, and one that is not UTF-8 must not fail the answer
+        that holds the other requests with it.
+        """
         timeout = READ_BLOCK + min(self.renew, 5.0)
         return redis.Redis.from_url(
-            self.redis_url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
+            self.redis_url, decode_responses=decode, socket_timeout=timeout, socket_connect_timeout=timeout
         )

@@ -10,7 +10,6 @@ settler finishes or releases each request in Redis once its watch is over.
 """
 
 import functools
-import logging
 import os
 import queue
 import socket
@@ -23,16 +22,16 @@ import redis
 
 import livecall
 
+from ._entries import read_entry
 from ._keys import EventKeys
+from ._logs import log, shorten
 from ._requests import WatchRequest, secret_fields
-from ._scripts import Scripts
+from ._scripts import Acquired, Scripts
 from ._settings import READ_BLOCK, WorkerSettings
 from ._stats import Stats
 from ._writer import EventWriter, Lease
 
 __all__ = ["Worker", "consumer_name"]
-
-log = logging.getLogger("livecall.redis")
 
 #: Seconds between two looks at the queue's depth.
 DEPTH_EVERY = 5.0
@@ -57,8 +56,10 @@ class Worker:
         self.consumer = consumer or consumer_name()
         self.stats = stats or Stats()
         self._redis = settings.redis_client()
+        #: Reads requests as bytes (see ``_entries``), on the main loop's thread only.
+        self._reader = settings.redis_client(decode=False)
         # XAUTOCLAIM's answer as Redis gives it: redis-py before 4.3 leaves its cursor out.
-        self._redis.set_response_callback("XAUTOCLAIM", lambda response, **options: response)
+        self._reader.set_response_callback("XAUTOCLAIM", lambda response, **options: response)
         self._scripts = Scripts(
             self._redis, settings.requests, settings.group, settings.events, settings.dead_letter
         )
@@ -75,6 +76,8 @@ class Worker:
         self._last_contact = time.monotonic()
         self._stop = threading.Event()
         self._claim_from = "0-0"
+        #: Whether the renewer last found the hub wedged.
+        self._hub_stalled = False
 
     # --- the main loop ------------------------------------------------------------
 
@@ -118,6 +121,7 @@ class Worker:
             renewer.join()
             self._over.put(None)
             settler.join()
+            self._reader.close()
             self._redis.close()
 
     def _ensure_group(self) -> None:
@@ -133,6 +137,9 @@ class Worker:
             return self.settings.calls - len(self._held)
 
     def _take_requests(self, stop: threading.Event) -> None:
+        if self._hub_stalled:  # nothing taken would be watched; our own lapsed leases stay unclaimed
+            stop.wait(READ_BLOCK)
+            return
         free = self._free()
         if free > 0:
             self._take_over(free)
@@ -143,7 +150,7 @@ class Worker:
                     lambda: len(self._held) < self.settings.calls or stop.is_set(), READ_BLOCK
                 )
             return
-        answer: Any = self._redis.xreadgroup(
+        answer: Any = self._reader.xreadgroup(
             self.settings.group,
             self.consumer,
             {self.settings.requests: ">"},
@@ -152,12 +159,13 @@ class Worker:
         )
         self._contact()
         for _, entries in answer or ():
-            for request_id, fields in entries:
-                self._take(request_id, fields, taken_over=False)
+            for request_id, raw in entries:
+                if raw is not None:  # None: deleted meanwhile
+                    self._take(request_id.decode(), raw, taken_over=False)
 
     def _take_over(self, free: int) -> None:
         """Claim requests whose holder has not renewed within the lease (``XAUTOCLAIM``)."""
-        answer: Any = self._redis.execute_command(
+        answer: Any = self._reader.execute_command(
             "XAUTOCLAIM",
             self.settings.requests,
             self.settings.group,
@@ -168,32 +176,52 @@ class Worker:
             free,
         )
         self._contact()
-        self._claim_from = answer[0]
-        for request_id, flat in answer[1]:
+        self._claim_from = answer[0].decode()
+        for raw_id, flat in answer[1]:
             if flat is None:  # deleted meanwhile (Redis < 7 says so this way)
                 continue
-            fields = dict(zip(flat[::2], flat[1::2]))
+            request_id = raw_id.decode()
             with self._lock:
                 mine = request_id in self._held
             if not mine:
-                self._take(request_id, fields, taken_over=True)
+                self._take(request_id, dict(zip(flat[::2], flat[1::2])), taken_over=True)
 
-    def _take(self, request_id: str, fields: dict[str, str], taken_over: bool) -> None:
+    def _take(self, request_id: str, raw: dict[bytes, bytes], taken_over: bool) -> None:
         acquired = self._scripts.acquire(self.consumer, request_id)
         if acquired is None:
             return  # another worker claimed it between our read and now
         try:
-            request = WatchRequest.from_fields(fields)
-        except livecall.ConfigurationError as error:
-            self._bury(request_id, fields, str(error), acquired.deliveries)
+            taken = self._lease(request_id, raw, acquired)
+        except redis.RedisError:
+            raise
+        except Exception as error:  # whatever a request holds, the worker goes on with the others
+            log.exception("could not read request %s", request_id)
+            self._bury(request_id, {}, f"could not be read ({type(error).__name__})", acquired.deliveries)
             return
-        if acquired.deliveries > self.settings.max_deliveries:
-            self._bury(request_id, fields, "delivered too many times", acquired.deliveries)
+        if taken is None:
             return
-        watch = f"{self.consumer}:{request_id}:{acquired.token}"
-        lease = Lease(request_id, acquired.token, acquired.deliveries, EventKeys(watch))
+        lease, client = taken
+        with self._lock:
+            self._held[request_id] = lease
+            self.stats.set("calls_held", len(self._held))
+        what = "took over" if taken_over else "took"
+        log.info("%s call %s (request %s, delivery %d)", what, lease.call_id, request_id, acquired.deliveries)
+        self._start(lease, client)
+
+    def _lease(
+        self, request_id: str, raw: dict[bytes, bytes], acquired: Acquired
+    ) -> Optional[tuple[Lease, livecall.LiveClient]]:
+        """The lease of a request that can be watched, and its client; None once it is dead-lettered."""
+        entry = read_entry(raw, self.settings.max_request_bytes)
         try:
-            lease.client = request.client(
+            if entry.problem is not None:
+                raise livecall.ConfigurationError(entry.problem)
+            request = WatchRequest.from_fields(entry.fields)
+            if acquired.deliveries > self.settings.max_deliveries:
+                raise livecall.ConfigurationError("delivered too many times")
+            watch = f"{self.consumer}:{request_id}:{acquired.token}"
+            lease = Lease(request_id, acquired.token, acquired.deliveries, EventKeys(watch))
+            lease.client = client = request.client(
                 **self._credentials.get(request.provider, {}),
                 url=self.settings.check_url(request.provider, request.url),
                 plugin_manager=self._pm,
@@ -202,18 +230,14 @@ class Worker:
                 close_timeout=1.0,
             )
         except livecall.ConfigurationError as error:
-            self._bury(request_id, fields, str(error), acquired.deliveries)
-            return
-        with self._lock:
-            self._held[request_id] = lease
-            self.stats.set("calls_held", len(self._held))
-        what = "took over" if taken_over else "took"
-        log.info("%s call %s (request %s, delivery %d)", what, lease.call_id, request_id, acquired.deliveries)
-        self._start(lease, lease.client)
+            self._bury(request_id, entry.fields, str(error), acquired.deliveries)
+            return None
+        return lease, client
 
     def _bury(self, request_id: str, fields: dict[str, str], reason: str, deliveries: int) -> None:
         secret = secret_fields()
         kept = {name: value for name, value in fields.items() if name not in secret}
+        reason = shorten(reason)
         kept.update(request_id=request_id, reason=reason, deliveries=str(deliveries), consumer=self.consumer)
         if self._scripts.bury(self.consumer, request_id, kept, self.settings.events_maxlen):
             log.warning("request %s moved to %s: %s", request_id, self.settings.dead_letter, reason)
@@ -303,7 +327,31 @@ class Worker:
 
     def _renew_loop(self, stop: threading.Event) -> None:
         while not stop.wait(self.settings.renew):
-            self._renew_all()
+            if self._hub_turns():
+                self._renew_all()
+
+    def _hub_turns(self) -> bool:
+        """Whether the hub's I/O thread still turns; said once each time that changes.
+
+        A wedged hub serves none of the calls: renewing their leases, or
+        claiming them back once they lapse, would keep other workers from
+        taking them over; so while it is wedged the renewer renews nothing and
+        the main loop takes nothing.
+        """
+        age = livecall.hub_turn_age()
+        stalled = age is not None and age > self.settings.hub_stall
+        if stalled != self._hub_stalled:
+            self._hub_stalled = stalled
+            if stalled:
+                log.warning(
+                    "the hub has not turned for %.1f s (--hub-stall %g): leases left to lapse, "
+                    "for other workers to take the calls over",
+                    age,
+                    self.settings.hub_stall,
+                )
+            else:
+                log.warning("the hub turns again: leases still held are renewed")
+        return not stalled
 
     def _renew_all(self) -> None:
         with self._lock:

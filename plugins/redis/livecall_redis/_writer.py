@@ -1,7 +1,6 @@
 """The plugin of one held call that writes each of its events to the events stream."""
 
 import json
-import logging
 import time
 from typing import Callable, Optional
 
@@ -11,12 +10,11 @@ import redis
 import livecall
 
 from ._keys import EventKeys
+from ._logs import log
 from ._scripts import DUPLICATE, STALE, WRITTEN, Scripts
 from ._stats import Stats
 
 __all__ = ["EventWriter", "Lease"]
-
-log = logging.getLogger("livecall.redis")
 
 #: Seconds between attempts to write an event while Redis cannot be reached.
 RETRY_PAUSE = 0.2
@@ -64,6 +62,10 @@ class EventWriter:
     thread, so its events reach the stream in the order they came, and a
     slow Redis slows the watch down (the client's queue pushes back) rather
     than growing memory.
+
+    The event's JSON is redacted as every other sink's is: a server that
+    echoes a credential (the API key, the bearer or conversation token) must
+    not put it on a stream that every consumer group reads.
     """
 
     def __init__(
@@ -90,7 +92,7 @@ class EventWriter:
         if isinstance(event, livecall.Reconnecting):
             self._stats.add("reconnects")
         record = livecall.to_record(call, event)
-        outcome = self._write(lease.keys.key(call, event, record), json.dumps(record))
+        outcome = self._write(lease.keys.key(call, event, record), livecall.redact(json.dumps(record)))
         if outcome == WRITTEN:
             self._stats.add("events_written")
         elif outcome == DUPLICATE:

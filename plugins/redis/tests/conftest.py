@@ -8,13 +8,17 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 import redis
+
+from livecall.plugins import create_plugin_manager
+from livecall_redis import Worker, WorkerSettings
 
 REDIS_SERVER = shutil.which("redis-server")
 _START_TIMEOUT = 10.0
@@ -110,3 +114,35 @@ def redis_client(redis_server: RedisServer) -> Iterator["redis.Redis"]:
     client.flushall()
     yield client
     client.close()
+
+
+def allowing(*sims) -> tuple[str, ...]:
+    """The ``allowed_urls`` of a worker whose requests name these simulators (each on its own port)."""
+    return tuple(f"{sim.provider}={sim.url}" for sim in sims)
+
+
+@pytest.fixture
+def settings(redis_server, redis_client, monkeypatch) -> WorkerSettings:
+    monkeypatch.setenv("PHONIC_API_KEY", "sim-phonic-key")
+    monkeypatch.setenv("HIYA_TOKEN", "sim-hiya-token")
+    return WorkerSettings(redis_url=redis_server.url, calls=4, lease=3.0, renew=1.0)
+
+
+@pytest.fixture
+def running_worker() -> Iterator[Callable[[WorkerSettings], Worker]]:
+    """``running_worker(settings)``: a worker running until the test ends, which must find it stopped."""
+    running: list[tuple[threading.Event, threading.Thread]] = []
+
+    def start(settings: WorkerSettings) -> Worker:
+        worker = Worker(settings, create_plugin_manager(autoload=False))
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,), name="test-worker", daemon=True)
+        thread.start()
+        running.append((stop, thread))
+        return worker
+
+    yield start
+    for stop, thread in running:
+        stop.set()
+        thread.join(15)
+        assert not thread.is_alive()

@@ -49,8 +49,9 @@ def consumer_of(process: subprocess.Popen) -> str:
     return f"{socket.gethostname()}:{process.pid}"
 
 
-def start_calls(redis_client, rng: random.Random) -> list[Call]:
-    calls = []
+def start_simulators(rng: random.Random) -> list[tuple[Simulator, WatchRequest]]:
+    """Each call's simulator, and the request that names it."""
+    started = []
     for index in range(PHONIC_CALLS + HIYA_CALLS):
         pace = rng.uniform(*PACE)
         if index < PHONIC_CALLS:
@@ -63,18 +64,26 @@ def start_calls(redis_client, rng: random.Random) -> list[Call]:
             request = WatchRequest(
                 "hiya", conversation_token=token, user_id=sim.credentials["user_id"], url=sim.url
             )
+        started.append((sim, request))
+    return started
+
+
+def enqueue_calls(redis_client, started: list[tuple[Simulator, WatchRequest]]) -> list[Call]:
+    calls = []
+    for sim, request in started:
         request_id = enqueue(redis_client, request)
         calls.append(Call(sim, request_id, sim.credentials.get("conversation_id", request_id)))
     return calls
 
 
-def start_worker(redis_url: str, log: Path) -> subprocess.Popen:
+def start_worker(redis_url: str, log: Path, sims: list[Simulator]) -> subprocess.Popen:
     env = dict(
         os.environ, PHONIC_API_KEY=API_KEY, HIYA_TOKEN=HIYA_TOKEN, LIVECALL_DISABLE_PLUGIN_AUTOLOAD="1"
     )
     argv = [sys.executable, "-m", "livecall", "-v", "-p", "livecall_redis", "worker", "--redis", redis_url]
     argv += ["--calls", str(PHONIC_CALLS + HIYA_CALLS), "--lease", str(LEASE), "--renew", str(RENEW)]
-    argv += ["--allow-host", "127.0.0.1"]  # the simulators: each call names its own
+    for sim in sims:  # each call names its own simulator
+        argv += ["--allow-url", f"{sim.provider}={sim.url}"]
     with log.open("wb") as output:
         return subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT)
 
@@ -251,14 +260,16 @@ def test_takeover_campaign(redis_server, redis_client, tmp_path_factory, capsys)
     tmp_path = tmp_path_factory.mktemp("campaign")
     rng = random.Random(SEED)
     logs = [tmp_path / f"worker-{n}.log" for n in range(3)]
-    workers = [start_worker(redis_server.url, log) for log in logs]
+    started = start_simulators(rng)
+    sims = [sim for sim, _ in started]
+    workers = [start_worker(redis_server.url, log, sims) for log in logs]
     takeovers = TakeoverWatch()
     calls: list[Call] = []
     try:
         # Requests that arrive while all three wait in XREADGROUP are shared out among them.
         wait_for(lambda: ready(logs), 30, "three workers reading")
         began = time.monotonic()
-        calls = start_calls(redis_client, rng)
+        calls = enqueue_calls(redis_client, started)
         last = calls[-1].request_id
         wait_for(lambda: last_delivered(redis_client) == last, 30, "every call taken")
         killed, paused = workers[0], workers[1]
@@ -293,8 +304,8 @@ def test_takeover_campaign(redis_server, redis_client, tmp_path_factory, capsys)
                 worker.terminate()
         for worker in workers:
             worker.wait(20)
-        for call in calls:
-            call.sim.stop(timeout=1)
+        for sim in sims:
+            sim.stop(timeout=1)
     events = provider_events(redis_client)
     unseen = {"phonic": 0, "hiya": 0}
     for call in calls:

@@ -23,11 +23,9 @@ from livecall_redis import (
     enqueue,
 )
 
+from .conftest import allowing
 from .test_campaign import wait_for
 from .test_worker import stream_events
-
-#: The simulators' host, which requests name in their base URLs.
-LOCAL = ("127.0.0.1",)
 
 
 def test_enqueue_prints_the_request_id(redis_server, redis_client, capsys):
@@ -84,7 +82,7 @@ def run_worker_until(settings, done, plugins=()):
 
 def test_a_malformed_request_goes_to_the_dead_letter_stream(redis_server, redis_client):
     redis_client.xadd(DEFAULT_REQUESTS, {"provider": "skype", "conversation_token": "lct_x"})
-    settings = WorkerSettings(redis_url=redis_server.url, lease=3, renew=1, allowed_hosts=LOCAL)
+    settings = WorkerSettings(redis_url=redis_server.url, lease=3, renew=1)
     run_worker_until(settings, lambda: redis_client.xlen(DEFAULT_DEAD) == 1)
     [(_, fields)] = redis_client.xrange(DEFAULT_DEAD)
     assert fields["provider"] == "skype" and "unknown provider" in fields["reason"]
@@ -100,9 +98,7 @@ def test_a_request_delivered_too_often_goes_to_the_dead_letter_stream(redis_serv
     redis_client.xreadgroup(DEFAULT_GROUP, "gone:1", {DEFAULT_REQUESTS: ">"})
     for _ in range(2):  # two more deliveries, to workers that died; idle long past any lease
         redis_client.xclaim(DEFAULT_REQUESTS, DEFAULT_GROUP, "gone:1", 0, [request_id], idle=600_000)
-    settings = WorkerSettings(
-        redis_url=redis_server.url, lease=3, renew=1, allowed_hosts=LOCAL, max_deliveries=3
-    )
+    settings = WorkerSettings(redis_url=redis_server.url, lease=3, renew=1, max_deliveries=3)
     run_worker_until(settings, lambda: redis_client.xlen(DEFAULT_DEAD) == 1)
     [(_, fields)] = redis_client.xrange(DEFAULT_DEAD)
     assert fields["request_id"] == request_id and fields["deliveries"] == "4"
@@ -119,7 +115,7 @@ def test_a_request_naming_a_host_not_allowed_goes_to_the_dead_letter_stream(
     settings = WorkerSettings(redis_url=redis_server.url, lease=3, renew=1)
     run_worker_until(settings, lambda: redis_client.xlen(DEFAULT_DEAD) == 1)
     [(_, fields)] = redis_client.xrange(DEFAULT_DEAD)
-    assert fields["reason"] == "the request's base URL names host '127.0.0.1', not allowed here"
+    assert fields["reason"] == f"the request's base URL {sim.url} is not allowed for phonic here"
     assert sim.connections == ()
 
 
@@ -139,7 +135,7 @@ def test_the_hiya_token_command_runs_for_each_connection(
     request_id = hiya_request(redis_client, sim)
     command = f"{sys.executable} -c \"print('fresh-token-1')\""
     settings = WorkerSettings(
-        redis_url=redis_server.url, lease=3, renew=1, allowed_hosts=LOCAL, hiya_token_command=command
+        redis_url=redis_server.url, lease=3, renew=1, allowed_urls=allowing(sim), hiya_token_command=command
     )
     run_worker_until(settings, lambda: redis_client.xlen(DEFAULT_REQUESTS) == 0)
     assert stream_events(redis_client, request_id)[-1]["event"] == "call_ended"
@@ -161,7 +157,7 @@ def test_a_plugin_can_supply_the_hiya_token(redis_server, redis_client, livecall
     sim = livecall_simulator("hiya", join_timeout=0, token="vault-token")
     request_id = hiya_request(redis_client, sim)
     vault = VaultPlugin()
-    settings = WorkerSettings(redis_url=redis_server.url, lease=3, renew=1, allowed_hosts=LOCAL)
+    settings = WorkerSettings(redis_url=redis_server.url, lease=3, renew=1, allowed_urls=allowing(sim))
     run_worker_until(settings, lambda: redis_client.xlen(DEFAULT_REQUESTS) == 0, plugins=[vault])
     assert vault.asked == [("hiya", "token")]
     assert stream_events(redis_client, request_id)[-1]["event"] == "call_ended"

@@ -18,7 +18,7 @@ from livecall_redis import (
     enqueue,
 )
 
-from .conftest import REDIS_SERVER, RedisServer
+from .conftest import REDIS_SERVER, RedisServer, allowing
 from .test_campaign import Call, check_hiya, check_phonic, wait_for
 
 LEASE, RENEW = 2.0, 0.5
@@ -55,7 +55,7 @@ def test_an_outage_stops_the_watches_and_every_call_is_watched_again_once(
         request_id = enqueue(client, request)
         sims[sim.credentials.get("conversation_id", request_id)] = sim
     settings = WorkerSettings(
-        redis_url=own_server.url, calls=10, lease=LEASE, renew=RENEW, allowed_hosts=["127.0.0.1"]
+        redis_url=own_server.url, calls=10, lease=LEASE, renew=RENEW, allowed_urls=allowing(*sims.values())
     )
     worker = Worker(settings, create_plugin_manager(autoload=False))
     stop = threading.Event()
@@ -95,9 +95,12 @@ def test_a_worker_outlives_a_redis_that_came_back_empty(own_server, livecall_sim
     """Its leases went with the data: it stops those watches, makes the group again, takes new requests."""
     monkeypatch.setenv("PHONIC_API_KEY", "sim-phonic-key")
     first = livecall_simulator("phonic", pace=0.5, conversation_id="conv_before")
+    second = livecall_simulator("phonic", conversation_id="conv_after")  # waits until its request comes
     client = own_server.client()
     enqueue(client, WatchRequest("phonic", conversation_id="conv_before", url=first.url))
-    settings = WorkerSettings(redis_url=own_server.url, lease=LEASE, renew=RENEW, allowed_hosts=["127.0.0.1"])
+    settings = WorkerSettings(
+        redis_url=own_server.url, lease=LEASE, renew=RENEW, allowed_urls=allowing(first, second)
+    )
     worker = Worker(settings, create_plugin_manager(autoload=False))
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), name="test-worker", daemon=True)
@@ -107,7 +110,6 @@ def test_a_worker_outlives_a_redis_that_came_back_empty(own_server, livecall_sim
         own_server.stop(save=False)
         own_server.start()
         wait_for(lambda: worker.stats.calls_held == 0, 4 * LEASE, "the lost call let go")
-        second = livecall_simulator("phonic", conversation_id="conv_after")
         enqueue(client, WatchRequest("phonic", conversation_id="conv_after", url=second.url))
         wait_for(lambda: second.call_ended, 20, "the new request watched")
         wait_for(lambda: client.xlen(DEFAULT_REQUESTS) == 0, 10, "the new request acknowledged")

@@ -4,37 +4,16 @@ import inspect
 import json
 import logging
 import threading
-from collections.abc import Iterator
 
 import attrs
 import pytest
 
 import livecall
 from livecall.plugins import create_plugin_manager
-from livecall_redis import DEFAULT_EVENTS, DEFAULT_REQUESTS, WatchRequest, Worker, WorkerSettings, enqueue
+from livecall_redis import DEFAULT_EVENTS, DEFAULT_REQUESTS, WatchRequest, Worker, enqueue
 
+from .conftest import allowing
 from .test_campaign import wait_for
-
-
-@pytest.fixture
-def settings(redis_server, redis_client, monkeypatch) -> WorkerSettings:
-    monkeypatch.setenv("PHONIC_API_KEY", "sim-phonic-key")
-    monkeypatch.setenv("HIYA_TOKEN", "sim-hiya-token")
-    return WorkerSettings(
-        redis_url=redis_server.url, calls=4, lease=3.0, renew=1.0, allowed_hosts=["127.0.0.1"]
-    )
-
-
-@pytest.fixture
-def running_worker(settings) -> Iterator[Worker]:
-    worker = Worker(settings, create_plugin_manager(autoload=False))
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), name="test-worker", daemon=True)
-    thread.start()
-    yield worker
-    stop.set()
-    thread.join(15)
-    assert not thread.is_alive()
 
 
 def wait_until_done(redis_client, timeout: float = 30.0) -> None:
@@ -66,7 +45,7 @@ def test_a_request_enqueued_before_any_worker_is_watched_to_its_end(
     request_id = enqueue(
         redis_client, WatchRequest("phonic", conversation_id=sim.credentials["conversation_id"], url=sim.url)
     )
-    worker = Worker(settings, create_plugin_manager(autoload=False))
+    worker = Worker(attrs.evolve(settings, allowed_urls=allowing(sim)), create_plugin_manager(autoload=False))
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
@@ -92,10 +71,11 @@ def test_a_request_enqueued_before_any_worker_is_watched_to_its_end(
 
 
 def test_a_hiya_call_keeps_its_conversation_token_out_of_the_events_and_logs_and_drops_it_at_the_end(
-    redis_client, livecall_simulator, running_worker, caplog
+    redis_client, livecall_simulator, running_worker, settings, caplog
 ):
     caplog.set_level(logging.DEBUG, logger="livecall")
     sim = livecall_simulator("hiya", join_timeout=0)
+    running_worker(attrs.evolve(settings, allowed_urls=allowing(sim)))
     secret = sim.credentials["conversation_token"]
     request = WatchRequest(
         "hiya",
@@ -123,7 +103,7 @@ def test_a_stopping_worker_gives_its_calls_back_at_once(
     """Another worker takes the call over on its next look, long before the lease would lapse."""
     sim = livecall_simulator("phonic", pace=0.3, conversation_id="conv_handover")
     enqueue(redis_client, WatchRequest("phonic", conversation_id="conv_handover", url=sim.url))
-    slow_lease = attrs.evolve(settings, lease=60.0, renew=20.0)
+    slow_lease = attrs.evolve(settings, lease=60.0, renew=20.0, allowed_urls=allowing(sim))
     first = Worker(slow_lease, create_plugin_manager(autoload=False), consumer="first:1")
     first_stop = threading.Event()
     first_thread = threading.Thread(target=first.run, args=(first_stop,), daemon=True)
@@ -160,14 +140,19 @@ def test_a_worker_holds_its_calls_on_the_hub_with_three_threads_of_its_own(
 ):
     """Main loop, renewer, settler: held calls add no thread, and the hub's are bounded by its settings."""
     before = _threads_not_serving_simulators()
+    sims = []
     for _ in range(calls):
         sim = livecall_simulator("hiya", join_timeout=60)  # the call waits for a join: held
+        sims.append(sim)
         token = livecall.Credential(sim.credentials["conversation_token"])
         enqueue(
             redis_client,
             WatchRequest("hiya", conversation_token=token, user_id=sim.credentials["user_id"], url=sim.url),
         )
-    worker = Worker(attrs.evolve(settings, calls=calls), create_plugin_manager(autoload=False))
+    worker = Worker(
+        attrs.evolve(settings, calls=calls, allowed_urls=allowing(*sims)),
+        create_plugin_manager(autoload=False),
+    )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), name="test-worker", daemon=True)
     thread.start()

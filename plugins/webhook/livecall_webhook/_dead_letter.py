@@ -5,7 +5,9 @@ only (transcripts are personal data), never through a symlink, and each line
 is handed to the operating system in one write as it comes, so that a
 crash, even SIGKILL, keeps what was written.  A cut-off last line (a full
 disk, a kill mid-write) is ended before the next is appended, so that the
-next stands alone.
+next stands alone.  Each append holds the file's shared lock, and goes to
+the file the path names then, so that a replay can take the file while a
+watch still writes to it (see ``_handover``).
 """
 
 import logging
@@ -13,7 +15,7 @@ import os
 import threading
 from typing import Optional
 
-from ._files import open_append
+from ._handover import hold_for_append, release
 
 __all__ = ["DEFAULT_PATH", "DeadLetterFile"]
 
@@ -30,21 +32,20 @@ class DeadLetterFile:
         self.written = 0
         self.unwritten = 0
         self._descriptor: Optional[int] = None
-        self._check_end = True
         self._lock = threading.Lock()
 
     def append(self, line: bytes) -> bool:
         """Append one event's line (ending in a newline); False if it could not be written."""
         with self._lock:
             try:
-                if self._descriptor is None:
-                    self._descriptor = open_append(self.path)
-                if self._check_end:
-                    line = self._after_cut_off_line() + line
-                    self._check_end = False
-                _write_all(self._descriptor, line)
+                descriptor, self._descriptor = self._descriptor, None
+                descriptor = self._descriptor = hold_for_append(self.path, descriptor)
+                try:
+                    _write_all(descriptor, _after_cut_off_line(descriptor))
+                    _write_all(descriptor, line)
+                finally:
+                    release(descriptor)
             except OSError as error:
-                self._check_end = True
                 if not self.unwritten:
                     log.error(
                         "an undelivered event could not be written to %s: %s",
@@ -69,12 +70,13 @@ class DeadLetterFile:
                 os.close(self._descriptor)
                 self._descriptor = None
 
-    def _after_cut_off_line(self) -> bytes:
-        assert self._descriptor is not None
-        size = os.fstat(self._descriptor).st_size
-        if size and os.pread(self._descriptor, 1, size - 1) != b"\n":
-            return b"\n"
-        return b""
+
+def _after_cut_off_line(descriptor: int) -> bytes:
+    """A newline to end a last line that was cut off (a full disk, a kill mid-write), else nothing."""
+    size = os.fstat(descriptor).st_size
+    if size and os.pread(descriptor, 1, size - 1) != b"\n":
+        return b"\n"
+    return b""
 
 
 def _write_all(descriptor: int, data: bytes) -> None:

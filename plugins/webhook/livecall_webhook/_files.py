@@ -3,15 +3,17 @@
 Transcripts are personal data, and the dead-letter file's directory may be
 shared: a symlink planted at its name must not make livecall write (or a
 replay read) some other file, and a file others may write must not be
-trusted.
+trusted.  Files are opened without waiting (``O_NONBLOCK``), so that a FIFO
+planted at the name is refused at once instead of blocking the open until
+someone writes to it.
 """
 
 import os
 import stat
 
-__all__ = ["NotSafe", "open_append", "open_exclusive", "open_read"]
+__all__ = ["NotSafe", "open_append", "open_exclusive", "open_read", "same_file"]
 
-_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 class NotSafe(OSError):
@@ -25,7 +27,7 @@ def open_append(path: str) -> int:
 
 def open_exclusive(path: str) -> int:
     """A descriptor on a new file at ``path``, 0600; fails if anything is there."""
-    return os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+    return _regular(os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600), path)
 
 
 def open_read(path: str, *, trusted_only: bool = False) -> int:
@@ -37,8 +39,19 @@ def open_read(path: str, *, trusted_only: bool = False) -> int:
     return descriptor
 
 
+def same_file(path: str, descriptor: int) -> bool:
+    """Whether ``path`` still names the file ``descriptor`` is open on (not renamed or removed since)."""
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(descriptor)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
 def _regular(descriptor: int, path: str) -> int:
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
         raise NotSafe(f"{path!r} is not a regular file")
+    os.set_blocking(descriptor, True)
     return descriptor

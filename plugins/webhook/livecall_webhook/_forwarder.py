@@ -11,7 +11,7 @@ import attrs
 import livecall
 
 from ._dead_letter import DEFAULT_PATH, DeadLetterFile
-from ._lines import Message, encode
+from ._lines import Message, body_start, encode
 from ._sender import Failure, Sender
 from ._signing import new_message_id
 from ._spool import Spool, recover
@@ -27,11 +27,18 @@ _POLL = 0.1
 
 @attrs.frozen
 class _Delivery:
+    """An event on its way, held once: its request body is cut out of its line when it is sent."""
+
     call_id: str
     kind: str
-    message: Message
-    #: The sealed dead-letter line, written ahead to the spool.
+    message_id: str
+    #: The sealed dead-letter line, written ahead to the spool; the body is a part of it.
     line: bytes = attrs.field(repr=False)
+    body_start: int
+
+    @property
+    def body(self) -> bytes:
+        return self.line[self.body_start : -len(b"}\n")]
 
 
 class WebhookForwarder:
@@ -42,10 +49,11 @@ class WebhookForwarder:
     plugins, and a killed process loses nothing (see ``_spool``).  One
     thread sends, one event at a time, which keeps each call's events in
     order.  Nothing is dropped without a trace: an event that is refused,
-    runs out of retries or finds the queue full (``queue_size`` events or
-    ``queue_bytes`` bytes) goes to the dead-letter file, and the events after
-    it go on (``livecall webhook-replay`` sends it later).  ``close()`` waits
-    for the queue to empty, within a bound that ``cut_short()`` ends early,
+    runs out of retries or finds the queue full (``queue_size`` events
+    waiting, or ``queue_bytes`` bytes of events waiting or being sent, each
+    held once) goes to the dead-letter file, and the events after it go on
+    (``livecall webhook-replay`` sends it later).  ``close()`` waits for the
+    queue to empty, within a bound that ``cut_short()`` ends early,
     and puts what is left there too.
 
     Bodies are redacted with ``livecall.redact()``: a server that echoes a
@@ -82,7 +90,8 @@ class WebhookForwarder:
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
         self._waiting: collections.deque[_Delivery] = collections.deque()
-        self._waiting_bytes = 0
+        #: Bytes of the events waiting and the one being sent: all the queue holds.
+        self._held_bytes = 0
         self._idle = threading.Condition(threading.Lock())
         self._stop = threading.Event()
         self._pending = 0
@@ -97,7 +106,8 @@ class WebhookForwarder:
     def livecall_event(self, call, event):
         body = livecall.redact(livecall.to_json(call, event)).encode("utf-8")
         message = Message(new_message_id(), body)
-        self._submit(_Delivery(call.id, event.kind, message, encode(message, self.sender.key)))
+        line = encode(message, self.sender.key)
+        self._submit(_Delivery(call.id, event.kind, message.id, line, body_start(line, message)))
 
     def close(self, timeout: float = 30.0) -> None:
         """Wait up to ``timeout`` seconds for pending deliveries, then dead-letter the rest.
@@ -160,13 +170,13 @@ class WebhookForwarder:
                 return
             size = len(delivery.line)
             full = len(self._waiting) >= self.queue_size
-            if full or (self._waiting and self._waiting_bytes + size > self.queue_bytes):
+            if full or (self._pending and self._held_bytes + size > self.queue_bytes):
                 if not self._overflowing:
                     log.warning(
                         "the webhook queue is full (%d events, %d bytes): events go straight to %s "
                         "until it has room",
                         len(self._waiting),
-                        self._waiting_bytes,
+                        self._held_bytes,
                         self.dead_letter.path,
                     )
                 self._overflowing = True
@@ -175,7 +185,7 @@ class WebhookForwarder:
             self._spool.add(delivery.line)
             self._overflowing = False
             self._waiting.append(delivery)
-            self._waiting_bytes += size
+            self._held_bytes += size
             self._pending += 1
             self._idle.notify_all()
 
@@ -185,10 +195,10 @@ class WebhookForwarder:
                 self._idle.wait_for(lambda: self._waiting or self._stop.is_set())
                 if self._abandoned or not self._waiting:
                     return
-                delivery = self._take()
+                delivery = self._waiting.popleft()
                 if self._stop.is_set():
                     self._keep_unsent(delivery)
-                    self._done()
+                    self._done(delivery)
                     continue
                 self._current = delivery
             self._spool.sync()
@@ -199,25 +209,22 @@ class WebhookForwarder:
                 self._current = None
                 if failure is None:
                     self.delivered += 1
-                    self._spool.done(delivery.message)
+                    self._spool.done(delivery.message_id)
                 else:
                     self._give_up(delivery, failure.reason)
-                self._done()
-
-    def _take(self) -> _Delivery:
-        delivery = self._waiting.popleft()
-        self._waiting_bytes -= len(delivery.line)
-        return delivery
+                self._done(delivery)
 
     def _send(self, delivery: _Delivery) -> Optional[Failure]:
         try:
-            return self.sender.send(delivery.message.body, self._stop, message_id=delivery.message.id)
+            return self.sender.send(delivery.body, self._stop, message_id=delivery.message_id)
         except Exception as error:  # a bug here must not end the thread and strand the queue
             log.exception("sending event %s of call %s failed", delivery.kind, delivery.call_id)
             return Failure(f"could not send: {type(error).__name__}", permanent=True)
 
-    def _done(self) -> None:
+    def _done(self, delivery: _Delivery) -> None:
+        """The event is delivered or dead-lettered: the queue no longer holds it."""
         self._pending -= 1
+        self._held_bytes -= len(delivery.line)
         if not self._pending:
             self._spool.empty_if_large()
         self._idle.notify_all()
@@ -228,7 +235,7 @@ class WebhookForwarder:
             self._abandoned = True
             left = [self._current] if self._current is not None else []
             while self._waiting:
-                left.append(self._take())
+                left.append(self._waiting.popleft())
             for delivery in left:
                 self._keep_unsent(delivery)
             self._idle.notify_all()
@@ -244,7 +251,7 @@ class WebhookForwarder:
     def _to_dead_letter(self, delivery: _Delivery) -> None:
         """Dead-letter the event; only then may the spool forget it."""
         if self.dead_letter.append(delivery.line):
-            self._spool.done(delivery.message)
+            self._spool.done(delivery.message_id)
 
 
 def _recover(dead_letter: str) -> int:

@@ -21,7 +21,7 @@ import attrs
 
 from ._signing import SigningKey
 
-__all__ = ["Message", "decode", "encode"]
+__all__ = ["Message", "body_start", "decode", "encode"]
 
 _LINE = re.compile(
     rb'\{"webhook-id": "(msg_[A-Za-z0-9_]{1,100})", "seal": "([A-Za-z0-9+/=]*)", "body": (.+)\}'
@@ -44,6 +44,12 @@ def encode(message: Message, key: Optional[SigningKey]) -> bytes:
         seal.encode("ascii"),
         message.body,
     )
+
+
+def body_start(line: bytes, message: Message) -> int:
+    """Where ``message``'s body starts in its ``line`` (made by ``encode``): the body can be
+    cut out of the line when needed instead of being held beside it."""
+    return len(line) - len(message.body) - len(b"}\n")
 
 
 def decode(line: bytes, key: Optional[SigningKey]) -> Optional[Message]:

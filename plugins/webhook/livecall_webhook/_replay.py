@@ -3,7 +3,6 @@
 import errno
 import logging
 import os
-import shutil
 import stat
 import tempfile
 from typing import BinaryIO
@@ -11,7 +10,8 @@ from typing import BinaryIO
 import attrs
 
 from ._dead_letter import DeadLetterFile
-from ._files import NotSafe, open_read
+from ._files import NotSafe
+from ._handover import put_back, take
 from ._lines import decode
 from ._sender import Sender
 from ._spool import recover
@@ -38,14 +38,19 @@ def replay(path: str, sender: Sender) -> ReplayResult:
 
     Events a killed run left in its spool are moved into ``path`` first.
     The file is read a line at a time, never whole, and refused if it is a
-    symlink, not a regular file, or writable by anyone.  With a secret, a
-    line whose seal does not check (someone else wrote it) is kept and
-    reported, never sent.  A line the target refuses for good (a 4xx) is
-    kept and the next one is tried.  When the target cannot be reached even
-    after retries, that line and all after it are kept untried: the rest
-    would only wait out their retries too.  The file is removed once nothing
-    is left in it; lines appended while the replay ran (a watch still
-    writing) are kept.
+    symlink, not a regular file (a FIFO would block the read), or writable
+    by anyone.  With a secret, a line whose seal does not check (someone
+    else wrote it) is kept and reported, never sent.  A line the target
+    refuses for good (a 4xx) is kept and the next one is tried.  When the
+    target cannot be reached even after retries, that line and all after it
+    are kept untried: the rest would only wait out their retries too.
+
+    A watch may still be appending to ``path``: the replay takes the file
+    (see ``_handover``), so appends go to a new file meanwhile, and puts the
+    lines it kept back in front of them; the file is removed once nothing is
+    left in it.  A replay killed midway leaves the taken file as a spool,
+    which the next watch or replay moves back: events it had delivered are
+    then sent again, under the same ``webhook-id``.
     """
     recovered_into = DeadLetterFile(path)
     try:
@@ -53,28 +58,20 @@ def replay(path: str, sender: Sender) -> ReplayResult:
     finally:
         recovered_into.close()
     try:
-        descriptor = open_read(path, trusted_only=True)
+        descriptor, taken = take(path)
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise NotSafe(f"{path!r} is a symbolic link; name the file itself") from None
         raise
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".livecall-replay-")
-    try:
-        os.fchmod(handle, stat.S_IMODE(os.fstat(descriptor).st_mode))  # the file keeps its mode
-        with os.fdopen(descriptor, "rb") as source, os.fdopen(handle, "wb") as kept:
-            result = _send_lines(path, source, kept, sender)
-            shutil.copyfileobj(source, kept, _COPY_CHUNK)  # appended meanwhile
-            empty = kept.tell() == 0
-        if empty:
-            os.remove(path)
-            os.unlink(temporary)
-        else:
-            os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with os.fdopen(descriptor, "rb") as source:  # closing it ends the hold on the taken file
+        try:
+            result = _send_taken(path, source, directory, sender)
+            os.unlink(taken)
+        except BaseException:
+            source.close()
+            _give_back(path)
+            raise
     if result.refused:
         log.warning(
             "%d lines of %s are not sealed with this secret: kept, not sent (were they written by "
@@ -83,6 +80,31 @@ def replay(path: str, sender: Sender) -> ReplayResult:
             path,
         )
     return result
+
+
+def _send_taken(path: str, source: BinaryIO, directory: str, sender: Sender) -> ReplayResult:
+    """Send the taken file's lines; put those kept back at ``path``."""
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".livecall-replay-")
+    try:
+        os.fchmod(handle, stat.S_IMODE(os.fstat(source.fileno()).st_mode))  # the file keeps its mode
+        with os.fdopen(handle, "wb") as kept:
+            result = _send_lines(path, source, kept, sender)
+            empty = kept.tell() == 0
+        if not empty:
+            put_back(path, temporary)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return result
+
+
+def _give_back(path: str) -> None:
+    """The replay stopped midway: move the taken file's lines back to ``path`` now, as a recovery would."""
+    target = DeadLetterFile(path)
+    try:
+        recover(target)
+    finally:
+        target.close()
 
 
 def _send_lines(path: str, source: BinaryIO, kept: BinaryIO, sender: Sender) -> ReplayResult:

@@ -14,6 +14,8 @@ A spool left by a killed run is found by :func:`recover`, which the next
 run and ``livecall webhook-replay`` call: the events it holds that are not
 done are moved to the dead-letter file.  A run holds a lock on its spool for
 its whole life, so that a spool still in use is never taken for a dead one.
+A replay names the dead-letter file it took a spool too, so that if it is
+killed its lines are moved back the same way (see ``_handover``).
 """
 
 import fcntl
@@ -22,12 +24,11 @@ import logging
 import os
 import re
 import threading
-import uuid
 from typing import BinaryIO
 
 from ._dead_letter import DeadLetterFile
-from ._files import open_exclusive, open_read
-from ._lines import Message
+from ._files import open_exclusive, open_read, same_file
+from ._handover import spool_path
 
 __all__ = ["Spool", "recover"]
 
@@ -48,8 +49,7 @@ class Spool:
     """The write-ahead file of one run, next to ``dead_letter``."""
 
     def __init__(self, dead_letter: str):
-        directory, name = os.path.split(os.path.abspath(dead_letter))
-        self.path = os.path.join(directory, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.spool")
+        self.path = spool_path(dead_letter)
         self._descriptor = open_exclusive(self.path)
         fcntl.flock(self._descriptor, fcntl.LOCK_EX)
         self._lock = threading.Lock()
@@ -60,9 +60,9 @@ class Spool:
         """Write an event's line ahead of sending it."""
         self._write(line)
 
-    def done(self, message: Message) -> None:
+    def done(self, message_id: str) -> None:
         """The event is delivered or in the dead-letter file: a recovery must not move it."""
-        self._write(b'{"done": "%s"}\n' % message.id.encode("ascii"))
+        self._write(b'{"done": "%s"}\n' % message_id.encode("ascii"))
 
     def sync(self) -> None:
         """Flush what was written since the last call to disk (one ``fsync`` for the batch)."""
@@ -142,7 +142,7 @@ def _recover_one(path: str, dead_letter: DeadLetterFile) -> int:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0  # a run still using it
-        if not _same_file(path, descriptor):
+        if not same_file(path, descriptor):
             return 0  # recovered and removed by another process meanwhile
         moved = 0
         for offset in _undone(spool):
@@ -171,12 +171,3 @@ def _undone(spool: BinaryIO) -> list[int]:
             pending[event[1]] = offset
         offset += len(line)
     return list(pending.values())
-
-
-def _same_file(path: str, descriptor: int) -> bool:
-    try:
-        named = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(descriptor)
-    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)

@@ -4,14 +4,16 @@
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tracemalloc
 
 import pytest
 
 import livecall
 import livecall_webhook
-from livecall.plugins import create_plugin_manager
-from livecall.testing import Simulator, configure
+from livecall.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
+from livecall.testing import Simulator, configure, wait_until
 from livecall_webhook import Sender, WebhookForwarder, replay
 
 from .conftest import SECRET, dead_bodies, livecall_command, parsed, sealed, verified, watch, watch_phonic
@@ -247,3 +249,48 @@ def test_replay_reads_a_large_file_a_line_at_a_time(tmp_path, closed_port):
     assert (result.delivered, result.kept) == (0, 2000)
     assert os.path.getsize(dead) == 2000 * len(line), "the file is kept whole"
     assert peak < 8 * 1024 * 1024, f"{peak} bytes held at once for a {os.path.getsize(dead)}-byte file"
+
+
+def test_replay_of_a_fifo_is_refused_at_once(tmp_path, receiver):
+    """Opening a FIFO for reading waits for a writer: the replay must refuse it, not hang."""
+    dead = tmp_path / "dead.jsonl"
+    os.mkfifo(dead, 0o600)
+    done = replay_command(dead, receiver.url, cwd=tmp_path)
+    assert done.returncode == livecall.ExitStatus.USAGE, done.stderr
+    assert done.stderr.count("\n") == 1 and "not a regular file" in done.stderr, done.stderr
+    assert receiver.requests == []
+
+
+def test_replay_while_a_watch_still_writes_the_file_loses_no_event(tmp_path, receiver_at):
+    """The watch appends every event (its target refuses them) while replays take the file
+    over and over: each event reaches the new target once, in order, or stays in the file."""
+    dead = tmp_path / "dead.jsonl"
+    refusing, accepting = receiver_at(answer=lambda body: 400), receiver_at()
+    environment = {k: v for k, v in os.environ.items() if k != DISABLE_AUTOLOAD_ENV}
+    environment["LIVECALL_WEBHOOK_SECRET"] = SECRET
+    printed = tmp_path / "printed.jsonl"
+    with Simulator("hiya", "flood", flood_count=400) as sim, open(printed, "w") as stdout:
+        arguments = sim.watch_args("--format", "jsonl", "--webhook-url", refusing.url)
+        command = [sys.executable, "-m", "livecall", *arguments, "--webhook-dead-letter", str(dead)]
+        watch = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=stdout)
+        sender = Sender(accepting.url, SECRET, retries=0)
+        replays = 0
+        try:
+            while watch.poll() is None:
+                wait_until(lambda: dead.exists() or watch.poll() is not None)  # files notify nobody
+                try:
+                    replay(str(dead), sender)
+                except FileNotFoundError:
+                    continue  # taken by the last replay, and the watch has ended since
+                replays += 1
+            watch.wait(60)
+            if dead.exists():
+                replay(str(dead), sender)
+        finally:
+            sender.close()
+            watch.kill()
+    events = [json.loads(line) for line in printed.read_text().splitlines()]
+    assert watch.returncode == livecall.ExitStatus.INCOMPLETE, "the watch wrote every event to the file"
+    assert parsed(accepting.accepted()) == events
+    assert replays >= 2, "replays ran while the watch wrote"
+    assert not dead.exists() and list(tmp_path.glob(".*")) == []

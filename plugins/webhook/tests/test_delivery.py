@@ -2,6 +2,7 @@
 an outage, within the time the run allows."""
 
 import json
+import tracemalloc
 
 import livecall
 import livecall_webhook
@@ -124,17 +125,42 @@ def test_the_queue_is_bounded_in_bytes_as_well_as_events(tmp_path, receiver):
     call = livecall.Call(provider="phonic", id="conv_1")
     snapshots = [livecall.Transcript(f"{n} " + "words " * 200, "user") for n in range(5)]
     body_size = len(livecall.to_json(call, snapshots[1]).encode())
-    queue_bytes = body_size * 5 // 2  # room for two bodies, not three
+    queue_bytes = body_size * 5 // 2  # room for two events (the one being sent counts), not three
     forwarder = WebhookForwarder(Sender(receiver.url), str(dead), queue_size=1000, queue_bytes=queue_bytes)
     receiver.hold()
     forwarder.livecall_event(call=call, event=snapshots[0])
     receiver.wait_for(lambda: len(receiver.requests) == 1)
     for event in snapshots[1:]:
-        forwarder.livecall_event(call=call, event=event)  # two fit in the queue, the rest do not
+        forwarder.livecall_event(call=call, event=event)  # one fits beside the first, the rest do not
     receiver.release()
     forwarder.close(timeout=10)
-    assert len(receiver.accepted()) == 3
-    assert [body["text"] for body in dead_bodies(dead)] == [e.text for e in snapshots[3:]]
+    assert len(receiver.accepted()) == 2
+    assert [body["text"] for body in dead_bodies(dead)] == [e.text for e in snapshots[2:]]
+
+
+def test_the_queue_holds_each_event_once_and_counts_the_one_being_sent(tmp_path, receiver):
+    """``queue_bytes`` bounds the memory the queue holds: an event is not kept twice (its body
+    beside its dead-letter line), and the event being sent counts until it is done."""
+    call = livecall.Call(provider="phonic", id="conv_1")
+    snapshot = livecall.Transcript("words " * 170_000, "user")  # a 1 MB snapshot
+    size = len(livecall.to_json(call, snapshot).encode())
+    dead = tmp_path / "dead.jsonl"
+    forwarder = WebhookForwarder(Sender(receiver.url), str(dead), queue_size=1000, queue_bytes=8 * size)
+    receiver.hold()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in range(20):
+            forwarder.livecall_event(call=call, event=snapshot)
+        receiver.wait_for(lambda: receiver.requests)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        receiver.release()
+    forwarder.close(timeout=10)
+    assert held < 10 * size, f"{held} bytes held for a queue of {8 * size} (the receiver has one body)"
+    assert forwarder.delivered == 7, "seven lines, a little longer than their bodies, fit in 8 bodies' bytes"
+    assert len(dead_bodies(dead)) == 13
 
 
 def test_the_drain_timeout_bounds_the_exit(tmp_path, receiver):
