@@ -7,7 +7,7 @@ provider is a :class:`Provider` (``get_provider()``, ``providers()``), which
 also builds a client from a request's fields.
 """
 
-from ._codec import to_json, to_record
+from ._codec import to_json, to_record, without_words
 from ._exit_status import ExitStatus
 from ._hub.connect import ProxySettings
 from ._hub.loop import configure_hub, hub_turn_age
@@ -109,4 +109,5 @@ __all__ = [
     "to_record",
     "wait_all",
     "wait_any",
+    "without_words",
 ]

@@ -42,7 +42,12 @@ class Call:
     ``direction`` is unknown), and ``None`` while that number is withheld
     (``anonymous``).  ``from_phone`` and ``to_phone`` (Phonic) are the numbers
     as sent; ``direction`` is ``inbound`` or ``outbound`` when the provider
-    says (Phonic's ``origin``).  One object lives for the whole watch, across
+    says (Phonic's ``origin``).  ``zero_data_retention`` (Phonic) is true
+    once a snapshot said that the conversation's owner asked Phonic to keep
+    nothing of it, and stays true for the rest of the call (a later snapshot
+    cannot take the request back): a sink that keeps what it receives keeps
+    no words of such a call (``to_record(call, event,
+    keep_words=not call.zero_data_retention)``).  One object lives for the whole watch, across
     reconnects, so plugins may key their state on it.
     """
 
@@ -55,3 +60,4 @@ class Call:
     from_phone: Optional[str] = None
     to_phone: Optional[str] = None
     direction: Optional[str] = None
+    zero_data_retention: bool = False

@@ -226,8 +226,23 @@ class Conversation:
     ended_by: Optional[str] = None
     live_transcript: Optional[str] = None
     post_call_transcript: Optional[str] = None
+    data_retention_policy: Optional[dict[str, Any]] = None
+    deletion_info: Optional[dict[str, Any]] = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
     wire_fields: Optional[frozenset[str]] = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def zero_data_retention(self) -> bool:
+        """Whether the conversation's owner asked Phonic to keep nothing of it:
+        ``data_retention_policy.zero_data_retention`` is ``true``.
+
+        Any other value, or no policy, is False: the policy's owner decides,
+        and only an explicit ``true`` says what they decided.  Sinks that keep
+        what they receive read it from :attr:`livecall.Call.zero_data_retention`,
+        which stays true for the rest of the call once a snapshot said so.
+        """
+        policy = self.data_retention_policy
+        return policy is not None and policy.get("zero_data_retention") is True
 
     @property
     def from_phone(self) -> Optional[str]:

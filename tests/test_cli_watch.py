@@ -129,6 +129,30 @@ def test_phonic_jsonl_has_tool_calls_and_the_snapshots_as_sent():
     assert first["conversation"]["items"] == [] and first["conversation"]["ended_at"] is None
 
 
+def audio_urls(stdout):
+    """Every item's ``audio_url`` in the snapshots of a jsonl output."""
+    snapshots = [json.loads(line) for line in stdout.splitlines()]
+    return [
+        item["audio_url"]
+        for record in snapshots
+        if record["event"] == "conversation_updated"
+        for item in record["conversation"]["items"]
+    ]
+
+
+def test_phonic_jsonl_blanks_audio_urls_even_at_vv_and_keeps_them_on_request():
+    with Simulator("phonic", "sdk", audio_urls=True) as sim:
+        blanked = livecall("-vv", *sim.watch_args("--format", "jsonl"))
+    with Simulator("phonic", "sdk", audio_urls=True) as sim:
+        kept = livecall(*sim.watch_args("--format", "jsonl", "--keep-audio-urls"))
+    assert blanked.returncode == 0 and kept.returncode == 0, blanked.stderr + kept.stderr
+    assert audio_urls(blanked.stdout) and set(audio_urls(blanked.stdout)) == {"***"}
+    links = set(audio_urls(kept.stdout))
+    assert len(links) == 4 and all(link.startswith("https://audio.phonic.example/") for link in links)
+    assert not any(link in blanked.stdout + blanked.stderr for link in links)
+    assert "DEBUG" in blanked.stderr  # -vv did log
+
+
 def test_reconnects_and_bad_frames_are_marked_in_the_text():
     with Simulator("hiya", "malformed+drop", join_timeout=0, drop_mode=1012, lose=0) as sim:
         result = livecall(*sim.watch_args("--ping-interval", "5"))

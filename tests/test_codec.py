@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecall._codec import Decoder, to_json, to_record
+from livecall import redact
+from livecall._codec import Decoder, to_json, to_record, without_words
 from livecall.call import Call
 from livecall.events import (
     Ack,
@@ -960,3 +961,104 @@ def test_every_frame_that_decodes_can_be_written_from_a_deep_stack(depth):
     frame = '{"type": "mystery", "x": ' + "[" * depth + "]" * depth + "}"
     event = new_decoder("hiya").decode(frame.encode(), RECEIVED)
     _deep_call(500, lambda: to_json(Call(provider="hiya", id="c"), event))
+
+
+# --- Phonic's audio links and data retention ------------------------------------------------
+
+AUDIO_URL = "https://audio.phonic.example/conv_sdk/0.wav?X-Amz-Expires=86400&X-Amz-Signature=" + "ab12" * 16
+
+
+def test_an_items_audio_url_is_blanked_in_records_and_kept_on_request():
+    message = sdk.update(sdk.conversation(sdk.item(0, "assistant", "Hello!", audio_url=AUDIO_URL)))
+    event = phonic(message)
+    assert event.conversation.items[0].extra["audio_url"] == AUDIO_URL  # the event keeps it
+    blanked = to_record(PHONIC_CALL, event)["conversation"]["items"][0]
+    assert blanked["audio_url"] == "***" and AUDIO_URL not in to_json(PHONIC_CALL, event)
+    assert event.conversation.items[0].extra["audio_url"] == AUDIO_URL  # the record is a copy there
+    kept = to_record(PHONIC_CALL, event, keep_audio_urls=True)["conversation"]["items"][0]
+    assert kept["audio_url"] == AUDIO_URL
+    assert json.loads(to_json(PHONIC_CALL, event, keep_audio_urls=True)) == to_record(
+        PHONIC_CALL, event, keep_audio_urls=True
+    )
+
+
+def test_a_conversations_own_audio_url_and_one_in_an_undecodable_frame_are_blanked_too():
+    event = phonic(sdk.update(sdk.conversation(audio_url=AUDIO_URL)))
+    assert to_record(PHONIC_CALL, event)["conversation"]["audio_url"] == "***"
+    broken = '{"type": "conversation-updated", "conversation": {"items": [{"audio_url": "' + AUDIO_URL + '"}]'
+    error = new_decoder("phonic").decode(broken, RECEIVED)
+    assert isinstance(error, DecodeError) and AUDIO_URL in error.raw
+    assert AUDIO_URL not in to_json(PHONIC_CALL, error)
+    assert '"audio_url": "***"' in to_record(PHONIC_CALL, error)["raw"]
+    assert to_record(PHONIC_CALL, error, keep_audio_urls=True)["raw"] == broken
+
+
+def test_every_audio_url_decoded_is_a_secret_redact_blanks_unless_asked_to_keep_it():
+    url = AUDIO_URL.replace("ab12", "cd34")  # never seen before in this process
+    text = f"a plugin failed on {url} and json {json.dumps(url)}"
+    assert redact(text) == text
+    # undecodable (items[1] has no valid role), yet the link was read before it failed
+    message = sdk.update(sdk.conversation(sdk.item(0, "user", "Hi.", audio_url=url), sdk.item(1, 5, "x")))
+    assert isinstance(phonic(message), DecodeError)
+    assert url not in redact(text) and redact(text).count("***") == 2
+    assert redact(text, keep_audio_urls=True) == text
+
+
+def test_data_retention_policy_and_deletion_info_are_typed():
+    policy = {"zero_data_retention": False, "transcripts": {"delete_after_hours": 24}}
+    deleted = {"transcripts_deleted_at": None, "audio_recordings_deleted_at": "2026-12-08T00:00:00Z"}
+    event = phonic(sdk.update(sdk.conversation(data_retention_policy=policy, deletion_info=deleted)))
+    conversation = event.conversation
+    assert conversation.data_retention_policy == policy and conversation.deletion_info == deleted
+    assert not conversation.zero_data_retention
+    assert "data_retention_policy" not in conversation.extra
+    assert to_record(PHONIC_CALL, event)["conversation"]["data_retention_policy"] == policy
+    zero = phonic(sdk.update(sdk.conversation(data_retention_policy={"zero_data_retention": True})))
+    assert zero.conversation.zero_data_retention
+
+
+@pytest.mark.parametrize(
+    "field, odd", [("data_retention_policy", "zero"), ("data_retention_policy", [True]), ("deletion_info", 1)]
+)
+def test_odd_retention_shapes_are_kept_in_extra_and_ask_for_nothing(field, odd):
+    event = phonic(sdk.update(sdk.conversation(sdk.item(0, "user", "Hi."), **{field: odd})))
+    assert isinstance(event, ConversationUpdated), getattr(event, "reason", event)
+    assert getattr(event.conversation, field) is None and event.conversation.extra[field] == odd
+    assert not event.conversation.zero_data_retention
+    assert to_record(PHONIC_CALL, event)["conversation"][field] == odd
+
+
+def test_without_words_keeps_each_turns_shape_and_no_word():
+    item = sdk.item(
+        0,
+        "user",
+        "My card is 4111.",
+        redacted_transcript="My card is [NUMBER].",
+        post_call_transcript="My card is 4111.",
+        tool_calls=[sdk.tool_call(request_body={"card": "4111"}, response_body="charged 4111")],
+    )
+    event = phonic(sdk.update(sdk.conversation(item, text="My card is 4111.", summary="card 4111")))
+    record = to_record(PHONIC_CALL, event)
+    stripped = without_words(record)
+    assert "4111" in json.dumps(record) and "4111" not in json.dumps(stripped)
+    assert to_record(PHONIC_CALL, event, keep_words=False) == stripped
+    turn = stripped["conversation"]["items"][0]
+    assert (turn["id"], turn["item_idx"], turn["role"], turn["started_at"]) == (
+        item["id"],
+        0,
+        "user",
+        record["conversation"]["items"][0]["started_at"],
+    )
+    assert turn["live_transcript"] is None and turn["tool_calls"][0]["id"] == "tc_1"
+    assert "4111" in json.dumps(record), "the record itself is left as it was"
+    line = Transcript(text="My card is 4111.", role=Role.USER, item_idx=0, item_id="x", received_at=RECEIVED)
+    assert without_words(to_record(PHONIC_CALL, line)) == {**to_record(PHONIC_CALL, line), "text": ""}
+    tool = ToolCall(tool_call_id="tc_1", item_idx=0, name="charge", arguments={"card": 1}, result="ok")
+    stripped_tool = without_words(to_record(PHONIC_CALL, tool))
+    assert (stripped_tool["name"], stripped_tool["arguments"], stripped_tool["result"]) == (
+        "charge",
+        None,
+        None,
+    )
+    frame_error = DecodeError(reason="bad", raw="My card is 4111.", received_at=RECEIVED)
+    assert without_words(to_record(PHONIC_CALL, frame_error))["raw"] is None

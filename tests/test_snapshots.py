@@ -348,3 +348,20 @@ def test_any_stream_loses_no_words_and_repeats_nothing(conversations):
         assert tracker.new_events(conversation, LATER) == [], "a snapshot seen again adds nothing"
     words = {item.transcript_text for item in conversations[-1].items if item.transcript_text}
     assert words <= set(said), "every turn's words were delivered"
+
+
+def test_zero_data_retention_reaches_the_call_and_stays_on():
+    decoder = PHONIC.new_decoder()
+
+    def snapshot_with(**fields):
+        return decoder.decode(json.dumps(sdk.update(sdk.conversation(**fields))), FIRST).conversation
+
+    call = Call("phonic", "conv_sdk")
+    update_call(call, snapshot_with(data_retention_policy={"zero_data_retention": False}))
+    assert call.zero_data_retention is False
+    update_call(call, snapshot_with(data_retention_policy={"zero_data_retention": True}))
+    assert call.zero_data_retention is True
+    no_longer = {"data_retention_policy": {"zero_data_retention": False}}
+    for later in (no_longer, {}, {"data_retention_policy": 7}):
+        update_call(call, snapshot_with(**later))
+        assert call.zero_data_retention is True, later

@@ -8,5 +8,15 @@ from ._converter import HiyaMessage, PhonicMessage
 from ._decoder import Decoder, PhonicDecoder
 from ._record import to_json, to_record
 from ._server_words import server_words
+from ._words import without_words
 
-__all__ = ["Decoder", "HiyaMessage", "PhonicDecoder", "PhonicMessage", "server_words", "to_json", "to_record"]
+__all__ = [
+    "Decoder",
+    "HiyaMessage",
+    "PhonicDecoder",
+    "PhonicMessage",
+    "server_words",
+    "to_json",
+    "to_record",
+    "without_words",
+]

@@ -20,6 +20,7 @@ from cattrs import transform_error
 from cattrs.errors import AttributeValidationNote, BaseValidationError
 from cattrs.v import format_exception
 
+from .._safety.secrets import remember_audio_url
 from ..events import Conversation, ConversationItem, ConversationUpdated, DecodeError, Event, UnknownMessage
 from ._converter import (
     NEEDED_FIELDS,
@@ -125,6 +126,11 @@ class PhonicDecoder(Decoder):
 
     A field read leniently whose value could not be read is kept in ``extra``;
     every snapshot repeats it, so it is logged once per field per watch.
+
+    Each ``audio_url`` of a new or changed item (and of the conversation) is
+    remembered as a secret before the snapshot is decoded, so ``redact()``
+    blanks it even if the snapshot turns out undecodable; items from the
+    cache had theirs remembered when first seen.
     """
 
     def __init__(self) -> None:
@@ -143,6 +149,7 @@ class PhonicDecoder(Decoder):
                 hit[1] if hit is not None and hit[0] == raw else raw for hit, raw in zip(cached, raw_items)
             ]
             message["conversation"]["items"] = items
+            _remember_audio_urls(message["conversation"], items)
         event = super()._event(message, received_at)
         if type(event) is ConversationUpdated:
             conversation = event.conversation
@@ -162,6 +169,15 @@ class PhonicDecoder(Decoder):
             if path not in self._reported:
                 self._reported.add(path)
                 log.warning("phonic %s: unexpected %s value, kept as sent in extra", path, json_type(value))
+
+
+def _remember_audio_urls(conversation: dict[str, Any], items: list[Any]) -> None:
+    """The links of the conversation and of its items not taken from the cache (wire dicts)."""
+    for model in (conversation, *items):
+        if model.__class__ is dict:
+            url = model.get("audio_url")
+            if url.__class__ is str:
+                remember_audio_url(url)
 
 
 def _lenient(model: Union[Conversation, ConversationItem]) -> "frozenset[str]":

@@ -2,7 +2,10 @@
 
 Every value a ``Credential`` hands out is remembered so that log filters and
 error messages can blank it, whatever path it took into a string: as it is,
-percent-encoded in a URL, escaped in JSON or HTML.
+percent-encoded in a URL, escaped in JSON or HTML.  So is every Phonic
+``audio_url`` the decoder sees (:func:`remember_audio_url`): a presigned link
+is a credential to the turn's audio, but one that ``livecall watch --format
+jsonl --keep-audio-urls`` may print on purpose, so it is told apart.
 """
 
 import html
@@ -17,12 +20,21 @@ from re import Pattern
 from typing import Callable, Optional, Union
 from urllib.parse import quote, quote_plus
 
-__all__ = ["MIN_SECRET_LENGTH", "Credential", "HiddenLines", "RedactingFilter", "redact"]
+__all__ = [
+    "MASK",
+    "MIN_SECRET_LENGTH",
+    "Credential",
+    "HiddenLines",
+    "RedactingFilter",
+    "redact",
+    "remember_audio_url",
+]
 
 log = logging.getLogger("livecall.secrets")
 
 Source = Union[str, Callable[[], str], None]
-_MASK = "***"
+#: What a secret is replaced with, wherever it is blanked.
+MASK = "***"
 
 #: Shorter values could be ordinary words: blanking them would blank those words
 #: in every transcript, so they are not redacted, and a warning says so.
@@ -51,13 +63,15 @@ _ANCHOR_RUNS = re.compile(f"(?<!{_ANCHOR_CHARACTERS}){_ANCHOR_CHARACTERS}{{{_SHO
 
 
 class _Secret:
-    """One secret: its anchor, and the pattern of all its forms, compiled the first time it is needed."""
+    """One secret: its anchor, and the pattern of all its forms, compiled the first time it is needed;
+    ``audio_url`` says it is a presigned audio link rather than a credential."""
 
-    __slots__ = ("value", "anchor", "_pattern")
+    __slots__ = ("value", "anchor", "audio_url", "_pattern")
 
-    def __init__(self, value: str):
+    def __init__(self, value: str, audio_url: bool = False):
         self.value = value
         self.anchor = _anchor(value)
+        self.audio_url = audio_url
         self._pattern: Optional[Pattern[str]] = None
 
     @property
@@ -97,7 +111,8 @@ class _Known:
         #: Secrets whose anchor is shorter than ``_SHORTEST_ANCHOR``: looked for one by one.
         self.unanchored: tuple[_Secret, ...] = ()
 
-    def add(self, value: str) -> None:
+    def add(self, value: str, audio_url: bool = False) -> None:
+        """Know ``value`` from now on; a too short credential is reported (a link is only skipped)."""
         with self._lock:
             if value in self._values or value in self._too_short:
                 return
@@ -105,8 +120,10 @@ class _Known:
                 self._too_short.add(value)
             else:
                 self._values.add(value)
-                self._index(_Secret(value))
+                self._index(_Secret(value, audio_url))
                 return
+        if audio_url:
+            return
         log.warning(
             "a credential of %d characters is too short to blank from output without blanking "
             "ordinary words: it is not redacted (secrets of %d characters or more are)",
@@ -233,7 +250,7 @@ class Credential:
         return self._source is not None or bool(self._env and os.environ.get(self._env))
 
     def __repr__(self) -> str:
-        return f"Credential({_MASK})"
+        return f"Credential({MASK})"
 
 
 class HiddenText(str):
@@ -272,12 +289,26 @@ class HiddenLines:
         return f"<{len(self._lines)} lines, not shown>"
 
 
-def redact(text: str) -> str:
+def remember_audio_url(url: str) -> None:
+    """Blank ``url``, a presigned audio link, wherever ``redact()`` looks, for the life of the process.
+
+    The decoder calls it for each Phonic ``audio_url`` it reads, before the
+    snapshot holding it is decoded: from then on the link is blanked in logs
+    at any verbosity, exception texts, and any sink's text, whatever path it
+    took there (a record's field is blanked by name besides).  The process
+    keeps each link: some hundred bytes per turn watched.
+    """
+    _known.add(url, audio_url=True)
+
+
+def redact(text: str, *, keep_audio_urls: bool = False) -> str:
     """``text`` with every credential livecall knows of blanked.
 
     Those are the values of every ``Credential`` made or read so far in this
     process: the clients' tokens and keys, and whatever secrets plugins hold in
-    a ``Credential`` of their own.  Each is blanked as it is and in the forms
+    a ``Credential`` of their own; and every Phonic ``audio_url`` (a presigned
+    link to a turn's audio) decoded so far, unless ``keep_audio_urls`` is
+    true, for output that keeps them on purpose.  Each is blanked as it is and in the forms
     a server echoing it would use: percent-encoded (``quote``,
     ``quote_plus``, upper or lower case hex), JSON-escaped and HTML-escaped.
     A secret of 16 characters or more is blanked wherever it appears; a
@@ -286,7 +317,8 @@ def redact(text: str) -> str:
     before cutting text short, or a secret's first characters survive the cut.
     """
     for secret in _known.found_in(text):
-        text = secret.pattern.sub(_MASK, text)
+        if not (keep_audio_urls and secret.audio_url):
+            text = secret.pattern.sub(MASK, text)
     return text
 
 

@@ -1,7 +1,8 @@
 """What ``livecall watch`` prints on stdout: ``--format text`` or ``--format jsonl``.
 
 JSON lines are ASCII (JSON escapes every control character) and keep the
-exact words; the text transcript is for a terminal, so whatever a terminal
+exact words; Phonic's ``audio_url`` links are blanked unless
+``--keep-audio-urls`` asks for them.  The text transcript is for a terminal, so whatever a terminal
 would act on is shown escaped (``livecall.printable``).
 
 An ordinary plugin.  It adds ``--format``, and when the command configures
@@ -69,11 +70,23 @@ class _Printer:
 
 
 class JsonLines(_Printer):
-    """One JSON object per event: ``livecall.to_json``, the documented contract."""
+    """One JSON object per event: ``livecall.to_json``, the documented contract.
+
+    With ``--keep-audio-urls`` the presigned audio links stay in the records,
+    and ``redact()`` leaves them too: the user asked for them, on their own
+    terminal or file.  Credentials are blanked all the same.
+    """
+
+    def __init__(self, config: Config):
+        super().__init__(config)
+        self._keep_audio_urls = bool(getattr(config.options, "keep_audio_urls", False))
 
     @hookimpl
     def livecall_event(self, call: Call, event: events.Event) -> None:
-        self.write(to_json(call, event))
+        self.write(to_json(call, event, keep_audio_urls=self._keep_audio_urls))
+
+    def shown(self, line: str) -> str:
+        return redact(line, keep_audio_urls=self._keep_audio_urls)
 
 
 class TextTranscript(_Printer):
@@ -167,6 +180,12 @@ def livecall_addoption(parser: argparse.ArgumentParser) -> None:
         choices=list(FORMATS),
         default="text",
         help="text: a live transcript to read; jsonl: one JSON object per event (default: text)",
+    )
+    parser.add_argument(
+        "--keep-audio-urls",
+        action="store_true",
+        help="with --format jsonl, print Phonic's audio_url links as sent; each is a presigned link "
+        "that lets anyone holding it hear its turn for a day, so by default they read ***",
     )
 
 

@@ -180,11 +180,16 @@ def _role(role: Optional[str]) -> str:
 
 
 def update_call(call: Call, conversation: Conversation) -> None:
-    """What a snapshot says about the call: its numbers and direction, once sent.
+    """What a snapshot says about the call: its numbers and direction, once sent,
+    and whether its owner asked for zero data retention.
 
     ``phone`` is the other party's number: the callee of an outbound call, the
-    caller otherwise; None while it is withheld.
+    caller otherwise; None while it is withheld.  ``zero_data_retention`` only
+    ever turns on: a later snapshot without the policy, or with an odd one,
+    does not let sinks start keeping words of a call whose owner said not to.
     """
+    if conversation.zero_data_retention:
+        call.zero_data_retention = True
     for name, value in (
         ("from_phone", conversation.from_phone),
         ("to_phone", conversation.to_phone),

@@ -51,6 +51,13 @@ class ScenarioOptions:
     - ``seed``: makes the random choices repeatable.
     - ``flood_count``: how many messages ``flood`` sends.
     - ``join_timeout``: how long Hiya's ``screening`` waits for ``client:joinCall``.
+    - ``audio_urls``: Phonic's items carry an ``audio_url``, a presigned link
+      to the turn's audio (made up, but long and unique per turn, like the
+      real ones), as Phonic sends them.
+    - ``data_retention_policy``: sent as the conversation's
+      ``data_retention_policy`` in every Phonic snapshot, as given (any JSON
+      value, odd ones included), such as ``{"zero_data_retention": True}``;
+      None sends none.
     """
 
     drop_mode: tuple[DropMode, ...] = attrs.field(default="reset", converter=_modes)
@@ -61,6 +68,8 @@ class ScenarioOptions:
     seed: Optional[int] = None
     flood_count: int = attrs.field(default=1000, validator=_at_least(1))
     join_timeout: float = attrs.field(default=5.0, validator=_at_least(0))
+    audio_urls: bool = False
+    data_retention_policy: Any = attrs.field(default=None, hash=False)  # a dict is not hashable
 
     def drop_plan(self, message_count: int) -> list[tuple[int, DropMode]]:
         """Where each cut goes and how it cuts, for a script of ``message_count`` messages."""

@@ -8,6 +8,7 @@ stumble on: redactions, tool calls, ids appearing late, odd metadata.
 """
 
 import functools
+import hashlib
 import itertools
 import re
 import time
@@ -37,11 +38,26 @@ _GROWING_TURN, _PARTIAL_TEXT = 1, "Hi, I'd like to book"
 
 
 class _Conversation:
-    """Builds ``conversation-updated`` snapshots of one conversation as it grows."""
+    """Builds ``conversation-updated`` snapshots of one conversation as it grows.
 
-    def __init__(self, conversation_id: str):
+    The options it reads are those of what Phonic sends besides the words:
+    ``audio_urls`` and ``data_retention_policy``.
+    """
+
+    def __init__(self, conversation_id: str, options: ScenarioOptions):
         self.id = conversation_id
         self.started = datetime.now(timezone.utc)
+        self._options = options
+
+    def _with_audio(self, item: dict[str, Any]) -> dict[str, Any]:
+        """``item``, with its turn's presigned ``audio_url`` when the scenario sends them."""
+        if self._options.audio_urls:
+            turn = f"{self.id}/{item['item_idx']}"
+            signature = hashlib.sha256(turn.encode()).hexdigest()
+            item["audio_url"] = (
+                f"https://audio.phonic.example/{turn}.wav?X-Amz-Expires=86400&X-Amz-Signature={signature}"
+            )
+        return item
 
     def item(self, index: int, role: str, text: str, shape: str = "spec") -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -62,7 +78,7 @@ class _Conversation:
             item["text"] = None
         if shape == "no-id":
             del item["id"]
-        return item
+        return self._with_audio(item)
 
     def snapshot(
         self, items: Sequence[dict[str, Any]], ended: bool = False, **changes: Any
@@ -101,6 +117,8 @@ class _Conversation:
             "annotations": {},
             "items": list(items),
         }
+        if self._options.data_retention_policy is not None:
+            conversation["data_retention_policy"] = self._options.data_retention_policy
         conversation.update(changes)
         return {"type": "conversation-updated", "conversation": conversation}
 
@@ -121,7 +139,7 @@ class _Conversation:
             "tool_calls": [],
         }
         item.update(changes)
-        return item
+        return self._with_audio(item)
 
 
 def _words(item: Mapping[str, Any]) -> str:
@@ -130,7 +148,7 @@ def _words(item: Mapping[str, Any]) -> str:
 
 def conversation(options: ScenarioOptions, credentials: Mapping[str, str]) -> Script:
     """Items appear one by one; one item's text grows across two snapshots."""
-    conv = _Conversation(credentials["conversation_id"])
+    conv = _Conversation(credentials["conversation_id"], options)
     items = [conv.item(index, *turn) for index, turn in enumerate(_TURNS)]
     partial = conv.item(_GROWING_TURN, _TURNS[_GROWING_TURN][0], _PARTIAL_TEXT)
     stages = [items[:n] for n in range(1, len(items) + 1)]
@@ -146,7 +164,7 @@ LONG_TURNS = 200
 
 def long(options: ScenarioOptions, credentials: Mapping[str, str]) -> Script:
     """``LONG_TURNS`` turns, the scripted five over and over, one new item per snapshot."""
-    conv = _Conversation(credentials["conversation_id"])
+    conv = _Conversation(credentials["conversation_id"], options)
     turns = itertools.islice(itertools.cycle(_TURNS), LONG_TURNS)
     items = [
         conv.item(index, role, f"{text} ({index})", shape) for index, (role, text, shape) in enumerate(turns)
@@ -194,7 +212,7 @@ def sdk(options: ScenarioOptions, credentials: Mapping[str, str]) -> Script:
     completes, a turn redacted after it was said, one redacted from the start, and
     metadata a strict reader would refuse (``ended_by`` an object, an ``ended_at``
     that overflows in UTC)."""
-    conv = _Conversation(credentials["conversation_id"])
+    conv = _Conversation(credentials["conversation_id"], options)
     outbound: dict[str, Any] = {
         "origin": "outbound",
         "from_phone_number": CALLEE,  # the agent's number
@@ -230,7 +248,7 @@ def _flood_snapshot(conv: _Conversation, number: int) -> dict[str, Any]:
 def flood(options: ScenarioOptions, credentials: Mapping[str, str]) -> Script:
     """``flood_count`` snapshots flat out, each with one item whose text changes;
     the item's extra ``sent_at`` field is its send time (epoch seconds)."""
-    conv = _Conversation(credentials["conversation_id"])
+    conv = _Conversation(credentials["conversation_id"], options)
     numbers = range(1, options.flood_count + 1)
     messages = (Send(functools.partial(_flood_snapshot, conv, n), snapshot=True) for n in numbers)
     return Script((*messages, _ENDED), initial=conv.snapshot([]), paced=False)

@@ -57,13 +57,23 @@ def livecall_addoption(parser):
         help="write cells starting with = + - @ as they are, for programs; by default they get a "
         "leading ' so that a spreadsheet shows them as text",
     )
+    group.add_argument(
+        "--csv-keep-words",
+        action="store_true",
+        help="write the words of Phonic calls whose owner asked for zero data retention too; by default "
+        "their rows have an empty text",
+    )
 
 
 @livecall.hookimpl
 def livecall_configure(config):
     path = getattr(config.options, "csv", None)
     if path:
-        writer = CsvWriter(path, keep_formulas=getattr(config.options, "csv_keep_formulas", False))
+        writer = CsvWriter(
+            path,
+            keep_formulas=getattr(config.options, "csv_keep_formulas", False),
+            keep_words=getattr(config.options, "csv_keep_words", False),
+        )
         config.register(writer, name=_REGISTERED_AS, close=lambda: _finish(config, writer))
 
 
@@ -99,6 +109,11 @@ class CsvWriter:
     ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` so it
     shows as text instead of running as a formula (``keep_formulas=True``
     writes the words as they are, for programs).  Credentials are blanked.
+
+    A call whose owner asked Phonic for zero data retention
+    (``call.zero_data_retention``) keeps its rows, each with an empty
+    ``text``: the file shows who spoke when, never what was said.
+    ``keep_words=True`` writes the words anyway.
     A new file is readable by its owner only (it holds personal data); a
     last row cut off by a crash is removed before appending.  A row that
     cannot be written (a full disk) is taken back out, so the file holds
@@ -106,9 +121,10 @@ class CsvWriter:
     rows after it are tried again.
     """
 
-    def __init__(self, path: str, keep_formulas: bool = False):
+    def __init__(self, path: str, keep_formulas: bool = False, keep_words: bool = False):
         self.path = os.fspath(path)
         self._keep_formulas = keep_formulas
+        self._keep_words = keep_words
         self._per_call = PLACEHOLDER in self.path
         self._lock = threading.Lock()
         self._files: dict[str, _CsvFile] = {}
@@ -138,7 +154,9 @@ class CsvWriter:
 
     @livecall.hookimpl
     def livecall_transcript(self, call, transcript):
-        record = livecall.to_record(call, transcript)
+        record = livecall.to_record(
+            call, transcript, keep_words=self._keep_words or not call.zero_data_retention
+        )
         row = [self._cell(record[column]) for column in COLUMNS]
         with self._lock:
             path = self.path_for(call)

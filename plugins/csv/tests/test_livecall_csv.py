@@ -398,3 +398,37 @@ def test_an_item_id_a_spreadsheet_would_run_is_neutralised(tmp_path):
     (row,) = read_rows(path)[1:]
     assert row[COLUMNS.index("item_id")] == "'=cmd|' /C calc'!A0"
     assert row[COLUMNS.index("revised")] == "true" and row[COLUMNS.index("redacted")] == "false"
+
+
+ZERO_RETENTION = {"zero_data_retention": True}
+SOME_RETENTION = {
+    "zero_data_retention": False,
+    "transcripts": {"delete_after_hours": 24},
+    "audio_recordings": {"delete_after_hours": 24},
+}
+
+
+@pytest.mark.parametrize(
+    "policy, options, words_kept",
+    [
+        (ZERO_RETENTION, (), False),
+        (SOME_RETENTION, (), True),
+        (ZERO_RETENTION, ("--csv-keep-words",), True),
+    ],
+    ids=["zero-retention", "retention", "zero-retention-kept-anyway"],
+)
+def test_a_zero_retention_call_keeps_its_rows_without_words(tmp_path, policy, options, words_kept):
+    path = tmp_path / "calls.csv"
+    config = configure(livecall_csv, "--csv", str(path), *options)
+    with Simulator("phonic", "sdk", data_retention_policy=policy) as sim:
+        client = livecall.PhonicClient(**sim.client_kwargs(), plugin_manager=config.plugin_manager)
+        transcripts = []
+        client.on(livecall.Transcript, lambda call, event: transcripts.append(event))
+        client.run()
+    config.close()
+    rows = read_rows(path)[1:]
+    text = COLUMNS.index("text")
+    assert len(rows) == len(transcripts) == 5
+    assert [row[text] for row in rows] == ([t.text for t in transcripts] if words_kept else [""] * 5)
+    assert [row[COLUMNS.index("item_idx")] for row in rows] == [str(t.item_idx) for t in transcripts]
+    assert [row[COLUMNS.index("role")] for row in rows] == [str(t.role) for t in transcripts]

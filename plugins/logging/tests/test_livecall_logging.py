@@ -313,3 +313,28 @@ def test_a_server_echoing_a_token_reaches_no_record_of_any_handler(app_handler):
     logger.livecall_event(call, livecall.Transcript(text=f"it is {token}", role="other"))
     messages = [record.getMessage() for record in app_handler.events()]
     assert messages == ["server error: bad token ***\nERROR forged", "other: it is ***"]
+
+
+class LeakingAudioUrls:
+    """A plugin that fails with each turn's presigned audio link in its message."""
+
+    @livecall.hookimpl
+    def livecall_event(self, call, event):
+        if isinstance(event, livecall.ConversationUpdated) and event.conversation.items:
+            raise ValueError(f"cannot fetch {event.conversation.items[-1].extra['audio_url']}")
+
+
+def test_no_audio_url_reaches_a_record(app_handler):
+    with Simulator("phonic", "sdk", audio_urls=True) as sim:
+        _, events = watch(sim, LeakingAudioUrls(), EventLogger())
+    links = {
+        item.extra["audio_url"]
+        for event in events
+        if isinstance(event, livecall.ConversationUpdated)
+        for item in event.conversation.items
+    }
+    failures = app_handler.of("failure")
+    assert len(links) == 4 and failures and all("cannot fetch ***" in r.getMessage() for r in failures)
+    formatter = logging.Formatter(livecall_logging.FORMAT)
+    for record in app_handler.events():
+        assert not any(link in formatter.format(record) + repr(vars(record)) for link in links)

@@ -120,6 +120,12 @@ def _add_worker(subparsers: Any) -> None:
         help="run CMD for a fresh Hiya bearer token on every connection attempt (default: $HIYA_TOKEN)",
     )
     group.add_argument(
+        "--keep-words",
+        action="store_true",
+        help="write the words of Phonic calls whose owner asked for zero data retention to the events "
+        "stream too; by default their events are written without words",
+    )
+    group.add_argument(
         "--metrics-port", metavar="PORT", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT"
     )
     streams = worker.add_argument_group("streams")
@@ -169,6 +175,7 @@ def worker_command(config: livecall.Config) -> int:
         phonic_url=options.phonic_url,
         allowed_urls=options.allow_url,
         hiya_token_command=options.hiya_token_command,
+        keep_words=options.keep_words,
         **{name: getattr(options, name) for name, _, _ in _TUNING},
     )
     if options.processes == 1:

@@ -97,6 +97,8 @@ class WorkerSettings:
     connect_timeout: float = attrs.field(default=10.0, validator=_positive)
     #: Seconds the hub's I/O thread may go without finishing a turn before leases go unrenewed.
     hub_stall: float = attrs.field(default=5.0, validator=_positive)
+    #: Keep the words of calls whose owner asked for zero data retention on the events stream.
+    keep_words: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.renew >= self.lease:

@@ -65,7 +65,13 @@ class Worker:
         )
         self._pm = plugin_manager
         self._new_writer = functools.partial(
-            EventWriter, self._scripts, self.stats, self._reachable, settings.events_maxlen, settings.key_ttl
+            EventWriter,
+            self._scripts,
+            self.stats,
+            self._reachable,
+            settings.events_maxlen,
+            settings.key_ttl,
+            keep_words=settings.keep_words,
         )
         self._credentials = settings.credentials(plugin_manager)
         self._held: dict[str, Lease] = {}

@@ -65,7 +65,14 @@ class EventWriter:
 
     The event's JSON is redacted as every other sink's is: a server that
     echoes a credential (the API key, the bearer or conversation token) must
-    not put it on a stream that every consumer group reads.
+    not put it on a stream that every consumer group reads; Phonic's
+    presigned ``audio_url`` links are blanked too.
+
+    The stream keeps what it is given, so a call whose owner asked for zero
+    data retention (``call.zero_data_retention``) has its events written
+    without words (``livecall.without_words``), unless ``keep_words`` (the
+    worker's ``--keep-words``) says to keep them anyway.  Keys are made from
+    the whole event, so workers agree on them whichever they write.
     """
 
     def __init__(
@@ -76,6 +83,8 @@ class EventWriter:
         maxlen: int,
         key_ttl: int,
         lease: Lease,
+        *,
+        keep_words: bool = False,
     ):
         self._scripts = scripts
         self._stats = stats
@@ -83,6 +92,7 @@ class EventWriter:
         self._maxlen = maxlen
         self._key_ttl = key_ttl
         self._lease = lease
+        self._keep_words = keep_words
 
     @livecall.hookimpl
     def livecall_event(self, call: livecall.Call, event: livecall.Event) -> None:
@@ -92,7 +102,10 @@ class EventWriter:
         if isinstance(event, livecall.Reconnecting):
             self._stats.add("reconnects")
         record = livecall.to_record(call, event)
-        outcome = self._write(lease.keys.key(call, event, record), livecall.redact(json.dumps(record)))
+        key = lease.keys.key(call, event, record)
+        if call.zero_data_retention and not self._keep_words:
+            record = livecall.without_words(record)
+        outcome = self._write(key, livecall.redact(json.dumps(record)))
         if outcome == WRITTEN:
             self._stats.add("events_written")
         elif outcome == DUPLICATE:

@@ -80,6 +80,12 @@ def livecall_addoption(parser):
         default=DEFAULT_DEAD_LETTER,
         help="append undelivered events to PATH, one JSON line each (default: %(default)s)",
     )
+    group.add_argument(
+        "--webhook-keep-words",
+        action="store_true",
+        help="keep the words of Phonic calls whose owner asked for zero data retention in the spool and "
+        "the dead-letter file too; by default only the requests carry them",
+    )
 
 
 @livecall.hookimpl
@@ -123,6 +129,7 @@ def livecall_configure(config):
                 options.webhook_dead_letter,
                 queue_size=options.webhook_queue_size,
                 queue_bytes=options.webhook_queue_bytes,
+                keep_words=options.webhook_keep_words,
             )
         except livecall.ConfigurationError:
             sender.close()

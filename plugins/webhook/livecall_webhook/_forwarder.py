@@ -1,10 +1,11 @@
 """The plugin proper: a queue between the hooks and one delivering thread, spooled to disk."""
 
 import collections
+import json
 import logging
 import threading
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
 
@@ -27,7 +28,8 @@ _POLL = 0.1
 
 @attrs.frozen
 class _Delivery:
-    """An event on its way, held once: its request body is cut out of its line when it is sent."""
+    """An event on its way, held once: its request body is cut out of its line when it is sent,
+    unless the body holds words the line leaves out (``sent``)."""
 
     call_id: str
     kind: str
@@ -35,10 +37,19 @@ class _Delivery:
     #: The sealed dead-letter line, written ahead to the spool; the body is a part of it.
     line: bytes = attrs.field(repr=False)
     body_start: int
+    #: The request body when it is not the line's: the words of a call that keeps none on disk.
+    sent: Optional[bytes] = attrs.field(default=None, repr=False)
 
     @property
     def body(self) -> bytes:
+        if self.sent is not None:
+            return self.sent
         return self.line[self.body_start : -len(b"}\n")]
+
+    @property
+    def size(self) -> int:
+        """The bytes it holds in the queue."""
+        return len(self.line) + (len(self.sent) if self.sent is not None else 0)
 
 
 class WebhookForwarder:
@@ -57,7 +68,15 @@ class WebhookForwarder:
     and puts what is left there too.
 
     Bodies are redacted with ``livecall.redact()``: a server that echoes a
-    token in an ``error`` message or a close reason does not get it posted.
+    token in an ``error`` message or a close reason does not get it posted,
+    and Phonic's presigned ``audio_url`` links are blanked.
+
+    The spool and the dead-letter file keep what they are given, so for a
+    call whose owner asked for zero data retention (``call.zero_data_retention``)
+    their lines hold the event without words (``livecall.without_words``),
+    and so does a replay of them; the request sent now still carries the
+    words, since forwarding them is not keeping them.  ``keep_words=True``
+    (``--webhook-keep-words``) keeps the words on disk too.
 
     Delivery is at least once: an event whose answer timed out may have
     arrived and is sent again.  It carries the same ``webhook-id`` every
@@ -71,6 +90,7 @@ class WebhookForwarder:
         *,
         queue_size: int = 1000,
         queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        keep_words: bool = False,
     ):
         if queue_size < 1 or queue_bytes < 1:
             raise livecall.ConfigurationError("the webhook queue size and bytes must be 1 or more")
@@ -89,6 +109,7 @@ class WebhookForwarder:
         self.unsent = 0
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
+        self._keep_words = keep_words
         self._waiting: collections.deque[_Delivery] = collections.deque()
         #: Bytes of the events waiting and the one being sent: all the queue holds.
         self._held_bytes = 0
@@ -104,10 +125,15 @@ class WebhookForwarder:
 
     @livecall.hookimpl
     def livecall_event(self, call, event):
-        body = livecall.redact(livecall.to_json(call, event)).encode("utf-8")
-        message = Message(new_message_id(), body)
+        record = livecall.to_record(call, event)
+        body = _body(record)
+        kept = body
+        if call.zero_data_retention and not self._keep_words:
+            kept = _body(livecall.without_words(record))
+        message = Message(new_message_id(), kept)
         line = encode(message, self.sender.key)
-        self._submit(_Delivery(call.id, event.kind, message.id, line, body_start(line, message)))
+        sent = body if kept != body else None
+        self._submit(_Delivery(call.id, event.kind, message.id, line, body_start(line, message), sent))
 
     def close(self, timeout: float = 30.0) -> None:
         """Wait up to ``timeout`` seconds for pending deliveries, then dead-letter the rest.
@@ -168,7 +194,7 @@ class WebhookForwarder:
             if self._stop.is_set():
                 self._give_up(delivery, "it came after close()")
                 return
-            size = len(delivery.line)
+            size = delivery.size
             full = len(self._waiting) >= self.queue_size
             if full or (self._pending and self._held_bytes + size > self.queue_bytes):
                 if not self._overflowing:
@@ -224,7 +250,7 @@ class WebhookForwarder:
     def _done(self, delivery: _Delivery) -> None:
         """The event is delivered or dead-lettered: the queue no longer holds it."""
         self._pending -= 1
-        self._held_bytes -= len(delivery.line)
+        self._held_bytes -= delivery.size
         if not self._pending:
             self._spool.empty_if_large()
         self._idle.notify_all()
@@ -252,6 +278,11 @@ class WebhookForwarder:
         """Dead-letter the event; only then may the spool forget it."""
         if self.dead_letter.append(delivery.line):
             self._spool.done(delivery.message_id)
+
+
+def _body(record: dict[str, Any]) -> bytes:
+    """A request body: the record's JSON line, credentials and known audio links blanked."""
+    return livecall.redact(json.dumps(record)).encode("utf-8")
 
 
 def _recover(dead_letter: str) -> int:
