@@ -28,6 +28,14 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 
 install: $(STAMP)
 
+# demo: only what the demo runs (livecall, the simulator's extra, the plugins), with pip's
+# progress shown; the test, docs and lint tools wait for `make install` (and so `make test`).
+DEMO_STAMP := $(VENV)/.demo-installed
+$(DEMO_STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --progress-bar on -e '.[testing]' $(foreach d,$(PLUGIN_DIRS),-e '$(d)')
+	touch $@
+
 LINT_PATHS := livecall plugins tests benchmarks docs
 
 lint: install
@@ -66,7 +74,7 @@ $(CONFORMANCE_VENV)/.installed: conformance/setup.sh conformance/port_autobahnte
 conformance: install $(CONFORMANCE_VENV)/.installed
 	$(BIN)/python conformance/run.py $(CONFORMANCE_VENV)/bin/python $(CONFORMANCE_AGENTS)
 
-demo: install
+demo: $(DEMO_STAMP)
 	$(BIN)/livecall demo
 
 dist: install

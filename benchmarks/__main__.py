@@ -18,10 +18,10 @@ import websocket
 
 import livecall
 
-from . import concurrency, large_messages, latency, shutdown, slow_plugin, snapshots, throughput
+from . import concurrency, large_messages, latency, replay, shutdown, slow_plugin, snapshots, throughput
 from ._report import Row, missed, render
 
-MODULES = (throughput, latency, concurrency, snapshots, slow_plugin, shutdown, large_messages)
+MODULES = (throughput, latency, concurrency, snapshots, slow_plugin, shutdown, large_messages, replay)
 BENCHMARKS = {module.NAME: module for module in MODULES}
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 

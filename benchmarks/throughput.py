@@ -16,7 +16,7 @@ so that noise from the machine falls on all of them alike:
 import importlib.util
 import json
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import websocket
 
@@ -91,13 +91,19 @@ def hiya_client(url: str, **options: Any) -> livecall.HiyaClient:
 
 
 def livecall_run(url: str) -> dict[str, float]:
+    count, seconds = counted_run(lambda counter: hiya_client(url, plugins=[counter]))
+    return dict(messages=count, seconds=seconds)
+
+
+def counted_run(new_client: Callable[[Counter], livecall.LiveClient]) -> tuple[int, float]:
+    """Watch a call to its end with a ``Counter``; its events, and the seconds until the last."""
     counter = Counter()
-    client = hiya_client(url, plugins=[counter])
+    client = new_client(counter)
     started = time.perf_counter()
     client.run()
     if counter.finished_at is None:
         raise RuntimeError(f"the call did not end; {counter.count} events arrived")
-    return dict(messages=counter.count, seconds=counter.finished_at - started)
+    return counter.count, counter.finished_at - started
 
 
 def _one(variant: str, url: str) -> dict[str, float]:

@@ -19,6 +19,7 @@ from ._watch.backoff import Backoff
 from ._watch.client import LiveClient
 from ._watch.credential_source import CredentialSource
 from ._watch.provider import Provider, get_provider, providers
+from ._watch.recording import RecordingWriter
 from ._watch.waiting import wait_all, wait_any
 from .call import Call, EndReason
 from .config import Config
@@ -89,6 +90,7 @@ __all__ = [
     "Provider",
     "ProxySettings",
     "Reconnecting",
+    "RecordingWriter",
     "RedactingFilter",
     "RetriesExhaustedError",
     "Role",

@@ -7,8 +7,14 @@ third-party plugin.
 An installed plugin that fails to load is skipped with one warning naming it,
 and remembered, so that ``livecall plugins`` can show why: one broken package
 must not break every command and every program that uses livecall.
+
+A hook implementation whose name livecall does not know (``livecall_transcripts``)
+would never be called, and pluggy accepts it without a word: every manager made
+here says so as the plugin is registered, naming the nearest real hook, and a
+strict one refuses the plugin instead.
 """
 
+import difflib
 import importlib
 import importlib.metadata
 import inspect
@@ -22,11 +28,14 @@ from typing import Any, Optional
 import pluggy
 
 from . import hookspecs
+from .errors import LivecallError
 
 __all__ = [
     "DISABLE_AUTOLOAD_ENV",
     "ENTRY_POINT_GROUP",
     "PLUGINS_ENV",
+    "STRICT_ENV",
+    "UnknownHookError",
     "create_plugin_manager",
     "get_plugin_manager",
     "get_plugins",
@@ -39,7 +48,11 @@ ENTRY_POINT_GROUP = "livecall"
 DISABLE_AUTOLOAD_ENV = "LIVECALL_DISABLE_PLUGIN_AUTOLOAD"
 #: Comma-separated names of the installed plugins to load, and no others; empty: none.
 PLUGINS_ENV = "LIVECALL_PLUGINS"
+#: Set to refuse a plugin implementing a hook livecall does not have, rather than warn of it.
+STRICT_ENV = "LIVECALL_STRICT_PLUGINS"
 _OFF = frozenset({"", "0", "false", "no", "off"})
+#: pluggy's project name: only implementations named so are meant as hooks (not a plugin's helpers).
+_HOOK_PREFIX = ENTRY_POINT_GROUP + "_"
 
 #: Built-ins, written as ordinary plugins; ``-p no:NAME`` disables them too.
 DEFAULT_PLUGINS: dict[str, str] = {"output": "livecall.default_plugins.output"}
@@ -52,6 +65,7 @@ def create_plugin_manager(
     modules: Iterable[str] = (),
     disabled: Iterable[str] = (),
     autoload: Optional[bool] = None,
+    strict: Optional[bool] = None,
 ) -> pluggy.PluginManager:
     """A manager with the built-ins, installed plugins and ``modules`` registered.
 
@@ -62,12 +76,21 @@ def create_plugin_manager(
     ``0``/``false``; ``LIVECALL_PLUGINS=a,b`` then loads only the installed
     plugins named.  An installed plugin that fails to load is skipped with a
     warning and listed by ``get_plugins()`` with the reason.
+
+    A plugin implementing a ``livecall_*`` hook that does not exist gets a
+    warning naming the nearest hook, here and whenever it is registered later;
+    with ``strict`` (default: on when ``LIVECALL_STRICT_PLUGINS`` is set to
+    something other than ``0``/``false``) it is refused with
+    ``UnknownHookError`` instead, from this function for an installed or
+    ``-p`` plugin, from ``register()`` for one registered later.
     """
-    pm = bare_plugin_manager()
+    if strict is None:
+        strict = _env_flag(STRICT_ENV)
+    pm = bare_plugin_manager(strict=strict)
     for name in disabled:
         pm.set_blocked(name)
     if autoload is None:
-        autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() in _OFF
+        autoload = not _env_flag(DISABLE_AUTOLOAD_ENV)
     if autoload:
         _load_installed(pm, _chosen())
     for name in modules:
@@ -79,6 +102,11 @@ def create_plugin_manager(
         if not pm.is_blocked(name):
             pm.register(importlib.import_module(module), name=name)
     return pm
+
+
+def _env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to anything but nothing, 0, false, no or off."""
+    return os.environ.get(name, "").strip().lower() not in _OFF
 
 
 def _chosen() -> Optional[set[str]]:
@@ -108,6 +136,8 @@ def _load_installed(pm: pluggy.PluginManager, chosen: Optional[set[str]]) -> Non
             continue
         try:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
+        except UnknownHookError:  # strict: an error, not a plugin to skip
+            raise
         except (Exception, SystemExit) as error:  # an import error, a bad hook, sys.exit()...
             if pm.get_plugin(name) is not None:  # pluggy leaves a plugin it refused half registered
                 pm.unregister(name=name)
@@ -133,11 +163,91 @@ _failures: "weakref.WeakKeyDictionary[pluggy.PluginManager, dict[str, dict[str, 
 )
 
 
-def bare_plugin_manager() -> pluggy.PluginManager:
-    """A manager that knows livecall's hooks and holds no plugin, not even the built-ins."""
-    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
-    pm.add_hookspecs(hookspecs)
-    return pm
+class UnknownHookError(LivecallError, pluggy.PluginValidationError):
+    """A plugin implements a ``livecall_*`` hook that livecall does not have (strict mode).
+
+    A ``PluginValidationError``, as pluggy's own refusals are, and a
+    ``LivecallError``, so that the command says it in one line.
+    """
+
+
+class _CheckingPluginManager(pluggy.PluginManager):
+    """pluggy's manager, which names a plugin's misspelt hooks as it registers the plugin.
+
+    pluggy keeps an implementation without a hook specification in case the
+    specification comes later; livecall's hooks are all known up front, so
+    such an implementation is a mistake that would go unnoticed.
+    """
+
+    def __init__(self, strict: bool) -> None:
+        super().__init__(ENTRY_POINT_GROUP)
+        self.strict = strict
+        self.add_hookspecs(hookspecs)
+
+    def register(self, plugin: object, name: Optional[str] = None) -> Optional[str]:
+        registered_as = super().register(plugin, name)
+        if registered_as is None:  # a blocked name: not registered at all
+            return None
+        unknown = unknown_hooks(self, plugin)
+        if unknown:
+            message = f"plugin {_label(plugin, registered_as)!r} implements " + "; ".join(
+                f"{hook}, which is never called ({describe_unknown(guess)})"
+                for hook, guess in unknown.items()
+            )
+            if self.strict:
+                self.unregister(plugin)
+                raise UnknownHookError(plugin, f"{message}; the plugin is refused")
+            log.warning("%s", message)
+        return registered_as
+
+
+def _label(plugin: object, registered_as: str) -> str:
+    """The plugin's name; for one registered without a name, which pluggy names by its ``id()``,
+    its module's or class's name, which says more in a warning."""
+    if registered_as != str(id(plugin)):
+        return registered_as
+    return getattr(plugin, "__name__", None) or type(plugin).__qualname__
+
+
+def bare_plugin_manager(strict: bool = False) -> pluggy.PluginManager:
+    """A manager that knows livecall's hooks and holds no plugin, not even the built-ins.
+
+    It warns of a plugin implementing a hook livecall does not have, or with
+    ``strict`` refuses it with ``UnknownHookError``.
+    """
+    return _CheckingPluginManager(strict)
+
+
+def unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> dict[str, Optional[str]]:
+    """The ``livecall_*`` hooks ``plugin`` implements that ``pm`` has no specification of,
+    each with the nearest hook it has (None: none is near).
+
+    Implementations marked ``optionalhook`` are meant for hooks that may not exist.
+    """
+    unknown = {}
+    for caller in pm.get_hookcallers(plugin) or ():
+        if caller.has_spec() or not caller.name.startswith(_HOOK_PREFIX):
+            continue
+        if any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()):
+            unknown[caller.name] = nearest_hook(pm, caller.name)
+    return unknown
+
+
+def nearest_hook(pm: pluggy.PluginManager, name: str) -> Optional[str]:
+    """The hook of ``pm`` whose name is closest to ``name``, if one is close."""
+    known = [hook for hook in vars(pm.hook) if _has_spec(pm, hook)]
+    close = difflib.get_close_matches(name, known, n=1)
+    return close[0] if close else None
+
+
+def _has_spec(pm: pluggy.PluginManager, hook: str) -> bool:
+    caller = getattr(pm.hook, hook, None)
+    return caller is not None and caller.has_spec()
+
+
+def describe_unknown(guess: Optional[str]) -> str:
+    """``unknown hook: did you mean livecall_transcript?``, as warnings and listings say it."""
+    return f"unknown hook: did you mean {guess}?" if guess else "unknown hook"
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -154,17 +264,24 @@ def get_plugins(pm: Optional[pluggy.PluginManager] = None) -> list[dict[str, Any
 
     ``classes`` maps each class a plugin module offers with hooks of its own
     (registered by the plugin at run time, or by a program) to those hooks.
+    ``unknown_hooks`` maps each of those hooks, or the plugin's own, that
+    livecall does not have to the nearest hook it has (None: none is near).
     An installed plugin that failed to load has no hooks and an ``error``.
     """
     pm = pm or get_plugin_manager()
     distributions = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
-    plugins = [dict(failed, hooks=[], classes={}) for failed in _failures.get(pm, {}).values()]
+    plugins = [
+        dict(failed, hooks=[], classes={}, unknown_hooks={}) for failed in _failures.get(pm, {}).values()
+    ]
     for plugin in pm.get_plugins():
         name = pm.get_name(plugin)
+        classes, unknown = _classes_with_hooks(pm, plugin)
+        unknown.update(unknown_hooks(pm, plugin))
         info: dict[str, Any] = {
             "name": name,
             "hooks": sorted(caller.name for caller in pm.get_hookcallers(plugin) or ()),
-            "classes": _classes_with_hooks(pm, plugin),
+            "classes": classes,
+            "unknown_hooks": dict(sorted(unknown.items())),
         }
         dist = distributions.get(id(plugin))
         if dist is not None:
@@ -174,17 +291,24 @@ def get_plugins(pm: Optional[pluggy.PluginManager] = None) -> list[dict[str, Any
     return sorted(plugins, key=lambda info: info["name"])
 
 
-def _classes_with_hooks(pm: pluggy.PluginManager, plugin: object) -> dict[str, list[str]]:
-    """The classes a plugin module defines or exports from its own package, with their hooks."""
+def _classes_with_hooks(
+    pm: pluggy.PluginManager, plugin: object
+) -> tuple[dict[str, list[str]], dict[str, Optional[str]]]:
+    """The classes a plugin module defines or exports from its own package, with their hooks;
+    and those hooks livecall does not have, each with the nearest it has (as ``unknown_hooks``)."""
+    classes: dict[str, list[str]] = {}
+    unknown: dict[str, Optional[str]] = {}
     if not inspect.ismodule(plugin):
-        return {}
+        return classes, unknown
     package = plugin.__name__
-    classes = {}
     for cls in vars(plugin).values():
         module = getattr(cls, "__module__", "")
         if not inspect.isclass(cls) or not (module == package or module.startswith(package + ".")):
             continue
-        hooks = sorted(name for name in dir(cls) if pm.parse_hookimpl_opts(cls, name) is not None)
+        hooks = {name: opts for name in dir(cls) if (opts := pm.parse_hookimpl_opts(cls, name)) is not None}
         if hooks:
-            classes[cls.__qualname__] = hooks
-    return classes
+            classes[cls.__qualname__] = sorted(hooks)
+        for name, opts in hooks.items():
+            if name.startswith(_HOOK_PREFIX) and not _has_spec(pm, name) and not opts.get("optionalhook"):
+                unknown[name] = nearest_hook(pm, name)
+    return classes, unknown

@@ -1,6 +1,8 @@
 """What every ``livecall`` command shares: usage errors, stdout that cannot be written,
 ``python -m livecall``, and the global options ``-p``, ``-v``, ``-vv`` and ``--quiet`` anywhere."""
 
+import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import pytest
 from cli_process import LIVECALL, RECORDER, SECRETS, TIMEOUT, base_env, closed_port, livecall
 
+from livecall.cli import main
 from livecall.testing import Simulator
 
 
@@ -217,3 +220,107 @@ def test_vv_logs_frames_pings_and_pongs_but_no_payload():
     assert re.search(r"DEBUG livecall.connection: frame in: pong, 0 bytes", logged)
     assert "frame out: close, code 1000" in logged or "closing handshake's reply" in logged
     assert "Sunrise Dental" not in logged and "SECRET" not in logged, "no payload, no secret"
+
+
+# --- the command line's rough edges -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["wach"], "invalid choice: 'wach' (choose from "),
+        (["watch", "phonc"], "did you mean 'phonic'? (see: livecall watch --help)"),
+        (
+            [*PHONIC_ARGS, "--max-duraton", "2"],
+            "unrecognized arguments: --max-duraton 2 (did you mean --max-duration?)",
+        ),
+        (
+            ["plugins", "--jsno"],
+            "unrecognized arguments: --jsno (did you mean --json?) (see: livecall plugins --help)",
+        ),
+        ([*PHONIC_ARGS, "--bogus"], "unrecognized arguments: --bogus (see: livecall watch phonic --help)"),
+    ],
+)
+def test_a_mistyped_command_or_option_names_what_it_meant_and_the_command_s_help(args, message):
+    result = livecall(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    if args == ["wach"]:
+        assert result.stderr.endswith("; did you mean 'watch'? (see: livecall --help)\n")
+
+
+def test_dash_capital_v_is_version():
+    assert livecall("-V").stdout == livecall("--version").stdout != ""
+
+
+def test_short_credentials_make_one_warning_after_the_usage_errors():
+    for mistake, error in [
+        (["--usre-id", "x"], "unrecognized arguments: --usre-id x"),
+        ([], "Hiya needs the user's id"),  # found once the client is built
+    ]:
+        refused = livecall("watch", "hiya", "--token", "t", "--conversation-token", "u", *mistake)
+        assert refused.returncode == 2
+        assert refused.stderr.startswith(f"livecall: error: {error}")
+        assert refused.stderr.count("\n") == 1, "the usage error is all there is to read"
+    url = f"ws://127.0.0.1:{closed_port()}"
+    args = ["--token", "t", "--conversation-token", "u", "--user-id", "x", "--url", url, "--max-retries", "0"]
+    result = livecall("watch", "hiya", *args)
+    assert result.returncode == 4
+    warning, error = result.stderr.splitlines()
+    assert warning == (
+        "livecall: warning: a credential of 1 character is too short to blank from output without "
+        "blanking ordinary words: it is not redacted (secrets of 8 characters or more are); "
+        "so is 1 more credential"
+    )
+    assert error.startswith("livecall: error: gave up after 0 failed reconnect attempts")
+
+
+def test_main_returns_the_exit_status_as_the_console_script_and_python_dash_m_exit_with_it(capsys):
+    assert main(["plugins", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+    assert main(["plugins", "--bogus"]) == 2
+    assert main(["--version"]) == 0
+    for command in (LIVECALL, [sys.executable, "-m", "livecall"]):
+        result = subprocess.run(
+            [*command, "plugins", "--bogus"], capture_output=True, env=base_env(), timeout=TIMEOUT
+        )
+        assert result.returncode == 2
+
+
+@pytest.mark.parametrize("args", [["plugins"], ["plugins", "--json"], ["--help"], ["simulate", "--list"]])
+def test_a_reader_gone_ends_every_command_quietly_with_0(args):
+    """``livecall plugins | head -3``: the reader has gone before anything is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [*LIVECALL, *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=base_env(),
+            timeout=TIMEOUT,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_shell_completion_offers_the_commands_and_options(tmp_path):
+    if importlib.util.find_spec("argcomplete") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("argcomplete is not installed: the test extra installs it")
+        pytest.skip("argcomplete is not installed (pip install 'livecall[completion]')")
+    offered = tmp_path / "offered"
+
+    def complete(line):
+        env = base_env(_ARGCOMPLETE="1", COMP_LINE=line, COMP_POINT=str(len(line)))
+        env["_ARGCOMPLETE_STDOUT_FILENAME"] = str(offered)
+        result = subprocess.run(LIVECALL, capture_output=True, text=True, env=env, timeout=TIMEOUT)
+        assert result.returncode == 0, result.stderr
+        return {offer.strip() for offer in offered.read_text().split("\013")}
+
+    assert complete("livecall wa") == {"watch", "watch-many"}
+    assert {"demo", "simulate", "plugins"} <= complete("livecall ")
+    assert complete("livecall watch phonic --connect-t") == {"--connect-timeout"}

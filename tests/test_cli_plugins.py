@@ -41,6 +41,7 @@ def test_plugins_lists_built_in_and_loaded_plugins(plugin_env, tmp_path):
         "distribution": None,
         "hooks": ["livecall_addoption", "livecall_configure", "livecall_event", "livecall_unconfigure"],
         "classes": {},
+        "unknown_hooks": {},
         "error": None,
     }
     assert plugins["output"]["hooks"] == ["livecall_addoption", "livecall_configure"]

@@ -10,7 +10,7 @@ import attrs
 import pytest
 from cli_process import TIMEOUT, base_env, livecall, records
 
-from livecall.testing import ScenarioOptions
+from livecall.testing import ScenarioOptions, Simulator
 
 
 @pytest.mark.parametrize("provider, last_event", [("hiya", "call_ended"), ("phonic", "conversation_ended")])
@@ -57,7 +57,9 @@ def test_simulate_lists_the_scenarios_without_options_the_command_cannot_set():
 
 
 def test_demo_and_simulate_name_the_missing_extra():
-    block_websockets = "import sys; sys.modules['websockets'] = None; from livecall.cli import main; main()"
+    block_websockets = (
+        "import sys; sys.modules['websockets'] = None; from livecall.cli import main; sys.exit(main())"
+    )
     for command in ("demo", "simulate"):
         result = subprocess.run(
             [sys.executable, "-c", block_websockets, command],
@@ -69,3 +71,9 @@ def test_demo_and_simulate_name_the_missing_extra():
         assert result.returncode == 2
         assert "the simulator needs the websockets package" in result.stderr
         assert "pip install 'livecall[testing]'" not in result.stderr, "not on the package index"
+
+
+@pytest.mark.parametrize("pace", [-1, float("nan"), float("inf"), "fast"])
+def test_the_simulator_refuses_a_pace_that_is_no_pause(pace):
+    with pytest.raises(ValueError, match="pace must be a number of seconds, 0 or more"):
+        Simulator("phonic", pace=pace)

@@ -4,6 +4,7 @@ how it ends and with which status, signals and time limits."""
 import json
 import re
 import signal
+import socket
 import subprocess
 from datetime import datetime
 
@@ -393,7 +394,9 @@ def test_max_duration_ends_the_watch_with_its_own_status():
         close_code = sim.connections[0].client_close_code
     assert result.returncode == 6 == livecall_status("TIME_LIMIT")
     assert close_code == 1000
-    assert result.stderr == "", "a time limit is not an error: the exit status says it"
+    assert (
+        result.stderr == "livecall: warning: stopped watching at --max-duration 0.5, before the call ended\n"
+    )
     assert "conversation_ended" not in [record["event"] for record in records(result.stdout)]
 
 
@@ -402,6 +405,9 @@ def test_idle_timeout_ends_a_watch_that_hears_nothing():
         result = livecall(*sim.watch_args("--idle-timeout", "0.5"))
         call_ended = sim.call_ended
     assert result.returncode == 6
+    assert (
+        result.stderr == "livecall: warning: stopped watching at --idle-timeout 0.5, before the call ended\n"
+    )
     assert "screening ended" in result.stdout and not call_ended
 
 
@@ -409,6 +415,17 @@ def test_a_call_that_ends_in_time_exits_0():
     with Simulator("phonic", "conversation") as sim:
         result = livecall(*sim.watch_args("--max-duration", "600", "--idle-timeout", "600"))
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("provider", ["hiya", "phonic"])
+def test_connect_timeout_bounds_each_connection_attempt(provider):
+    with Simulator(provider) as sim, socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"ws://127.0.0.1:{silent.getsockname()[1]}"  # accepts, never answers the handshake
+        args = [*sim.watch_args("--connect-timeout", "0.2", "--max-retries", "0"), "--url", url]
+        result = livecall(*args)
+    assert result.returncode == 4, result.stderr
+    assert "no handshake within the connect timeout" in result.stderr
 
 
 def livecall_status(name: str) -> int:
@@ -456,6 +473,7 @@ def test_the_user_id_can_come_from_the_environment():
         ("--ping-timeout", "inf"),
         ("--max-duration", "inf"),  # its thread's poll() overflowed
         ("--idle-timeout", "1e300"),
+        ("--connect-timeout", "0"),
         ("--max-retries", "\u00b2"),
         ("--max-retries", "-1"),
     ],

@@ -3,11 +3,14 @@
 import contextlib
 import io
 import json
+import re
 import signal
+import socket
+import subprocess
 import sys
 
 import pytest
-from cli_process import SECRETS, TIMEOUT, Running, base_env, livecall, records
+from cli_process import LIVECALL, SECRETS, TIMEOUT, Running, base_env, livecall, records
 
 from livecall import ConfigurationError
 from livecall.cli._many_lines import LineRules, read_lines
@@ -224,3 +227,128 @@ def test_every_line_is_checked_before_any_client_is_built():
     result = livecall("watch-many", input="\n".join(lines))
     assert result.returncode == 2
     assert "line 20002: a phonic request takes no conversation_idd" in result.stderr
+
+
+# --- watch's promises, kept for every call ------------------------------------------------
+
+
+def test_a_line_s_max_duration_stops_its_call_alone_with_6_and_says_so():
+    with (
+        Simulator("phonic", "conversation", pace=10 * TIMEOUT, conversation_id="conv_long") as long,
+        Simulator("phonic", "conversation", conversation_id="conv_short") as short,
+    ):
+        lines = [_line(long, max_duration=0.5), _line(short)]
+        result = livecall("watch-many", "--format", "jsonl", *_allow(long, short), input="\n".join(lines))
+        long.wait_for(lambda: long.connections[0].closed, timeout=TIMEOUT)
+        close_code = long.connections[0].client_close_code
+    assert result.returncode == 6, result.stderr
+    assert result.stderr == (
+        "livecall: warning: call conv_long: stopped watching at max_duration 0.5 of line 1, "
+        "before the call ended\n"
+    )
+    assert close_code == 1000
+    ended = [event["call_id"] for event in records(result.stdout) if event["event"] == "conversation_ended"]
+    assert ended == ["conv_short"], "the other call was watched to its end"
+
+
+@pytest.mark.parametrize(
+    "option, line_field",
+    [("--max-duration", {}), ("--idle-timeout", {}), (None, {"idle_timeout": "0.5"})],
+    ids=["max-duration", "idle-timeout", "line-idle_timeout"],
+)
+def test_time_limits_of_the_command_or_a_line_end_a_silent_call_with_6(option, line_field):
+    with Simulator("hiya", "screening", join_timeout=10 * TIMEOUT) as sim:  # waits for a join, silent
+        args = [option, "0.5"] if option else []
+        result = livecall("watch-many", *args, *_allow(sim), input=_line(sim, **line_field))
+        call_ended = sim.call_ended
+    assert result.returncode == 6, result.stderr
+    named = f"{option} 0.5" if option else "idle_timeout 0.5 of line 1"
+    assert re.fullmatch(
+        rf"livecall: warning: call call_\w+: stopped watching at {named}, before the call ended\n",
+        result.stderr,
+    )
+    assert not call_ended
+
+
+@pytest.mark.parametrize(
+    "field, value", [("max_duration", -1), ("idle_timeout", "nan"), ("max_duration", True)]
+)
+def test_a_line_s_time_limit_must_be_a_number_of_seconds(field, value):
+    text = json.dumps({"provider": "phonic", "conversation_id": "c", field: value})
+    with pytest.raises(ConfigurationError, match=f"line 1: {field} must be a number of seconds"):
+        _read(text)
+
+
+def test_a_closed_pipe_ends_every_watch_at_once_with_0():
+    """``livecall watch-many ... | head -2``: the calls would go on for minutes, waiting for a join."""
+    with contextlib.ExitStack() as stack:
+        sims = [
+            stack.enter_context(
+                Simulator("hiya", "screening", join_timeout=10 * TIMEOUT, user_id=f"user-{n}")
+            )
+            for n in range(2)
+        ]
+        process = subprocess.Popen(
+            [*LIVECALL, "watch-many", "--format", "jsonl", *_allow(*sims)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=base_env(),
+        )
+        try:
+            process.stdin.write("".join(_line(sim) + "\n" for sim in sims))
+            process.stdin.close()
+            for _ in range(2):
+                assert json.loads(process.stdout.readline())["provider"] == "hiya"
+            process.stdout.close()  # like `| head -2`
+            stderr = process.stderr.read()
+            process.wait(timeout=TIMEOUT)
+        finally:
+            process.kill()
+        for sim in sims:
+            assert sim.wait_for(lambda sim=sim: sim.connections[0].client_close_code, TIMEOUT) == 1000
+            assert not sim.call_ended
+    assert process.returncode == 0
+    assert stderr == ""
+
+
+def test_text_lines_say_which_call_they_belong_to_and_a_join_reads_as_in_watch():
+    with contextlib.ExitStack() as stack:
+        sims = [
+            stack.enter_context(Simulator("phonic", "conversation", conversation_id=f"conv_{n}"))
+            for n in range(2)
+        ]
+        hiya = stack.enter_context(Simulator("hiya", "screening"))
+        lines = [_line(sim) for sim in sims] + [_line(hiya, join=True)]
+        result = livecall("watch-many", *_allow(*sims, hiya), input="\n".join(lines))
+    assert result.returncode == 0, result.stderr
+    by_call = {}
+    for text in result.stdout.splitlines():
+        match = re.fullmatch(r"\[(\w+)\] (.*)", text)
+        assert match, f"a line without its call: {text!r}"
+        by_call.setdefault(match[1], []).append(match[2])
+    (hiya_id,) = set(by_call) - {"conv_0", "conv_1"}
+    for call_id, said in by_call.items():
+        assert said[0].startswith(f"== {'hiya' if call_id == hiya_id else 'phonic'} call {call_id}")
+        assert said[-1].endswith(": the call ended")
+    assert sum("caller +15551234567" in text for text in by_call["conv_0"]) == 1
+    assert any(text.endswith("--         joined the call") for text in by_call[hiya_id])
+    assert "acknowledged" not in result.stdout
+
+
+def test_connect_timeout_bounds_each_connection_attempt():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers the handshake
+        url = f"ws://127.0.0.1:{silent.getsockname()[1]}"
+        line = json.dumps({"provider": "phonic", "conversation_id": "c", "url": url, "max_retries": 0})
+        result = livecall(
+            "watch-many",
+            "--connect-timeout",
+            "0.2",
+            "--allow-url",
+            url,
+            input=line,
+            env=base_env(PHONIC_API_KEY="k" * 12),
+        )
+    assert result.returncode == 4, result.stderr
+    assert "no handshake within the connect timeout" in result.stderr

@@ -361,10 +361,12 @@ class ExampleRunner:
         assert not runner.failures, report.getvalue()
 
     def run_console(self, block: Block, shown: Optional[str]) -> None:
-        """Each ``$`` line as a shell would run it, in the tutorial project's directory."""
+        """Each ``$`` command as a shell would run it, in the tutorial project's directory."""
         with printed() as output:
-            for line in (line[2:] for line in block.code.splitlines() if line.startswith("$ ")):
+            for line in shell_commands(block.code):
                 words = shlex.split(os.path.expandvars(line))
+                if words[-1] == "&":  # in the background: started like any other, here in turn
+                    words.pop()
                 env = {}
                 while "=" in words[0]:
                     name, value = words.pop(0).split("=", 1)
@@ -391,6 +393,8 @@ class ExampleRunner:
         elif argv[0] == "livecall":
             self.fresh_simulators(block)
             run_livecall(argv[1:], block)
+        elif argv[0] in RUN_ELSEWHERE:
+            assert block.page == "workers.rst", f"{block.where}: {argv[0]} runs in the workers' recipe only"
         else:
             raise AssertionError(f"{block.where}: test_docs does not know how to check {argv[0]!r}")
 
@@ -569,7 +573,26 @@ def run_project_tests(project: Path) -> None:
 
 
 #: Commands that are only parsed: some serve until stopped, some need a server beyond the docs' own.
-PARSED_ONLY = {"simulate", "webhook-replay", "worker", "enqueue"}
+PARSED_ONLY = {"simulate", "replay", "webhook-replay", "worker", "enqueue"}
+#: The workers page's recipe, run for real, with a Redis, by plugins/redis/tests/test_recipe.py.
+RUN_ELSEWHERE = {"redis-server", "redis-cli", "kill"}
+
+
+def shell_commands(code: str) -> list[str]:
+    """The ``$`` commands of a console block, each joined from the lines its ``\\`` continues."""
+    commands: list[str] = []
+    continuing = False
+    for line in code.splitlines():
+        if continuing:
+            commands[-1] += " " + line.strip()
+        elif line.startswith("$ "):
+            commands.append(line[2:])
+        else:
+            continue  # output
+        continuing = commands[-1].endswith("\\")
+        if continuing:
+            commands[-1] = commands[-1][:-1].rstrip()
+    return commands
 
 
 def run_livecall(args: list[str], block: Block) -> None:
@@ -577,9 +600,8 @@ def run_livecall(args: list[str], block: Block) -> None:
     if args[0] in PARSED_ONLY:
         build_parser(create_plugin_manager(), global_options()).parse_args(args)
         return
-    with pytest.raises(SystemExit) as exit:
-        main(args)
-    assert exit.value.code == 0, f"{block.where}: livecall {shlex.join(args)} exited with {exit.value.code}"
+    status = main(args)
+    assert status == 0, f"{block.where}: livecall {shlex.join(args)} exited with {status}"
 
 
 def check_requirements(arguments: list[str], block: Block) -> None:
@@ -622,3 +644,41 @@ def test_the_site_has_wide_code_and_copy_buttons_that_leave_prompts_out():
     assert conf["copybutton_prompt_text"] == "$ " and conf["copybutton_only_copy_prompt_lines"]
     docs_extra = " ".join(project_table(ROOT / "pyproject.toml")["optional-dependencies"]["docs"])
     assert "furo" in docs_extra and "sphinx-copybutton" in docs_extra, "make install installs them"
+
+
+#: The widest code line the site shows without a sideways scroll bar, in characters.  At
+#: 1280 px furo shows the sidebar and hides the table of contents; its content column is 46em
+#: (736 px at the 16 px root size), and a code block takes all of it less its padding (0.875rem
+#: each side) and border: about 706 px, in a monospace font at 81.25% (13 px).  The fonts of
+#: furo's monospace stack (SFMono, Menlo, Liberation Mono) are 0.6 em a character, 7.8 px:
+#: 90 characters.  Two are kept for rounding and for Consolas's wider bold.
+PAGE_COLUMNS = 88
+
+
+def typed_lines(block: Block) -> list[str]:
+    """The lines of a block that a reader types, copies or reads as code; not a program's output,
+    which is shown as the program prints it."""
+    lines = block.code.splitlines()
+    if block.language == "console":
+        return [line for line in lines if line.startswith(("$ ", " "))]
+    if block.language == "pycon":
+        return [line for line in lines if line.startswith((">>>", "..."))]
+    return lines if block.language in ("python", "toml") else []
+
+
+def test_no_code_line_is_wider_than_the_page():
+    """A wider line scrolls sideways at 1280 px: wrap a command with ``\\``, break Python
+    inside its brackets, or shorten a name."""
+    wide = [
+        f"{block.where}: {len(line)} characters: {line}"
+        for page in PAGES
+        for block in code_blocks(page)
+        for line in typed_lines(block)
+        if len(line) > PAGE_COLUMNS
+    ]
+    assert wide == []
+
+
+def test_console_commands_join_their_continuation_lines():
+    code = "$ livecall watch phonic \\\n      --conversation-id conv_1 &\nprinted\n$ livecall plugins\n"
+    assert shell_commands(code) == ["livecall watch phonic --conversation-id conv_1 &", "livecall plugins"]

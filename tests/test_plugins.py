@@ -3,16 +3,24 @@
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
 
+import pluggy
 import pytest
 
 import livecall
 from livecall import Transcript
-from livecall.plugins import DISABLE_AUTOLOAD_ENV, PLUGINS_ENV, create_plugin_manager, get_plugins
+from livecall.plugins import (
+    DISABLE_AUTOLOAD_ENV,
+    PLUGINS_ENV,
+    UnknownHookError,
+    create_plugin_manager,
+    get_plugins,
+)
 from livecall.testing import Exploding, Simulator
 
 
@@ -338,3 +346,126 @@ def test_livecall_plugins_lists_the_hooks_of_the_classes_plugins_register():
         "  hooks: livecall_addoption, livecall_configure\n"
         "  CsvWriter hooks: livecall_call_end, livecall_call_start, livecall_transcript\n"
     ) in result.stdout
+
+
+# --- a hook livecall does not have: warned of, marked, refused when strict -------------
+
+MISSPELT = textwrap.dedent(
+    """
+    import livecall
+
+
+    class Counter:
+        '''Registered for the run by livecall_configure, with a misspelt hook of its own.'''
+
+        @livecall.hookimpl
+        def livecall_transcripts(self, call, transcript):
+            pass
+
+        @livecall.hookimpl(optionalhook=True)
+        def livecall_from_a_later_version(self, call):
+            pass
+
+        def livecall_counted(self):
+            '''A helper, not a hook implementation: never flagged.'''
+
+
+    @livecall.hookimpl
+    def livecall_configure(config):
+        config.register(Counter())
+
+
+    @livecall.hookimpl
+    def livecall_call_ends(call):
+        pass
+    """
+)
+MODULE_WARNING = (
+    "livecall: warning: plugin {name!r} implements livecall_call_ends, which is never called "
+    "(unknown hook: did you mean livecall_call_end?)"
+)
+
+
+@pytest.fixture
+def misspelt_plugin(tmp_path):
+    """An installed distribution (entry point ``misspelt``) whose module misspells two hooks."""
+    (tmp_path / "misspelt_livecall_plugin.py").write_text(MISSPELT)
+    dist = tmp_path / "misspelt_livecall_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: misspelt-livecall-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[livecall]\nmisspelt = misspelt_livecall_plugin\n")
+    return tmp_path
+
+
+#: The plugin installed (loaded by its entry point), or given with -p while autoload is off.
+HOW_LOADED = {
+    "installed": ("misspelt", [], {PLUGINS_ENV: "misspelt"}),
+    "-p": ("misspelt_livecall_plugin", ["-p", "misspelt_livecall_plugin"], {DISABLE_AUTOLOAD_ENV: "1"}),
+}
+
+
+@pytest.mark.parametrize("how", HOW_LOADED)
+def test_a_misspelt_hook_is_warned_of_and_marked_by_livecall_plugins(misspelt_plugin, how):
+    name, args, env = HOW_LOADED[how]
+    result = livecall_command(*args, "plugins", env=autoloading_env(misspelt_plugin, **env))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [MODULE_WARNING.format(name=name)]
+    assert (
+        "  hooks: livecall_call_ends (unknown hook: did you mean livecall_call_end?), livecall_configure\n"
+        "  Counter hooks: livecall_from_a_later_version, "
+        "livecall_transcripts (unknown hook: did you mean livecall_transcript?)\n"
+    ) in result.stdout
+    listed = livecall_command(*args, "plugins", "--json", env=autoloading_env(misspelt_plugin, **env))
+    plugin = {plugin["name"]: plugin for plugin in json.loads(listed.stdout)}[name]
+    assert plugin["unknown_hooks"] == {
+        "livecall_call_ends": "livecall_call_end",
+        "livecall_transcripts": "livecall_transcript",
+    }
+
+
+def test_a_misspelt_hook_of_a_plugin_registered_for_the_run_is_warned_of(misspelt_plugin):
+    env = autoloading_env(misspelt_plugin, **{DISABLE_AUTOLOAD_ENV: "1"})
+    with Simulator("phonic", "conversation") as sim:
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in sim.client_kwargs().items()]
+        result = livecall_command("-p", "misspelt_livecall_plugin", "watch", "phonic", *flags, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        MODULE_WARNING.format(name="misspelt_livecall_plugin"),
+        f"livecall: warning: plugin 'Counter' {SAID}",
+    ]
+
+
+@pytest.mark.parametrize("how", HOW_LOADED)
+def test_strict_plugins_refuse_a_misspelt_hook(misspelt_plugin, how):
+    name, args, env = HOW_LOADED[how]
+    env = autoloading_env(misspelt_plugin, LIVECALL_STRICT_PLUGINS="1", **env)
+    result = livecall_command(*args, "plugins", env=env)
+    assert result.returncode == livecall.ExitStatus.FAILURE
+    assert result.stderr.splitlines() == [
+        MODULE_WARNING.format(name=name).replace("warning", "error") + "; the plugin is refused"
+    ]
+
+
+class Misspelt:
+    @livecall.hookimpl
+    def livecall_transcripts(self, call, transcript):
+        pass
+
+
+SAID = (
+    "implements livecall_transcripts, which is never called (unknown hook: did you mean livecall_transcript?)"
+)
+
+
+def test_a_misspelt_hook_is_refused_by_a_strict_manager_and_by_a_client(caplog):
+    pm = create_plugin_manager(autoload=False, strict=True)
+    refused = f"plugin 'misspelt' {SAID}; the plugin is refused"
+    with pytest.raises(UnknownHookError, match=re.escape(refused)):
+        pm.register(Misspelt(), name="misspelt")
+    assert pm.get_plugin("misspelt") is None
+    client = livecall.PhonicClient("conv_1", api_key="key-12345678")
+    with pytest.raises(pluggy.PluginValidationError, match=re.escape(f"plugin 'Misspelt' {SAID}")):
+        client.register(Misspelt())
+    with caplog.at_level(logging.WARNING, logger="livecall.plugins"):
+        create_plugin_manager(autoload=False).register(Misspelt())
+    assert [record.getMessage() for record in caplog.records] == [f"plugin 'Misspelt' {SAID}"]

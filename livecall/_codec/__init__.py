@@ -8,9 +8,10 @@ from ._converter import HiyaMessage, PhonicMessage
 from ._decoder import Decoder, PhonicDecoder
 from ._record import to_json, to_record
 from ._server_words import server_words
-from ._words import without_words
+from ._words import SNAPSHOT_WORDS, without_words
 
 __all__ = [
+    "SNAPSHOT_WORDS",
     "Decoder",
     "HiyaMessage",
     "PhonicDecoder",

@@ -9,7 +9,7 @@ and only the values that carry words are emptied.
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["without_words"]
+__all__ = ["SNAPSHOT_WORDS", "without_words"]
 
 #: Per record kind, the fields that carry words and what they become: a transcript's
 #: ``text`` stays a string; a frame livecall could not read may hold anything.
@@ -37,6 +37,9 @@ _ITEM_WORDS = (
     "transcript_corrections",
 )
 _TOOL_CALL_WORDS = ("request_body", "response_body", "query_params")
+#: The same fields as they come on Phonic's wire, by where they are in a conversation: for code
+#: that removes words from the messages themselves rather than from records.
+SNAPSHOT_WORDS = {"conversation": _CONVERSATION_WORDS, "item": _ITEM_WORDS, "tool_call": _TOOL_CALL_WORDS}
 
 
 def without_words(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -125,9 +125,10 @@ class _Known:
         if audio_url:
             return
         log.warning(
-            "a credential of %d characters is too short to blank from output without blanking "
+            "a credential of %d character%s is too short to blank from output without blanking "
             "ordinary words: it is not redacted (secrets of %d characters or more are)",
             len(value),
+            "" if len(value) == 1 else "s",
             MIN_SECRET_LENGTH,
         )
 

@@ -12,6 +12,7 @@ hub, not a sleeping thread.
 
 import functools
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from itertools import repeat
 from typing import Any, Callable, ClassVar, Optional, TypeVar, Union, overload
+from urllib.parse import urlsplit
 
 import attrs
 import pluggy
@@ -55,6 +57,7 @@ from .event_stream import event_stream
 from .lifecycle import Lifecycle, State, Step, StopReason
 from .provider import Provider, Session
 from .reconnect import Finish, ReconnectPolicy, Retry
+from .recording import RecordingWriter
 
 __all__ = ["LiveClient"]
 
@@ -78,6 +81,25 @@ _STOPPED = {EndReason.ENDED: "the call ended", EndReason.CLOSED: "close() was ca
 @attrs.frozen
 class _Connected:
     first: bool
+    #: The URL's path (never its query, which may hold a token) and when it opened, for a recording.
+    path: str
+    at: float
+
+
+@attrs.frozen
+class _Sent:
+    """A message the client sent, for a recording: the dispatcher writes it between the frames."""
+
+    message: Message
+    at: float
+
+
+@attrs.frozen
+class _Closed:
+    """How the open connection ended, for a recording: the dispatcher writes it before what follows."""
+
+    outcome: Outcome
+    at: float
 
 
 def _plugin_manager(
@@ -204,6 +226,7 @@ class LiveClient:
         self._handshake_sock: Optional[Any] = None
         # The dispatcher's: frames of one read share their time.
         self._read_at, self._received_at = 0.0, datetime.now(timezone.utc)
+        self._recording: Optional[RecordingWriter] = None
 
     # --- public API -------------------------------------------------------------
 
@@ -246,6 +269,28 @@ class LiveClient:
     def unregister(self, plugin: Optional[object] = None, name: Optional[str] = None) -> object:
         """Remove a plugin that ``register()`` added, by object or name; before ``start()`` only."""
         return self._dispatcher.unregister(plugin, name)
+
+    def record(self, path: Union[str, "os.PathLike[str]"], scrub: Iterable[str] = ()) -> RecordingWriter:
+        """Also write the watch to ``path``, for replaying it later; before ``start()`` only.
+
+        The file (readable by its owner only, replaced if it exists) follows
+        livecall's recording format (see :doc:`recording-format`): every
+        frame in the order the plugins see it, the messages the client sent,
+        every close, reconnect and the end, each line written as it happens.
+        No credential reaches it; ``scrub`` takes out more: ``"phones"``
+        (every phone number, each by a placeholder of its own), ``"text"``
+        (the call's words, letter by letter).  Returns the recording under
+        way, whose ``error`` says whether a write failed: that stops the
+        recording, never the watch.  ``ConfigurationError`` at once if the
+        file cannot be created or ``scrub`` names something else.
+        """
+        with self._lock:
+            if self._life.state is not State.NEW:
+                raise LivecallError("record() must come before start(): a recording holds the whole watch")
+            if self._recording is not None:
+                raise LivecallError(f"the watch is already recorded to {self._recording.path}")
+            self._recording = RecordingWriter(path, self.provider.name, scrub)
+            return self._recording
 
     def events(self, buffer_size: int = 1000) -> Iterator[Event]:
         """The call's events, in order, for a ``for`` loop; starts the watch if need be.
@@ -391,6 +436,9 @@ class LiveClient:
                 link.send(message)
             except Exception as error:
                 failed(error)
+                return
+            if self._recording is not None and self._mailbox is not None:
+                self._mailbox.put(_Sent(message, time.time()))
 
         hub.call_soon(send)
 
@@ -410,9 +458,11 @@ class LiveClient:
     def _handshake(self) -> None:
         """On a connector thread: fresh credentials and the blocking opening handshake."""
         result: Union[Handshake, BaseException]
+        path = ""
         try:
             try:
                 request = self._session.request(self.base_url)
+                path = urlsplit(request.safe_url).path
             except ConfigurationError:
                 raise
             except Exception as error:  # a token source that failed this time
@@ -435,7 +485,7 @@ class LiveClient:
         except BaseException as error:
             result = error
         assert self._hub is not None
-        self._hub.call_soon(functools.partial(self._attempt_over, result))
+        self._hub.call_soon(functools.partial(self._attempt_over, result, path))
 
     def _adopt(self, sock: Any) -> None:
         with self._lock:
@@ -444,8 +494,11 @@ class LiveClient:
         if stopped:
             _shut_down(sock)
 
-    def _attempt_over(self, result: Union[Handshake, BaseException]) -> None:
-        """On the I/O thread: the handshake's result becomes a link, a retry or the end."""
+    def _attempt_over(self, result: Union[Handshake, BaseException], path: str) -> None:
+        """On the I/O thread: the handshake's result becomes a link, a retry or the end.
+
+        ``path`` is the path of the URL it connected to, for a recording.
+        """
         with self._lock:
             self._handshake_sock = None
         if isinstance(result, Handshake):
@@ -456,7 +509,7 @@ class LiveClient:
                 self._stop_connecting(stopped)
                 return
             assert self._hub is not None and self._mailbox is not None
-            self._mailbox.put(_Connected(first))
+            self._mailbox.put(_Connected(first, path, time.time()))
             protocol = self._protocol_for(time.monotonic())
             link = Link(self._hub, result.sock, result.rest, protocol, self._deliver, self._link_ended)
             if not link.over:
@@ -498,6 +551,9 @@ class LiveClient:
 
     def _link_ended(self, outcome: Outcome, up_for: float) -> None:
         self._link = None
+        if self._recording is not None:
+            assert self._mailbox is not None
+            self._mailbox.put(_Closed(outcome, time.time()))
         self._decide(self._policy.after_connection(outcome, up_for), closed_with=outcome.code)
 
     def _decide(self, decision: Union[Retry, Finish], closed_with: Optional[int] = None) -> None:
@@ -577,15 +633,26 @@ class LiveClient:
                 if read_at != self._read_at:
                     self._read_at = read_at
                     self._received_at = datetime.fromtimestamp(read_at, timezone.utc)
-                self._dispatch(self._decoder.decode(data, self._received_at, data.__class__ is bytes))
+                event = self._decoder.decode(data, self._received_at, data.__class__ is bytes)
+                if self._recording is not None:  # once decoded: redact() knows its audio links then
+                    self._recording.received(read_at, data)
+                self._dispatch(event)
             elif type(item) is Finish:
                 self._finish_watch(item)
             elif type(item) is _Connected:
+                if self._recording is not None:
+                    self._recording.opened(item.at, item.path)
                 if item.first:
                     self._life.call_started = True
                     self._dispatcher.call_hook("livecall_call_start", self.call)
             elif type(item) is Retry:
+                if self._recording is not None:
+                    self._recording.lost(item.cause)
                 self._lost(item)
+            elif type(item) is _Sent and self._recording is not None:
+                self._recording.sent(item.at, item.message)
+            elif type(item) is _Closed and self._recording is not None:
+                self._recording.closed(item.at, item.outcome)
             else:  # the I/O thread puts nothing else: a bug, which must not pass for a retry
                 log.error("call %s: an unknown item in its mailbox, ignored: %r", self.call.id, item)
         except BaseException:  # hooks are isolated; this is a bug, or a plugin calling sys.exit()
@@ -615,6 +682,8 @@ class LiveClient:
         call.end_reason = finished.reason
         call.ended_at = utcnow()
         self._error = error
+        if self._recording is not None:  # first: the file is whole even if a hook never returns
+            self._recording.ended(time.time(), finished.reason.value)
         try:
             if error is not None:
                 self._dispatcher.call_hook("livecall_error", call, error)

@@ -99,7 +99,7 @@ class Dispatcher:
         """
         self._refuse_once_prepared("register")
         if self._own is None:
-            self._own = bare_plugin_manager()
+            self._own = bare_plugin_manager(strict=True)  # refuses a misspelt hook, naming the nearest
         registered_as = self._own.register(plugin, name=name or self._readable_name(plugin))
         assert registered_as is not None  # no name of this manager is blocked
         try:

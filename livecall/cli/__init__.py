@@ -3,6 +3,10 @@
 Every command is an argparse subcommand whose ``func(config)`` returns the
 exit status (None for 0); plugins add their own through
 ``livecall_register_commands``.  Exit statuses are listed in ``_exit``.
+
+A reader of stdout that went away (``livecall plugins | head -3``) ends
+every command quietly with 0: that is handled here, once, not by each
+command.
 """
 
 import argparse
@@ -20,8 +24,10 @@ from .._safety.secrets import redact
 from ..config import Config
 from ..errors import ConfigurationError, LivecallError
 from ..plugins import create_plugin_manager
+from ._completion import completion
 from ._exit import describe, status_for
-from ._logging import logging_to_stderr
+from ._guard import reader_gone
+from ._logging import CHECKS_FIRST, logging_to_stderr, short_credentials
 from ._parser import build_parser, global_options
 from ._signals import Interrupted, signals
 
@@ -30,9 +36,17 @@ __all__ = ["main"]
 _DISABLE = "no:"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Run ``livecall`` with ``argv`` (default: the process's arguments) and exit."""
-    sys.exit(run(argv))
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``livecall`` with ``argv`` (default: the process's arguments); returns its exit status.
+
+    The console script and ``python -m livecall`` exit with it.  argparse's
+    own exits (a usage error, ``--help``, ``--version``) are returned as
+    statuses too, so a program calling this never has to catch ``SystemExit``.
+    """
+    try:
+        return run(argv)
+    except SystemExit as exit:
+        return _flush_stdout(_exit_status(exit))
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
@@ -46,18 +60,34 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     with logging_to_stderr(early.verbose), signals.handled():
         try:
             pm = _plugin_manager(early.plugins)
-            options = build_parser(pm, global_parser).parse_args(argv)
+            parser = build_parser(pm, global_parser)
+            completion(parser)
+            options = parser.parse_args(argv)
             _global_options_anywhere(options, early)
             config = Config(options, pm, sys.stdout, sys.stderr, stopping=signals.stopping)
+            if not getattr(options, CHECKS_FIRST, False):
+                short_credentials.release()
             with signals.interruptible():
                 status = options.func(config) or ExitStatus.OK
         except Interrupted as interrupted:
             status = interrupted.status
+        except BrokenPipeError as error:  # `livecall plugins | head -3`: the reader has all it wants
+            status = ExitStatus.OK if reader_gone(sys.stdout) else _report(error, early.verbose)
         except Exception as error:
             status = _report(error, early.verbose)
+        if status != ExitStatus.USAGE:
+            short_credentials.release()
         if config is not None:
             status = _with_failures(config, status)
     return _flush_stdout(status)
+
+
+def _exit_status(exit: SystemExit) -> int:
+    """The status ``sys.exit(code)`` asks for; text is said on stderr, as Python would, and is 1."""
+    if exit.code is None or isinstance(exit.code, int):
+        return exit.code or ExitStatus.OK
+    print(exit.code, file=sys.stderr, flush=True)
+    return ExitStatus.FAILURE
 
 
 def _global_options_anywhere(options: argparse.Namespace, early: argparse.Namespace) -> None:

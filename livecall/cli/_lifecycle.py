@@ -13,6 +13,7 @@ from .._exit_status import ExitStatus
 from .._isolation import call_plugins
 from ..config import Config
 from ..errors import PluginError
+from ._logging import short_credentials
 from ._signals import signals
 
 __all__ = ["configured"]
@@ -29,7 +30,10 @@ def configured(config: Config) -> Iterator[Config]:
     start: the first failure is raised, the others are logged.  A plugin that
     fails to unconfigure is logged and makes the run fail (``Config.fail``).
     The run's cleanups (``Config.register``, ``Config.add_cleanup``) come last.
+    The command line is settled by then: the warning of a too short
+    credential, held back until now, is said first.
     """
+    short_credentials.release()
     pm = config.plugin_manager
     refused: list[PluginError] = []
     try:

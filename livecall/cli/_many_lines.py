@@ -14,12 +14,12 @@ any client is built, so that a mistake anywhere fails the run at once.
 
 import json
 from collections.abc import Collection, Iterator
-from typing import IO, Any
+from typing import IO, Any, Optional
 
 import attrs
 
 from .._watch.provider import Provider
-from .._wire.checks import origin
+from .._wire.checks import origin, seconds
 from ..errors import ConfigurationError
 from ._watch import PROVIDERS
 
@@ -51,6 +51,8 @@ class Line:
     fields: dict[str, Any] = attrs.field(repr=False)
     commands: dict[str, str] = attrs.field(repr=False)
     join: bool
+    max_duration: Optional[float] = None
+    idle_timeout: Optional[float] = None
 
 
 def read_lines(source: IO[bytes], rules: LineRules) -> list[Line]:
@@ -101,6 +103,7 @@ def _line(
     join = fields.pop("join", False)
     if not isinstance(join, bool):
         raise ConfigurationError("join must be true or false")
+    max_duration, idle_timeout = (_limit(name, fields.pop(name, None)) for name in _LIMITS)
     commands = {}
     for field in provider.fields:
         command = fields.pop(f"{field.name}_command", None) if field.renewable else None
@@ -120,4 +123,13 @@ def _line(
             "url must have the scheme, host and port of the provider's own base URL "
             "or of one given with --allow-url"
         )
-    return Line(number, provider, checked, commands, join)
+    return Line(number, provider, checked, commands, join, max_duration, idle_timeout)
+
+
+#: The watch's own time limits, as ``livecall watch --max-duration`` and ``--idle-timeout``:
+#: the command's, not the client's, so the provider's fields do not hold them.
+_LIMITS = ("max_duration", "idle_timeout")
+
+
+def _limit(name: str, value: Any) -> Optional[float]:
+    return None if value is None else seconds(name, value)

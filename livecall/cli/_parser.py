@@ -9,7 +9,9 @@ them too.
 """
 
 import argparse
-from typing import Any, NoReturn
+import difflib
+from collections.abc import Sequence
+from typing import Any, NoReturn, Optional
 
 import pluggy
 
@@ -17,7 +19,7 @@ from .. import __version__
 from .._exit_status import ExitStatus
 from .._isolation import call_plugins
 from .._safety.printable import printable
-from . import _demo, _plugins, _simulate, _watch, _watch_many
+from . import _demo, _plugins, _record, _replay, _simulate, _watch, _watch_many
 
 __all__ = ["build_parser", "global_options"]
 
@@ -26,12 +28,24 @@ class _Parser(argparse.ArgumentParser):
     """A mistake on the command line is one line on stderr, and exit status 2.
 
     argparse would print the usage first; the line says where to find it
-    instead.  What the user typed is escaped, as all stderr text is.
-    Subcommands' parsers, plugins' included, are of this class too.
+    instead: the ``--help`` of the command the mistake was made in.  A
+    mistyped command or option is followed by the one it most likely meant.
+    What the user typed is escaped, as all stderr text is.  Subcommands'
+    parsers, plugins' included, are of this class too.
     """
 
     def error(self, message: str) -> NoReturn:
         self.exit(ExitStatus.USAGE, f"livecall: error: {printable(message)} (see: {self.prog} --help)\n")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """argparse's check of a choice (a command's name), with a guess when it fails."""
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as error:
+            guess = _guess(str(value), [str(choice) for choice in action.choices or ()])
+            if guess is None:
+                raise
+            raise argparse.ArgumentError(action, f"{error.message}; did you mean {guess!r}?") from None
 
 
 def _add_global_options(parser: Any, suppress: bool) -> None:
@@ -69,7 +83,7 @@ def global_options() -> argparse.ArgumentParser:
     """``-v``, ``-q``, ``-p`` and ``--version``, wherever they are on the command line."""
     parser = _Parser(prog="livecall", add_help=False, allow_abbrev=False)
     _add_global_options(parser, suppress=False)
-    parser.add_argument("--version", action="version", version=f"livecall {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"livecall {__version__}")
     return parser
 
 
@@ -84,6 +98,22 @@ class _CommandParser(_Parser):
         super().__init__(*args, **kwargs)
         group = self.add_argument_group("global options (also before the command)")
         _add_global_options(group, suppress=True)
+
+    def parse_known_args(  # type: ignore[override]  # typeshed's overloads; this one is all it takes
+        self, args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """What the command does not know is a mistake made in this command: its error names
+        this command's ``--help``, not the top level's, where argparse would report it."""
+        options, extras = super().parse_known_args(args, namespace)
+        if extras:
+            options_known = list(self._option_string_actions)
+            guesses = [
+                _guess(extra.split("=", 1)[0], options_known) for extra in extras if extra.startswith("-")
+            ]
+            meant = [guess for guess in guesses if guess is not None]
+            hint = f" (did you mean {', '.join(meant)}?)" if meant else ""
+            self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return options, extras
 
 
 def build_parser(pm: pluggy.PluginManager, global_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -102,12 +132,20 @@ def build_parser(pm: pluggy.PluginManager, global_parser: argparse.ArgumentParse
     plugin_options = argparse.ArgumentParser(add_help=False)
     _raise_first(call_plugins(pm, "livecall_addoption", parser=plugin_options))
     _watch.add_parser(commands, plugin_options)
+    _record.add_parser(commands, plugin_options)
     _watch_many.add_parser(commands, plugin_options)
     _demo.add_parser(commands, plugin_options)
     _simulate.add_parser(commands)
+    _replay.add_parser(commands)
     _plugins.add_parser(commands)
     _raise_first(call_plugins(pm, "livecall_register_commands", subparsers=commands))
     return parser
+
+
+def _guess(typed: str, known: list[str]) -> Optional[str]:
+    """The known name ``typed`` is most likely a typo of, if any is close enough."""
+    guesses = difflib.get_close_matches(typed, known, n=1, cutoff=0.75)
+    return guesses[0] if guesses else None
 
 
 def _raise_first(failures: list) -> None:

@@ -16,12 +16,24 @@ from ..config import Config
 from ..errors import ConfigurationError, ConnectionLostError, LivecallError
 from ..events import CallStarted, Event
 from ..hiya import HiyaClient
-from ._guard import WatchGuard
+from ._guard import WatchGuard, time_limits
 from ._lifecycle import configured
+from ._logging import CHECKS_FIRST
 from ._numbers import count, positive_seconds
 from ._signals import signals
 
-__all__ = ["add_parser", "client_options", "running_plugins", "url_argument", "watch", "watch_and_join"]
+__all__ = [
+    "add_parser",
+    "add_providers",
+    "client_options",
+    "connect_timeout_option",
+    "running_plugins",
+    "time_limit_options",
+    "url_argument",
+    "watch",
+    "watch_and_join",
+    "watch_command",
+]
 
 log = logging.getLogger("livecall.cli")
 
@@ -47,22 +59,38 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
         description="Watch a live call; every event goes to the plugins, and to stdout "
         "as a readable transcript (--format text) or JSON lines (--format jsonl).",
     )
-    providers = watch.add_subparsers(dest="provider", metavar="PROVIDER", required=True)
+    add_providers(watch, [plugin_options], watch_command, "Watch")
+
+
+def add_providers(
+    command: argparse.ArgumentParser,
+    parents: list[argparse.ArgumentParser],
+    func: Callable[[Config], Optional[int]],
+    verb: str,
+) -> None:
+    """A subcommand of ``command`` per provider, running ``func``: the watch's options, ``parents``'
+    and the provider's own (``livecall watch`` and ``livecall record`` take the same)."""
+    providers = command.add_subparsers(dest="provider", metavar="PROVIDER", required=True)
     for provider in PROVIDERS.values():
         parser = providers.add_parser(
             provider.name,
-            parents=[_connection_options(provider.default_url), plugin_options],
+            parents=[_connection_options(provider.default_url), *parents],
             help=provider.description,
-            description=f"Watch {provider.description}.",
+            description=f"{verb} {provider.description}.",
         )
         provider.add_arguments(parser)
-        parser.set_defaults(func=watch_command)
+        parser.set_defaults(func=func, **{CHECKS_FIRST: True})
 
 
-def watch_command(config: Config) -> Optional[int]:
+def watch_command(
+    config: Config, prepare: Callable[[LiveClient], object] = lambda client: None
+) -> Optional[int]:
+    """``livecall watch``; ``prepare(client)`` runs once the client is made, before the plugins are
+    configured (``livecall record`` starts its recording there)."""
     options = config.options
     common = client_options(config, **_connection(options))
     client = PROVIDERS[options.provider].from_arguments(options, common)  # bad input fails before plugins act
+    prepare(client)
     with configured(config):
         if isinstance(client, HiyaClient) and getattr(options, "join", False):
             return watch_and_join(client, config, after=CallStarted)
@@ -100,11 +128,10 @@ def _run(client: LiveClient, config: Config, once_started: Callable[[WatchGuard]
     """
     options = config.options
     with signals.stopping(client.close, busy=functools.partial(running_plugins, [client])):
-        guard = WatchGuard(
+        guard = WatchGuard(config.stdout)
+        guard.add(
             client,
-            config.stdout,
-            max_duration=getattr(options, "max_duration", None),
-            idle_timeout=getattr(options, "idle_timeout", None),
+            time_limits(getattr(options, "max_duration", None), getattr(options, "idle_timeout", None)),
         )
         try:
             with guard:
@@ -113,7 +140,7 @@ def _run(client: LiveClient, config: Config, once_started: Callable[[WatchGuard]
                 client.wait()
         finally:
             client.close()
-    return ExitStatus.TIME_LIMIT if guard.time_limit is not None else None
+    return ExitStatus.TIME_LIMIT if guard.time_limited else None
 
 
 def running_plugins(clients: list[LiveClient]) -> list[str]:
@@ -157,6 +184,7 @@ def _connection_options(default_url: str) -> argparse.ArgumentParser:
         # None: the client's own default, read when the client is made.
         help=f"the provider's WebSocket base URL, ws:// or wss:// (default: {default_url})",
     )
+    connect_timeout_option(group)
     group.add_argument(
         "--max-retries",
         metavar="N",
@@ -178,7 +206,25 @@ def _connection_options(default_url: str) -> argparse.ArgumentParser:
         default=_CLIENT_DEFAULTS["ping_timeout"],
         help="the connection is dead when a ping is not answered within this (default: %(default)s)",
     )
-    limits = parser.add_argument_group("time limits (either ends the watch with exit status 6)")
+    time_limit_options(parser, "either ends the watch with exit status 6")
+    return parser
+
+
+def connect_timeout_option(parser: Any) -> None:
+    """``--connect-timeout``: how long one connection attempt may take, handshake included."""
+    parser.add_argument(
+        "--connect-timeout",
+        metavar="SECONDS",
+        type=positive_seconds,
+        default=_CLIENT_DEFAULTS["connect_timeout"],
+        help="give up a connection attempt (TCP, TLS, proxy and WebSocket handshake) after this long; "
+        "it counts as a failed attempt (default: %(default)s)",
+    )
+
+
+def time_limit_options(parser: argparse.ArgumentParser, effect: str) -> None:
+    """``--max-duration`` and ``--idle-timeout``, in a group whose title says ``effect``."""
+    limits = parser.add_argument_group(f"time limits ({effect})")
     limits.add_argument(
         "--max-duration",
         metavar="SECONDS",
@@ -191,12 +237,18 @@ def _connection_options(default_url: str) -> argparse.ArgumentParser:
         type=positive_seconds,
         help="stop watching when no event came for this long (default: no limit)",
     )
-    return parser
 
 
 def client_options(config: Config, **options: Any) -> dict[str, Any]:
-    """What every client the command builds has: the run's plugins and a quick close."""
-    return dict(options, close_timeout=CLOSE_TIMEOUT, plugin_manager=config.plugin_manager)
+    """What every client the command builds has: the run's plugins, a quick close, and
+    ``--connect-timeout`` where the command has it."""
+    connect_timeout = getattr(config.options, "connect_timeout", _CLIENT_DEFAULTS["connect_timeout"])
+    return dict(
+        options,
+        close_timeout=CLOSE_TIMEOUT,
+        connect_timeout=connect_timeout,
+        plugin_manager=config.plugin_manager,
+    )
 
 
 def _connection(options: argparse.Namespace) -> dict[str, Any]:

@@ -3,13 +3,17 @@
 Each line is one call: ``provider`` plus the fields of a request for it,
 read by the provider as a worker reads a request from its queue
 (:meth:`Provider.client_from_fields`): ``conversation_id``, ``user_id``,
-``conversation_token``, ``url``, ``max_retries``...; besides, ``join``, and,
-where allowed, a renewable credential's command (``token_command``,
-``api_key_command``), as ``livecall watch`` takes them.  Lines are checked
-by :mod:`._many_lines`.  Credentials not given come from the environment as
-for ``watch``.  Every line is checked, then every client built, before any
-call is watched, so a typo fails the run up front.  The command exits once
-every watch is over, with the worst exit status among them.
+``conversation_token``, ``url``, ``max_retries``...; besides, ``join``,
+``max_duration`` and ``idle_timeout``, and, where allowed, a renewable
+credential's command (``token_command``, ``api_key_command``), as
+``livecall watch`` takes them.  Lines are checked by :mod:`._many_lines`.
+Credentials not given come from the environment as for ``watch``.  Every
+line is checked, then every client built, before any call is watched, so a
+typo fails the run up front.  The command keeps ``watch``'s promises for
+every call: its time limits (the line's and the command's, whichever passes
+first) end it with exit status 6, and a reader of stdout gone ends them all
+with 0.  It exits once every watch is over, with the worst exit status
+among them.
 """
 
 import argparse
@@ -28,11 +32,20 @@ from ..errors import ConfigurationError, LivecallError
 from ..events import CallStarted
 from ..hiya import HiyaClient
 from ._exit import describe, status_for
+from ._guard import WatchGuard, time_limits
 from ._lifecycle import configured
+from ._logging import CHECKS_FIRST
 from ._many_lines import DEFAULT_MAX_LINE_BYTES, Line, LineRules, read_lines
 from ._numbers import positive_count
 from ._signals import signals
-from ._watch import _join, client_options, running_plugins, url_argument
+from ._watch import (
+    _join,
+    client_options,
+    connect_timeout_option,
+    running_plugins,
+    time_limit_options,
+    url_argument,
+)
 
 __all__ = ["add_parser"]
 
@@ -47,9 +60,11 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
         help="watch many calls at once, listed as JSON lines",
         description="Watch every call listed in FILE (default: standard input), one JSON object "
         'per line: {"provider": "phonic", "conversation_id": "..."}, with the fields of a request '
-        "for that provider (conversation_id; conversation_token and user_id; url, max_retries...) "
-        "and join for a Hiya call. Bearer tokens and API keys come from the environment as for "
-        "`watch`. Exits once every call has ended, with the worst status.",
+        "for that provider (conversation_id; conversation_token and user_id; url, max_retries...), "
+        "join for a Hiya call, and max_duration and idle_timeout in seconds, as --max-duration and "
+        "--idle-timeout for that call alone. Bearer tokens and API keys come from the environment as "
+        "for `watch`. With --format text, each line starts with its call's id in brackets. Exits once "
+        "every call has ended, with the worst status.",
     )
     parser.add_argument(
         "file",
@@ -80,7 +95,10 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
         default=DEFAULT_MAX_LINE_BYTES,
         help="refuse a line longer than this (default: %(default)s)",
     )
-    parser.set_defaults(func=watch_many_command)
+    connect_timeout_option(parser)
+    time_limit_options(parser, "for every call, besides a line's own; exit status 6 if one ends a call")
+    # The text transcript marks whose each line is: the calls' lines interleave.
+    parser.set_defaults(func=watch_many_command, interleaved=True, **{CHECKS_FIRST: True})
 
 
 def watch_many_command(config: Config) -> int:
@@ -89,12 +107,13 @@ def watch_many_command(config: Config) -> int:
     source: IO[bytes] = options.file
     with source:
         lines = read_lines(source, rules)
-    watches = [_client(config, line) for line in lines]
+    watches = [(_client(config, line), line) for line in lines]
+    options.join = any(line.join for line in lines)  # an ack is then a join's, as for `watch --join`
     with configured(config):
         return _watch_all(watches, config)
 
 
-def _client(config: Config, line: Line) -> tuple[LiveClient, bool]:
+def _client(config: Config, line: Line) -> LiveClient:
     """The line's client, built from its fields as a worker builds one from a request; and whether to join."""
     options = client_options(config)
     try:
@@ -107,14 +126,15 @@ def _client(config: Config, line: Line) -> tuple[LiveClient, bool]:
             raise ConfigurationError(f"join: {line.provider.description} cannot be joined")
     except ConfigurationError as error:
         raise ConfigurationError(f"line {line.number}: {error}") from None
-    return client, line.join
+    return client
 
 
-def _join_or_fail(client: LiveClient, ready: threading.Event, config: Config) -> None:
-    """Join as ``livecall watch --join`` does; a call that could not be joined fails the run."""
+def _join_or_fail(client: LiveClient, ready: threading.Event, config: Config, guard: WatchGuard) -> None:
+    """Join as ``livecall watch --join`` does; a call that could not be joined fails the run,
+    unless the watch was stopped on purpose first."""
     assert isinstance(client, HiyaClient)  # only Hiya has --join
     problem = _join(client, ready)
-    if problem is not None and signals.received is None:
+    if problem is not None and not guard.fired and signals.received is None:
         config.fail(ExitStatus.FAILURE, f"call {client.call.id}: could not join the call: {problem}")
 
 
@@ -128,32 +148,43 @@ def _close_all(clients: list[LiveClient]) -> None:
         client.close(timeout=0)
 
 
-def _watch_all(watches: list[tuple[LiveClient, bool]], config: Config) -> int:
+def _watch_all(watches: list[tuple[LiveClient, Line]], config: Config) -> int:
     """Start every watch without waiting, join those asked to, wait for all; the worst status.
 
-    A signal closes them all from another thread, which ends the wait.
+    A signal closes them all from another thread, which ends the wait; so
+    does the guard, for a watch past its time limits, or all of them once
+    nobody reads stdout.
     """
+    options = config.options
     clients = [client for client, _ in watches]
     joins = []
+    guard = WatchGuard(config.stdout)
     try:
         with signals.stopping(
             functools.partial(_close_all, clients), busy=functools.partial(running_plugins, clients)
         ):
-            for client, join in watches:
-                if join:
+            for client, line in watches:
+                limits = time_limits(options.max_duration, options.idle_timeout)
+                limits += time_limits(line.max_duration, line.idle_timeout, line=line.number)
+                guard.add(client, limits, label=f"call {client.call.id}: ")
+                if line.join:
                     ready = threading.Event()
                     client.on(CallStarted, functools.partial(_set, ready))
                     joins.append(
-                        threading.Thread(target=_join_or_fail, args=(client, ready, config), daemon=True)
+                        threading.Thread(
+                            target=_join_or_fail, args=(client, ready, config, guard), daemon=True
+                        )
                     )
-                client.start(wait=False)
-            for thread in joins:
-                thread.start()
-            wait_all(clients)
+            with guard:
+                for client in clients:
+                    client.start(wait=False)
+                for thread in joins:
+                    thread.start()
+                wait_all(clients)
     finally:
         _close_all(clients)
         wait_all(clients, _CLOSE_WAIT)
-    status: int = ExitStatus.OK
+    status: int = ExitStatus.TIME_LIMIT if guard.time_limited else ExitStatus.OK
     for client in clients:
         try:
             client.wait(0)

@@ -95,36 +95,42 @@ class TextTranscript(_Printer):
     def __init__(self, config: Config):
         super().__init__(config)
         self._joining = bool(getattr(config.options, "join", False))
-        self._caller: Optional[str] = None
+        #: Several calls' lines interleave (``watch-many``): each line starts with its call's id.
+        self._interleaved = bool(getattr(config.options, "interleaved", False))
+        self._callers: dict[str, Optional[str]] = {}  # per call: interleaved calls must not mix
 
     def shown(self, line: str) -> str:
         """Credentials blanked, and what a terminal would act on escaped: one event, one line."""
         return printable(redact(line))
 
+    def _line(self, call: Call, text: str) -> None:
+        self.write(f"[{call.id}] {text}" if self._interleaved else text)
+
     @hookimpl
     def livecall_call_start(self, call: Call) -> None:
-        self._caller = None
-        self.write(f"== {call.provider} call {call.id}")
+        self._callers[call.id] = None
+        self._line(call, f"== {call.provider} call {call.id}")
 
     @hookimpl
     def livecall_event(self, call: Call, event: events.Event) -> None:
         render = _RENDERERS.get(type(event))
         text = render(self, call, event) if render is not None else None
         if text:
-            self.write(f"{_clock(event.received_at)}  {text}")
+            self._line(call, f"{_clock(event.received_at)}  {text}")
 
     @hookimpl
     def livecall_call_end(self, call: Call, reason: EndReason) -> None:
-        self.write(f"== {call.provider} call {call.id}: {_ENDINGS.get(reason, reason)}")
+        self._callers.pop(call.id, None)
+        self._line(call, f"== {call.provider} call {call.id}: {_ENDINGS.get(reason, reason)}")
 
     def _call_started(self, call: Call, event: events.CallStarted) -> str:
-        self._caller = event.phone
+        self._callers[call.id] = event.phone
         return _note(f"call started, caller {event.phone}")
 
     def _snapshot(self, call: Call, event: events.ConversationUpdated) -> Optional[str]:
-        if call.phone is None or call.phone == self._caller:
+        if call.phone is None or call.phone == self._callers.get(call.id):
             return None  # the transcript lines derived from it say the rest
-        self._caller = call.phone
+        self._callers[call.id] = call.phone
         return _note(f"{'calling' if call.direction == 'outbound' else 'caller'} {call.phone}")
 
     def _transcript(self, call: Call, event: events.Transcript) -> str:

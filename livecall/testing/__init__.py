@@ -1,5 +1,6 @@
 """An embedded simulator of both providers' live-call WebSockets, for tests and demos,
-and what a plugin's tests need beside it (a recorder, a failing neighbour, a poll).
+a replay of recorded calls, and what a plugin's tests need beside them (a recorder
+of events, a failing neighbour, a poll).
 
 ``Simulator`` needs the optional ``websockets`` package (``livecall[testing]``);
 it is imported on first use so that the pytest plugin, loaded in every pytest
@@ -14,6 +15,8 @@ from ._options import ScenarioOptions
 from ._plugins import Exploding, Recorder
 from ._polling import wait_until
 from ._record import ConnectionRecord
+from ._recording import Recording, RecordingError, read_recording
+from ._replay import Replay
 from ._scenarios import ScenarioInfo, scenarios
 from ._wire import RawPeer, RawServer
 
@@ -26,10 +29,14 @@ __all__ = [
     "RawPeer",
     "RawServer",
     "Recorder",
+    "Recording",
+    "RecordingError",
+    "Replay",
     "ScenarioInfo",
     "ScenarioOptions",
     "Simulator",
     "configure",
+    "read_recording",
     "scenarios",
     "wait_until",
     "wedged_hub",

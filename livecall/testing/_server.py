@@ -25,8 +25,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "livecall.testing needs websockets>=12 (the testing extra): pip install 'websockets>=12'"
     ) from exc
 
+from .._wire.checks import seconds
 from ._call import CallState
 from ._driver import Driver
+from ._endpoint import LoopbackEndpoint
 from ._options import ScenarioOptions
 from ._record import ConnectionRecord, Journal
 from ._scenarios import build, provider_spec
@@ -62,12 +64,13 @@ def _release_wakeup(server: Any) -> None:
             os.close(end)
 
 
-class Simulator:
+class Simulator(LoopbackEndpoint):
     """A provider's WebSocket endpoint, simulated on ``host`` (loopback by default).
 
     ``provider`` is ``"hiya"`` or ``"phonic"``; ``scenario`` a name from
     :func:`scenarios` (default: the provider's normal call).  ``port=0`` picks a
-    free port; ``pace`` is the pause between scripted messages, in seconds.
+    free port; ``pace`` is the pause between scripted messages, in seconds (0 or
+    more: anything else is a ``ValueError``).
     Other keyword arguments are the expected credentials (Hiya: ``token``,
     ``conversation_token``, ``user_id``; Phonic: ``conversation_id``,
     ``api_key``, ``session_token``; each has a default) and the scenario
@@ -96,7 +99,8 @@ class Simulator:
         self._spec = spec = provider_spec(provider)
         self.provider = provider
         self.scenario = scenario or spec.default_scenario
-        self.pace = pace
+        # Checked as every duration is (a ValueError): a negative or NaN pause would never pass.
+        self.pace = seconds("pace", pace, zero=True)
         option_names = set(attrs.fields_dict(ScenarioOptions))
         unknown = sorted(set(kwargs) - set(spec.credentials) - option_names)
         if unknown:
@@ -188,41 +192,6 @@ class Simulator:
         return f"<Simulator {self.provider}/{self.scenario} {where} {self._state}>"
 
     # --- what tests and clients use ------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """Base URL, ``ws://127.0.0.1:PORT``, without a path."""
-        if self._address is None:
-            raise RuntimeError("the Simulator is not started")
-        host, port = self._address
-        return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
-
-    @property
-    def port(self) -> int:
-        if self._address is None:
-            raise RuntimeError("the Simulator is not started")
-        return self._address[1]
-
-    @property
-    def credentials(self) -> dict[str, str]:
-        """The credentials the simulator expects (a copy)."""
-        return dict(self._credentials)
-
-    def client_kwargs(self) -> dict[str, str]:
-        """Keyword arguments for the matching livecall client (HiyaClient / PhonicClient)."""
-        return self._spec.client_kwargs(self.url, self._credentials)
-
-    def watch_args(self, *extra: str) -> list[str]:
-        """The ``livecall`` command-line arguments that watch this simulator, then ``extra``.
-
-        ``["watch", provider, "--url", url, ...]`` with every credential as a
-        flag: fine for the simulator's local, made-up credentials, though real
-        ones belong in the environment, out of ``ps``.
-        """
-        flags: list[str] = []
-        for name, value in self.client_kwargs().items():
-            flags += [f"--{name.replace('_', '-')}", value]
-        return ["watch", self.provider, *flags, *extra]
 
     @property
     def connections(self) -> tuple[ConnectionRecord, ...]:

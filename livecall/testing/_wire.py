@@ -29,6 +29,7 @@ __all__ = [
     "RawPeer",
     "RawServer",
     "accept_handshake",
+    "answer_upgrade",
     "frame",
     "read_request",
     "take_frames",
@@ -95,7 +96,11 @@ def read_request(sock: socket.socket) -> bytes:
 
 def accept_handshake(sock: socket.socket) -> None:
     """Read the client's upgrade request and answer it with 101."""
-    request = read_request(sock)
+    answer_upgrade(sock, read_request(sock))
+
+
+def answer_upgrade(sock: socket.socket, request: bytes) -> None:
+    """Answer an upgrade request already read (its head, from :func:`read_request`) with 101."""
     headers = dict(line.split(b":", 1) for line in request.split(b"\r\n")[1:] if b":" in line)
     key = next(value for name, value in headers.items() if name.strip().lower() == b"sec-websocket-key")
     accept = base64.b64encode(hashlib.sha1(key.strip() + _GUID).digest())

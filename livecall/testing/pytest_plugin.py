@@ -1,4 +1,4 @@
-"""pytest fixtures serving a simulated provider, for livecall's tests and plugin authors'.
+"""pytest fixtures serving a simulated provider or a recorded call, for livecall's tests and plugin authors'.
 
 Loaded in every pytest run through the ``pytest11`` entry point, so it imports
 nothing heavy: websockets is only imported when a fixture is used.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import pytest
 
 if TYPE_CHECKING:  # pragma: no cover
-    from livecall.testing import Simulator
+    from livecall.testing import Replay, Simulator
 
 
 @pytest.fixture
@@ -47,3 +47,22 @@ def hiya_simulator(livecall_simulator: Callable[..., "Simulator"]) -> "Simulator
 def phonic_simulator(livecall_simulator: Callable[..., "Simulator"]) -> "Simulator":
     """A running Phonic simulator playing the default ``conversation``."""
     return livecall_simulator("phonic")
+
+
+@pytest.fixture
+def livecall_replay() -> Iterator[Callable[..., "Replay"]]:
+    """Factory: ``livecall_replay(path, **kwargs)`` starts a :class:`~livecall.testing.Replay`
+    of the recording at ``path`` (kwargs: ``speed``, ``loop``, ``chaos``...) and stops it
+    when the test ends."""
+    from livecall.testing import Replay
+
+    started: list[Replay] = []
+
+    def start(path: Any, **kwargs: Any) -> Replay:
+        replay = Replay(path, **kwargs).start()
+        started.append(replay)
+        return replay
+
+    yield start
+    for replay in reversed(started):
+        replay.stop()

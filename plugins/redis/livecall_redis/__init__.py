@@ -8,8 +8,10 @@ so that each is written once, to an events stream.
 """
 
 import argparse
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -20,7 +22,7 @@ from ._keys import EventKeys
 from ._processes import run_processes, run_worker
 from ._requests import DEFAULT_REQUESTS, WatchRequest, enqueue
 from ._scripts import Scripts
-from ._settings import DEFAULT_DEAD, DEFAULT_EVENTS, DEFAULT_GROUP, WorkerSettings
+from ._settings import DEFAULT_DEAD, DEFAULT_EVENTS, DEFAULT_GROUP, WorkerSettings, redis_place
 from ._stats import METRICS, Stats
 from ._worker import Worker, consumer_name
 from ._writer import EventWriter, Lease
@@ -79,6 +81,23 @@ def _redis_url(options: argparse.Namespace) -> str:
     if not url:
         raise livecall.ConfigurationError(f"where is Redis? --redis URL or ${REDIS_URL_ENV}")
     return url
+
+
+@contextlib.contextmanager
+def _reaching_redis(what: str, url: str) -> Iterator[None]:
+    """A Redis that cannot be reached, or refuses, is one line and exit status 1, from every command.
+
+    Not a usage error (2): the same command may work once Redis is back, and a
+    service manager restarting a worker should tell the two apart.
+    """
+    import redis
+
+    try:
+        yield
+    except redis.RedisError as error:
+        raise livecall.LivecallError(
+            f"could not {what}: Redis at {redis_place(url)} failed ({type(error).__name__})"
+        ) from None
 
 
 def _add_worker(subparsers: Any) -> None:
@@ -178,6 +197,12 @@ def worker_command(config: livecall.Config) -> int:
         keep_words=options.keep_words,
         **{name: getattr(options, name) for name, _, _ in _TUNING},
     )
+    with _reaching_redis("start the worker", settings.redis_url):
+        ping = settings.redis_client()
+        try:
+            ping.ping()
+        finally:
+            ping.close()
     if options.processes == 1:
         stop = threading.Event()
         with config.stopping(stop.set):  # a signal sets it from another thread: the calls go back
@@ -212,15 +237,26 @@ def _add_enqueue(subparsers: Any) -> None:
     )
     for provider in livecall.providers():
         parser = providers.add_parser(provider.name, parents=[common], help=provider.description)
+        described = _watch_help(provider)
         for field in provider.fields:
             if not field.credential:  # the workers' own credentials stay with them
+                option = f"--{field.name.replace('_', '-')}"
                 parser.add_argument(
-                    f"--{field.name.replace('_', '-')}",
+                    option,
                     metavar=field.name.split("_")[-1].upper(),
                     type=livecall.Credential if field.secret else str,
-                    help=f"(default: ${field.env})" if field.env else None,
+                    help=described.get(option) or (f"(default: ${field.env})" if field.env else None),
                 )
         parser.set_defaults(func=enqueue_command)
+
+
+def _watch_help(provider: "livecall.Provider[Any]") -> dict[str, str]:
+    """What ``livecall watch PROVIDER --help`` says of each option: a request's fields are those options."""
+    scratch = argparse.ArgumentParser(add_help=False)
+    provider.add_arguments(scratch)
+    return {
+        option: action.help for action in scratch._actions if action.help for option in action.option_strings
+    }
 
 
 def enqueue_command(config: livecall.Config) -> int:
@@ -237,11 +273,11 @@ def enqueue_command(config: livecall.Config) -> int:
         ping_timeout=options.ping_timeout,
         **{field.name: _field(options, field) for field in provider.fields if not field.credential},
     )
-    client = redis.Redis.from_url(_redis_url(options), decode_responses=True)
+    url = _redis_url(options)
+    client = redis.Redis.from_url(url, decode_responses=True)
     try:
-        request_id = enqueue(client, request, options.requests)
-    except redis.RedisError as error:
-        raise livecall.ConfigurationError(f"could not enqueue: {type(error).__name__}") from None
+        with _reaching_redis("enqueue", url):
+            request_id = enqueue(client, request, options.requests)
     finally:
         client.close()
     config.stdout.write(f"{request_id}\n")

@@ -3,11 +3,12 @@
 import logging
 import multiprocessing
 import signal
+import sys
 import threading
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional
 
-from ._settings import WorkerSettings
+from ._settings import WorkerSettings, redis_place
 from ._stats import Stats, serve_metrics
 from ._worker import Worker
 
@@ -19,14 +20,29 @@ log = logging.getLogger("livecall.redis")
 def run_worker(
     settings: WorkerSettings, plugin_manager: Any, metrics_port: Optional[int], stop: threading.Event
 ) -> None:
-    """One worker in this process, with its metrics endpoint if asked, until ``stop``."""
+    """One worker in this process, with its metrics endpoint if asked, until ``stop``.
+
+    It says on stderr when it starts and when it stops, at any verbosity: a
+    worker otherwise prints nothing until a call goes wrong, and whoever
+    starts one must see that it runs, as whom, and where it takes calls from.
+    """
     stats = Stats()
     stop_serving = serve_metrics(stats, metrics_port) if metrics_port else None
+    worker = Worker(settings, plugin_manager, stats)
+    _say(
+        f"worker {worker.consumer} takes up to {settings.calls} calls from {settings.requests} "
+        f"on {redis_place(settings.redis_url)} (group {settings.group}); Ctrl-C or SIGTERM stops it"
+    )
     try:
-        Worker(settings, plugin_manager, stats).run(stop)
+        worker.run(stop)
     finally:
         if stop_serving is not None:
             stop_serving()
+        _say(f"worker {worker.consumer} stopped")
+
+
+def _say(line: str) -> None:
+    print(f"livecall: {line}", file=sys.stderr, flush=True)
 
 
 #: The signals that stop a worker process, and the one its worker thread sends once it is done.

@@ -12,7 +12,15 @@ import livecall.phonic
 
 from ._requests import DEFAULT_REQUESTS
 
-__all__ = ["DEFAULT_DEAD", "DEFAULT_EVENTS", "DEFAULT_GROUP", "READ_BLOCK", "WorkerSettings", "origin"]
+__all__ = [
+    "DEFAULT_DEAD",
+    "DEFAULT_EVENTS",
+    "DEFAULT_GROUP",
+    "READ_BLOCK",
+    "WorkerSettings",
+    "origin",
+    "redis_place",
+]
 
 DEFAULT_GROUP = "livecall-workers"
 DEFAULT_EVENTS = "livecall:events"
@@ -37,6 +45,15 @@ def origin(url: str) -> Origin:
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ValueError(f"not a ws:// or wss:// URL with a host: {url!r}")
     return scheme, parts.hostname, parts.port or _DEFAULT_PORTS[scheme]
+
+
+def redis_place(url: str) -> str:
+    """Which Redis ``url`` names, for people: scheme, host, port and database, never its password."""
+    parts = urlsplit(url)
+    if parts.hostname is None:  # unix:///path/to/redis.sock
+        return f"{parts.scheme}://{parts.path}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}"
 
 
 def _shown(place: Origin) -> str:

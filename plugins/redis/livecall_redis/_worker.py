@@ -91,13 +91,6 @@ class Worker:
         """Work until ``stop`` is set (or the thread is interrupted), then give every call back."""
         self._stop = stop
         self._ensure_group()
-        log.info(
-            "worker %s takes up to %d calls from %s (group %s)",
-            self.consumer,
-            self.settings.calls,
-            self.settings.requests,
-            self.settings.group,
-        )
         renewer = threading.Thread(
             target=self._renew_loop, args=(stop,), name="livecall-redis-renewer", daemon=True
         )

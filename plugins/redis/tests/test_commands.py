@@ -2,7 +2,9 @@
 
 import json
 import os
+import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -248,3 +250,76 @@ def test_a_request_that_would_smuggle_a_header_goes_to_the_dead_letter_stream(re
     run_worker_until(settings, lambda: redis_client.xlen(DEFAULT_DEAD) == 1)
     [(_, fields)] = redis_client.xrange(DEFAULT_DEAD)
     assert fields["reason"] == "user_id must be printable text: it is sent in an HTTP request"
+
+
+# --- what a newcomer sees: the worker's first and last lines, help, one exit status ------
+
+
+def livecall_redis(*args):
+    """``livecall -p livecall_redis ARGS``, a real process, at default verbosity."""
+    env = dict(os.environ, LIVECALL_DISABLE_PLUGIN_AUTOLOAD="1")
+    argv = [sys.executable, "-m", "livecall", "-p", "livecall_redis", *args]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_worker_says_when_it_starts_and_stops_and_never_shows_the_password(redis_server):
+    url = redis_server.url.replace("redis://", "redis://default:s3cret-pass@")
+    worker = livecall_redis("worker", "--redis", url, "--calls", "7")
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in worker.stderr], daemon=True)
+    reader.start()
+    try:
+        first = lines.get(timeout=30)  # the worker says it runs before it takes any call
+    except queue.Empty:
+        first = "(nothing)"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        reader.join(30)
+    rest = "".join(lines.queue)
+    assert first.startswith("livecall: worker "), first + rest
+    consumer = first.split()[2]
+    assert first == (
+        f"livecall: worker {consumer} takes up to 7 calls from livecall:requests on "
+        f"redis://127.0.0.1:{redis_server.port}/0 (group livecall-workers); Ctrl-C or SIGTERM stops it\n"
+    )
+    assert rest == f"livecall: worker {consumer} stopped\n"
+    assert worker.returncode == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize("command", [["worker"], ["enqueue", "phonic", "--conversation-id", "c"]])
+def test_an_unreachable_redis_is_exit_status_1_from_every_command(command, capsys):
+    port = socket_nobody_listens_on()
+    status = run([*command, "--redis", f"redis://default:s3cret-pass@127.0.0.1:{port}/0"])
+    err = capsys.readouterr().err
+    assert status == livecall.ExitStatus.FAILURE == 1, err
+    what = "start the worker" if command == ["worker"] else "enqueue"
+    assert err == (
+        f"livecall: error: could not {what}: Redis at redis://127.0.0.1:{port}/0 failed (ConnectionError)\n"
+    )
+
+
+def socket_nobody_listens_on():
+    """A loopback port just freed: connecting to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_enqueue_help_describes_each_field_as_watch_does(capsys):
+    with pytest.raises(SystemExit) as exit:
+        run(["enqueue", "phonic", "--help"])
+    assert exit.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--conversation-id ID the conversation to watch (conv_...), from Phonic's API or dashboard"
+        in help_text
+    )
+
+
+def test_enqueue_hiya_takes_the_user_id_from_the_environment(redis_server, redis_client, monkeypatch):
+    monkeypatch.setenv("HIYA_CONVERSATION_TOKEN", "lct_secret-value")
+    monkeypatch.setenv("HIYA_USER_ID", "user-from-env")
+    assert run(["enqueue", "hiya", "--redis", redis_server.url]) == 0
+    [(_, fields)] = redis_client.xrange(DEFAULT_REQUESTS)
+    assert fields["user_id"] == "user-from-env"
