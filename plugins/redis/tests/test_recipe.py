@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+
+from livecall.testing import wait_until
 
 from .conftest import REDIS_SERVER, _free_port
 
@@ -73,13 +73,20 @@ class Shell:
         return result.stdout
 
     def wait_for_redis(self) -> None:
-        """Until Redis listens (a reader's shell is slower to start the next command than Redis)."""
-        retry = Retry(ExponentialBackoff(cap=0.5, base=0.01), retries=100)
-        client = redis.Redis(
-            port=int(self.ports["6379"]), retry=retry, retry_on_error=[redis.ConnectionError]
-        )
+        """Until Redis listens (a reader's shell is slower to start the next command than Redis).
+
+        Polled: every redis-py answers a refused connection alike, whatever its retry options.
+        """
+        client = redis.Redis(port=int(self.ports["6379"]))
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
         try:
-            client.ping()
+            wait_until(answers, TIMEOUT)
         finally:
             client.close()
 
