@@ -6,7 +6,7 @@ One test per rule of RFC 6455 a client enforces.
 import pytest
 
 from livecall._wire.frames import encode_frame, mask, parse_close
-from livecall._wire.protocol import Cause, Outcome, Protocol
+from livecall._wire.protocol import DEFAULT_MAX_FRAGMENTS, PENDING_PONGS, Cause, Outcome, Protocol
 from livecall.errors import ConfigurationError, ConnectionLostError
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
@@ -306,13 +306,16 @@ def test_without_a_ping_interval_there_is_no_deadline_while_open():
 # --- bounds against a hostile server ---------------------------------------------------
 
 
-def test_a_flood_of_pings_leaves_one_pong_waiting_answering_the_latest():
+def test_a_flood_of_pings_leaves_a_few_pongs_waiting_answering_the_latest():
     protocol = connection()
     protocol.receive_data(b"".join(frame(PING, b"%d" % n) for n in range(10_000)), 1.0)
-    assert sent_frames(protocol) == [(PONG, b"9999")]
+    latest = [(PONG, b"%d" % n) for n in range(10_000 - PENDING_PONGS, 10_000)]
+    assert sent_frames(protocol) == latest
     protocol.receive_data(frame(PING, b"a") + frame(PING, b"b"), 1.1)
     protocol.close(1.2)
-    assert sent_frames(protocol) == [(PONG, b"b"), (CLOSE, b"\x03\xe8")], "the pong goes before the close"
+    assert sent_frames(protocol) == [(PONG, b"a"), (PONG, b"b"), (CLOSE, b"\x03\xe8")], (
+        "every ping answered while the pongs go out, before the close"
+    )
 
 
 def test_a_message_past_max_send_buffer_fails_the_connection():
@@ -339,13 +342,22 @@ def test_a_message_in_exactly_max_fragments_is_accepted_and_one_more_is_refused(
     assert refused.outcome is not None and refused.outcome.cause is Cause.TOO_BIG
 
 
+def test_a_message_of_the_conformance_suite_s_many_fragments_is_taken():
+    """4 MiB in 64-byte pieces and an empty last one, as the Autobahn suite sends it (case 9.3.1)."""
+    protocol = connection()
+    piece = frame(CONT, b"a" * 64, fin=False)
+    protocol.receive_data(frame(TEXT, b"a" * 64, fin=False) + piece * (65_536 - 1) + frame(CONT, b""), 1.0)
+    assert [len(message) for message in protocol.messages_received()] == [4 * 2**20]
+    assert protocol.outcome is None
+
+
 def test_endless_empty_continuations_fail_at_the_default_fragment_limit():
     protocol = connection()
     protocol.receive_data(frame(TEXT, b"", fin=False), 1.0)
-    empty = frame(CONT, b"", fin=False) * 10_000
-    for _ in range(7):  # 70,000 fragments
+    empty = frame(CONT, b"", fin=False) * 100_000
+    for _ in range(DEFAULT_MAX_FRAGMENTS // 100_000 + 1):  # past the default, endlessly as far as it knows
         protocol.receive_data(empty, 1.0)
-    assert closes_sent(protocol) == [(1009, "message in over 65536 fragments")]
+    assert closes_sent(protocol) == [(1009, f"message in over {DEFAULT_MAX_FRAGMENTS} fragments")]
     assert protocol._fragments is not None and len(protocol._fragments) == 0, "empty pieces take no room"
 
 

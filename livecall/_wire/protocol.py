@@ -20,9 +20,11 @@ The messages completed before the violation are delivered all the same, in
 order.
 
 What waits to be sent is bounded too, since a server may send pings and never
-read: only the latest ping is answered (RFC 6455 5.5.3 allows it), so pongs
-take one frame however many pings come, and queueing a message past
-``max_send_buffer`` bytes fails the connection (1008).
+read: every ping is answered while the pongs go out, but at most
+:data:`PENDING_PONGS` wait unsent, the oldest giving way to newer ones (RFC
+6455 5.5.3 allows answering only the latest), so pongs take a few frames
+however many pings come; and queueing a message past ``max_send_buffer``
+bytes fails the connection (1008).
 
 A driver serving many connections passes ``max_frames`` to
 :meth:`Protocol.receive_data`: the frames past it stay in the buffer
@@ -30,6 +32,7 @@ A driver serving many connections passes ``max_frames`` to
 of tiny frames costs the others no latency.
 """
 
+import collections
 import enum
 import functools
 import math
@@ -67,12 +70,17 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_SEND_BUFFER",
     "DRAIN_AFTER_FAILURE",
+    "PENDING_PONGS",
 ]
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
-#: Frames of one fragmented message: the Autobahn suite's 4 MiB in 64-byte
-#: fragments is the most any test of conformance sends.
-DEFAULT_MAX_FRAGMENTS = 65_536
+#: Frames of one fragmented message: a message of the largest default size in
+#: 16-byte pieces (the Autobahn suite sends 4 MiB in 64-byte ones, and an empty
+#: last one).  Empty fragments take no memory, so this bounds the work an
+#: endless message costs, not what it holds.
+DEFAULT_MAX_FRAGMENTS = 1_048_576
+#: Pongs waiting to be sent: past it a ping's pong replaces the oldest waiting.
+PENDING_PONGS = 16
 #: Bytes queued to be sent on top of what the socket has not taken yet.
 DEFAULT_MAX_SEND_BUFFER = 4 * 1024 * 1024
 #: Bytes read (and discarded) after failing a connection, looking for the
@@ -167,7 +175,7 @@ class Protocol:
         self._messages: list[Message] = []
         self._outgoing: list[bytes] = []
         self._outgoing_size = 0
-        self._pong: Optional[bytes] = None  # the payload of the latest ping, not answered yet
+        self._pongs: collections.deque[bytes] = collections.deque(maxlen=PENDING_PONGS)  # not sent yet
         #: Complete frames wait in the buffer: ``max_frames`` stopped the last :meth:`receive_data`.
         self.backlogged = False
         self._now = now  # the driver's clock when it last called: when a failed send() happened
@@ -310,13 +318,13 @@ class Protocol:
     def data_to_send(self) -> bytes:
         """The bytes to write now: the pong, pings, close frames and sent messages.
 
-        A driver takes them once the socket took the last ones: until then a
-        newer ping's pong replaces the one waiting here.
+        A driver takes them once the socket took the last ones: until then
+        pongs wait here, at most :data:`PENDING_PONGS` of them.
         """
         outgoing = self._outgoing
-        if self._pong is not None:
-            outgoing.insert(0, encode_frame(PONG, self._pong, self._mask_key()))
-            self._pong = None
+        if self._pongs:
+            outgoing[:0] = [encode_frame(PONG, payload, self._mask_key()) for payload in self._pongs]
+            self._pongs.clear()
         if not outgoing:
             return b""
         data = b"".join(outgoing)
@@ -419,7 +427,7 @@ class Protocol:
                 self._message(self._fragmented_opcode, bytes(fragments), now)
         elif opcode == PING:
             if self._state is _State.OPEN:
-                self._pong = payload  # replaces a pong not taken yet: only the latest ping needs one
+                self._pongs.append(payload)  # past PENDING_PONGS the oldest unsent one gives way
         elif opcode == PONG:
             self.pongs_received += 1
             self._heard(now)
@@ -461,7 +469,8 @@ class Protocol:
             self.outcome = Outcome(code, reason, Cause.TOO_BIG if code == TOO_BIG else Cause.PROTOCOL_ERROR)
         if self._state is _State.OPEN:
             self._outgoing.clear()
-            self._outgoing_size, self._pong = 0, None
+            self._outgoing_size = 0
+            self._pongs.clear()
             self._send_close(code, reason, now)
         self._state = _State.CLOSED
 
