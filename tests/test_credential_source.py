@@ -116,3 +116,9 @@ def test_a_missing_program_or_an_empty_command_is_a_configuration_error():
         CredentialSource("hiya", "token", command="  ")
     with pytest.raises(livecall.ConfigurationError, match="'no-such-program-here' could not run"):
         CredentialSource("hiya", "token", command="no-such-program-here --flag")()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf")])
+def test_a_command_timeout_that_is_no_number_of_seconds_is_refused(timeout):
+    with pytest.raises(livecall.ConfigurationError, match="timeout"):
+        CredentialSource("hiya", "token", command="true", timeout=timeout)

@@ -15,6 +15,7 @@ from typing import NoReturn, Optional
 import pluggy
 
 from .._safety.secrets import Credential
+from .._wire.checks import seconds
 from ..errors import ConfigurationError, LivecallError
 
 __all__ = ["COMMAND_TIMEOUT", "CredentialSource"]
@@ -49,8 +50,7 @@ class CredentialSource:
         self._argv = shlex.split(command) if command is not None else None
         if self._argv is not None and not self._argv:
             raise ConfigurationError(f"the {provider} {name.replace('_', ' ')} command is empty")
-        if timeout <= 0:
-            raise ConfigurationError("the credential command's timeout must be positive")
+        timeout = seconds("the credential command's timeout", timeout)
         self._provider = provider
         self._name = name
         self._env = env

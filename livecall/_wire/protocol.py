@@ -35,13 +35,13 @@ of tiny frames costs the others no latency.
 import collections
 import enum
 import functools
-import math
 import os
-from typing import Callable, Optional, TypeVar, Union
+from typing import Callable, Optional, Union
 
 import attrs
 
-from ..errors import ConfigurationError, ConnectionLostError
+from ..errors import ConnectionLostError
+from .checks import seconds, whole_number
 from .frames import (
     BINARY,
     CLOSE,
@@ -154,13 +154,13 @@ class Protocol:
         mask_key: Callable[[], bytes] = functools.partial(os.urandom, 4),
     ):
         if ping_interval is not None:
-            _positive("ping_interval", ping_interval)
+            ping_interval = seconds("ping_interval", ping_interval)
         self._ping_interval = ping_interval
-        self._ping_timeout = _positive("ping_timeout", ping_timeout)
-        self._close_timeout = _positive("close_timeout", close_timeout, zero=True)
-        self._max_message_size = _positive("max_message_size", max_message_size)
-        self._max_fragments = _positive("max_fragments", max_fragments)
-        self._max_send_buffer = _positive("max_send_buffer", max_send_buffer)
+        self._ping_timeout = seconds("ping_timeout", ping_timeout)
+        self._close_timeout = seconds("close_timeout", close_timeout, zero=True)
+        self._max_message_size = whole_number("max_message_size", max_message_size, minimum=1)
+        self._max_fragments = whole_number("max_fragments", max_fragments, minimum=1)
+        self._max_send_buffer = whole_number("max_send_buffer", max_send_buffer, minimum=1)
         self._mask_key = mask_key
         self._state = _State.OPEN
         self._buffer = bytearray()
@@ -492,13 +492,3 @@ class Protocol:
     def _queue(self, frame: bytes) -> None:
         self._outgoing.append(frame)
         self._outgoing_size += len(frame)
-
-
-_Number = TypeVar("_Number", int, float)
-
-
-def _positive(name: str, value: _Number, *, zero: bool = False) -> _Number:
-    """``value`` if it is a finite number above 0 (or 0 itself, with ``zero``); else ConfigurationError."""
-    if not (math.isfinite(value) and (value > 0 or zero and value == 0)):
-        raise ConfigurationError(f"{name} must be a finite number {'of 0 or more' if zero else 'above 0'}")
-    return value
