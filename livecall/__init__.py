@@ -15,6 +15,7 @@ from ._hub.mailbox import ClientStats
 from ._safety.files import owner_only
 from ._safety.printable import PrintableFormatter, printable
 from ._safety.secrets import MIN_SECRET_LENGTH, Credential, RedactingFilter, redact
+from ._version import __version__ as __version__
 from ._watch.backoff import Backoff
 from ._watch.client import LiveClient
 from ._watch.credential_source import CredentialSource
@@ -54,8 +55,6 @@ from .events import (
 from .hiya import HiyaClient
 from .hookspecs import hookimpl
 from .phonic import PhonicClient
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Ack",

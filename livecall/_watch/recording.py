@@ -18,7 +18,6 @@ the recording, never the watch: the error is logged once, kept in
 
 import base64
 import contextlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from typing import Any, BinaryIO, Callable, Optional, Union
 from .._codec import SNAPSHOT_WORDS
 from .._safety.files import owner_only
 from .._safety.secrets import redact
+from .._version import __version__
 from .._wire.protocol import Cause, Outcome
 from ..errors import ConfigurationError
 
@@ -109,7 +109,7 @@ class RecordingWriter:
         header = {
             "livecall_recording": FORMAT_VERSION,
             "provider": provider,
-            "livecall": _livecall_version(),
+            "livecall": __version__,
             "recorded_at": datetime.now(timezone.utc).isoformat(),
             "scrubbed": list(self.scrub),
         }
@@ -241,14 +241,6 @@ class RecordingWriter:
         if placeholder is None:
             placeholder = self._phones[digits] = f"+1555{len(self._phones) + 1:07d}"
         return placeholder
-
-
-def _livecall_version() -> str:
-    """The installed livecall's version: the package's ``__version__`` sits above this layer."""
-    try:
-        return importlib.metadata.version("livecall")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown"
 
 
 def _redacted_bytes(frame: bytes) -> bytes:
