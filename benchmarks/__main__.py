@@ -18,10 +18,30 @@ import websocket
 
 import livecall
 
-from . import concurrency, large_messages, latency, replay, shutdown, slow_plugin, snapshots, throughput
+from . import (
+    concurrency,
+    large_messages,
+    latency,
+    observability,
+    replay,
+    shutdown,
+    slow_plugin,
+    snapshots,
+    throughput,
+)
 from ._report import Row, missed, render
 
-MODULES = (throughput, latency, concurrency, snapshots, slow_plugin, shutdown, large_messages, replay)
+MODULES = (
+    throughput,
+    latency,
+    concurrency,
+    snapshots,
+    slow_plugin,
+    shutdown,
+    large_messages,
+    replay,
+    observability,
+)
 BENCHMARKS = {module.NAME: module for module in MODULES}
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,16 @@ class Tracker:
         self.note(call.id, transcript.text, transcript.offset or 0.0)
 
 
-def watch_livecall(calls: int, seconds: int, idle: bool = False, tls: bool = False) -> dict[str, Any]:
-    """Watch ``calls`` calls in this process until each has had ``seconds`` transcripts."""
+def watch_livecall(
+    calls: int, seconds: int, idle: bool = False, tls: bool = False, metrics: bool = False
+) -> dict[str, Any]:
+    """Watch ``calls`` calls in this process until each has had ``seconds`` transcripts.
+
+    With ``metrics`` the process serves its metrics endpoint and a scraper
+    reads ``/metrics`` once a second meanwhile (a busy Prometheus scrapes every 15).
+    """
     raise_open_files_limit()
+    scraping = _scrape_every_second() if metrics else None
     baseline_mb = rss_mb()
     tracker = Tracker()
     plugin_manager = create_plugin_manager(autoload=False)
@@ -112,7 +120,26 @@ def watch_livecall(calls: int, seconds: int, idle: bool = False, tls: bool = Fal
         unfinished = 0 if finished else sum(not client.finished for client in clients)
         for client in clients:
             client.close(timeout=0)
+    if scraping is not None:
+        scraping.set()
     return _row(calls, threads, baseline_mb, connect_s, unfinished, server.stats, tracker, figures)
+
+
+def _scrape_every_second() -> threading.Event:
+    """Serve metrics, and read them once a second until the returned event is set."""
+    from livecall import observability
+
+    endpoint = observability.serve(0)
+    done = threading.Event()
+
+    def scrape() -> None:
+        while not done.wait(1.0):
+            with urllib.request.urlopen(f"{endpoint.url}/metrics", timeout=10) as answer:
+                answer.read()
+        endpoint.close()
+
+    threading.Thread(target=scrape, name="scraper", daemon=True).start()
+    return done
 
 
 def watch_asyncio(calls: int, seconds: int) -> dict[str, Any]:
@@ -322,4 +349,10 @@ if __name__ == "__main__":
     if side == "asyncio":
         print(json.dumps(watch_asyncio(count, duration)))
     else:
-        print(json.dumps(watch_livecall(count, duration, idle=side == "idle", tls=side == "tls")))
+        print(
+            json.dumps(
+                watch_livecall(
+                    count, duration, idle=side == "idle", tls=side == "tls", metrics=side == "metrics"
+                )
+            )
+        )

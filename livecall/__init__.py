@@ -11,7 +11,7 @@ from ._codec import to_json, to_record, without_words
 from ._exit_status import ExitStatus
 from ._hub.connect import ProxySettings
 from ._hub.loop import configure_hub, hub_turn_age
-from ._hub.mailbox import ClientStats
+from ._observe.watch_counts import ClientStats
 from ._safety.files import owner_only
 from ._safety.printable import PrintableFormatter, printable
 from ._safety.secrets import MIN_SECRET_LENGTH, Credential, RedactingFilter, redact
@@ -44,6 +44,7 @@ from .events import (
     ConversationUpdated,
     DecodeError,
     Event,
+    Gap,
     Reconnecting,
     Role,
     ScreeningEnded,
@@ -78,6 +79,7 @@ __all__ = [
     "EndReason",
     "Event",
     "ExitStatus",
+    "Gap",
     "HiyaClient",
     "LiveClient",
     "LivecallError",

@@ -7,7 +7,7 @@ from typing import Optional
 
 import attrs
 
-from .events import utcnow
+from .events import Gap, utcnow
 
 __all__ = ["Call", "EndReason"]
 
@@ -47,8 +47,13 @@ class Call:
     nothing of it, and stays true for the rest of the call (a later snapshot
     cannot take the request back): a sink that keeps what it receives keeps
     no words of such a call (``to_record(call, event,
-    keep_words=not call.zero_data_retention)``).  One object lives for the whole watch, across
-    reconnects, so plugins may key their state on it.
+    keep_words=not call.zero_data_retention)``).  ``gaps`` holds the
+    watch's :class:`~livecall.Gap` events so far, oldest first, one per
+    outage between two connections, each added as it is dispatched: the call
+    that ``livecall_call_end`` receives lists them all.  It is a tuple,
+    replaced whole as a gap is added, so any thread may read it.  One object
+    lives for the whole watch, across reconnects, so plugins may key their
+    state on it.
     """
 
     provider: str
@@ -61,3 +66,4 @@ class Call:
     to_phone: Optional[str] = None
     direction: Optional[str] = None
     zero_data_retention: bool = False
+    gaps: tuple[Gap, ...] = ()

@@ -22,6 +22,7 @@ __all__ = [
     "ConversationUpdated",
     "DecodeError",
     "Event",
+    "Gap",
     "Reconnecting",
     "Role",
     "ScreeningEnded",
@@ -355,3 +356,31 @@ class Reconnecting(Event):
     attempt: int
     delay: float
     reason: str
+
+
+@attrs.frozen
+class Gap(Event):
+    """The connection was lost and another one opened: the stream has a hole from
+    ``lost_at`` to ``reopened_at``.
+
+    Made by the client, not sent by a provider: one per outage, when the next
+    connection opens, however many attempts that took (each was a
+    :class:`Reconnecting` event), and before anything the new connection
+    brings.  A watch that gives up or is closed during the outage has no gap,
+    and neither has a first connection that took several attempts.
+
+    ``lost_at`` is when the open connection was lost (the first loss of the
+    outage, not its last failed attempt), ``reopened_at`` when the next
+    connection opened; both in UTC, and ``received_at`` is ``reopened_at``.
+    ``reason`` is why it was lost, as the first ``Reconnecting`` of the
+    outage said.  ``replayed`` says whether the provider sends the missed
+    state again: Phonic does (its next snapshot holds every turn, so nothing
+    is missing once that snapshot has come); Hiya does not (what was said
+    meanwhile is lost).  The call lists its gaps in :attr:`livecall.Call.gaps`.
+    """
+
+    kind: ClassVar[str] = "gap"
+    lost_at: datetime
+    reopened_at: datetime
+    reason: str
+    replayed: bool

@@ -198,6 +198,7 @@ HIYA = register_provider(
         new_session=_HiyaSession,
         add_arguments=_add_arguments,
         from_arguments=_from_arguments,
+        replays_missed=False,
     )
 )
 

@@ -344,7 +344,7 @@ def test_livecall_plugins_lists_the_hooks_of_the_classes_plugins_register():
     assert (
         "csv (livecall-csv 0.1.0)\n"
         "  hooks: livecall_addoption, livecall_configure\n"
-        "  CsvWriter hooks: livecall_call_end, livecall_call_start, livecall_transcript\n"
+        "  CsvWriter hooks: livecall_call_end, livecall_call_start, livecall_event, livecall_transcript\n"
     ) in result.stdout
 
 

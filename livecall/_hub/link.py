@@ -26,6 +26,7 @@ import ssl
 import time
 from typing import Callable, Optional
 
+from .._observe.watch_counts import WatchCounts
 from .._wire.protocol import Cause, Message, Outcome, Protocol
 from .connect import describe
 from .loop import Hub, Timer
@@ -60,8 +61,11 @@ class Link:
         protocol: Protocol,
         deliver: Deliver,
         ended: Ended,
+        counts: WatchCounts,
     ):
         self._hub = hub
+        #: Where the link notes when it last heard a frame and a message, and a pause.
+        self._counts = counts
         self._sock = sock
         self._protocol = protocol
         self._deliver = deliver
@@ -77,6 +81,7 @@ class Link:
         self._frames_logged = log.isEnabledFor(logging.DEBUG)  # once: reading is the hot path
         self._pings = self._pongs = 0
         self.opened_at = time.monotonic()
+        counts.opened(self.opened_at)
         sock.setblocking(False)
         if rest:
             protocol.receive_data(rest, self.opened_at, FRAMES_PER_TURN)
@@ -108,7 +113,7 @@ class Link:
     def resume(self) -> None:
         """The mailbox has room again."""
         if self._paused and not self._over:
-            self._paused = False
+            self._paused = self._counts.paused = False
             self._read()  # TLS may hold decrypted bytes select will never report, or a backlog
 
     # --- selector and timer ------------------------------------------------------------
@@ -164,6 +169,8 @@ class Link:
                 protocol.connection_lost()
                 break
             budget -= protocol.receive_data(data, now, budget)
+            if budget < FRAMES_PER_TURN:
+                self._counts.last_frame_at = now
             if protocol.backlogged or not (self._tls and self._tls.pending()) and len(data) < _READ_SIZE:
                 break
         self._hand_over()
@@ -191,8 +198,10 @@ class Link:
         messages = self._protocol.messages_received()
         if self._frames_logged:
             self._log_frames_in(messages)
-        if messages and self._deliver(messages, time.time()):
-            self._paused = True
+        if messages:
+            self._counts.last_message_at = time.monotonic()
+            if self._deliver(messages, time.time()):
+                self._paused = self._counts.paused = True
 
     def _write(self) -> None:
         out = self._out
@@ -249,6 +258,7 @@ class Link:
 
     def _end(self) -> None:
         self._over = True
+        self._counts.connected = self._counts.paused = False
         outcome = self._protocol.outcome
         if self._frames_logged and outcome is not None and outcome.cause is Cause.SERVER_CLOSED:
             log.debug("frame out: close, the closing handshake's reply")

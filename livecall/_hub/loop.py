@@ -134,9 +134,10 @@ class Hub:
         handle: Callable[[object], None],
         on_room: Callable[[], None],
         describe: Callable[[], str],
+        running: Callable[[], Optional[str]] = lambda: None,
     ) -> Mailbox:
         """A call's mailbox; only the I/O thread puts items in it."""
-        return Mailbox(limit, max_bytes, self._handoffs.append, handle, on_room, describe)
+        return Mailbox(limit, max_bytes, self._handoffs.append, handle, on_room, describe, running)
 
     # --- on the I/O thread ------------------------------------------------------------
 

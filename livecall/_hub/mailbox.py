@@ -3,25 +3,9 @@
 import collections
 import threading
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
-import attrs
-
-__all__ = ["ClientStats", "Mailbox"]
-
-
-@attrs.frozen
-class ClientStats:
-    """A look at the mailbox between the hub's I/O thread and a call's dispatcher.
-
-    ``queued`` messages wait now; ``queue_high_water`` is the most that ever
-    waited; at ``queue_size`` the hub stops reading this call's socket until
-    plugins catch up.
-    """
-
-    queued: int
-    queue_high_water: int
-    queue_size: int
+__all__ = ["Mailbox"]
 
 
 class Mailbox:
@@ -47,6 +31,7 @@ class Mailbox:
         handle: Callable[[Any], None],
         on_room: Callable[[], None],
         describe: Callable[[], str],
+        running: Callable[[], Optional[str]] = lambda: None,
     ):
         self.limit = limit
         self.max_bytes = max_bytes
@@ -56,6 +41,8 @@ class Mailbox:
         self.handle = handle
         #: Names the call, and the plugin running now, for the watchdog's warning.
         self.describe = describe
+        #: The plugin running now, if any, by name alone: for the health check.
+        self.running = running
         self._schedule = schedule
         self._on_room = on_room
         self._items: collections.deque[Any] = collections.deque()

@@ -202,6 +202,14 @@ class DispatcherPool:
         while self._parked:
             self._wake(only_if_none_waking=False)
 
+    def stuck(self, now: float) -> list[tuple[str, float]]:
+        """The plugins or callbacks stuck in a hook past ``stuck_after``, and for how long."""
+        found = []
+        for since, mailbox, _ in list(self._busy.values()):
+            if now - since > self.stuck_after:
+                found.append((mailbox.running() or "livecall itself", now - since))
+        return found
+
     def check(self, now: float) -> None:
         """The watchdog: warn of each dispatcher stuck past ``stuck_after``, and grow the pool past them."""
         stuck = [entry for entry in list(self._busy.values()) if now - entry[0] > self.stuck_after]

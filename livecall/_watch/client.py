@@ -29,8 +29,10 @@ import pluggy
 from .._hub.connect import Handshake, ProxySettings, open_connection
 from .._hub.link import Link
 from .._hub.loop import Hub, Timer, acquire_hub, release_hub
-from .._hub.mailbox import ClientStats, Mailbox
+from .._hub.mailbox import Mailbox
 from .._hub.pools import current_mailbox
+from .._observe import registry
+from .._observe.watch_counts import ClientStats, WatchCounts
 from .._safety.secrets import HiddenText
 from .._wire.checks import base_url, seconds, whole_number
 from .._wire.handshake import ConnectFailed
@@ -38,6 +40,7 @@ from .._wire.protocol import (
     DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SEND_BUFFER,
+    Cause,
     Message,
     Outcome,
     Protocol,
@@ -50,7 +53,7 @@ from ..errors import (
     LivecallError,
     ProtocolError,
 )
-from ..events import Event, Reconnecting, ServerError, utcnow
+from ..events import Event, Gap, Reconnecting, ServerError, utcnow
 from .backoff import Backoff
 from .dispatch import Dispatcher
 from .event_stream import event_stream
@@ -74,6 +77,14 @@ E = TypeVar("E", bound=Event)
 R = TypeVar("R")
 Self = TypeVar("Self", bound="LiveClient")
 
+#: Why a connection that was open is tried again, as the reconnects metric's label says it.
+_RECONNECT_REASONS = {
+    Cause.DROPPED: "dropped",
+    Cause.NO_PONG: "no_pong",
+    Cause.CLOSE_TIMEOUT: "close_timeout",
+    Cause.SERVER_CLOSED: "server_closed",
+}
+
 #: Why no connection follows, for the ``-v`` log.
 _STOPPED = {EndReason.ENDED: "the call ended", EndReason.CLOSED: "close() was called"}
 
@@ -81,9 +92,12 @@ _STOPPED = {EndReason.ENDED: "the call ended", EndReason.CLOSED: "close() was ca
 @attrs.frozen
 class _Connected:
     first: bool
-    #: The URL's path (never its query, which may hold a token) and when it opened, for a recording.
+    #: The URL's path (never its query, which may hold a token) and when it opened (``time.time()``),
+    #: for a recording and, after an outage, the gap's ``reopened_at``.
     path: str
     at: float
+    #: The span context of its handshake while tracing, which its events' spans link to.
+    span: Optional[Any] = None
 
 
 @attrs.frozen
@@ -205,7 +219,9 @@ class LiveClient:
         self._close_timeout = close_timeout
         self._queue_size, self._queue_bytes = queue_size, queue_bytes
         self._decoder = self.provider.new_decoder()
-        self._dispatcher = Dispatcher(plugin_manager, self.call, strict=strict)
+        #: What the watch counts; made anew by ``start()``, which knows whether metrics are on.
+        self._counts = WatchCounts(self.provider.name, timed=False)
+        self._dispatcher = Dispatcher(plugin_manager, self.call, strict=strict, counts=self._counts)
         for plugin in plugins or ():
             self._dispatcher.register(plugin)
         self._lock = threading.Lock()  # guards _life, _when_finished and _handshake_sock
@@ -316,10 +332,19 @@ class LiveClient:
                 raise LivecallError("start() was already called: a client watches one call")
             self._life.start()
         self._dispatcher.prepare()
+        counts = self._counts = self._dispatcher.counts = WatchCounts(self.provider.name, registry.timing())
+        self._dispatcher.tracer = registry.tracer()
         hub = acquire_hub()
         self._mailbox = hub.new_mailbox(
-            self._queue_size, self._queue_bytes, self._dispatch_item, self._room, self._describe
+            self._queue_size,
+            self._queue_bytes,
+            self._dispatch_item,
+            self._room,
+            self._describe,
+            self._running,
         )
+        counts.queued = self._mailbox.__len__
+        registry.started(counts)
         with self._lock:
             self._hub = hub
         hub.call_soon(self._begin_attempt)
@@ -380,11 +405,39 @@ class LiveClient:
 
     @property
     def stats(self) -> ClientStats:
-        """How many frames wait for the plugins now, and the most that ever did."""
-        mailbox = self._mailbox
-        if mailbox is None:
-            return ClientStats(queued=0, queue_high_water=0, queue_size=self._queue_size)
-        return ClientStats(queued=len(mailbox), queue_high_water=mailbox.high_water, queue_size=mailbox.limit)
+        """How many frames wait for the plugins now and the most that ever did, and what the watch counted."""
+        mailbox, counts = self._mailbox, self._counts
+        return ClientStats(
+            queued=len(mailbox) if mailbox is not None else 0,
+            queue_high_water=mailbox.high_water if mailbox is not None else 0,
+            queue_size=mailbox.limit if mailbox is not None else self._queue_size,
+            messages=counts.messages,
+            events=dict(counts.events),
+            reconnects=sum(counts.reconnects.values()),
+            plugin_failures=counts.plugin_failures,
+        )
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open now (between a reconnect's loss and the next opening: not)."""
+        return self._counts.connected
+
+    @property
+    def last_frame_age(self) -> Optional[float]:
+        """Seconds since a frame of any kind came (a message, a pong, a close); None before connecting.
+
+        An open connection's heartbeat keeps this under ``ping_interval``
+        plus ``ping_timeout``; more means the transport is wedged.
+        """
+        return self._counts.age(self._counts.last_frame_at)
+
+    @property
+    def last_message_age(self) -> Optional[float]:
+        """Seconds since the last message (text or binary) came; None before the first.
+
+        A quiet call is normal: the heartbeat, not this, says whether the connection lives.
+        """
+        return self._counts.age(self._counts.last_message_at)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} call={self.call.id} url={self.base_url}>"
@@ -459,6 +512,7 @@ class LiveClient:
         """On a connector thread: fresh credentials and the blocking opening handshake."""
         result: Union[Handshake, BaseException]
         path = ""
+        tracer, span = self._dispatcher.tracer, None
         try:
             try:
                 request = self._session.request(self.base_url)
@@ -468,6 +522,9 @@ class LiveClient:
             except Exception as error:  # a token source that failed this time
                 raise ConnectFailed(f"could not get credentials: {type(error).__name__}") from None
             clock = time.monotonic
+            began = clock()
+            if tracer is not None:
+                span = tracer.connecting(self.provider.name, self.call.id)
             proxy = self._proxy
             via = f" through the proxy {proxy.host}:{proxy.port}" if proxy is not None else ""
             connection_log.info("connecting to %s%s", request.safe_url, via)
@@ -482,10 +539,15 @@ class LiveClient:
                 on_socket=self._adopt,
             )
             connection_log.info("handshake with %s: HTTP 101, connected", request.safe_url)
+            if self._counts.handshakes is not None:
+                self._counts.handshakes.observe(clock() - began)
         except BaseException as error:
             result = error
+        linked = None
+        if tracer is not None and span is not None:
+            linked = tracer.connected(span, result if isinstance(result, BaseException) else None)
         assert self._hub is not None
-        self._hub.call_soon(functools.partial(self._attempt_over, result, path))
+        self._hub.call_soon(functools.partial(self._attempt_over, result, path, linked))
 
     def _adopt(self, sock: Any) -> None:
         with self._lock:
@@ -494,7 +556,9 @@ class LiveClient:
         if stopped:
             _shut_down(sock)
 
-    def _attempt_over(self, result: Union[Handshake, BaseException], path: str) -> None:
+    def _attempt_over(
+        self, result: Union[Handshake, BaseException], path: str, span: Optional[Any] = None
+    ) -> None:
         """On the I/O thread: the handshake's result becomes a link, a retry or the end.
 
         ``path`` is the path of the URL it connected to, for a recording.
@@ -509,15 +573,17 @@ class LiveClient:
                 self._stop_connecting(stopped)
                 return
             assert self._hub is not None and self._mailbox is not None
-            self._mailbox.put(_Connected(first, path, time.time()))
+            self._mailbox.put(_Connected(first, path, time.time(), span))
             protocol = self._protocol_for(time.monotonic())
-            link = Link(self._hub, result.sock, result.rest, protocol, self._deliver, self._link_ended)
+            link = Link(
+                self._hub, result.sock, result.rest, protocol, self._deliver, self._link_ended, self._counts
+            )
             if not link.over:
                 self._link = link
             self._ready.set()  # after the link is in place: start() returning means send() works
             return
         if isinstance(result, ConnectFailed):
-            self._decide(self._policy.after_failed_connect(str(result)))
+            self._decide(self._counted(self._policy.after_failed_connect(str(result)), "connect_failed"))
             return
         decision: Finish
         if isinstance(result, AuthenticationError):
@@ -554,7 +620,14 @@ class LiveClient:
         if self._recording is not None:
             assert self._mailbox is not None
             self._mailbox.put(_Closed(outcome, time.time()))
-        self._decide(self._policy.after_connection(outcome, up_for), closed_with=outcome.code)
+        decision = self._policy.after_connection(outcome, up_for)
+        self._decide(self._counted(decision, _RECONNECT_REASONS.get(outcome.cause, "closed")), outcome.code)
+
+    def _counted(self, decision: Union[Retry, Finish], why: str) -> Union[Retry, Finish]:
+        """On the I/O thread: a retry counts as a reconnect, by ``why`` (a metric label: a fixed word)."""
+        if type(decision) is Retry:
+            self._counts.reconnecting(why)
+        return decision
 
     def _decide(self, decision: Union[Retry, Finish], closed_with: Optional[int] = None) -> None:
         """A retry after a backoff, or the end; a stopping watch ends, for its stop's reason.
@@ -579,7 +652,7 @@ class LiveClient:
                 decision.attempt,
             )
             assert self._hub is not None and self._mailbox is not None
-            self._mailbox.put(decision)
+            self._mailbox.put(attrs.evolve(decision, at=time.time()))  # when lost: a gap's lost_at
             self._backoff = self._hub.call_later(decision.delay, self._begin_attempt)
 
     def _on_stop(self) -> None:
@@ -622,9 +695,16 @@ class LiveClient:
 
     # --- a dispatcher thread --------------------------------------------------------
 
+    def _running(self) -> Optional[str]:
+        return self._dispatcher.running
+
     def _describe(self) -> str:
         running = self._dispatcher.running
         return f"call {self.call.provider}:{self.call.id}" + (f", plugin {running}" if running else "")
+
+    #: The dispatcher's: the first loss (``Retry``) of the outage under way, for its gap; None
+    #: while connected.
+    _outage: Optional[Retry] = None
 
     def _dispatch_item(self, item: Any) -> None:
         try:
@@ -636,15 +716,23 @@ class LiveClient:
                 event = self._decoder.decode(data, self._received_at, data.__class__ is bytes)
                 if self._recording is not None:  # once decoded: redact() knows its audio links then
                     self._recording.received(read_at, data)
+                counts = self._counts
+                counts.messages += 1
                 self._dispatch(event)
+                if counts.lag is not None:
+                    counts.lag.observe(time.time() - read_at)
             elif type(item) is Finish:
                 self._finish_watch(item)
             elif type(item) is _Connected:
+                self._dispatcher.connection_span = item.span  # its events' spans link to it
                 if self._recording is not None:
                     self._recording.opened(item.at, item.path)
                 if item.first:
+                    self._outage = None  # attempts that failed before the first connection leave no gap
                     self._life.call_started = True
                     self._dispatcher.call_hook("livecall_call_start", self.call)
+                else:
+                    self._reopened(item.at)
             elif type(item) is Retry:
                 if self._recording is not None:
                     self._recording.lost(item.cause)
@@ -669,9 +757,29 @@ class LiveClient:
             self._stop(EndReason.ENDED)
 
     def _lost(self, retry: Retry) -> None:
+        if self._outage is None:  # the outage's first loss, not its failed attempts: what its gap says
+            self._outage = retry
         self._session.connection_lost(ConnectionLostError(f"connection lost: {retry.cause}"))
         if self._life.stop_reason is None:
             self._dispatcher.event(Reconnecting(retry.attempt, retry.delay, retry.cause))
+
+    def _reopened(self, at: float) -> None:
+        """A connection opened (``at``) after an outage: its gap goes on the call, then to the plugins."""
+        outage, self._outage = self._outage, None
+        if outage is None:
+            return
+        # min(): a wall clock set back during the outage must not put the loss after the reopening.
+        lost = at if outage.at is None else min(outage.at, at)
+        reopened_at = datetime.fromtimestamp(at, timezone.utc)
+        gap = Gap(
+            lost_at=datetime.fromtimestamp(lost, timezone.utc),
+            reopened_at=reopened_at,
+            reason=outage.cause,
+            replayed=self.provider.replays_missed,
+            received_at=reopened_at,
+        )
+        self.call.gaps = (*self.call.gaps, gap)
+        self._dispatcher.event(gap)
 
     def _finish_watch(self, finished: Finish) -> None:
         call, error = self.call, finished.error
@@ -691,6 +799,7 @@ class LiveClient:
                 self._dispatcher.call_hook("livecall_call_end", call, finished.reason)
         finally:  # whatever happened, wait() must return
             assert self._hub is not None
+            registry.finished(self._counts)
             release_hub(self._hub)  # first: once wait() returns, the hub may be configured anew
             with self._lock:
                 self._life.move(Step.DONE)

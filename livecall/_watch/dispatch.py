@@ -7,12 +7,15 @@ plugin's name and reported through ``livecall_error``.
 """
 
 import logging
+from time import perf_counter
 from typing import Any, Callable, Optional, TypeVar
 
 import pluggy
 
 from .. import events
 from .._isolation import hook_plan
+from .._observe.histogram import Histogram
+from .._observe.watch_counts import WatchCounts
 from ..call import Call
 from ..errors import LivecallError, PluginError
 from ..events import Event, Reconnecting, Transcript
@@ -60,10 +63,22 @@ class Dispatcher:
     keeps the first failure, for the client to re-raise.
     """
 
-    def __init__(self, pm: Optional[pluggy.PluginManager], call: Call, strict: bool = False):
+    def __init__(
+        self,
+        pm: Optional[pluggy.PluginManager],
+        call: Call,
+        strict: bool = False,
+        counts: Optional[WatchCounts] = None,
+    ):
         self.pm = pm
         self.call = call
         self.strict = strict
+        #: What the watch counts: events by kind, failures, and (metrics on) each plugin's time.
+        self.counts = counts if counts is not None else WatchCounts(call.provider, timed=False)
+        #: The OpenTelemetry tracer (``_observe.tracing.WatchTracer``) while tracing is on, and the
+        #: span context of the connection the events come from, for their spans' links.
+        self.tracer: Optional[Any] = None
+        self.connection_span: Optional[Any] = None
         #: The first plugin or callback failure, kept in strict mode only.
         self.first_failure: Optional[PluginError] = None
         self._own: Optional[pluggy.PluginManager] = (
@@ -183,8 +198,12 @@ class Dispatcher:
         if not plan:
             return
         failures = []
+        timed = self.counts.hooks  # None unless metrics are on: then no clock is read
+        began = 0.0
         for plugin_name, function, picks in plan:
             self.running = plugin_name
+            if timed is not None:
+                began = perf_counter()
             try:
                 if picks is None:
                     function(*args)
@@ -192,23 +211,42 @@ class Dispatcher:
                     function(*[args[i] for i in picks])
             except (Exception, SystemExit) as error:  # as in _isolation.call_each
                 failures.append(PluginError(plugin_name, hook_name, error))
+            if timed is not None:
+                _time_of(timed, plugin_name).observe(perf_counter() - began)
         self.running = None
         for failure in failures:
             self._report(failure)
 
     def event(self, event: Event) -> None:
-        """Every hook and callback that wants this event, plugins first."""
+        """Every hook and callback that wants this event, plugins first; in a span while tracing."""
+        counted = self.counts.events
+        kind = event.kind
+        counted[kind] = counted.get(kind, 0) + 1
+        tracer = self.tracer
+        if tracer is None:
+            self._event(event)
+            return
+        with tracer.process(self.call.provider, self.call.id, kind, self.connection_span):
+            self._event(event)
+
+    def _event(self, event: Event) -> None:
         call = self.call
         self.call_hook("livecall_event", call, event)
         specific = _SPECIFIC_HOOKS.get(type(event))
         if specific is not None:
             self.call_hook(specific, call, event)
+        timed = self.counts.hooks
+        began = 0.0
         for fn in self._callbacks_for(type(event)):
-            self.running = _callback_name(fn)
+            name = self.running = _callback_name(fn)
+            if timed is not None:
+                began = perf_counter()
             try:
                 fn(call, event)
             except (Exception, SystemExit) as error:
-                self._report(PluginError(_callback_name(fn), "callback", error))
+                self._report(PluginError(name, "callback", error))
+            if timed is not None:
+                _time_of(timed, name).observe(perf_counter() - began)
             self.running = None
 
     def _callbacks_for(self, event_type: type) -> list[Callback]:
@@ -219,6 +257,9 @@ class Dispatcher:
         return fns
 
     def _report(self, failure: PluginError) -> None:
+        self.counts.plugin_failures += 1
+        if self.tracer is not None:
+            self.tracer.failed(failure)
         if self.strict and self.first_failure is None:
             self.first_failure = failure
         log.error("%s", failure, exc_info=failure.__cause__, extra={"call_id": self.call.id})
@@ -235,6 +276,13 @@ _EVENT_CLASSES = sorted(
     and isinstance(getattr(events, name), type)
     and issubclass(getattr(events, name), Event)
 )
+
+
+def _time_of(timed: dict[str, Histogram], name: str) -> Histogram:
+    histogram = timed.get(name)
+    if histogram is None:
+        histogram = timed[name] = Histogram()
+    return histogram
 
 
 def _callback_name(fn: Callable[..., Any]) -> str:

@@ -77,6 +77,10 @@ class Provider(Generic[C]):
     client's ``call.id`` is the provider's own id of the call, the same for
     every client watching it (Phonic's conversation id), or one each client
     makes up (a Hiya call has no id that is not a secret).
+    ``replays_missed`` says whether the provider sends again, after a
+    reconnect, what a watch missed while cut off (Phonic's next snapshot
+    holds the whole conversation; Hiya's stream goes on from now): it is
+    each :class:`~livecall.Gap` event's ``replayed``.
 
     The rest is livecall's own: ``new_decoder`` makes a decoder for one
     watch (decoders may keep state, like Phonic's item cache);
@@ -97,6 +101,7 @@ class Provider(Generic[C]):
     new_session: Callable[..., Session]
     add_arguments: Callable[[argparse.ArgumentParser], None]
     from_arguments: Callable[[argparse.Namespace, dict[str, Any]], C]
+    replays_missed: bool
 
     def __repr__(self) -> str:
         return f"<Provider {self.name}>"

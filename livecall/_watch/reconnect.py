@@ -36,11 +36,17 @@ _DROPS = frozenset({Cause.DROPPED, Cause.NO_PONG, Cause.CLOSE_TIMEOUT})
 
 @attrs.frozen
 class Retry:
-    """Reconnect after ``delay`` seconds; this is attempt number ``attempt``."""
+    """Reconnect after ``delay`` seconds; this is attempt number ``attempt``.
+
+    ``at`` is when the connection was lost or the attempt failed
+    (``time.time()``): the policy reads no clock, so the client sets it
+    (``attrs.evolve``) as it acts on the decision.
+    """
 
     attempt: int
     delay: float
     cause: str
+    at: Optional[float] = None
 
 
 @attrs.frozen

@@ -12,7 +12,7 @@ from typing import Any, Callable, TypeVar
 from .._wire.checks import seconds, whole_number
 from ..errors import ConfigurationError
 
-__all__ = ["count", "pace_seconds", "positive_count", "positive_seconds"]
+__all__ = ["count", "pace_seconds", "port", "positive_count", "positive_seconds"]
 
 _Number = TypeVar("_Number", int, float)
 
@@ -29,6 +29,21 @@ def _option(check: Callable[..., _Number], **limits: Any) -> Callable[[str], _Nu
     return convert
 
 
+#: The highest TCP port.
+_MAX_PORT = 65535
+
+
+def _port_number(name: str, value: Any) -> int:
+    """A TCP port to listen on, 0 to 65535 (0: any free port): the whole-number check, and its range."""
+    try:
+        number = whole_number(name, value)
+    except ConfigurationError:
+        number = -1
+    if not 0 <= number <= _MAX_PORT:
+        raise ConfigurationError(f"{name} must be a port number, 0 to {_MAX_PORT}")
+    return number
+
+
 #: Reconnect attempts and the like.
 count = _option(whole_number)
 #: Sizes and the like.
@@ -37,3 +52,5 @@ positive_count = _option(whole_number, minimum=1)
 positive_seconds = _option(seconds)
 #: The simulator's pause between messages: 0 is allowed.
 pace_seconds = _option(seconds, zero=True)
+#: A port to listen on: 0 picks a free one.
+port = _option(_port_number)

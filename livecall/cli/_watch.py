@@ -19,6 +19,7 @@ from ..hiya import HiyaClient
 from ._guard import WatchGuard, time_limits
 from ._lifecycle import configured
 from ._logging import CHECKS_FIRST
+from ._metrics import any_connected, metrics_options, metrics_served
 from ._numbers import count, positive_seconds
 from ._signals import signals
 
@@ -85,16 +86,18 @@ def add_providers(
 def watch_command(
     config: Config, prepare: Callable[[LiveClient], object] = lambda client: None
 ) -> Optional[int]:
-    """``livecall watch``; ``prepare(client)`` runs once the client is made, before the plugins are
-    configured (``livecall record`` starts its recording there)."""
+    """``livecall watch``; ``prepare(client)`` runs once the client is made (and ``--metrics-port``
+    served), before the plugins are configured (``livecall record`` starts its recording there)."""
     options = config.options
     common = client_options(config, **_connection(options))
     client = PROVIDERS[options.provider].from_arguments(options, common)  # bad input fails before plugins act
-    prepare(client)
-    with configured(config):
-        if isinstance(client, HiyaClient) and getattr(options, "join", False):
-            return watch_and_join(client, config, after=CallStarted)
-        return watch(client, config)
+    # Served before the plugins are configured, so /readyz says "not connected" meanwhile.
+    with metrics_served(options, any_connected([client], "not connected")):
+        prepare(client)
+        with configured(config):
+            if isinstance(client, HiyaClient) and getattr(options, "join", False):
+                return watch_and_join(client, config, after=CallStarted)
+            return watch(client, config)
 
 
 def watch(client: LiveClient, config: Config) -> Optional[int]:
@@ -207,6 +210,7 @@ def _connection_options(default_url: str) -> argparse.ArgumentParser:
         help="the connection is dead when a ping is not answered within this (default: %(default)s)",
     )
     time_limit_options(parser, "either ends the watch with exit status 6")
+    metrics_options(parser)
     return parser
 
 

@@ -13,7 +13,8 @@ typo fails the run up front.  The command keeps ``watch``'s promises for
 every call: its time limits (the line's and the command's, whichever passes
 first) end it with exit status 6, and a reader of stdout gone ends them all
 with 0.  It exits once every watch is over, with the worst exit status
-among them.
+among them.  With ``--metrics-port``, ``/readyz`` is ready while any watch
+has its connection open.
 """
 
 import argparse
@@ -36,6 +37,7 @@ from ._guard import WatchGuard, time_limits
 from ._lifecycle import configured
 from ._logging import CHECKS_FIRST
 from ._many_lines import DEFAULT_MAX_LINE_BYTES, Line, LineRules, read_lines
+from ._metrics import any_connected, metrics_options, metrics_served
 from ._numbers import positive_count
 from ._signals import signals
 from ._watch import (
@@ -97,6 +99,7 @@ def add_parser(subparsers: Any, plugin_options: argparse.ArgumentParser) -> None
     )
     connect_timeout_option(parser)
     time_limit_options(parser, "for every call, besides a line's own; exit status 6 if one ends a call")
+    metrics_options(parser)
     # The text transcript marks whose each line is: the calls' lines interleave.
     parser.set_defaults(func=watch_many_command, interleaved=True, **{CHECKS_FIRST: True})
 
@@ -109,7 +112,8 @@ def watch_many_command(config: Config) -> int:
         lines = read_lines(source, rules)
     watches = [(_client(config, line), line) for line in lines]
     options.join = any(line.join for line in lines)  # an ack is then a join's, as for `watch --join`
-    with configured(config):
+    clients = [client for client, _ in watches]
+    with metrics_served(options, any_connected(clients, "no watch connected")), configured(config):
         return _watch_all(watches, config)
 
 

@@ -146,6 +146,14 @@ class TextTranscript(_Printer):
     def _ack(self, call: Call, event: events.Ack) -> str:
         return _note("joined the call" if self._joining else f"the server acknowledged {event.ack_id}")
 
+    def _gap(self, call: Call, event: events.Gap) -> str:
+        """The outage's times and cause, and whether the provider sends what was missed again."""
+        resent = "sends what was missed again" if event.replayed else "does not resend what was said"
+        lost, reopened = _clock(event.lost_at), _clock(event.reopened_at)
+        return _alert(
+            f"gap: lost {lost}, reopened {reopened} ({event.reason}); {call.provider.capitalize()} {resent}"
+        )
+
 
 def _note(text: str) -> str:
     return f"{'--':<{_WIDTH}}  {text}"
@@ -172,6 +180,7 @@ _RENDERERS: dict[type, Callable[[TextTranscript, Call, Any], Optional[str]]] = {
     events.Reconnecting: lambda self, call, event: _alert(
         f"connection lost ({event.reason}); reconnecting in {event.delay:.1f} s (attempt {event.attempt})"
     ),
+    events.Gap: TextTranscript._gap,
     events.DecodeError: lambda self, call, event: _alert(f"undecodable message skipped: {event.reason}"),
     events.UnknownMessage: lambda self, call, event: _note(f"unknown message type {event.type!r}"),
 }

@@ -149,6 +149,7 @@ PHONIC = register_provider(
         new_session=_PhonicSession,
         add_arguments=_add_arguments,
         from_arguments=_from_arguments,
+        replays_missed=True,
     )
 )
 

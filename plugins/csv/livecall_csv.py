@@ -1,4 +1,4 @@
-"""Transcript lines to CSV, one row each, written as they are spoken.
+"""Transcript lines to CSV, one row each, written as they are spoken, and a row per reconnect's gap.
 
 ``livecall watch ... --csv PATH`` appends to PATH; ``{call_id}`` in PATH
 gives one file per call.  Library users register a ``CsvWriter`` themselves:
@@ -91,6 +91,12 @@ def _finish(config, writer: "CsvWriter") -> None:
 class CsvWriter:
     """Appends a row per transcript to ``path`` and flushes it at once.
 
+    A reconnect's :class:`livecall.Gap` gets a row too, where it fell among
+    the lines: its ``role`` is empty (nobody spoke) and its ``text`` says
+    when the connection was lost and reopened, why, and whether the provider
+    sends what was missed again (Phonic) or not (Hiya: words said meanwhile
+    are missing from the file).
+
     Flushing row by row means a killed process leaves whole rows only.  The
     header is written only to an empty file, so appending never repeats it; a
     file whose header differs is refused rather than mixed.  With
@@ -157,6 +163,14 @@ class CsvWriter:
         record = livecall.to_record(
             call, transcript, keep_words=self._keep_words or not call.zero_data_retention
         )
+        self._write(call, record)
+
+    @livecall.hookimpl
+    def livecall_event(self, call, event):
+        if isinstance(event, livecall.Gap):
+            self._write(call, _gap_record(call, event))
+
+    def _write(self, call, record) -> None:
         row = [self._cell(record[column]) for column in COLUMNS]
         with self._lock:
             path = self.path_for(call)
@@ -259,6 +273,18 @@ class _CsvFile:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _gap_record(call: livecall.Call, gap: livecall.Gap) -> dict[str, Any]:
+    """The values of a gap's row: an empty ``role`` (nobody spoke), and in ``text`` when the
+    connection was lost and reopened, why, and whether the provider sends what was missed again."""
+    record = livecall.to_record(call, gap)
+    resent = "sends what was missed again" if gap.replayed else "does not resend what was said"
+    text = (
+        f"gap: lost {record['lost_at']}, reopened {record['reopened_at']} ({gap.reason}); "
+        f"{call.provider.capitalize()} {resent}"
+    )
+    return {**dict.fromkeys(COLUMNS), **record, "role": "", "text": text, "revised": False, "redacted": False}
 
 
 def _cut_torn_row(path: str) -> None:

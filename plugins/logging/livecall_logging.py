@@ -75,6 +75,16 @@ _DESCRIPTIONS: dict[type, _Describe] = {
         "connection lost (%s); reconnecting in %.1f s, attempt %d",
         lambda e: (e.reason, e.delay, e.attempt),
     ),
+    livecall.Gap: (
+        logging.WARNING,
+        "gap: lost %s, reopened %s (%s); %s",
+        lambda e: (
+            e.lost_at.isoformat(),
+            e.reopened_at.isoformat(),
+            e.reason,
+            "the provider sends what was missed again" if e.replayed else "what was said meanwhile is lost",
+        ),
+    ),
 }
 _OTHER: _Describe = (logging.INFO, "%s", lambda e: (e.kind,))
 
@@ -152,8 +162,8 @@ class _PrivateRotatingFileHandler(_PrivateFileHandler, logging.handlers.Rotating
 class EventLogger:
     """Logs every event of the calls it is registered for.
 
-    Levels: transcripts and ordinary events INFO; reconnects, undecodable
-    frames and unknown messages WARNING; server errors and failures (a
+    Levels: transcripts and ordinary events INFO; reconnects, gaps,
+    undecodable frames and unknown messages WARNING; server errors and failures (a
     plugin that raised, a watch that could not go on) ERROR.  Records
     propagate to the application's handlers as usual.
 

@@ -21,6 +21,7 @@ import pytest
 import livecall
 from livecall._hub.link import FRAMES_PER_TURN, Link
 from livecall._hub.loop import Timer
+from livecall._observe.watch_counts import WatchCounts
 from livecall._wire.protocol import PENDING_PONGS, Message, Outcome, Protocol
 
 TOKEN = "hostile-peer-token-5b21"
@@ -217,7 +218,15 @@ def test_a_heap_of_tiny_frames_costs_another_link_no_turn(tcp_pairs):
             return False
 
         protocol = Protocol(time.monotonic(), ping_interval=None)
-        return Link(hub, sock, b"", protocol, deliver, lambda outcome, up_for: ended.append(outcome))
+        return Link(
+            hub,
+            sock,
+            b"",
+            protocol,
+            deliver,
+            lambda outcome, up_for: ended.append(outcome),
+            WatchCounts("hiya", False),
+        )
 
     (hostile_sock, hostile_peer), (ordinary_sock, ordinary_peer) = tcp_pairs(), tcp_pairs()
     hostile, ordinary = link("hostile", hostile_sock), link("ordinary", ordinary_sock)

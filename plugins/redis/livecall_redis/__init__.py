@@ -9,17 +9,20 @@ so that each is written once, to an events stream.
 
 import argparse
 import contextlib
+import importlib.util
+import math
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 import attrs
 
 import livecall
+import livecall.observability
 
 from ._keys import EventKeys
-from ._processes import run_processes, run_worker
+from ._processes import DEFAULT_METRICS_HOST, Serving, run_processes, run_worker
 from ._requests import DEFAULT_REQUESTS, WatchRequest, enqueue
 from ._scripts import Scripts
 from ._settings import DEFAULT_DEAD, DEFAULT_EVENTS, DEFAULT_GROUP, WorkerSettings, redis_place
@@ -48,6 +51,8 @@ __all__ = [
 
 #: Where ``--redis`` is read from when not given (it may hold a password).
 REDIS_URL_ENV = "LIVECALL_REDIS_URL"
+#: The highest TCP port.
+_MAX_PORT = 65535
 #: The command's defaults are the settings' own.
 _DEFAULTS = attrs.fields(WorkerSettings)
 #: ``livecall worker`` options that set the setting of the same name: (name, metavar, help).
@@ -144,8 +149,28 @@ def _add_worker(subparsers: Any) -> None:
         help="write the words of Phonic calls whose owner asked for zero data retention to the events "
         "stream too; by default their events are written without words",
     )
-    group.add_argument(
-        "--metrics-port", metavar="PORT", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT"
+    metrics = worker.add_argument_group(
+        "metrics and health (needs the metrics extra: livecall-redis[metrics])"
+    )
+    metrics.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        type=_port,
+        help="serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on this port; with "
+        "--processes N, on PORT to PORT+N-1; 0 picks free ones, which the worker says (default: none served)",
+    )
+    metrics.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        type=_host,
+        help=f"the address to serve them on (default: {DEFAULT_METRICS_HOST}; 0.0.0.0 for every interface)",
+    )
+    metrics.add_argument(
+        "--stale-after",
+        metavar="SECONDS",
+        type=_seconds,
+        help="/healthz fails when an open connection has heard nothing for this long "
+        f"(default: {livecall.observability.DEFAULT_STALE_AFTER:g})",
     )
     streams = worker.add_argument_group("streams")
     streams.add_argument(
@@ -170,6 +195,56 @@ def _add_worker(subparsers: Any) -> None:
     worker.set_defaults(func=worker_command)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= _MAX_PORT:
+        raise argparse.ArgumentTypeError(f"expected a port number, 0 to {_MAX_PORT}, not {text!r}")
+    return port
+
+
+def _host(text: str) -> str:
+    """An empty host would mean every interface, unsaid."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a host name or address")
+    return text.strip()
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {text!r}")
+    return value
+
+
+def _serving(options: argparse.Namespace) -> Optional[Serving]:
+    """Where each process serves its metrics and probes; None without ``--metrics-port``."""
+    port = options.metrics_port
+    if port is None:
+        for name in ("metrics_host", "stale_after"):
+            if getattr(options, name) is not None:
+                raise livecall.ConfigurationError(f"--{name.replace('_', '-')} needs --metrics-port")
+        return None
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise livecall.ConfigurationError(
+            "--metrics-port needs prometheus_client: pip install 'livecall-redis[metrics]'"
+        )
+    if port and port + options.processes - 1 > _MAX_PORT:
+        raise livecall.ConfigurationError(
+            f"--metrics-port {port} leaves no port for each of the {options.processes} processes"
+        )
+    return Serving(
+        port,
+        options.metrics_host or DEFAULT_METRICS_HOST,
+        options.stale_after or livecall.observability.DEFAULT_STALE_AFTER,
+    )
+
+
 def _allow_host_gone(value: str) -> str:
     """``--allow-host HOST`` allowed one host for every provider's credentials, on any scheme and port."""
     raise argparse.ArgumentTypeError(
@@ -183,6 +258,7 @@ def worker_command(config: livecall.Config) -> int:
     options = config.options
     if options.processes < 1:
         raise livecall.ConfigurationError("--processes must be 1 or more")
+    serving = _serving(options)
     settings = WorkerSettings(
         redis_url=_redis_url(options),
         requests=options.requests,
@@ -206,9 +282,9 @@ def worker_command(config: livecall.Config) -> int:
     if options.processes == 1:
         stop = threading.Event()
         with config.stopping(stop.set):  # a signal sets it from another thread: the calls go back
-            run_worker(settings, config.plugin_manager, options.metrics_port, stop)
+            run_worker(settings, config.plugin_manager, serving, stop)
         return livecall.ExitStatus.OK
-    failed = run_processes(settings, options.processes, options.metrics_port, config.stopping)
+    failed = run_processes(settings, options.processes, serving, config.stopping)
     return livecall.ExitStatus.FAILURE if failed else livecall.ExitStatus.OK
 
 

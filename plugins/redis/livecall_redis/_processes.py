@@ -8,36 +8,77 @@ import threading
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Optional
 
+import attrs
+
+from livecall import observability
+
 from ._settings import WorkerSettings, redis_place
-from ._stats import Stats, serve_metrics
+from ._stats import Stats
 from ._worker import Worker
 
-__all__ = ["run_processes", "run_worker"]
+__all__ = ["DEFAULT_METRICS_HOST", "Serving", "run_processes", "run_worker"]
 
 log = logging.getLogger("livecall.redis")
 
+#: Loopback: metrics and probes are for this machine unless the operator says otherwise.
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+@attrs.frozen
+class Serving:
+    """Where a worker process serves ``/metrics``, ``/healthz`` and ``/readyz`` (``--metrics-port``).
+
+    ``port`` 0 picks a free one; ``stale_after`` is the silence after which
+    an open connection makes ``/healthz`` fail.
+    """
+
+    port: int
+    host: str = DEFAULT_METRICS_HOST
+    stale_after: float = observability.DEFAULT_STALE_AFTER
+
+    def child(self, index: int) -> "Serving":
+        """Where the ``index``-th of ``--processes N`` serves: ``port + index`` (any free port for 0)."""
+        return attrs.evolve(self, port=self.port + index) if self.port else self
+
 
 def run_worker(
-    settings: WorkerSettings, plugin_manager: Any, metrics_port: Optional[int], stop: threading.Event
+    settings: WorkerSettings, plugin_manager: Any, serving: Optional[Serving], stop: threading.Event
 ) -> None:
-    """One worker in this process, with its metrics endpoint if asked, until ``stop``.
+    """One worker in this process, serving its metrics and probes if asked, until ``stop``.
+
+    The worker's figures join livecall's on the endpoint (a metrics source
+    while it runs); ``/readyz`` says whether it takes calls now, and
+    ``/healthz`` fails once the hub has not turned for ``--hub-stall``
+    seconds, when the worker lets its leases lapse.
 
     It says on stderr when it starts and when it stops, at any verbosity: a
     worker otherwise prints nothing until a call goes wrong, and whoever
     starts one must see that it runs, as whom, and where it takes calls from.
     """
     stats = Stats()
-    stop_serving = serve_metrics(stats, metrics_port) if metrics_port else None
     worker = Worker(settings, plugin_manager, stats)
+    endpoint = None
+    if serving is not None:
+        endpoint = observability.serve(
+            serving.port,
+            serving.host,
+            ready=worker.ready,
+            stale_after=serving.stale_after,
+            hub_stall=settings.hub_stall,
+        )
+    observability.add_metrics_source(stats.families)
     _say(
         f"worker {worker.consumer} takes up to {settings.calls} calls from {settings.requests} "
         f"on {redis_place(settings.redis_url)} (group {settings.group}); Ctrl-C or SIGTERM stops it"
     )
+    if endpoint is not None:
+        _say(f"worker {worker.consumer} serves /metrics, /healthz and /readyz on {endpoint.url}")
     try:
         worker.run(stop)
     finally:
-        if stop_serving is not None:
-            stop_serving()
+        observability.remove_metrics_source(stats.families)
+        if endpoint is not None:
+            endpoint.close()
         _say(f"worker {worker.consumer} stopped")
 
 
@@ -50,7 +91,7 @@ _STOPPING = frozenset({signal.SIGTERM, signal.SIGINT})
 _WORKER_DONE = signal.SIGUSR1
 
 
-def _child(settings: WorkerSettings, metrics_port: Optional[int], log_level: int) -> None:
+def _child(settings: WorkerSettings, serving: Optional[Serving], log_level: int) -> None:
     """A child process: a fresh interpreter, its own plugins, SIGTERM stops it gracefully.
 
     The worker runs on a thread of its own, and the main thread takes the
@@ -73,7 +114,7 @@ def _child(settings: WorkerSettings, metrics_port: Optional[int], log_level: int
 
     def work() -> None:
         try:
-            run_worker(settings, create_plugin_manager(), metrics_port, stop)
+            run_worker(settings, create_plugin_manager(), serving, stop)
         except BaseException as error:
             failed.append(error)
         finally:
@@ -92,12 +133,12 @@ def _child(settings: WorkerSettings, metrics_port: Optional[int], log_level: int
 def run_processes(
     settings: WorkerSettings,
     processes: int,
-    metrics_port: Optional[int],
+    serving: Optional[Serving],
     stopping: Callable[[Callable[[], None]], AbstractContextManager[None]],
 ) -> int:
     """Start ``processes`` workers and wait for them; stopping this one stops them all.
 
-    Each child serves its metrics on ``metrics_port`` plus its index.
+    Each child serves its metrics and probes on ``serving.port`` plus its index.
     ``stopping`` is the command's ``Config.stopping``: a signal terminates the
     children (SIGTERM: each gives its calls back) from another thread.
     Returns how many children failed.
@@ -107,7 +148,7 @@ def run_processes(
     children = [
         context.Process(
             target=_child,
-            args=(settings, metrics_port + index if metrics_port else None, level),
+            args=(settings, None if serving is None else serving.child(index), level),
             name=f"livecall-worker-{index}",
         )
         for index in range(processes)

@@ -8,7 +8,7 @@ same script that writes, so a worker that paused past its lease and lost the
 request to another cannot write anything once it wakes up.
 """
 
-from typing import Optional
+from typing import Optional, Union
 
 import attrs
 import redis
@@ -37,7 +37,8 @@ return 1
 """
 
 # KEYS: fence, the call's written keys (a set), events stream, fenced-writes counter.
-# ARGV: token, key, call id, event JSON, events stream max length, keys' time to live (s).
+# ARGV: token, key, call id, event JSON, events stream max length, keys' time to live (s),
+# the event's W3C traceparent ('' without: then the entry has no such field).
 # Returns 1 written, 0 a duplicate key, -1 a stale token (counted).
 _WRITE = """
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
@@ -46,8 +47,12 @@ if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
 end
 if redis.call('SADD', KEYS[2], ARGV[2]) == 0 then return 0 end
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
-           'call_id', ARGV[3], 'key', ARGV[2], 'event', ARGV[4])
+local fields = {'call_id', ARGV[3], 'key', ARGV[2], 'event', ARGV[4]}
+if ARGV[7] ~= nil and ARGV[7] ~= '' then
+  fields[#fields + 1] = 'traceparent'
+  fields[#fields + 1] = ARGV[7]
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
 return 1
 """
 
@@ -127,11 +132,23 @@ class Scripts:
         return bool(self._renew(keys=keys, args=[self.group, consumer, request_id, token, idle_ms]))
 
     def write(
-        self, token: int, request_id: str, call_id: str, key: str, event: str, maxlen: int, key_ttl: int
+        self,
+        token: int,
+        request_id: str,
+        call_id: str,
+        key: str,
+        event: str,
+        maxlen: int,
+        key_ttl: int,
+        traceparent: Optional[str] = None,
     ) -> Written:
-        """Append one event unless the token is stale or ``key`` was written for the call."""
+        """Append one event unless the token is stale or ``key`` was written for the call.
+
+        With a ``traceparent`` (the event's trace), the entry carries it in a field of that name.
+        """
         keys = [self.fence(request_id), self.written_keys(call_id), self.events, self.fenced_counter]
-        return int(self._write(keys=keys, args=[token, key, call_id, event, maxlen, key_ttl]))
+        args: list[Union[str, int]] = [token, key, call_id, event, maxlen, key_ttl, traceparent or ""]
+        return int(self._write(keys=keys, args=args))
 
     def finish(self, request_id: str, token: int) -> bool:
         """Acknowledge and delete the request; False when another worker holds it now."""

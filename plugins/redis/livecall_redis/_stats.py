@@ -1,16 +1,21 @@
-"""What a worker counts, and the optional Prometheus endpoint that shows it."""
+"""What a worker counts, shown beside livecall's own figures on the process's metrics endpoint."""
 
 import threading
-from collections.abc import Iterator
-from typing import Any, Callable
 
 import attrs
 
-__all__ = ["METRICS", "Stats", "serve_metrics"]
+from livecall.observability import MetricFamily
+
+__all__ = ["METRICS", "Stats"]
 
 #: Prometheus name, type and help of each figure, by the ``Stats`` field it reads.
 METRICS = {
     "calls_held": ("livecall_worker_calls_held", "gauge", "Calls this process watches now"),
+    "capacity_calls": (
+        "livecall_worker_capacity_calls",
+        "gauge",
+        "Calls this process may watch at once (--calls)",
+    ),
     "events_written": ("livecall_worker_events_written_total", "counter", "Events appended to the stream"),
     "events_duplicate": (
         "livecall_worker_events_duplicate_total",
@@ -39,9 +44,15 @@ METRICS = {
 
 @attrs.define
 class Stats:
-    """Counters of one worker process; ``add()`` is safe from any thread."""
+    """Counters of one worker process; ``add()`` and ``set()`` are safe from any thread.
+
+    :meth:`families` is a metrics source: given to
+    ``livecall.observability.add_metrics_source``, the figures join livecall's
+    on the process's endpoint.
+    """
 
     calls_held: int = 0
+    capacity_calls: int = 0
     events_written: int = 0
     events_duplicate: int = 0
     events_unwritten: int = 0
@@ -59,37 +70,11 @@ class Stats:
         with self._lock:
             setattr(self, name, value)
 
-
-def serve_metrics(stats: Stats, port: int, address: str = "127.0.0.1") -> Callable[[], None]:
-    """Serve ``stats`` at ``http://address:port/metrics``; returns what stops serving."""
-    try:
-        from prometheus_client import start_http_server
-        from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
-    except ImportError:
-        import livecall
-
-        raise livecall.ConfigurationError(
-            "--metrics-port needs prometheus_client: pip install 'livecall-redis[metrics]'"
-        ) from None
-
-    class Collector:
-        def collect(self) -> Iterator[Any]:
-            for field, (name, kind, help_text) in METRICS.items():
-                value = getattr(stats, field)
-                if kind == "counter":
-                    yield CounterMetricFamily(name.removesuffix("_total"), help_text, value=value)
-                else:
-                    yield GaugeMetricFamily(name, help_text, value=value)
-
-    registry = CollectorRegistry()
-    registry.register(Collector())
-    served = start_http_server(port, addr=address, registry=registry)
-    if isinstance(served, tuple):  # prometheus_client >= 0.16: (server, thread)
-        server = served[0]
-
-        def stop() -> None:
-            server.shutdown()
-            server.server_close()
-
-        return stop
-    return lambda: None
+    def families(self) -> list[MetricFamily]:
+        """Every figure as it stands, one metric family each."""
+        with self._lock:
+            values = {field: getattr(self, field) for field in METRICS}
+        return [
+            MetricFamily(name, kind, help_text, (({}, values[field]),))
+            for field, (name, kind, help_text) in METRICS.items()
+        ]

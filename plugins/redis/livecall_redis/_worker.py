@@ -55,6 +55,7 @@ class Worker:
         self.settings = settings
         self.consumer = consumer or consumer_name()
         self.stats = stats or Stats()
+        self.stats.set("capacity_calls", settings.calls)
         self._redis = settings.redis_client()
         #: Reads requests as bytes (see ``_entries``), on the main loop's thread only.
         self._reader = settings.redis_client(decode=False)
@@ -122,6 +123,20 @@ class Worker:
             settler.join()
             self._reader.close()
             self._redis.close()
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether this worker takes calls now, and why not: ``/readyz``'s answer.
+
+        Not once it is draining (stopping: its calls go back), nor while it
+        holds as many calls as ``--calls`` allows.
+        """
+        if self._stop.is_set():
+            return False, "draining"
+        with self._lock:
+            held = len(self._held)
+        if held >= self.settings.calls:
+            return False, f"at capacity ({held} call{'' if held == 1 else 's'})"
+        return True, ""
 
     def _ensure_group(self) -> None:
         """The group reads the stream from its beginning, whichever worker creates it first."""

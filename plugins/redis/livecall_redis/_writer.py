@@ -8,6 +8,7 @@ import attrs
 import redis
 
 import livecall
+import livecall.observability
 
 from ._keys import EventKeys
 from ._logs import log
@@ -105,7 +106,7 @@ class EventWriter:
         key = lease.keys.key(call, event, record)
         if call.zero_data_retention and not self._keep_words:
             record = livecall.without_words(record)
-        outcome = self._write(key, livecall.redact(json.dumps(record)))
+        outcome = self._write(key, livecall.redact(json.dumps(record)), livecall.observability.traceparent())
         if outcome == WRITTEN:
             self._stats.add("events_written")
         elif outcome == DUPLICATE:
@@ -117,13 +118,20 @@ class EventWriter:
         else:
             self._stats.add("events_unwritten")
 
-    def _write(self, key: str, event: str) -> Optional[int]:
+    def _write(self, key: str, event: str, traceparent: Optional[str] = None) -> Optional[int]:
         """The script's outcome; None when Redis stayed out of reach for as long as the lease allows."""
         lease = self._lease
         while lease.lost is None:
             try:
                 return self._scripts.write(
-                    lease.token, lease.request_id, lease.call_id, key, event, self._maxlen, self._key_ttl
+                    lease.token,
+                    lease.request_id,
+                    lease.call_id,
+                    key,
+                    event,
+                    self._maxlen,
+                    self._key_ttl,
+                    traceparent,
                 )
             except (redis.ConnectionError, redis.TimeoutError):
                 if not self._reachable():

@@ -200,25 +200,25 @@ def test_livecall_worker_with_two_processes_watches_and_stops_on_sigterm(
     assert len([line for line in text.splitlines() if "call conv_cli ended" in line]) == 1
 
 
-def test_metrics_are_served(redis_server, redis_client):
+def test_the_worker_s_figures_are_served_beside_livecall_s(redis_server, redis_client):
     pytest.importorskip("prometheus_client", reason="the optional metrics extra is not installed")
     import urllib.request
 
+    from livecall import observability
     from livecall_redis import Stats
-    from livecall_redis._stats import serve_metrics
-
-    from .conftest import _free_port
 
     stats = Stats(calls_held=3, fenced_writes=2)
-    port = _free_port()
-    stop = serve_metrics(stats, port)
+    observability.add_metrics_source(stats.families)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            body = response.read().decode()
+        with observability.serve() as endpoint:
+            with urllib.request.urlopen(f"{endpoint.url}/metrics", timeout=5) as response:
+                body = response.read().decode()
     finally:
-        stop()
+        observability.remove_metrics_source(stats.families)
     assert "livecall_worker_calls_held 3.0" in body
     assert "livecall_worker_fenced_writes_total 2.0" in body
+    assert "livecall_worker_capacity_calls 0.0" in body
+    assert "livecall_build_info{" in body
 
 
 def test_the_readme_consumer_prints_the_transcript(redis_server, redis_client, tmp_path):

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import livecall
+import livecall.observability
 
 from ._dead_letter import DEFAULT_PATH as DEFAULT_DEAD_LETTER
 from ._files import NotSafe
@@ -134,6 +135,7 @@ def livecall_configure(config):
         except livecall.ConfigurationError:
             sender.close()
             raise
+        livecall.observability.add_metrics_source(forwarder.metrics)
         config.register(forwarder, name=_REGISTERED_AS, close=lambda: _finish(config, forwarder))
 
 
@@ -148,6 +150,7 @@ def _finish(config, forwarder: WebhookForwarder) -> None:
                 forwarder.pending,
             )
         forwarder.close(timeout)
+    livecall.observability.remove_metrics_source(forwarder.metrics)
     dead_letter = forwarder.dead_letter
     if dead_letter.written:
         cut = " (the wait for them was cut short)" if forwarder.was_cut_short else ""

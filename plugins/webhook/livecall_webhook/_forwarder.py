@@ -10,9 +10,11 @@ from typing import Any, Optional
 import attrs
 
 import livecall
+import livecall.observability
 
 from ._dead_letter import DEFAULT_PATH, DeadLetterFile
 from ._lines import Message, body_start, encode
+from ._metrics import families
 from ._sender import Failure, Sender
 from ._signing import new_message_id
 from ._spool import Spool, recover
@@ -39,6 +41,8 @@ class _Delivery:
     body_start: int
     #: The request body when it is not the line's: the words of a call that keeps none on disk.
     sent: Optional[bytes] = attrs.field(default=None, repr=False)
+    #: The W3C trace context of the event's span, sent as the ``traceparent`` header (tracing on).
+    traceparent: Optional[str] = None
 
     @property
     def body(self) -> bytes:
@@ -105,6 +109,8 @@ class WebhookForwarder:
                 f"the webhook spool cannot be created beside {dead_letter!r}: {error.strerror or error}"
             ) from None
         self.delivered = 0
+        #: Events refused by the target, or out of retries (they go to the dead-letter file).
+        self.failed = 0
         #: Events put in the dead-letter file untried, for want of time at exit.
         self.unsent = 0
         self.queue_size = queue_size
@@ -133,7 +139,10 @@ class WebhookForwarder:
         message = Message(new_message_id(), kept)
         line = encode(message, self.sender.key)
         sent = body if kept != body else None
-        self._submit(_Delivery(call.id, event.kind, message.id, line, body_start(line, message), sent))
+        traceparent = livecall.observability.traceparent()
+        self._submit(
+            _Delivery(call.id, event.kind, message.id, line, body_start(line, message), sent, traceparent)
+        )
 
     def close(self, timeout: float = 30.0) -> None:
         """Wait up to ``timeout`` seconds for pending deliveries, then dead-letter the rest.
@@ -171,6 +180,10 @@ class WebhookForwarder:
         waiting ``close()`` looks at every tenth of a second.
         """
         self._cut = True
+
+    def metrics(self) -> list[livecall.observability.MetricFamily]:
+        """Its deliveries by outcome and its queue, for ``livecall.observability.add_metrics_source``."""
+        return families(self)
 
     @property
     def pending(self) -> int:
@@ -237,12 +250,15 @@ class WebhookForwarder:
                     self.delivered += 1
                     self._spool.done(delivery.message_id)
                 else:
+                    self.failed += 1
                     self._give_up(delivery, failure.reason)
                 self._done(delivery)
 
     def _send(self, delivery: _Delivery) -> Optional[Failure]:
         try:
-            return self.sender.send(delivery.body, self._stop, message_id=delivery.message_id)
+            return self.sender.send(
+                delivery.body, self._stop, message_id=delivery.message_id, traceparent=delivery.traceparent
+            )
         except Exception as error:  # a bug here must not end the thread and strand the queue
             log.exception("sending event %s of call %s failed", delivery.kind, delivery.call_id)
             return Failure(f"could not send: {type(error).__name__}", permanent=True)

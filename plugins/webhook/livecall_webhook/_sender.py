@@ -28,6 +28,8 @@ from ._signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SigningKey,
 __all__ = ["Failure", "Sender", "safe_url"]
 
 USER_AGENT = "livecall-webhook"
+#: The W3C Trace Context header carrying the trace of the event a request sends.
+TRACEPARENT_HEADER = "traceparent"
 #: How much of an answer's body is read (and ignored) before the connection is dropped instead.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024
 _CHUNK = 1024
@@ -115,15 +117,24 @@ class Sender:
         self._session = enforce_deadlines(session or requests.Session())
         self._clock = clock
         self._wait = wait
+        #: Attempts that failed and were tried again (written by the sending thread only).
+        self.retried = 0
 
     def send(
-        self, body: bytes, stop: Optional[threading.Event] = None, *, message_id: Optional[str] = None
+        self,
+        body: bytes,
+        stop: Optional[threading.Event] = None,
+        *,
+        message_id: Optional[str] = None,
+        traceparent: Optional[str] = None,
     ) -> Optional[Failure]:
         """Deliver ``body``; None once delivered, else the last failure.
 
         Every try carries the same ``message_id`` (a new one if not given),
         so that a receiver can tell a retried or replayed event from a new
-        one.  Setting ``stop`` ends the waiting between attempts.
+        one, and the same W3C ``traceparent`` header if one is given (the
+        event's trace, ``livecall.observability.traceparent()``).  Setting
+        ``stop`` ends the waiting between attempts.
         """
         stop = stop or threading.Event()
         message_id = message_id or new_message_id()
@@ -131,7 +142,7 @@ class Sender:
         attempt = 0
         while True:
             attempt += 1
-            failure = self._attempt(message_id, body)
+            failure = self._attempt(message_id, body, traceparent)
             if failure is None or failure.permanent:
                 return failure
             if attempt > self.retries:
@@ -143,6 +154,7 @@ class Sender:
                 )
             if self._wait(stop, delay):
                 return _giving_up(failure, "stopped retrying at exit")
+            self.retried += 1
 
     def close(self) -> None:
         self._session.close()
@@ -150,21 +162,23 @@ class Sender:
     def __repr__(self) -> str:
         return f"<Sender {self.safe_url} signed={self.key is not None}>"
 
-    def _headers(self, message_id: str, body: bytes) -> dict[str, str]:
+    def _headers(self, message_id: str, body: bytes, traceparent: Optional[str] = None) -> dict[str, str]:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "Accept-Encoding": "identity",
             ID_HEADER: message_id,
         }
+        if traceparent is not None:
+            headers[TRACEPARENT_HEADER] = traceparent
         if self.key is not None:
             timestamp = int(time.time())
             headers[TIMESTAMP_HEADER] = str(timestamp)
             headers[SIGNATURE_HEADER] = self.key.sign(message_id, timestamp, body)
         return headers
 
-    def _attempt(self, message_id: str, body: bytes) -> Optional[Failure]:
-        headers = self._headers(message_id, body)
+    def _attempt(self, message_id: str, body: bytes, traceparent: Optional[str] = None) -> Optional[Failure]:
+        headers = self._headers(message_id, body, traceparent)
         with Deadline(self.timeout) as deadline:
             try:
                 response = self._session.post(
