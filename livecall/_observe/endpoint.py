@@ -57,7 +57,7 @@ class Endpoint:
         self.host, self.port = str(bound_host), int(bound_port)
         self._closed = threading.Lock()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="livecall-metrics", daemon=True
+            target=self._server.serve_forever, args=(0.1,), name="livecall-metrics", daemon=True
         )
         self._thread.start()
 
