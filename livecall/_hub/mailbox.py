@@ -43,6 +43,8 @@ class Mailbox:
         self.describe = describe
         #: The plugin running now, if any, by name alone: for the health check.
         self.running = running
+        #: The histograms of the dispatcher thread running this mailbox now (set by that thread).
+        self.timings: Any = None
         self._schedule = schedule
         self._on_room = on_room
         self._items: collections.deque[Any] = collections.deque()

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from .._observe.registry import thread_timings
 from .mailbox import Mailbox
 
 __all__ = ["ConnectorPool", "DispatcherPool", "current_mailbox"]
@@ -261,6 +262,7 @@ class DispatcherPool:
 
     def _work(self) -> None:
         me, run_queue = threading.current_thread(), self._run_queue
+        timings = thread_timings()
         wake = threading.Lock()
         wake.acquire()
         while True:
@@ -275,6 +277,7 @@ class DispatcherPool:
             if mailbox is None:
                 return
             _local.mailbox = mailbox
+            mailbox.timings = timings  # the histograms its timings go to while this thread runs it
             try:
                 self._run(mailbox, me)
             finally:

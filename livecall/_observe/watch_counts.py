@@ -1,9 +1,11 @@
 """What one watch counts: the figures behind ``LiveClient.stats`` and the process's metrics.
 
 Every field has one writer: the I/O thread the frame times and the pause,
-the watch's dispatcher (one thread at a time) the events, failures and the
-event lag, its connector the handshake times.  Readers (a scrape, the
-health check, ``stats``) may see a figure a moment old, never a torn one.
+the watch's dispatcher (one thread at a time) the events and failures.
+Readers (a scrape, the health check, ``stats``) may see a figure a moment
+old, never a torn one.  Timings are not a watch's: they go to the
+histograms of the thread that takes them (``registry.thread_timings()``),
+so a scrape adds up a few threads' histograms, not thousands of watches'.
 """
 
 import time
@@ -11,8 +13,6 @@ from collections.abc import Mapping
 from typing import Callable, Optional
 
 import attrs
-
-from .histogram import Histogram
 
 __all__ = ["ClientStats", "WatchCounts"]
 
@@ -43,10 +43,12 @@ class WatchCounts:
     """One watch's counters, ages and (with metrics on) timings."""
 
     def __init__(self, provider: str, timed: bool):
+        #: Whether metrics were on as the watch started: then its threads time its events and hooks.
+        self.timed = timed
         self.provider = provider
         self.messages = 0
-        #: Events handed to the plugins, by kind.
-        self.events: dict[str, int] = {}
+        #: Events handed to the plugins, by class (a dict lookup cheaper than the kind's): see ``by_kind``.
+        self.events: dict[type, int] = {}
         #: Connections lost and tried again, by why (a short fixed word: a metric label).
         self.reconnects: dict[str, int] = {}
         self.plugin_failures = 0
@@ -58,10 +60,14 @@ class WatchCounts:
         self.paused = False
         #: How many messages wait in the watch's mailbox now.
         self.queued: Callable[[], int] = lambda: 0
-        #: Filled only while metrics are on: frame read -> its last hook returned, and so on.
-        self.lag: Optional[Histogram] = Histogram() if timed else None
-        self.hooks: Optional[dict[str, Histogram]] = {} if timed else None
-        self.handshakes: Optional[Histogram] = Histogram() if timed else None
+
+    def by_kind(self) -> dict[str, int]:
+        """The events handed to the plugins, by their kind (``"transcript"``...)."""
+        kinds: dict[str, int] = {}
+        for cls, number in list(self.events.items()):
+            kind = getattr(cls, "kind", cls.__name__)
+            kinds[kind] = kinds.get(kind, 0) + number
+        return kinds
 
     def opened(self, now: float) -> None:
         """A connection opened: its handshake's answer counts as the first frame heard."""

@@ -333,7 +333,10 @@ class LiveClient:
             self._life.start()
         self._dispatcher.prepare()
         counts = self._counts = self._dispatcher.counts = WatchCounts(self.provider.name, registry.timing())
-        self._dispatcher.tracer = registry.tracer()
+        self._dispatcher.timed = counts.timed
+        tracer = registry.tracer()
+        if tracer is not None:
+            self._dispatcher.trace(tracer)
         hub = acquire_hub()
         self._mailbox = hub.new_mailbox(
             self._queue_size,
@@ -344,6 +347,7 @@ class LiveClient:
             self._running,
         )
         counts.queued = self._mailbox.__len__
+        self._dispatcher.mailbox = self._mailbox
         registry.started(counts)
         with self._lock:
             self._hub = hub
@@ -412,7 +416,7 @@ class LiveClient:
             queue_high_water=mailbox.high_water if mailbox is not None else 0,
             queue_size=mailbox.limit if mailbox is not None else self._queue_size,
             messages=counts.messages,
-            events=dict(counts.events),
+            events=counts.by_kind(),
             reconnects=sum(counts.reconnects.values()),
             plugin_failures=counts.plugin_failures,
         )
@@ -539,8 +543,8 @@ class LiveClient:
                 on_socket=self._adopt,
             )
             connection_log.info("handshake with %s: HTTP 101, connected", request.safe_url)
-            if self._counts.handshakes is not None:
-                self._counts.handshakes.observe(clock() - began)
+            if self._counts.timed:
+                registry.thread_timings().handshakes.observe(clock() - began)
         except BaseException as error:
             result = error
         linked = None
@@ -602,6 +606,7 @@ class LiveClient:
     def _deliver(self, messages: list[Message], received_at: float) -> bool:
         mailbox = self._mailbox
         assert mailbox is not None
+        self._counts.messages += len(messages)  # the I/O thread's count: one add per read
         # zip and map run in C: no Python frame per message on the I/O thread.
         return mailbox.put_many(list(zip(messages, repeat(received_at))), list(map(len, messages)))
 
@@ -717,10 +722,9 @@ class LiveClient:
                 if self._recording is not None:  # once decoded: redact() knows its audio links then
                     self._recording.received(read_at, data)
                 counts = self._counts
-                counts.messages += 1
                 self._dispatch(event)
-                if counts.lag is not None:
-                    counts.lag.observe(time.time() - read_at)
+                if counts.timed:
+                    self._dispatcher.mailbox.timings.lag.observe(time.time() - read_at)
             elif type(item) is Finish:
                 self._finish_watch(item)
             elif type(item) is _Connected:

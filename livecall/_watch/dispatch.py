@@ -75,10 +75,14 @@ class Dispatcher:
         self.strict = strict
         #: What the watch counts: events by kind, failures, and (metrics on) each plugin's time.
         self.counts = counts if counts is not None else WatchCounts(call.provider, timed=False)
+        #: Whether to time each plugin's hooks (metrics are on): read once per hook call, not per plugin.
+        self.timed = self.counts.timed
         #: The OpenTelemetry tracer (``_observe.tracing.WatchTracer``) while tracing is on, and the
         #: span context of the connection the events come from, for their spans' links.
         self.tracer: Optional[Any] = None
         self.connection_span: Optional[Any] = None
+        #: The watch's mailbox, whose ``timings`` are those of the thread dispatching it now.
+        self.mailbox: Any = None
         #: The first plugin or callback failure, kept in strict mode only.
         self.first_failure: Optional[PluginError] = None
         self._own: Optional[pluggy.PluginManager] = (
@@ -198,7 +202,8 @@ class Dispatcher:
         if not plan:
             return
         failures = []
-        timed = self.counts.hooks  # None unless metrics are on: then no clock is read
+        # Unless metrics are on no clock is read; then into this thread's histograms, by plugin.
+        timed = self.mailbox.timings.hooks if self.timed else None
         began = 0.0
         for plugin_name, function, picks in plan:
             self.running = plugin_name
@@ -217,25 +222,26 @@ class Dispatcher:
         for failure in failures:
             self._report(failure)
 
-    def event(self, event: Event) -> None:
-        """Every hook and callback that wants this event, plugins first; in a span while tracing."""
-        counted = self.counts.events
-        kind = event.kind
-        counted[kind] = counted.get(kind, 0) + 1
-        tracer = self.tracer
-        if tracer is None:
-            self._event(event)
-            return
-        with tracer.process(self.call.provider, self.call.id, kind, self.connection_span):
-            self._event(event)
+    def trace(self, tracer: Any) -> None:
+        """Make a span of each event's hooks from now on (before the watch starts)."""
+        self.tracer = tracer
+        self.event = self._traced_event  # type: ignore[method-assign]
 
-    def _event(self, event: Event) -> None:
+    def _traced_event(self, event: Event) -> None:
+        assert self.tracer is not None
+        with self.tracer.process(self.call.provider, self.call.id, event.kind, self.connection_span):
+            Dispatcher.event(self, event)
+
+    def event(self, event: Event) -> None:
+        """Every hook and callback that wants this event, plugins first."""
+        counted, cls = self.counts.events, type(event)
+        counted[cls] = counted.get(cls, 0) + 1
         call = self.call
         self.call_hook("livecall_event", call, event)
         specific = _SPECIFIC_HOOKS.get(type(event))
         if specific is not None:
             self.call_hook(specific, call, event)
-        timed = self.counts.hooks
+        timed = self.mailbox.timings.hooks if self.timed else None
         began = 0.0
         for fn in self._callbacks_for(type(event)):
             name = self.running = _callback_name(fn)
