@@ -573,7 +573,7 @@ def run_project_tests(project: Path) -> None:
 
 
 #: Commands that are only parsed: some serve until stopped, some need a server beyond the docs' own.
-PARSED_ONLY = {"simulate", "replay", "webhook-replay", "worker", "enqueue"}
+PARSED_ONLY = {"simulate", "replay", "webhook-replay", "worker", "enqueue", "status", "requeue"}
 #: The workers page's recipe, run for real, with a Redis, by plugins/redis/tests/test_recipe.py.
 RUN_ELSEWHERE = {"redis-server", "redis-cli", "kill"}
 

@@ -17,11 +17,11 @@ the provider's data:
 import hashlib
 import itertools
 import json
-from typing import Any
+from typing import Any, Optional
 
 import livecall
 
-__all__ = ["EventKeys"]
+__all__ = ["EventKeys", "keyed_from_text"]
 
 #: Events from the provider whose content identifies them.
 _BY_CONTENT = (
@@ -44,6 +44,36 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(livecall.redact(text).encode()).hexdigest()[:32]
 
 
+def _content_digest(record: dict[str, Any], text: Optional[str]) -> str:
+    """The digest of a record's content, its local fields left out.
+
+    From ``text``, the record's JSON as the events stream gets it (redacted)
+    when the caller has it: the local fields are cut out of it rather than
+    the whole record serialised once more (a Phonic snapshot holds the whole
+    conversation).  ``to_record`` puts them right after the event's kind and
+    provider; text laid out otherwise is not used.
+    """
+    if text is not None:
+        head, cut = _local_cut(record)
+        if text.startswith(cut):
+            return hashlib.sha256(f"{head}{text[len(cut) :]}".encode()).hexdigest()[:32]
+    content = {name: value for name, value in record.items() if name not in _LOCAL_FIELDS}
+    return _digest(content)
+
+
+def _local_cut(record: dict[str, Any]) -> tuple[str, str]:
+    """The start of a record's JSON before its local fields, and up to their end."""
+    head = json.dumps({name: record.get(name) for name in ("event", "provider")})[:-1]
+    local = json.dumps({name: record.get(name) for name in ("call_id", "received_at")})
+    return head, f"{head}, {local[1:-1]}"
+
+
+def keyed_from_text(record: dict[str, Any], text: str) -> bool:
+    """Whether an event keyed by its content is keyed from ``text`` (its record's JSON), rather
+    than from ``record`` itself (which then must hold the whole event)."""
+    return text.startswith(_local_cut(record)[1])
+
+
 class EventKeys:
     """Keys for the events of one watch; ``watch`` tells this watch from any other."""
 
@@ -52,8 +82,13 @@ class EventKeys:
         self._counter = itertools.count(1)
         self._item_ids: dict[int, str] = {}  # a Phonic item's index (or position) -> its id
 
-    def key(self, call: livecall.Call, event: livecall.Event, record: dict[str, Any]) -> str:
-        """The event's key; called for each event of the watch in order, on its dispatcher thread."""
+    def key(
+        self, call: livecall.Call, event: livecall.Event, record: dict[str, Any], text: Optional[str] = None
+    ) -> str:
+        """The event's key; called for each event of the watch in order, on its dispatcher thread.
+
+        ``text``: ``record`` as the events stream gets it (its JSON, redacted), if the caller has it.
+        """
         if isinstance(event, livecall.ConversationUpdated):
             self._remember_ids(event.conversation)
         if isinstance(event, livecall.Transcript):
@@ -63,8 +98,7 @@ class EventKeys:
             if event.offset is not None:
                 return f"line:{_digest(event.role, event.offset, event.text)}"
         elif isinstance(event, _BY_CONTENT):
-            content = {name: value for name, value in record.items() if name not in _LOCAL_FIELDS}
-            return f"{event.kind}:{_digest(content)}"
+            return f"{event.kind}:{_content_digest(record, text)}"
         return f"watch:{self._watch}:{next(self._counter)}"
 
     def _remember_ids(self, conversation: livecall.Conversation) -> None:

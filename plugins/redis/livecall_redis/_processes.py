@@ -1,5 +1,6 @@
 """``--processes N``: N worker processes, each its own consumer, started and stopped together."""
 
+import contextlib
 import logging
 import multiprocessing
 import signal
@@ -12,7 +13,9 @@ import attrs
 
 from livecall import observability
 
+from ._capacity import said
 from ._settings import WorkerSettings, redis_place
+from ._shards import requests_shown
 from ._stats import Stats
 from ._worker import Worker
 
@@ -42,9 +45,14 @@ class Serving:
 
 
 def run_worker(
-    settings: WorkerSettings, plugin_manager: Any, serving: Optional[Serving], stop: threading.Event
+    settings: WorkerSettings,
+    plugin_manager: Any,
+    serving: Optional[Serving],
+    stop: threading.Event,
+    hurry: Optional[threading.Event] = None,
 ) -> None:
-    """One worker in this process, serving its metrics and probes if asked, until ``stop``.
+    """One worker in this process, serving its metrics and probes if asked, until ``stop``; then
+    it drains its calls (``--drain``), at once once ``hurry`` is set.
 
     The worker's figures join livecall's on the endpoint (a metrics source
     while it runs); ``/readyz`` says whether it takes calls now, and
@@ -68,13 +76,14 @@ def run_worker(
         )
     observability.add_metrics_source(stats.families)
     _say(
-        f"worker {worker.consumer} takes up to {settings.calls} calls from {settings.requests} "
-        f"on {redis_place(settings.redis_url)} (group {settings.group}); Ctrl-C or SIGTERM stops it"
+        f"worker {worker.consumer} takes up to {worker.capacity} calls from {requests_shown(settings)} "
+        f"on {redis_place(settings.redis_url)} (group {settings.group}"
+        f"{said(settings.calls, worker.descriptors)}); Ctrl-C or SIGTERM stops it"
     )
     if endpoint is not None:
         _say(f"worker {worker.consumer} serves /metrics, /healthz and /readyz on {endpoint.url}")
     try:
-        worker.run(stop)
+        worker.run(stop, hurry)
     finally:
         observability.remove_metrics_source(stats.families)
         if endpoint is not None:
@@ -108,13 +117,13 @@ def _child(settings: WorkerSettings, serving: Optional[Serving], log_level: int)
     handler.addFilter(livecall.RedactingFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"))
     logging.basicConfig(level=log_level, handlers=[handler])
-    stop = threading.Event()
+    stop, hurry = threading.Event(), threading.Event()
     failed: list[BaseException] = []
     main_thread = threading.get_ident()
 
     def work() -> None:
         try:
-            run_worker(settings, create_plugin_manager(), serving, stop)
+            run_worker(settings, create_plugin_manager(), serving, stop, hurry)
         except BaseException as error:
             failed.append(error)
         finally:
@@ -124,7 +133,9 @@ def _child(settings: WorkerSettings, serving: Optional[Serving], log_level: int)
     worker = threading.Thread(target=work, name="livecall-worker")
     worker.start()
     if signal.sigwait(_STOPPING | {_WORKER_DONE}) != _WORKER_DONE:
-        stop.set()
+        stop.set()  # the worker drains its calls; a second signal ends the drain at once
+        if signal.sigwait(_STOPPING | {_WORKER_DONE}) != _WORKER_DONE:
+            hurry.set()
     worker.join()
     if failed:
         raise failed[0]
@@ -135,13 +146,15 @@ def run_processes(
     processes: int,
     serving: Optional[Serving],
     stopping: Callable[[Callable[[], None]], AbstractContextManager[None]],
+    again: Optional[Callable[[Callable[[], None]], AbstractContextManager[None]]] = None,
 ) -> int:
     """Start ``processes`` workers and wait for them; stopping this one stops them all.
 
     Each child serves its metrics and probes on ``serving.port`` plus its index.
     ``stopping`` is the command's ``Config.stopping``: a signal terminates the
-    children (SIGTERM: each gives its calls back) from another thread.
-    Returns how many children failed.
+    children (SIGTERM: each drains its calls) from another thread; ``again``
+    does the same for the second signal (a second SIGTERM: each ends its
+    drain at once).  Returns how many children failed.
     """
     context = multiprocessing.get_context("spawn")
     level = logging.getLogger().getEffectiveLevel()
@@ -156,7 +169,7 @@ def run_processes(
     for child in children:
         child.start()
     try:
-        with stopping(lambda: _terminate(children)):
+        with stopping(lambda: _terminate(children)), (again or _unsaid)(lambda: _signal(children)):
             for child in children:
                 child.join()
     finally:
@@ -164,6 +177,16 @@ def run_processes(
         for child in children:
             child.join()
     return sum(1 for child in children if child.exitcode not in (0, -signal.SIGTERM))
+
+
+def _unsaid(action: Callable[[], None]) -> AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
+def _signal(children: list[Any]) -> None:
+    """SIGTERM to every child not known to be over, from a signal handler: nothing waited on."""
+    for child in children:
+        child.terminate()
 
 
 def _terminate(children: list[Any]) -> None:

@@ -10,12 +10,15 @@ import livecall
 import livecall.hiya
 import livecall.phonic
 
+from ._limits import TimeLimits, limit_seconds
 from ._requests import DEFAULT_REQUESTS
+from ._shards import check_names, connect
 
 __all__ = [
     "DEFAULT_DEAD",
     "DEFAULT_EVENTS",
     "DEFAULT_GROUP",
+    "DRAIN_MODES",
     "READ_BLOCK",
     "WorkerSettings",
     "origin",
@@ -29,6 +32,9 @@ DEFAULT_DEAD = "livecall:requests:dead"
 READ_BLOCK = 1.0
 #: The port a WebSocket URL without one connects to.
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
+#: What a stopping worker does with its calls (``--drain``): hand each over to another worker
+#: while still watching it, watch each to its end, or give each back at once.
+DRAIN_MODES = ("handover", "wait", "release")
 
 Origin = tuple[str, str, int]
 
@@ -66,6 +72,21 @@ def _positive(instance: object, attribute: "attrs.Attribute[Any]", value: float)
         raise livecall.ConfigurationError(f"{attribute.name.replace('_', '-')} must be positive")
 
 
+def _drain_mode(instance: object, attribute: "attrs.Attribute[Any]", value: str) -> None:
+    if value not in DRAIN_MODES:
+        raise livecall.ConfigurationError(f"drain must be one of {', '.join(DRAIN_MODES)}, not {value!r}")
+
+
+def _limit(instance: object, attribute: "attrs.Attribute[Any]", value: Optional[float]) -> None:
+    if value is not None:
+        limit_seconds(f"--{attribute.name.replace('_', '-')}", value)
+
+
+def _names_tagged(instance: Any, attribute: "attrs.Attribute[Any]", value: bool) -> None:
+    """Run once every field is set: the stream names must take the shards' hash tags."""
+    check_names(instance)
+
+
 def _allowed_urls(instance: object, attribute: "attrs.Attribute[Any]", value: tuple[str, ...]) -> None:
     for entry in value:
         provider, _, url = entry.partition("=")
@@ -93,13 +114,19 @@ class WorkerSettings:
     """Everything a worker process needs; the ``livecall worker`` options default to these defaults."""
 
     redis_url: str = attrs.field(repr=False)  # may hold a password
-    calls: int = attrs.field(default=50, validator=_positive)
+    #: Calls per process: what one holds at about half a core (``benchmarks/worker.py``).
+    calls: int = attrs.field(default=500, validator=_positive)
     lease: float = attrs.field(default=30.0, validator=_positive)
     renew: float = attrs.field(default=10.0, validator=_positive)
     requests: str = DEFAULT_REQUESTS
     group: str = DEFAULT_GROUP
     events: str = DEFAULT_EVENTS
     dead_letter: str = DEFAULT_DEAD
+    #: Requests streams the workers read together, each with its own events and dead-letter
+    #: streams; above 1 (or on a cluster) every key carries its shard's hash tag (``_shards.py``).
+    shards: int = attrs.field(default=1, validator=_positive)
+    #: Redis is a cluster: a ``RedisCluster`` client, and the keys of each shard in one slot.
+    cluster: bool = attrs.field(default=False, validator=_names_tagged)
     max_deliveries: int = attrs.field(default=5, validator=_positive)
     #: A request whose fields (names and values) hold more bytes is dead-lettered unread.
     max_request_bytes: int = attrs.field(default=65_536, validator=_positive)
@@ -116,10 +143,22 @@ class WorkerSettings:
     hub_stall: float = attrs.field(default=5.0, validator=_positive)
     #: Keep the words of calls whose owner asked for zero data retention on the events stream.
     keep_words: bool = False
+    #: Time limits for the held calls whose requests carry none of their own (seconds; None: none).
+    max_duration: Optional[float] = attrs.field(default=None, validator=_limit)
+    idle_timeout: Optional[float] = attrs.field(default=None, validator=_limit)
+    #: What stopping does with the held calls (one of ``DRAIN_MODES``), and for how long at most:
+    #: by default within Kubernetes' default grace period (30 s) before it kills the process.
+    drain: str = attrs.field(default="handover", validator=_drain_mode)
+    drain_timeout: float = attrs.field(default=25.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.renew >= self.lease:
             raise livecall.ConfigurationError("--renew must be shorter than --lease")
+
+    @property
+    def limits(self) -> TimeLimits:
+        """The time limits of held calls whose requests carry none: ``--max-duration``, ``--idle-timeout``."""
+        return TimeLimits(self.max_duration, self.idle_timeout)
 
     def base_url(self, provider: "livecall.Provider[Any]") -> str:
         """The base URL for requests that name none: the worker's own for the provider, else its default."""
@@ -178,9 +217,14 @@ class WorkerSettings:
 
         Requests are read with ``decode=False``: their fields are whatever a
         producer wrote, and one that is not UTF-8 must not fail the answer
-        that holds the other requests with it.
+        that holds the other requests with it.  With ``cluster``, a
+        ``RedisCluster`` (see ``_shards.connect``).
         """
         timeout = READ_BLOCK + min(self.renew, 5.0)
-        return redis.Redis.from_url(
-            self.redis_url, decode_responses=decode, socket_timeout=timeout, socket_connect_timeout=timeout
+        return connect(
+            self.redis_url,
+            self.cluster,
+            decode_responses=decode,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )

@@ -39,6 +39,11 @@ METRICS = {
         "gauge",
         "Requests on the stream that no worker has taken yet",
     ),
+    "events_trimmed_unread": (
+        "livecall_worker_events_trimmed_unread_total",
+        "counter",
+        "Times a consumer group of the events stream lost entries it had not read to trimming",
+    ),
 }
 
 
@@ -60,6 +65,7 @@ class Stats:
     lease_renewals: int = 0
     fenced_writes: int = 0
     queue_depth: int = 0
+    events_trimmed_unread: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False)
 
     def add(self, name: str, amount: int = 1) -> None:

@@ -20,6 +20,8 @@ import redis
 from livecall.plugins import create_plugin_manager
 from livecall_redis import Worker, WorkerSettings
 
+from ._cluster import cluster_client, redis_cluster  # noqa: F401  (fixtures: a local Redis Cluster)
+
 REDIS_SERVER = shutil.which("redis-server")
 _START_TIMEOUT = 10.0
 
@@ -125,7 +127,9 @@ def allowing(*sims) -> tuple[str, ...]:
 def settings(redis_server, redis_client, monkeypatch) -> WorkerSettings:
     monkeypatch.setenv("PHONIC_API_KEY", "sim-phonic-key")
     monkeypatch.setenv("HIYA_TOKEN", "sim-hiya-token")
-    return WorkerSettings(redis_url=redis_server.url, calls=4, lease=3.0, renew=1.0)
+    # drain="release": a test that stops a worker holding calls gets them back at once; the
+    # drain's own tests (test_drain.py) choose their mode.
+    return WorkerSettings(redis_url=redis_server.url, calls=4, lease=3.0, renew=1.0, drain="release")
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import redis
 import livecall
 from livecall.testing import Simulator
 from livecall_redis import DEFAULT_EVENTS, DEFAULT_GROUP, DEFAULT_REQUESTS, WatchRequest, enqueue
+from livecall_redis._handover import TAKEOVER_REASON
 
 SEED = 13
 #: Calls per provider: two CPU cores run the simulators and three workers, two threads a call each.
@@ -157,14 +158,25 @@ class TakeoverWatch:
 
 
 def provider_events(redis_client) -> dict[str, list[dict]]:
-    """Each call's events from the stream, in order, lifecycle events left out."""
+    """Each call's events from the stream, in order, lifecycle events (the workers' own: a
+    reconnect, an ack, a gap) left out."""
     by_call: dict[str, list[dict]] = {}
     keys: set[tuple[str, str]] = set()
     for _, fields in redis_client.xrange(DEFAULT_EVENTS):
         assert (fields["call_id"], fields["key"]) not in keys, f"key written twice: {fields}"
         keys.add((fields["call_id"], fields["key"]))
         event = json.loads(fields["event"])
-        if event["event"] not in ("reconnecting", "ack"):
+        if event["event"] not in ("reconnecting", "ack", "gap"):
+            by_call.setdefault(fields["call_id"], []).append(event)
+    return by_call
+
+
+def gaps_by_call(redis_client) -> dict[str, list[dict]]:
+    """Each call's gaps on the stream, in order."""
+    by_call: dict[str, list[dict]] = {}
+    for _, fields in redis_client.xrange(DEFAULT_EVENTS):
+        event = json.loads(fields["event"])
+        if event["event"] == "gap":
             by_call.setdefault(fields["call_id"], []).append(event)
     return by_call
 
@@ -318,6 +330,13 @@ def test_takeover_campaign(redis_server, redis_client, tmp_path_factory, capsys)
     times = [call.taken_over_at - at for call, at in orphans if call.taken_over_at]
     assert len(times) == len(orphans), "an orphaned call never got a new connection"
     fenced = int(redis_client.get(f"{DEFAULT_EVENTS}:fenced") or 0)
+    # Each call taken over from a failed worker says once where the stream has its hole (a paused
+    # worker that wakes may still connect once, replacing the new one's connection: a reconnect's gap).
+    gaps = gaps_by_call(redis_client)
+    for call, _ in orphans:
+        [gap] = [gap for gap in gaps.get(call.call_id, []) if gap["reason"] == TAKEOVER_REASON]
+        assert gap["lost_at"] < gap["reopened_at"]
+    other_gaps = sum(map(len, gaps.values())) - len(orphans)
     with capsys.disabled():
         print(
             f"\ncampaign: {PHONIC_CALLS} Phonic + {HIYA_CALLS} Hiya calls, 3 workers, lease {LEASE:g} s, "
@@ -325,7 +344,8 @@ def test_takeover_campaign(redis_server, redis_client, tmp_path_factory, capsys)
             f"  SIGKILLed worker held {len(killed_calls)} calls, SIGSTOPped one {len(paused_ids)}; "
             f"paused worker's late writes fenced: {fenced}\n"
             f"  takeover after the failure: max {max(times):.2f} s, median {statistics.median(times):.2f} s "
-            f"(expected: lease + up to a second for a worker's next look + connection)\n"
+            f"(expected: lease + up to a second for a worker's next look + connection); a gap written "
+            f"for each taken over, and {other_gaps} after reconnects\n"
             f"  events on the stream: {redis_client.xlen(DEFAULT_EVENTS)}; sent to a failed worker and never "
             f"written: {unseen['hiya']} Hiya events (no replay), {unseen['phonic']} superseded Phonic lines"
         )

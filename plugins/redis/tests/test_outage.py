@@ -17,6 +17,7 @@ from livecall_redis import (
     WorkerSettings,
     enqueue,
 )
+from livecall_redis._handover import TAKEOVER_REASON
 
 from .conftest import REDIS_SERVER, RedisServer, allowing
 from .test_campaign import Call, check_hiya, check_phonic, wait_for
@@ -81,11 +82,14 @@ def test_an_outage_stops_the_watches_and_every_call_is_watched_again_once(
     entries = [fields for _, fields in client.xrange(DEFAULT_EVENTS)]
     client.close()
     assert len({(fields["call_id"], fields["key"]) for fields in entries}) == len(entries)
-    events = {}
+    events, gaps = {}, {}
     for fields in entries:
-        events.setdefault(fields["call_id"], []).append(json.loads(fields["event"]))
+        event = json.loads(fields["event"])
+        (gaps if event["event"] == "gap" else events).setdefault(fields["call_id"], []).append(event)
     for call_id, sim in sims.items():
         assert sum(record.accepted for record in sim.connections) >= 2, f"{call_id} was not watched again"
+        # Taken over (by the same worker) from a watch that stopped: the stream says where its hole is.
+        assert [gap["reason"] for gap in gaps[call_id]] == [TAKEOVER_REASON]
         # What reached the worker while Redis was away is like what reaches a worker that dies.
         check = check_phonic if sim.provider == "phonic" else check_hiya
         check(Call(sim, call_id, call_id), events[call_id], orphaned=True)

@@ -124,7 +124,7 @@ def test_the_recipe_for_one_machine_runs_as_written(tmp_path):
     finally:
         shell.close()
     worker = shell.log(3)
-    assert re.search(r"^livecall: worker \S+ takes up to 50 calls from livecall:requests", worker, re.M), (
+    assert re.search(r"^livecall: worker \S+ takes up to 500 calls from livecall:requests", worker, re.M), (
         worker
     )
     assert re.search(r"^livecall: worker \S+ stopped$", worker, re.M), worker

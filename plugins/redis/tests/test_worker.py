@@ -135,10 +135,11 @@ def _threads_not_serving_simulators() -> set[threading.Thread]:
 
 
 @pytest.mark.parametrize("calls", [3, 60])
-def test_a_worker_holds_its_calls_on_the_hub_with_three_threads_of_its_own(
+def test_a_worker_holds_its_calls_on_the_hub_with_four_threads_of_its_own(
     redis_client, livecall_simulator, settings, calls
 ):
-    """Main loop, renewer, settler: held calls add no thread, and the hub's are bounded by its settings."""
+    """Main loop, renewer, writer, settler: held calls add no thread, and the hub's are bounded by its
+    settings."""
     before = _threads_not_serving_simulators()
     sims = []
     for _ in range(calls):
@@ -164,7 +165,12 @@ def test_a_worker_holds_its_calls_on_the_hub_with_three_threads_of_its_own(
         stop.set()
         thread.join(15)
     hub = {name for name in new if name.startswith("livecall-hub")}
-    assert new - hub == {"test-worker", "livecall-redis-renewer", "livecall-redis-settler"}
+    assert new - hub == {
+        "test-worker",
+        "livecall-redis-renewer",
+        "livecall-redis-writer",
+        "livecall-redis-settler",
+    }
     hub_settings = inspect.signature(livecall.configure_hub).parameters
     assert len(hub) <= 1 + hub_settings["connectors"].default + hub_settings["max_dispatchers"].default
     assert redis_client.xlen(DEFAULT_REQUESTS) == calls, "every call given back as the worker stopped"
