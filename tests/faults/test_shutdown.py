@@ -126,7 +126,7 @@ def close_from_two_threads(rng, clients, returns):
             # Hold the rest of the flood (and its callEnd) until the closes are through:
             # on a busy machine the call would otherwise end by itself first.
             reading.set()
-            sim.wait_for(lambda: sim.connections[0].closed, timeout=5)
+            sim.wait_for(lambda: sim.connections[0].closed, timeout=HANG_GUARD)
 
         client = _held_flood_watch(sim, clients, at, hold)
         assert reading.wait(5)
