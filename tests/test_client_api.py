@@ -353,4 +353,6 @@ def test_a_plugin_object_is_named_by_its_class_and_told_apart_from_another_of_it
             first.release.set()
         client.wait(HANG_GUARD)
     assert second.entered.is_set()
-    assert client._dispatcher._own.get_plugin("Blocking-2") is second
+    plan = client._dispatcher._plans["livecall_transcript"]
+    named = {name: function.__self__ for name, function, _ in plan}
+    assert named["Blocking"] is first and named["Blocking-2"] is second

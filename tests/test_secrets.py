@@ -7,6 +7,8 @@ import traceback
 from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import livecall
 from livecall.testing import Simulator
@@ -171,3 +173,50 @@ def test_a_secret_at_any_offset_of_a_long_run_is_blanked(monkeypatch, offset, se
     run = before * offset + secret + after * (offset * 3)
     blanked = before * offset + "***" + after * (offset * 3)
     assert livecall.redact(f"a {run} b {run}") == f"a {blanked} b {blanked}"
+
+
+def _many_anchors(monkeypatch):
+    """A registry holding more anchors than are looked for one by one: its texts' runs are sampled."""
+    known = livecall._safety.secrets._Known()
+    monkeypatch.setattr("livecall._safety.secrets._known", known)
+    for number in range(livecall._safety.secrets._FEW_ANCHORS + 1):
+        livecall.Credential(f"filler-{number:04d}-qwertyui")
+    assert known._few is None
+    return known
+
+
+@pytest.mark.parametrize("offset", range(12))
+@pytest.mark.parametrize(
+    ("secret", "before", "after"),
+    [("tok-0123456789abcdef", "q", "z"), ("hunter22", ".", "~")],
+)
+def test_among_many_secrets_one_at_any_offset_of_a_long_run_is_blanked(
+    monkeypatch, offset, secret, before, after
+):
+    _many_anchors(monkeypatch)
+    livecall.Credential(secret)
+    run = before * offset + secret + after * (offset * 3)
+    blanked = before * offset + "***" + after * (offset * 3)
+    assert livecall.redact(f"a {run} b {run}—{run}") == f"a {blanked} b {blanked}—{blanked}"
+
+
+@given(
+    secrets=st.lists(st.text(alphabet="ab-_.~%+/ü0", min_size=8, max_size=24), min_size=1, max_size=4),
+    text=st.text(alphabet="ab-_.~%+/ü0 \"'", max_size=200),
+    at=st.integers(min_value=0, max_value=200),
+)
+def test_few_secrets_and_many_are_found_alike(secrets, text, at):
+    """Each anchor looked for as it is, or the text's runs sampled: the same secrets are found."""
+    few, many = livecall._safety.secrets._Known(), livecall._safety.secrets._Known()
+    for number in range(livecall._safety.secrets._FEW_ANCHORS + 1):
+        many.add(f"filler-{number:04d}-qwertyui")
+    for secret in secrets:
+        few.add(secret)
+        many.add(secret)
+    text = text[:at] + secrets[at % len(secrets)] + text[at:]
+    values = {secret.value for secret in few.found_in(text)}
+    assert few._few is not None and many._few is None
+    assert values == {secret.value for secret in many.found_in(text)} - {
+        f"filler-{number:04d}-qwertyui" for number in range(livecall._safety.secrets._FEW_ANCHORS + 1)
+    }
+    assert secrets[at % len(secrets)] in values

@@ -9,7 +9,6 @@ jsonl --keep-audio-urls`` may print on purpose, so it is told apart.
 """
 
 import html
-import itertools
 import json
 import logging
 import os
@@ -58,8 +57,12 @@ _SHORTEST_ANCHOR = 8
 #: Every piece of a text's runs that starts at a multiple of this is looked up: an
 #: anchor of ``_SHORTEST_ANCHOR`` characters holds one of its first ``_STRIDE`` pieces.
 _STRIDE = _SHORTEST_ANCHOR - _GRAM + 1
-#: Whole runs only: a match is not tried again from inside a run too short to hold an anchor.
-_ANCHOR_RUNS = re.compile(f"(?<!{_ANCHOR_CHARACTERS}){_ANCHOR_CHARACTERS}{{{_SHORTEST_ANCHOR},}}")
+#: Every byte that is not an anchor character, made a space: a text's runs of anchor characters
+#: are then the words of its ASCII bytes (any other character is encoded as ``?``, a space too).
+_RUN_BREAKS = bytes(byte if re.fullmatch(_ANCHOR_CHARACTERS, chr(byte)) else ord(" ") for byte in range(256))
+#: Up to this many anchors, each is looked for in the text as it is (``anchor in text``, a
+#: search in C, about a microsecond over 8 KB): cheaper than cutting the text into runs.
+_FEW_ANCHORS = 32
 
 
 class _Secret:
@@ -96,7 +99,9 @@ class _Known:
     wherever it starts.  A hit names the anchor lengths to try from there,
     each one set lookup; only the secrets whose anchor is in the text run
     their pattern.  A run repeated in the text (a word of a transcript
-    snapshot) is looked at once.
+    snapshot) is looked at once.  The runs are cut in C (the text's bytes
+    translated, then split), and while there are no more than
+    ``_FEW_ANCHORS`` anchors, each is simply looked for in the text instead.
     """
 
     def __init__(self) -> None:
@@ -110,6 +115,9 @@ class _Known:
         self._pieces: dict[str, tuple[tuple[int, int], ...]] = {}
         #: Secrets whose anchor is shorter than ``_SHORTEST_ANCHOR``: looked for one by one.
         self.unanchored: tuple[_Secret, ...] = ()
+        #: Every anchor (of ``_SHORTEST_ANCHOR`` characters or more) while there are no more than
+        #: ``_FEW_ANCHORS``, each looked for as it is; None once there are more (the pieces serve).
+        self._few: Optional[tuple[str, ...]] = ()
 
     def add(self, value: str, audio_url: bool = False) -> None:
         """Know ``value`` from now on; a too short credential is reported (a link is only skipped)."""
@@ -147,12 +155,20 @@ class _Known:
             places = self._pieces.get(piece, ())
             if (offset, length) not in places:
                 self._pieces[piece] = (*places, (offset, length))
+        few = self._few  # after the pieces: a reader that finds it None finds the anchor by them
+        if few is not None and anchor not in few:
+            self._few = (*few, anchor) if len(few) < _FEW_ANCHORS else None
 
     def found_in(self, text: str) -> list[_Secret]:
         """The secrets whose anchor is in ``text``, longest first; their patterns may still not match."""
         found = {secret for secret in self.unanchored if secret.anchor in text}
-        if self._pieces:
-            for run in set(_ANCHOR_RUNS.findall(text)):
+        few, by_length = self._few, self.by_length
+        if few is not None:
+            for anchor in few:
+                if anchor in text:
+                    found.update(by_length[len(anchor)][anchor])
+        elif self._pieces:
+            for run in _runs(text):
                 found.update(self._found_in_run(run))
         # one secret may hold another: the longer is blanked first
         return sorted(found, key=lambda secret: (-len(secret.value), secret.value))
@@ -160,13 +176,19 @@ class _Known:
     def _found_in_run(self, run: str) -> Iterator[_Secret]:
         """The secrets whose anchor is in ``run``, a run of anchor characters."""
         pieces, by_length = self._pieces, self.by_length
-        starts = range(0, len(run) - _GRAM + 1, _STRIDE)
-        sampled = map(run.__getitem__, map(slice, starts, range(_GRAM, len(run) + 1, _STRIDE)))
-        for position in itertools.compress(starts, map(pieces.__contains__, sampled)):
-            for offset, length in pieces.get(run[position : position + _GRAM], ()):
-                start = position - offset
-                if start >= 0:
-                    yield from by_length.get(length, {}).get(run[start : start + length], ())
+        for position in range(0, len(run) - _GRAM + 1, _STRIDE):
+            places = pieces.get(run[position : position + _GRAM])
+            if places is not None:
+                for offset, length in places:
+                    start = position - offset
+                    if start >= 0:
+                        yield from by_length.get(length, {}).get(run[start : start + length], ())
+
+
+def _runs(text: str) -> set[str]:
+    """The distinct runs of anchor characters in ``text`` long enough to hold an anchor."""
+    words = set(text.encode("ascii", "replace").translate(_RUN_BREAKS).decode("ascii").split())
+    return {word for word in words if len(word) >= _SHORTEST_ANCHOR}
 
 
 _known = _Known()

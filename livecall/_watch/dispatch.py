@@ -109,6 +109,9 @@ class Dispatcher:
                     (plugin, function, _picks(argnames, hook_argnames))
                     for plugin, function, argnames in steps
                 ]
+        # The plans hold what the watch calls: the watch's own manager (some fifty objects for the
+        # garbage collector to look at, per watch) is needed no more, since nothing registers now.
+        self._own = None
 
     def register(self, plugin: object, name: Optional[str] = None) -> str:
         """Add ``plugin`` to this watch alone; returns the name it is registered under.
