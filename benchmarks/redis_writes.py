@@ -29,8 +29,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ import livecall
 from livecall.phonic import PHONIC
 
 from . import _payloads
+from ._redis import RedisServer
 from ._report import Row, number, render
 
 NAME = "redis_writes"
@@ -53,7 +52,6 @@ REQUESTS, GROUP, EVENTS = "livecall:requests", "livecall-workers", "livecall:eve
 DEAD = "livecall:requests:dead"
 #: The workers' defaults: the events stream's trim, and how long a call's written keys are kept.
 MAXLEN, KEY_TTL = 100_000, 86_400
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def records() -> dict[str, list[str]]:
@@ -123,48 +121,8 @@ def _writer(
     out.put((written, refused))
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-class _Redis:
-    """A ``redis-server`` of the benchmark's own: loopback, a free port, no persistence."""
-
-    def __init__(self, folder: Path):
-        import redis
-
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("the redis_writes benchmark needs redis-server on the PATH")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{port}/0"
-        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        argv += ["--dir", str(folder), "--logfile", str(folder / "redis.log")]
-        self.process = subprocess.Popen(argv)
-        self.client = redis.Redis.from_url(self.url, decode_responses=True)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)  # a server starting: nothing to wait on
-
-    def cpu_s(self) -> float:
-        return _cpu_s(self.process.pid)
-
-    def stop(self) -> None:
-        self.client.shutdown(nosave=True)
-        self.process.wait(10)
-
-
 def _one_mix(
-    redis: _Redis, mix: str, events: list[str], seconds: float, clients: int, batch: int, calls: int
+    redis: RedisServer, mix: str, events: list[str], seconds: float, clients: int, batch: int, calls: int
 ):
     client = redis.client
     client.flushall()
@@ -221,7 +179,7 @@ def _one_mix(
 def run(seconds: float, clients: int, batch: int, calls: int) -> dict[str, Any]:
     payloads = records()
     folder = Path(tempfile.mkdtemp(prefix="livecall-bench-redis-"))
-    redis = _Redis(folder)
+    redis = RedisServer(folder, "redis_writes")
     try:
         version = redis.client.info("server")["redis_version"]
         mixes = [_one_mix(redis, mix, _mix(mix, payloads), seconds, clients, batch, calls) for mix in MIXES]

@@ -36,9 +36,7 @@ import heapq
 import json
 import os
 import queue
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +48,7 @@ from typing import Any, Optional
 import attrs
 
 from . import _payloads
+from ._redis import RedisServer, cpu_seconds
 from ._report import Row, number, render, verdict
 from ._server import Script, Server
 from ._stats import percentiles, raise_open_files_limit
@@ -139,7 +138,7 @@ class Child:
         return self.lines.get(timeout=timeout)
 
     def cpu_s(self) -> float:
-        return _cpu_s(self.process.pid)
+        return cpu_seconds(self.process.pid)
 
     def close(self, timeout: float = 60) -> None:
         if self.process.stdin is not None and not self.process.stdin.closed:
@@ -151,54 +150,10 @@ class Child:
             self.process.wait()
 
 
-def _cpu_s(pid: int) -> float:
-    """The process's user and system CPU seconds so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _serve(calls: int, seconds: int) -> Child:
     script = Script(count=seconds, provider="phonic", burst=False, rate=1.0, connections=calls)
     config = json.dumps(attrs.asdict(script))
     return Child([sys.executable, "-m", "benchmarks.worker", "serve", config])
-
-
-# --- redis-server -------------------------------------------------------------------------------
-
-
-class Redis:
-    """A ``redis-server`` of the benchmark's own: loopback, a free port, no persistence."""
-
-    def __init__(self, folder: Path):
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("the worker benchmark needs redis-server on the PATH")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        argv += ["--dir", str(folder), "--logfile", str(folder / "redis.log")]
-        self.process = subprocess.Popen(argv)
-        import redis
-
-        self.client = redis.Redis.from_url(self.url, decode_responses=True)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)  # a server starting: nothing to wait on
-
-    def cpu_s(self) -> float:
-        return _cpu_s(self.process.pid)
-
-    def stop(self) -> None:
-        self.client.shutdown(nosave=True)
-        self.process.wait(10)
 
 
 class LeaseWatch:
@@ -234,7 +189,7 @@ def measure(side: str, calls: int, seconds: int, folder: Path) -> dict[str, Any]
     server = _serve(calls, seconds)
     port = int(server.line(30))
     url = f"ws://127.0.0.1:{port}"
-    redis_server = Redis(folder)
+    redis_server = RedisServer(folder, "worker")
     client = redis_server.client
     log = folder / f"{side}-{calls}.log"
     env = dict(os.environ, PHONIC_API_KEY=_API_KEY, LIVECALL_DISABLE_PLUGIN_AUTOLOAD="1")
