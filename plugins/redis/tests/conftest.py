@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -116,6 +117,16 @@ def redis_client(redis_server: RedisServer) -> Iterator["redis.Redis"]:
     client.flushall()
     yield client
     client.close()
+
+
+def worker_argv(redis_url: str) -> list[str]:
+    """``livecall worker`` as a test runs it in a process of its own: the Redis plugin, ``-v``."""
+    return [sys.executable, "-m", "livecall", "-v", "-p", "livecall_redis", "worker", "--redis", redis_url]
+
+
+def worker_env(**variables: str) -> dict[str, str]:
+    """A worker process's environment: no other installed plugin, and ``variables``."""
+    return dict(os.environ, LIVECALL_DISABLE_PLUGIN_AUTOLOAD="1", **variables)
 
 
 def allowing(*sims) -> tuple[str, ...]:

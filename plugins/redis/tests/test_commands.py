@@ -26,7 +26,7 @@ from livecall_redis import (
     enqueue,
 )
 
-from .conftest import allowing
+from .conftest import allowing, worker_argv, worker_env
 from .test_campaign import wait_for
 from .test_worker import stream_events
 
@@ -170,18 +170,8 @@ def test_livecall_worker_with_two_processes_watches_and_stops_on_sigterm(
     redis_server, redis_client, livecall_simulator, tmp_path
 ):
     sim = livecall_simulator("phonic", conversation_id="conv_cli")
-    env = dict(os.environ, PHONIC_API_KEY="sim-phonic-key", LIVECALL_DISABLE_PLUGIN_AUTOLOAD="1")
-    argv = [
-        sys.executable,
-        "-m",
-        "livecall",
-        "-v",
-        "-p",
-        "livecall_redis",
-        "worker",
-        "--redis",
-        redis_server.url,
-    ]
+    env = worker_env(PHONIC_API_KEY="sim-phonic-key")
+    argv = worker_argv(redis_server.url)
     argv += ["--processes", "2", "--lease", "3", "--renew", "1", "--phonic-url", sim.url]
     log = tmp_path / "worker.log"
     with log.open("wb") as output:

@@ -3,7 +3,6 @@ given back; and the gap a takeover without a handover writes.  Real Redis, real 
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from livecall.testing import wait_until
 from livecall_redis import DEFAULT_EVENTS, DEFAULT_GROUP, DEFAULT_REQUESTS, WatchRequest, Worker, enqueue
 from livecall_redis._handover import TAKEOVER_REASON
 
-from .conftest import allowing
+from .conftest import allowing, worker_argv, worker_env
 from .test_campaign import Call, check_hiya, check_phonic, provider_events, sent_messages
 
 #: The longest a handed-over call may go without an entry on the events stream.
@@ -203,7 +202,7 @@ def test_a_takeover_after_a_killed_worker_writes_its_gap_once_with_both_times(
     """The killed worker stops renewing and writing at once: the next worker takes the call over
     after the lease, and says where the stream has a hole."""
     sim = livecall_simulator("phonic", pace=1.0, conversation_id="conv_killed")
-    env = dict(os.environ, PHONIC_API_KEY="sim-phonic-key", LIVECALL_DISABLE_PLUGIN_AUTOLOAD="1")
+    env = worker_env(PHONIC_API_KEY="sim-phonic-key")
     argv = [sys.executable, "-m", "livecall", "-p", "livecall_redis", "worker", "--redis", redis_server.url]
     argv += ["--lease", "3", "--renew", "1", "--allow-url", f"phonic={sim.url}"]
     log = tmp_path / "killed.log"
@@ -277,18 +276,8 @@ def test_a_second_signal_ends_the_drain_of_livecall_worker_at_once(
     redis_server, redis_client, livecall_simulator, tmp_path, processes
 ):
     sim = livecall_simulator("phonic", pace=0.5, conversation_id="conv_twice")
-    env = dict(os.environ, PHONIC_API_KEY="sim-phonic-key", LIVECALL_DISABLE_PLUGIN_AUTOLOAD="1")
-    argv = [
-        sys.executable,
-        "-m",
-        "livecall",
-        "-v",
-        "-p",
-        "livecall_redis",
-        "worker",
-        "--redis",
-        redis_server.url,
-    ]
+    env = worker_env(PHONIC_API_KEY="sim-phonic-key")
+    argv = worker_argv(redis_server.url)
     argv += ["--processes", str(processes), "--drain-timeout", "120", "--allow-url", f"phonic={sim.url}"]
     log = tmp_path / "worker.log"
     with log.open("wb") as output:

@@ -4,7 +4,6 @@ the descriptors it never runs out of, and the events stream's trimming said out 
 import errno
 import json
 import logging
-import os
 import re
 import resource
 import subprocess
@@ -40,7 +39,7 @@ from livecall_redis._pipeline import EventPipeline
 from livecall_redis._records import EventTexts
 from livecall_redis._trim import TrimWatch
 
-from .conftest import allowing
+from .conftest import allowing, worker_argv, worker_env
 from .test_campaign import Call, check_phonic, provider_events
 
 API_KEY = "sim-phonic-key"
@@ -378,18 +377,8 @@ def test_a_worker_offered_more_calls_than_its_descriptors_allow_holds_what_they_
         for n in range(count)
     ]
     log = tmp_path / "worker.log"
-    env = dict(os.environ, PHONIC_API_KEY=API_KEY, LIVECALL_DISABLE_PLUGIN_AUTOLOAD="1")
-    argv = [
-        sys.executable,
-        "-m",
-        "livecall",
-        "-v",
-        "-p",
-        "livecall_redis",
-        "worker",
-        "--redis",
-        redis_server.url,
-    ]
+    env = worker_env(PHONIC_API_KEY=API_KEY)
+    argv = worker_argv(redis_server.url)
     argv += ["--calls", str(count), "--lease", "3", "--renew", "1"]
     for sim in sims:
         argv += ["--allow-url", f"phonic={sim.url}"]
