@@ -488,18 +488,26 @@ def _layout(options: argparse.Namespace, url: str) -> WorkerSettings:
     return WorkerSettings(redis_url=url, shards=options.shards, cluster=options.cluster, **names)
 
 
-def status_command(config: livecall.Config) -> int:
-    """``livecall status``: prints the workers' status."""
-    options = config.options
+@contextlib.contextmanager
+def _operating(options: argparse.Namespace, what: str) -> Iterator[tuple[Any, WorkerSettings]]:
+    """A client of the Redis ``--redis`` names, checked against ``--cluster``, and the streams'
+    layout, for an operator's command that is to ``what``; closed on the way out."""
     url = _redis_url(options)
     layout = _layout(options, url)
-    with _reaching_redis("read the status", url):
+    with _reaching_redis(what, url):
         check_mode(url, options.cluster, redis_place(url))
         client = connect(url, options.cluster, decode_responses=True, encoding_errors="replace")
         try:
-            status = read_status(client, layout, options.group, options.dead_letters)
+            yield client, layout
         finally:
             client.close()
+
+
+def status_command(config: livecall.Config) -> int:
+    """``livecall status``: prints the workers' status."""
+    options = config.options
+    with _operating(options, "read the status") as (client, layout):
+        status = read_status(client, layout, options.group, options.dead_letters)
     config.stdout.write(status.json() + "\n" if options.format == "json" else status.text())
     return livecall.ExitStatus.OK
 
@@ -528,21 +536,14 @@ def _add_requeue(subparsers: Any) -> None:
 def requeue_command(config: livecall.Config) -> int:
     """``livecall requeue``: prints each new request's id; exit status 1 if a letter stayed."""
     options = config.options
-    url = _redis_url(options)
-    layout = _layout(options, url)
-    with _reaching_redis("requeue", url):
-        check_mode(url, options.cluster, redis_place(url))
-        client = connect(url, options.cluster, decode_responses=True, encoding_errors="replace")
-        try:
-            ids = list(all_dead_letters(client, layout)) if options.all else options.ids
-            for outcome in requeue(client, layout, ids):
-                if outcome.request_id is not None:
-                    config.stdout.write(f"{outcome.request_id}\n")
-                else:
-                    config.fail(
-                        livecall.ExitStatus.FAILURE,
-                        f"dead letter {outcome.dead_letter} not requeued: {outcome.problem}",
-                    )
-        finally:
-            client.close()
+    with _operating(options, "requeue") as (client, layout):
+        ids = list(all_dead_letters(client, layout)) if options.all else options.ids
+        for outcome in requeue(client, layout, ids):
+            if outcome.request_id is not None:
+                config.stdout.write(f"{outcome.request_id}\n")
+            else:
+                config.fail(
+                    livecall.ExitStatus.FAILURE,
+                    f"dead letter {outcome.dead_letter} not requeued: {outcome.problem}",
+                )
     return livecall.ExitStatus.OK
