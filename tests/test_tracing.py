@@ -2,26 +2,11 @@
 application's tracer provider, against the simulator on loopback."""
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 import livecall
 from livecall import EndReason, observability
 from livecall.testing import Exploding, Simulator
-
-
-@pytest.fixture
-def spans():
-    """Tracing on, into an exporter of this test's own (the global provider is left alone); off after."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    observability.enable_tracing(provider)
-    yield exporter
-    observability.disable_tracing()
-    provider.shutdown()
 
 
 class Traceparents:
@@ -58,15 +43,15 @@ def ids(span):
     return (context.trace_id, context.span_id)
 
 
-def test_a_watch_makes_one_connect_span_and_one_process_span_per_event(spans, client_for, recorder):
+def test_a_watch_makes_one_connect_span_and_one_process_span_per_event(livecall_spans, client_for, recorder):
     with Simulator("hiya") as sim:
         client = client_for(sim)
         client.run()
     events = recorder.events()
     assert events and client.call.end_reason is EndReason.ENDED
-    [connect] = named(spans, "connect hiya")
-    processes = named(spans, "process hiya")
-    assert len(spans.get_finished_spans()) == 1 + len(events)
+    [connect] = named(livecall_spans, "connect hiya")
+    processes = named(livecall_spans, "process hiya")
+    assert len(livecall_spans.get_finished_spans()) == 1 + len(events)
     assert len(processes) == len(events)
     assert connect.kind is SpanKind.CLIENT and connect.status.status_code is StatusCode.UNSET
     assert connect.attributes["messaging.system"] == "hiya"
@@ -81,23 +66,27 @@ def test_a_watch_makes_one_connect_span_and_one_process_span_per_event(spans, cl
         assert linked_to(span) == [ids(connect)]
         assert span.status.status_code is StatusCode.UNSET
     secrets = [client.call.id, *sim.credentials.values()]
-    assert not [span.name for span in spans.get_finished_spans() if any(s in span.name for s in secrets)]
+    assert not [
+        span.name for span in livecall_spans.get_finished_spans() if any(s in span.name for s in secrets)
+    ]
 
 
-def test_the_events_after_a_reconnect_link_to_the_new_connection(spans, client_for, recorder):
+def test_the_events_after_a_reconnect_link_to_the_new_connection(livecall_spans, client_for, recorder):
     with Simulator("phonic", "drop") as sim:
         client = client_for(sim)
         client.run()
         assert sim.accepted == 2
-    connects = named(spans, "connect phonic")
-    processes = named(spans, "process phonic")
+    connects = named(livecall_spans, "connect phonic")
+    processes = named(livecall_spans, "process phonic")
     assert len(connects) == 2 and len(processes) == len(recorder.events())
     first, second = (ids(span) for span in connects)
     assert all(len(span.links) == 1 and linked_to(span)[0] in (first, second) for span in processes)
     assert linked_to(processes[0]) == [first] and linked_to(processes[-1]) == [second]
 
 
-def test_a_failing_plugin_is_recorded_on_the_span_of_the_event_it_failed_on(spans, client_for, recorder):
+def test_a_failing_plugin_is_recorded_on_the_span_of_the_event_it_failed_on(
+    livecall_spans, client_for, recorder
+):
     with Simulator("phonic") as sim:
         client = client_for(sim)
         client.register(Exploding("livecall_transcript"))
@@ -105,7 +94,7 @@ def test_a_failing_plugin_is_recorded_on_the_span_of_the_event_it_failed_on(span
     failures = recorder.of("error")
     transcripts = recorder.events(livecall.Transcript)
     assert transcripts and len(failures) == len(transcripts)
-    processes = named(spans, "process phonic")
+    processes = named(livecall_spans, "process phonic")
     failed = [span for span in processes if span.status.status_code is StatusCode.ERROR]
     assert [span.attributes["livecall.event.kind"] for span in failed] == ["transcript"] * len(transcripts)
     assert all(span.status.status_code is StatusCode.UNSET for span in processes if span not in failed)
@@ -118,7 +107,7 @@ def test_a_failing_plugin_is_recorded_on_the_span_of_the_event_it_failed_on(span
         assert "livecall_transcript" in span.status.description
 
 
-def test_a_failing_callback_is_recorded_too(spans, client_for):
+def test_a_failing_callback_is_recorded_too(livecall_spans, client_for):
     def refuse(call, event):
         raise ValueError("no thanks")
 
@@ -126,39 +115,41 @@ def test_a_failing_callback_is_recorded_too(spans, client_for):
         client = client_for(sim)
         client.on(livecall.Transcript, refuse)
         client.run()
-    failed = [span for span in named(spans, "process hiya") if span.status.status_code is StatusCode.ERROR]
+    failed = [
+        span for span in named(livecall_spans, "process hiya") if span.status.status_code is StatusCode.ERROR
+    ]
     assert failed and {span.attributes["livecall.event.kind"] for span in failed} == {"transcript"}
     assert all("ValueError: no thanks" in span.status.description for span in failed)
 
 
-def test_a_refused_handshake_is_an_error_on_its_connect_span(spans, client_for, recorder):
+def test_a_refused_handshake_is_an_error_on_its_connect_span(livecall_spans, client_for, recorder):
     with Simulator("hiya", "auth") as sim:
         client = client_for(sim)
         with pytest.raises(livecall.AuthenticationError):
             client.run()
-    [connect] = named(spans, "connect hiya")
+    [connect] = named(livecall_spans, "connect hiya")
     assert connect.status.status_code is StatusCode.ERROR
     [exception] = [event for event in connect.events if event.name == "exception"]
     assert exception.attributes["exception.type"] == "livecall.errors.AuthenticationError"
     assert "401" in exception.attributes["exception.message"]
     assert connect.attributes["error.type"] == "livecall.errors.AuthenticationError"
     assert sim.credentials["token"] not in exception.attributes["exception.stacktrace"]
-    assert named(spans, "process hiya") == [] and recorder.events() == []
+    assert named(livecall_spans, "process hiya") == [] and recorder.events() == []
 
 
-def test_traceparent_in_a_hook_is_the_context_of_its_events_span(spans, client_for, recorder):
+def test_traceparent_in_a_hook_is_the_context_of_its_events_span(livecall_spans, client_for, recorder):
     traceparents = Traceparents()
     with Simulator("phonic") as sim:
         client = client_for(sim)
         client.register(traceparents)
         client.run()
-    processes = named(spans, "process phonic")
+    processes = named(livecall_spans, "process phonic")
     assert traceparents.per_event == [w3c(span) for span in processes]
     assert len(set(traceparents.per_event)) == len(recorder.events())
     assert traceparents.at_start == [None], "no event, no span: call_start is outside any"
 
 
-def test_with_tracing_off_there_are_no_spans_and_no_traceparent(spans, client_for, recorder):
+def test_with_tracing_off_there_are_no_spans_and_no_traceparent(livecall_spans, client_for, recorder):
     observability.disable_tracing()
     traceparents = Traceparents()
     with Simulator("phonic") as sim:
@@ -166,5 +157,5 @@ def test_with_tracing_off_there_are_no_spans_and_no_traceparent(spans, client_fo
         client.register(traceparents)
         client.run()
     assert recorder.events() and traceparents.per_event == [None] * len(recorder.events())
-    assert spans.get_finished_spans() == ()
+    assert livecall_spans.get_finished_spans() == ()
     assert observability.traceparent() is None

@@ -66,3 +66,24 @@ def livecall_replay() -> Iterator[Callable[..., "Replay"]]:
     yield start
     for replay in reversed(started):
         replay.stop()
+
+
+@pytest.fixture
+def livecall_spans() -> Iterator[Any]:
+    """livecall's spans, into an OpenTelemetry in-memory exporter of the test's own, from watches
+    started during the test (the global tracer provider is left alone); tracing is off again after.
+    Skips the test where the OpenTelemetry SDK is not installed."""
+    pytest.importorskip("opentelemetry.sdk", reason="the OpenTelemetry SDK is not installed")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from livecall import observability
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observability.enable_tracing(provider)
+    yield exporter
+    observability.disable_tracing()
+    provider.shutdown()

@@ -3,28 +3,11 @@
 import json
 
 import attrs
-import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from livecall import observability
 from livecall_redis import DEFAULT_EVENTS, DEFAULT_REQUESTS, WatchRequest, enqueue
 
 from .conftest import allowing
 from .test_campaign import wait_for
-
-
-@pytest.fixture
-def spans():
-    """Tracing on, into an exporter of this test's own (the global provider is left alone); off after."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    observability.enable_tracing(provider)
-    yield exporter
-    observability.disable_tracing()
-    provider.shutdown()
 
 
 def w3c(span) -> str:
@@ -45,12 +28,12 @@ def watched(redis_client, livecall_simulator, running_worker, settings) -> tuple
 
 
 def test_each_entry_carries_the_trace_of_its_events_span(
-    spans, redis_client, livecall_simulator, running_worker, settings
+    livecall_spans, redis_client, livecall_simulator, running_worker, settings
 ):
     call_id, entries = watched(redis_client, livecall_simulator, running_worker, settings)
     processes = {
         w3c(span): span
-        for span in spans.get_finished_spans()
+        for span in livecall_spans.get_finished_spans()
         if span.name == "process phonic" and span.attributes["messaging.message.conversation_id"] == call_id
     }
     assert entries and len({fields["traceparent"] for fields in entries}) == len(entries)

@@ -1,28 +1,11 @@
 """livecall-webhook: with tracing on, each request carries its event's trace as a W3C ``traceparent``."""
 
-import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
 import livecall
 from livecall import observability
 from livecall.testing import Simulator
 from livecall_webhook import Sender, WebhookForwarder
 
 from .conftest import SECRET, verified, watch
-
-
-@pytest.fixture
-def spans():
-    """Tracing on, into an exporter of this test's own (the global provider is left alone); off after."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    observability.enable_tracing(provider)
-    yield exporter
-    observability.disable_tracing()
-    provider.shutdown()
 
 
 def w3c(span) -> str:
@@ -35,14 +18,16 @@ def forwarder_to(receiver, tmp_path) -> WebhookForwarder:
     return WebhookForwarder(sender, str(tmp_path / "dead.jsonl"))
 
 
-def test_each_request_carries_the_trace_of_its_events_span_retries_included(spans, tmp_path, receiver_at):
+def test_each_request_carries_the_trace_of_its_events_span_retries_included(
+    livecall_spans, tmp_path, receiver_at
+):
     receiver = receiver_at(script=[500])  # the first event is delivered on its second try
     forwarder = forwarder_to(receiver, tmp_path)
     with Simulator("phonic") as sim:
         _, bodies = watch(sim, forwarder)
     forwarder.close(timeout=10)
     assert receiver.accepted() == bodies
-    processes = [span for span in spans.get_finished_spans() if span.name == "process phonic"]
+    processes = [span for span in livecall_spans.get_finished_spans() if span.name == "process phonic"]
     assert len(processes) == len(bodies)
     expected = [w3c(processes[0]), *(w3c(span) for span in processes)]
     assert [request.headers.get("traceparent") for request in receiver.requests] == expected
