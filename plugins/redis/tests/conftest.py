@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from livecall.plugins import create_plugin_manager
-from livecall_redis import Worker, WorkerSettings
+from livecall_redis import DEFAULT_REQUESTS, Scripts, Worker, WorkerSettings
 
 from ._cluster import cluster_client, redis_cluster  # noqa: F401  (fixtures: a local Redis Cluster)
 
@@ -117,6 +117,26 @@ def redis_client(redis_server: RedisServer) -> Iterator["redis.Redis"]:
     client.flushall()
     yield client
     client.close()
+
+
+#: The streams of the scripts' own tests (test_scripts.py, test_handover_scripts.py).
+GROUP = "workers"
+EVENTS = "test:events"
+DEAD = "test:dead"
+
+
+@pytest.fixture
+def scripts(redis_client) -> Scripts:
+    """The Lua scripts on a requests stream with its group, for the scripts' own tests."""
+    redis_client.xgroup_create(DEFAULT_REQUESTS, GROUP, id="0", mkstream=True)
+    return Scripts(redis_client, DEFAULT_REQUESTS, GROUP, EVENTS, DEAD)
+
+
+def deliver(redis_client, consumer: str) -> str:
+    """A new request, read by ``consumer``: it is pending with it."""
+    request_id = redis_client.xadd(DEFAULT_REQUESTS, {"provider": "phonic", "conversation_id": "conv_1"})
+    redis_client.xreadgroup(GROUP, consumer, {DEFAULT_REQUESTS: ">"}, count=1)
+    return request_id
 
 
 def worker_argv(redis_url: str) -> list[str]:

@@ -8,26 +8,13 @@ without a handover learns where its gap begins (``gap_since``).
 
 import pytest
 
-from livecall_redis import DEFAULT_REQUESTS, Scripts
+from livecall_redis import DEFAULT_REQUESTS
 from livecall_redis._scripts import DUPLICATE, STALE, WRITTEN
 
-GROUP = "workers"
-EVENTS = "test:events"
-DEAD = "test:dead"
+from .conftest import EVENTS, GROUP, deliver
+
 LEASE_MS = 30_000
 GRACE_MS = 1_000
-
-
-@pytest.fixture
-def scripts(redis_client):
-    redis_client.xgroup_create(DEFAULT_REQUESTS, GROUP, id="0", mkstream=True)
-    return Scripts(redis_client, DEFAULT_REQUESTS, GROUP, EVENTS, DEAD)
-
-
-def deliver(redis_client, consumer):
-    request_id = redis_client.xadd(DEFAULT_REQUESTS, {"provider": "phonic", "conversation_id": "conv_1"})
-    redis_client.xreadgroup(GROUP, consumer, {DEFAULT_REQUESTS: ">"}, count=1)
-    return request_id
 
 
 def claim_lapsed(redis_client, consumer):

@@ -2,27 +2,10 @@
 
 import json
 
-import pytest
-
-from livecall_redis import DEFAULT_REQUESTS, Scripts
+from livecall_redis import DEFAULT_REQUESTS
 from livecall_redis._scripts import DUPLICATE, STALE, WRITTEN
 
-GROUP = "workers"
-EVENTS = "test:events"
-DEAD = "test:dead"
-
-
-@pytest.fixture
-def scripts(redis_client):
-    redis_client.xgroup_create(DEFAULT_REQUESTS, GROUP, id="0", mkstream=True)
-    return Scripts(redis_client, DEFAULT_REQUESTS, GROUP, EVENTS, DEAD)
-
-
-def deliver(redis_client, consumer):
-    """A new request, read by ``consumer``: it is pending with it."""
-    request_id = redis_client.xadd(DEFAULT_REQUESTS, {"provider": "phonic", "conversation_id": "conv_1"})
-    redis_client.xreadgroup(GROUP, consumer, {DEFAULT_REQUESTS: ">"}, count=1)
-    return request_id
+from .conftest import DEAD, EVENTS, GROUP, deliver
 
 
 def take_over(redis_client, consumer, request_id):
